@@ -1,0 +1,84 @@
+# reviewapp: `make run` serves a populated demo, `make test` runs the whole suite, `make bench` measures.
+# Everything installs into .venv/ with pip (never uv or poetry: they miss the local CPU build of torch).
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PYTEST := $(VENV)/bin/pytest
+PORT ?= 8000
+STAMP := $(VENV)/.installed
+APT_PACKAGES := git bubblewrap chromium
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+
+# Per-suite time budgets (seconds). A suite past its budget fails the run instead of eating CI's 90 minutes.
+BUDGET_CORE ?= 900
+BUDGET_DB ?= 600
+BUDGET_BROWSER ?= 420
+BUDGET_RELIABILITY ?= 600
+BUDGET_CRITIC ?= 420
+
+.PHONY: run test test-core test-db test-browser test-reliability test-critic bench lint format system-deps venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "reviewapp needs Python 3.11 (python3.11 on PATH, or PYTHON=/path/to/python3.11)")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[dev,critic]"
+	@touch $(STAMP)
+
+# Debian packages the sandbox and the browser tests need. As root they are installed; otherwise we stop and
+# print the exact command.
+system-deps:
+	@missing=""; \
+	command -v git >/dev/null || missing="$$missing git"; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing$$missing with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "Missing system packages:$$missing. Run:"; \
+	    echo "  sudo apt-get install -y$$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+run: venv
+	@command -v git >/dev/null || { echo "git is needed: sudo apt-get install -y git"; exit 1; }
+	@command -v bwrap >/dev/null || [ "$$REVIEWAPP_ALLOW_UNSANDBOXED" = 1 ] || { \
+	  echo "bubblewrap is needed to run patches safely: sudo apt-get install -y bubblewrap"; \
+	  echo "(or REVIEWAPP_ALLOW_UNSANDBOXED=1 make run, and every result is flagged 'unsandboxed')"; exit 1; }
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py load_demo
+	DEBUG=1 $(PY) manage.py serve --port $(PORT)
+
+test: system-deps venv
+	@mkdir -p build
+	$(PY) -m playwright --version >/dev/null
+	timeout $(BUDGET_CORE) $(PYTEST) tests/scoring/core -q -p no:django
+	timeout $(BUDGET_DB) $(PYTEST) tests -q -m "not browser and not reliability and not critic" --ignore=tests/scoring/core
+	timeout $(BUDGET_CRITIC) $(PYTEST) tests -q -m critic --ignore=tests/scoring/core
+	timeout $(BUDGET_BROWSER) $(PYTEST) tests -q -m browser
+	timeout $(BUDGET_RELIABILITY) $(PYTEST) tests -q -m reliability
+
+# The database tests only (CI runs them a second time on SQLite, the default every new user gets).
+test-db: venv
+	timeout $(BUDGET_DB) $(PYTEST) tests -q -m "not browser and not reliability and not critic" --ignore=tests/scoring/core
+
+bench: system-deps venv
+	$(PY) -m benchmarks
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf build data/work data/cache

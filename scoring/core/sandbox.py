@@ -1,0 +1,450 @@
+"""Run one untrusted command on a tree, inside bubblewrap, with limits, a wall clock and a capped output.
+
+What a sandboxed command sees (see docs/sandbox.md for what this does and does not promise):
+
+- an empty environment (`env -i` around bwrap) plus a fixed, secret-free one (PATH, HOME=/tmp, LANG, PYTHONPATH);
+- its own PID, network, IPC and UTS namespaces: no interface but `lo`, no host process in /proc, no abstract
+  or filesystem socket of the host (`/run`, `/var/run` and `/tmp` of the host are simply not there);
+- read-only: /usr (with the /bin, /lib, /lib64 links), the worker's Python (its venv and base interpreter) and a
+  few harmless files of /etc; writable: the tree at /sandbox/tree, the report folder at /sandbox/report, and small
+  tmpfs mounts at /tmp and /dev/shm; the task environment read-only at /sandbox/env, on PYTHONPATH;
+- an unprivileged uid, fresh for each run, without capabilities, so RLIMIT_NPROC binds (it does not bind root);
+- RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE and RLIMIT_NPROC set by prlimit before the uid switch;
+- a wall clock enforced from here: SIGKILL to bwrap's process group and to the namespace's PID 1, which takes
+  every process of the namespace with it (a `setsid` daemon included).
+
+Arguments may contain the placeholders `{tree}`, `{report_dir}` and `{env_dir}`; they are replaced by the paths
+the command sees, so a caller can write `--junitxml={report_dir}/junit.xml` in either mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import random
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from scoring.core.types import RunLimits, RunResult
+
+#: Where the command finds its tree, report folder and task environment inside the sandbox.
+TREE_INSIDE = "/sandbox/tree"
+REPORT_INSIDE = "/sandbox/report"
+ENV_INSIDE = "/sandbox/env"
+
+#: Size of each writable tmpfs (/tmp, /dev/shm): it lives in RAM, so it is bounded like memory.
+TMPFS_BYTES = 256 << 20
+#: Harmless files of /etc that ordinary programs expect (name lookups, time zone, the loader cache).
+_ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf")
+#: Fresh uids are drawn from here: far above any real account, so no file on the host belongs to them.
+_UID_BASE, _UID_SPAN = 1_500_000_000, 500_000_000
+#: How long to wait for the namespace's processes to be reaped after a kill.
+_REAP_WAIT_S = 3.0
+_READ_CHUNK = 1 << 16
+
+_SIGNAL_LIMITS = {signal.SIGXCPU: "cpu", signal.SIGXFSZ: "file_size"}
+# Heuristics on the (untrusted) output text; a patch gains nothing by faking them: the flag only explains a failure.
+_TEXT_LIMITS = (
+    ("memory", re.compile(r"MemoryError|Cannot allocate memory|std::bad_alloc|out of memory", re.IGNORECASE)),
+    ("file_size", re.compile(r"File too large|\[Errno 27\]")),
+    (
+        "pids",
+        re.compile(r"BlockingIOError: \[Errno 11\]|fork: (?:retry: )?Resource temporarily unavailable|"
+                   r"can't start new thread|Resource temporarily unavailable"),
+    ),
+)
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap (or a tool it needs) is missing or unusable, and unsandboxed runs are not allowed."""
+
+
+def sandbox_mode(allow_unsandboxed: bool) -> str:
+    """Return "bwrap" when the sandbox works here, else "unsandboxed" if allowed; raise SandboxUnavailable otherwise."""
+    problem = _bwrap_problem()
+    if problem is None:
+        return "bwrap"
+    if allow_unsandboxed:
+        return "unsandboxed"
+    raise SandboxUnavailable(
+        f"cannot sandbox untrusted code: {problem}. Install bubblewrap and util-linux "
+        "(apt-get install bubblewrap util-linux), or set REVIEWAPP_ALLOW_UNSANDBOXED=1 to run without a sandbox."
+    )
+
+
+@functools.cache
+def _bwrap_problem() -> str | None:
+    """Why bwrap cannot be used on this machine (None when a trial run succeeds). Probed once per process."""
+    for tool in ("bwrap", "prlimit", "env") + (("setpriv",) if os.geteuid() == 0 else ()):
+        if shutil.which(tool, path="/usr/bin:/bin") is None:
+            return f"{tool} is not installed"
+    argv = ["/usr/bin/env", "-i", *_bwrap_args(Path("/"), None, None), "/usr/bin/true"]
+    try:
+        probe = subprocess.run(argv, capture_output=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap failed to start ({exc})"
+    if probe.returncode != 0:
+        return f"bwrap does not work here: {probe.stderr.decode(errors='replace').strip()[:300]}"
+    return None
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    tree: Path,
+    report_dir: Path | None = None,
+    env_dir: Path | None = None,
+    limits: RunLimits = RunLimits(),
+    allow_unsandboxed: bool = False,
+) -> RunResult:
+    """Run `argv` with `tree` as working directory inside the sandbox and return what happened.
+
+    Never raises because of what the command does; raises SandboxUnavailable when there is no sandbox and
+    `allow_unsandboxed` is false. Files in `tree` and `report_dir` are handed to the sandbox's uid.
+    """
+    mode = sandbox_mode(allow_unsandboxed)
+    tree = Path(tree).resolve()
+    report_dir = Path(report_dir).resolve() if report_dir else None
+    env_dir = Path(env_dir).resolve() if env_dir else None
+    # Root is not bound by RLIMIT_NPROC, so in the sandbox the command runs as a fresh uid. Unsandboxed it keeps
+    # the worker's uid: the tree's parents may not be reachable by another uid without a private mount.
+    uid = _fresh_uid() if mode == "bwrap" and os.geteuid() == 0 else None
+    if uid is not None:
+        for path in (tree, report_dir):
+            if path is not None:
+                _hand_over(path, uid)
+    if mode == "bwrap":
+        paths = {"{tree}": TREE_INSIDE, "{report_dir}": REPORT_INSIDE, "{env_dir}": ENV_INSIDE}
+        inner = _limited(_substitute(argv, paths), limits, uid, nproc_base=0)
+        outer = ["/usr/bin/env", "-i", *_bwrap_args(tree, report_dir, env_dir)]
+        cwd = "/"
+    else:
+        paths = {"{tree}": str(tree), "{report_dir}": str(report_dir or ""), "{env_dir}": str(env_dir or "")}
+        inner = _limited(_substitute(argv, paths), limits, None, nproc_base=_processes_of(os.getuid()))
+        outer = ["/usr/bin/env", "-i", *_env_assignments(str(env_dir) if env_dir else None)]
+        cwd = str(tree)
+    return _supervise(outer, inner, cwd=cwd, limits=limits, mode=mode)
+
+
+def _substitute(argv: Sequence[str], paths: dict[str, str]) -> list[str]:
+    """Replace the path placeholders in each argument (plain text replacement, no format syntax)."""
+    out = []
+    for arg in argv:
+        for key, value in paths.items():
+            arg = arg.replace(key, value)
+        out.append(arg)
+    return out
+
+
+def _limited(argv: list[str], limits: RunLimits, uid: int | None, *, nproc_base: int) -> list[str]:
+    """Wrap `argv` in prlimit and, as root, in setpriv to a fresh uid with no capabilities and no new privileges."""
+    cpu = max(1, int(limits.cpu_s + 0.999))
+    wrapped = [
+        "/usr/bin/prlimit",
+        f"--cpu={cpu}:{cpu + 1}",  # SIGXCPU at the soft limit, SIGKILL one second later
+        f"--as={limits.memory_bytes}",
+        f"--fsize={limits.file_size_bytes}",
+        f"--nproc={nproc_base + limits.max_pids}",
+        "--",
+    ]
+    if uid is not None:
+        wrapped += [
+            "/usr/bin/setpriv",
+            f"--reuid={uid}",
+            f"--regid={uid}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+            "--",
+        ]
+    return wrapped + argv
+
+
+def _bwrap_args(tree: Path, report_dir: Path | None, env_dir: Path | None) -> list[str]:
+    """The bwrap command line up to (not including) the command: namespaces, mounts, environment."""
+    args = [
+        shutil.which("bwrap", path="/usr/bin:/bin") or "bwrap",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--hostname",
+        "sandbox",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]
+    for name in ("bin", "lib", "lib64", "lib32", "sbin"):
+        link = Path("/") / name
+        if link.is_symlink():
+            args += ["--symlink", os.readlink(link), str(link)]
+        elif link.is_dir():
+            args += ["--ro-bind", str(link), str(link)]
+    for path in _ETC_FILES:
+        if os.path.exists(path):
+            args += ["--ro-bind", path, path]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", "/dev/shm"]
+    args += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp"]
+    for prefix in _python_prefixes():
+        args += _open_parents(prefix)
+        args += ["--ro-bind", str(prefix), str(prefix)]
+    args += ["--perms", "0755", "--dir", "/sandbox", "--bind", str(tree), TREE_INSIDE]
+    if report_dir is not None:
+        args += ["--bind", str(report_dir), REPORT_INSIDE]
+    if env_dir is not None:
+        args += ["--ro-bind", str(env_dir), ENV_INSIDE]
+    args += ["--remount-ro", "/", "--chdir", TREE_INSIDE, "--clearenv"]
+    for assignment in _env_assignments(ENV_INSIDE if env_dir else None):
+        name, value = assignment.split("=", 1)
+        args += ["--setenv", name, value]
+    return args
+
+
+def _open_parents(path: Path) -> list[str]:
+    """bwrap creates missing parents of a mount point 0700 (e.g. /root); create them 0755 so the uid can pass."""
+    args: list[str] = []
+    for parent in reversed(path.parents):
+        if str(parent) not in ("/", "/usr") and not str(parent).startswith("/usr/"):
+            args += ["--perms", "0755", "--dir", str(parent)]
+    return args
+
+
+@functools.cache
+def _python_prefixes() -> tuple[Path, ...]:
+    """The folders the worker's Python needs (venv and base interpreter), outermost only, outside /usr."""
+    candidates = {
+        Path(p).resolve()
+        for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)
+        if p
+    }
+    candidates.add(Path(os.path.realpath(sys.executable)).parent.parent)
+    kept = [p for p in candidates if p != Path("/") and not p.is_relative_to("/usr")]
+    return tuple(sorted(p for p in kept if not any(p != q and p.is_relative_to(q) for q in kept)))
+
+
+def _env_assignments(pythonpath: str | None) -> list[str]:
+    """The whole environment a sandboxed command gets, as NAME=value strings. No secret can be in it."""
+    venv_bin = str(Path(sys.prefix) / "bin")
+    env = [
+        f"PATH={venv_bin}:/usr/local/bin:/usr/bin:/bin",
+        "HOME=/tmp",
+        "TMPDIR=/tmp",
+        "USER=sandbox",
+        "LOGNAME=sandbox",
+        "LANG=C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE=1",
+        "PYTHONNOUSERSITE=1",
+        "PYTHONHASHSEED=0",
+    ]
+    if pythonpath:
+        env.append(f"PYTHONPATH={pythonpath}")
+    return env
+
+
+def _fresh_uid() -> int:
+    """A uid no other run is likely to share: RLIMIT_NPROC counts processes per uid across the whole host."""
+    return _UID_BASE + random.SystemRandom().randrange(_UID_SPAN)
+
+
+def _hand_over(root: Path, uid: int) -> None:
+    """Give `root` and everything under it to `uid` so the sandboxed command can write there (links untouched)."""
+    os.lchown(root, uid, uid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), uid, uid)
+
+
+def _processes_of(uid: int) -> int:
+    """How many processes `uid` runs now (RLIMIT_NPROC counts them all, so the limit is set above this)."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_uid == uid:
+                    count += 1
+    return count
+
+
+def _supervise(outer: list[str], inner: list[str], *, cwd: str, limits: RunLimits, mode: str) -> RunResult:
+    """Start the command in its own process group, stream its output under the cap, enforce the wall clock.
+
+    A side pipe carries bwrap's --info-fd JSON (the host pid of the namespace's PID 1, to kill it) and, at the
+    end, the output of bash's `times` (the command's CPU time: bwrap does not pass its children's rusage
+    on). The untrusted command never holds that pipe: bash closes it for the command.
+    """
+    side_read, side_write = os.pipe()
+    times_write = os.dup(side_write)  # bwrap closes its --info-fd after writing; bash needs its own copy
+    if mode == "bwrap":
+        outer = [*outer[:3], "--info-fd", str(side_write), *outer[3:]]
+    script = f'"$@" {times_write}>&-; status=$?; times >&{times_write}; exit $status'
+    command = [*outer, "/bin/bash", "-c", script, "bash", *inner]  # dash cannot redirect fds above 9
+    started = time.monotonic()
+    proc = subprocess.Popen(  # noqa: S603 - the whole point: run the command, confined by the arguments above
+        command,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        pass_fds=(side_write, times_write),
+        env={},
+    )
+    os.close(side_write)
+    os.close(times_write)
+    side = bytearray()
+    kept = bytearray()
+    truncated = timed_out = False
+    status: int | None = None
+    deadline = started + limits.wall_s
+    exited_at: float | None = None
+    selector = selectors.DefaultSelector()
+    assert proc.stdout is not None
+    stdout_fd = proc.stdout.fileno()
+    os.set_blocking(stdout_fd, False)
+    selector.register(stdout_fd, selectors.EVENT_READ)
+    try:
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                timed_out = True
+                break
+            if exited_at is not None and now - exited_at > 0.5:
+                break  # the command is gone; something it left behind still holds the pipe open
+            if selector.select(timeout=min(0.1, deadline - now)):
+                chunk = _read_some(stdout_fd)
+                if chunk is None:
+                    break  # EOF: every writer is gone
+                room = limits.output_bytes - len(kept)
+                if len(chunk) > room:
+                    truncated = True
+                kept += chunk[: max(room, 0)]
+            if status is None:
+                pid, wait_status = os.waitpid(proc.pid, os.WNOHANG)
+                if pid:
+                    status, exited_at = wait_status, time.monotonic()
+    finally:
+        selector.close()
+        side += _drain(side_read)
+        child_pid = _child_pid(side)
+        _kill_everything(proc.pid, child_pid)
+        if status is None:
+            _, status = os.waitpid(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.stdout.close()
+        _wait_reaped(child_pid)
+        side += _drain(side_read)
+        os.close(side_read)
+    wall = time.monotonic() - started
+    cpu = _children_cpu(side)
+    output = kept.decode("utf-8", errors="replace")
+    returncode = None if timed_out else _exit_code(proc.returncode, mode)
+    return RunResult(
+        returncode=returncode,
+        output=output,
+        truncated=truncated,
+        timed_out=timed_out,
+        resource_limit=None if timed_out else _limit_hit(proc.returncode, mode, output, cpu, limits),
+        wall_s=round(wall, 4),
+        cpu_s=round(cpu, 4),
+        sandbox=mode,
+    )
+
+
+def _read_some(fd: int) -> bytes | None:
+    """Read what is available on `fd`; None at end of file."""
+    try:
+        data = os.read(fd, _READ_CHUNK)
+    except BlockingIOError:
+        return b""
+    return data or None
+
+
+def _drain(fd: int) -> bytes:
+    """Whatever is waiting on the side pipe now, without blocking."""
+    os.set_blocking(fd, False)
+    data = bytearray()
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, _READ_CHUNK):
+            data += chunk
+    return bytes(data)
+
+
+def _child_pid(side: bytes) -> int | None:
+    """The host pid of the sandbox's PID 1, from bwrap's --info-fd JSON (None unsandboxed or if bwrap failed)."""
+    match = re.search(rb'"child-pid"\s*:\s*(\d+)', side)
+    return int(match.group(1)) if match else None
+
+
+def _children_cpu(side: bytes) -> float:
+    """User + system seconds of the command and its waited-for children, from bash's `times` output."""
+    lines = re.findall(rb"(\d+)m([\d.]+)s (\d+)m([\d.]+)s", side)
+    if not lines:
+        return 0.0  # killed before bash could report
+    user_min, user_s, sys_min, sys_s = lines[-1]
+    return 60 * int(user_min) + float(user_s) + 60 * int(sys_min) + float(sys_s)
+
+
+def _kill_everything(group: int, child_pid: int | None) -> None:
+    """SIGKILL the process group we started and the namespace's PID 1 (whose death kills the whole namespace)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signal.SIGKILL)
+    if child_pid is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(child_pid, signal.SIGKILL)
+
+
+def _wait_reaped(pid: int | None) -> None:
+    """Wait until the namespace's PID 1 is gone (or a zombie): by then the kernel has killed all its processes."""
+    if pid is None:
+        return
+    give_up = time.monotonic() + _REAP_WAIT_S
+    while time.monotonic() < give_up:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.005)
+
+
+def _exit_code(code: int, mode: str) -> int:
+    """The command's exit code; a death by signal N is reported as -N in both modes (bwrap reports 128 + N)."""
+    if mode == "bwrap" and code > 128:
+        return -(code - 128)
+    return code
+
+
+def _limit_hit(code: int, mode: str, output: str, cpu_s: float, limits: RunLimits) -> str | None:
+    """Best guess at which limit stopped the command: a signal first, then the error text it printed.
+
+    Heuristics: SIGXCPU, or SIGKILL with the CPU time at the limit, means "cpu"; SIGXFSZ or "File too large"
+    means "file_size"; MemoryError and allocation failures mean "memory"; EAGAIN from fork or thread creation
+    means "pids". A command that succeeded hit nothing.
+    """
+    code = _exit_code(code, mode)
+    if code == 0:
+        return None
+    if code < 0:
+        sig = -code
+        if sig in _SIGNAL_LIMITS:
+            return _SIGNAL_LIMITS[sig]
+        if sig == signal.SIGKILL and cpu_s >= limits.cpu_s * 0.95:
+            return "cpu"
+    for name, pattern in _TEXT_LIMITS:
+        if pattern.search(output):
+            return name
+    return None

@@ -1,0 +1,207 @@
+"""Plain data shared by every part of the scoring core.
+
+Nothing here imports Django. A critic is a plain class over these types; the pipeline, the Celery tasks and
+`manage.py score_patch` all pass the same objects around.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+#: The whole flag vocabulary (DESIGN.md, "Flags"). A flag outside this set is a bug.
+FLAGS: frozenset[str] = frozenset(
+    {
+        "tamper",
+        "suspicious",
+        "tests_modified",
+        "overfit",
+        "regression",
+        "flaky",
+        "timeout",
+        "resource_limit",
+        "perf_regression",
+        "faster",
+        "perf_inconclusive",
+        "task_broken",
+        "unsandboxed",
+        "critic_disagrees",
+    }
+)
+
+#: Flags that send a patch to human review whatever its reward.
+REVIEW_FLAGS: frozenset[str] = frozenset(
+    {"tamper", "suspicious", "perf_inconclusive", "task_broken", "critic_disagrees"}
+)
+
+
+@dataclass(frozen=True)
+class CriticResult:
+    """One subscore: what a critic measured and why.
+
+    `score` is None when the criterion could not be measured; `rationale` is a list of short "Step: ..." sentences
+    that cite the evidence; `evidence` is JSON-serialisable; `flags` use the vocabulary in FLAGS.
+    """
+
+    criterion: str
+    score: float | None
+    confidence: float
+    rationale: tuple[str, ...]
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    flags: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.score is not None and not 0.0 <= self.score <= 1.0:
+            raise ValueError(f"{self.criterion}: score {self.score} outside [0, 1]")
+        if not 0.0 <= self.confidence <= 1.0:
+            raise ValueError(f"{self.criterion}: confidence {self.confidence} outside [0, 1]")
+        unknown = self.flags - FLAGS
+        if unknown:
+            raise ValueError(f"{self.criterion}: unknown flags {sorted(unknown)}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "score": self.score,
+            "confidence": round(self.confidence, 4),
+            "rationale": list(self.rationale),
+            "evidence": dict(self.evidence),
+            "flags": sorted(self.flags),
+        }
+
+    @classmethod
+    def from_json(cls, criterion: str, data: Mapping[str, Any]) -> CriticResult:
+        return cls(
+            criterion=criterion,
+            score=data.get("score"),
+            confidence=float(data.get("confidence", 0.0)),
+            rationale=tuple(data.get("rationale", ())),
+            evidence=dict(data.get("evidence", {})),
+            flags=frozenset(data.get("flags", ())),
+        )
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """Resource limits for one sandboxed command."""
+
+    wall_s: float = 60.0
+    cpu_s: float = 60.0
+    memory_bytes: int = 1 << 30
+    max_pids: int = 128
+    file_size_bytes: int = 64 << 20
+    output_bytes: int = 1 << 20
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a sandboxed command did. `output` is stdout and stderr interleaved, capped at RunLimits.output_bytes."""
+
+    returncode: int | None  # None when the command was killed (wall clock, signal)
+    output: str
+    truncated: bool
+    timed_out: bool
+    resource_limit: str | None  # "memory" | "cpu" | "pids" | "file_size" | None
+    wall_s: float
+    cpu_s: float  # user + system time of the command and its children, from rusage
+    sandbox: str  # "bwrap" | "unsandboxed"
+
+
+class Runner(Protocol):
+    """Runs one command on a tree in the sandbox. scoring.core.sandbox.run is the implementation."""
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        tree: Path,
+        report_dir: Path | None = None,
+        env_dir: Path | None = None,
+        limits: RunLimits = RunLimits(),
+    ) -> RunResult: ...
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Knobs of the pipeline. Django settings build one from the environment; score_patch uses the defaults."""
+
+    cache_root: Path
+    work_root: Path
+    allow_unsandboxed: bool = False
+    heal_confidence_threshold: float = 0.7
+    heal_budget_s: float = 60.0
+    flaky_reruns: int = 2
+    bench_min_runs: int = 5
+    bench_max_runs: int = 30
+    bench_budget_s: float = 60.0
+    analyser_recycle_after: int = 200
+    analyser_timeout_s: float = 30.0
+    analyser_memory_bytes: int = 1 << 30
+    output_bytes: int = 1 << 20
+
+
+class Critic(Protocol):
+    """A pluggable scorer. Listed once in scoring.core.critics.REGISTRY; no ORM, no Django.
+
+    `evaluate` must not raise on anything the patch does: hostile code becomes a score, flags and rationale.
+    `heal` spends more effort on exactly the doubt in `previous` (more runs, re-runs of failing tests) within
+    `budget_s` seconds and returns a new result whose rationale extends the old one.
+    """
+
+    name: str
+    label: str
+    default_weight: float
+
+    def evaluate(self, ctx: ScoringContext) -> CriticResult: ...
+
+    def heal(self, ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult: ...
+
+    def rescore(self, result: CriticResult, weights: Weights) -> CriticResult:
+        """Score again from stored evidence under another weight profile (e.g. performance knots). No re-run."""
+        ...
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A weight profile as pure data: a weight per criterion, the borderline band, the audit rate, perf knots."""
+
+    name: str
+    version: int
+    weights: Mapping[str, float]
+    band_low: float = 0.5
+    band_high: float = 0.7
+    audit_rate: float = 0.02
+    # (ratio, score) knots for the performance critic, linear between, clamped outside.
+    perf_knots: tuple[tuple[float, float], ...] = ((1.05, 1.0), (1.30, 0.4), (2.0, 0.0))
+
+
+@dataclass
+class ScoringContext:
+    """Everything a critic may look at for one patch. Built by scoring.core.workspace; read-only for critics.
+
+    - `base_dir`: the pristine base tree (shared, cached per task). Never run code in it: copy it first.
+    - `patched_dir`: this patch's own tree, patch applied, edited tests and test infrastructure reverted.
+    - `hidden_dir`: the hidden tests, overlaid only when grading (None when the task has none).
+    - `env_dir`: the task's cached requirements (a `pip install --target` folder), or None.
+    - `task_cache_dir`: per task and toolchain, where critics cache base facts (base test results, base lint).
+    - `changed_files`: paths (relative, posix) the patch adds or modifies, after reverts; `added_lines` maps each
+      to the 1-based line numbers in the patched file that the patch added or changed.
+    - `flags` / `notes`: what preparing the tree already found (tamper, tests_modified) and the reasons.
+    """
+
+    spec: Any  # scoring.core.spec.TaskSpec
+    diff: Any  # scoring.core.diffcheck.ParsedDiff
+    base_dir: Path
+    patched_dir: Path
+    hidden_dir: Path | None
+    env_dir: Path | None
+    task_cache_dir: Path
+    settings: PipelineSettings
+    run: Runner
+    changed_files: tuple[str, ...] = ()
+    added_lines: Mapping[str, frozenset[int]] = field(default_factory=dict)
+    deleted_files: tuple[str, ...] = ()
+    flags: frozenset[str] = frozenset()
+    notes: tuple[str, ...] = ()
+    analyser: Any = None  # scoring.core.analyser.Analyser, shared by style and security

@@ -1,0 +1,113 @@
+"""/healthz and /metrics, and the worker heartbeat they read."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from scoring.models import Evaluation, Patch, PatchStatus
+
+log = logging.getLogger(__name__)
+HEARTBEAT_KEY = "reviewapp:heartbeat:"
+HEARTBEAT_EVERY_S = 10
+
+
+def redis_client() -> redis.Redis:
+    """A Redis client for REDIS_URL, understanding Celery's `redis+socket://` form too."""
+    url = settings.REDIS_URL
+    if url.startswith("redis+socket://"):
+        url = "unix://" + url.removeprefix("redis+socket://")
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def start_heartbeat(hostname: str) -> threading.Thread:
+    """Write `reviewapp:heartbeat:<host>` every few seconds from a daemon thread of the worker's main process."""
+
+    def beat() -> None:
+        client = redis_client()
+        while True:
+            try:
+                client.set(HEARTBEAT_KEY + hostname, str(time.time()), ex=settings.REVIEWAPP["HEARTBEAT_MAX_AGE_S"])
+            except redis.RedisError:
+                log.warning("heartbeat: Redis unreachable", exc_info=True)
+            time.sleep(HEARTBEAT_EVERY_S)
+
+    thread = threading.Thread(target=beat, name="reviewapp-heartbeat", daemon=True)
+    thread.start()
+    return thread
+
+
+def queue_depth() -> int:
+    """Patches queued or running."""
+    return Patch.objects.filter(status__in=[PatchStatus.QUEUED, PatchStatus.RUNNING]).count()
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database, the broker and at least one worker answer; 503 with what failed otherwise."""
+    checks: dict[str, object] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+        checks["queue_depth"] = queue_depth()
+    except Exception as exc:  # any driver error means "down"
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        client = redis_client()
+        client.ping()
+        checks["broker"] = "ok"
+        workers = sorted(k.decode().removeprefix(HEARTBEAT_KEY) for k in client.scan_iter(HEARTBEAT_KEY + "*"))
+        checks["workers"] = workers
+        checks["worker_heartbeat"] = "ok" if workers else "error: no worker heartbeat in the last minute"
+    except (redis.RedisError, OSError) as exc:
+        checks["broker"] = f"error: {type(exc).__name__}"
+        checks["worker_heartbeat"] = "unknown: broker down"
+    healthy = all(checks.get(k) == "ok" for k in ("database", "broker", "worker_heartbeat"))
+    checks["status"] = "ok" if healthy else "error"
+    return JsonResponse(checks, status=200 if healthy else 503)
+
+
+class _DatabaseCollector:
+    """Reads the numbers Prometheus asks for from the database, which every process shares."""
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        by_status = GaugeMetricFamily("reviewapp_patches", "Patches by status", labels=["status"])
+        counts = dict(Patch.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
+        for status in PatchStatus.values:
+            by_status.add_metric([status], counts.get(status, 0))
+        yield by_status
+        yield GaugeMetricFamily(
+            "reviewapp_queue_depth",
+            "Patches queued or running",
+            value=counts.get(PatchStatus.QUEUED, 0) + counts.get(PatchStatus.RUNNING, 0),
+        )
+        stage = GaugeMetricFamily(
+            "reviewapp_stage_seconds", "Mean seconds per pipeline stage over the last 500 evaluations", labels=["stage"]
+        )
+        totals: dict[str, list[float]] = {}
+        for meta in Evaluation.objects.order_by("-id").values_list("meta", flat=True)[:500]:
+            for name, seconds in (meta or {}).get("timings_s", {}).items():
+                totals.setdefault(name, []).append(float(seconds))
+        for name, values in sorted(totals.items()):
+            stage.add_metric([name], sum(values) / len(values))
+        yield stage
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    registry = CollectorRegistry()
+    registry.register(_DatabaseCollector())
+    return HttpResponse(generate_latest(registry), content_type="text/plain; version=0.0.4")
+
+

@@ -1,0 +1,151 @@
+"""Tasks, patches and their evaluations. The database is the source of truth for every patch's state."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Task(models.Model):
+    """A base repository with tests, held-out tests and an optional benchmark, described by its spec."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    spec = models.JSONField(help_text="The task spec without local paths (scoring.core.spec.TaskSpec.to_json).")
+    base_sha256 = models.CharField(max_length=64)
+    hidden_sha256 = models.CharField(max_length=64, blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    is_demo = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PatchStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SCORED = "scored"
+    NEEDS_REVIEW = "needs_review"
+    REVIEWED = "reviewed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+
+class Patch(models.Model):
+    """One submitted diff. Written before anything is enqueued; its status only moves by compare-and-set."""
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="patches")
+    client = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="patches")
+    diff = models.TextField()
+    diff_sha256 = models.CharField(max_length=64)
+    external_id = models.CharField(max_length=200, null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=PatchStatus.choices, default=PatchStatus.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    run_token = models.CharField(max_length=64, blank=True, default="", help_text="Celery id of the lease holder.")
+    next_stage = models.CharField(max_length=20, blank=True, default="", help_text="Stage handed over to.")
+    reason = models.TextField(blank=True, default="", help_text="Why the patch failed or was rejected.")
+    is_demo = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "task", "external_id"],
+                condition=models.Q(external_id__isnull=False),
+                name="patch_external_id_unique_per_client_task",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "updated_at"]),
+            models.Index(fields=["client", "status"]),
+            models.Index(fields=["task", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"patch {self.pk} ({self.task_id}, {self.status})"
+
+
+class StageResult(models.Model):
+    """The critic results of one pipeline stage (exec or bench) for one patch. One row per pipeline version."""
+
+    patch = models.ForeignKey(Patch, on_delete=models.CASCADE, related_name="stages")
+    stage = models.CharField(max_length=20)
+    pipeline_version = models.CharField(max_length=40)
+    results = models.JSONField(help_text="criterion -> CriticResult.to_json()")
+    meta = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["patch", "stage", "pipeline_version"], name="stage_once_per_version")
+        ]
+
+
+class WeightProfile(models.Model):
+    """One immutable version of a named weight profile. Editing makes a new version; one row is active."""
+
+    name = models.SlugField(max_length=50)
+    version = models.PositiveIntegerField()
+    weights = models.JSONField(help_text="criterion -> weight")
+    band_low = models.FloatField(default=0.5)
+    band_high = models.FloatField(default=0.7)
+    audit_rate = models.FloatField(default=0.02)
+    perf_knots = models.JSONField(help_text="[[ratio, score], ...]")
+    is_active = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    note = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="weight_profile_version_unique"),
+            models.UniqueConstraint(
+                fields=["is_active"], condition=models.Q(is_active=True), name="one_active_weight_profile"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class Evaluation(models.Model):
+    """The scored Result of a patch under one pipeline version. Re-aggregation updates it in place."""
+
+    patch = models.ForeignKey(Patch, on_delete=models.CASCADE, related_name="evaluations")
+    pipeline_version = models.CharField(max_length=40)
+    subscores = models.JSONField(help_text="criterion -> {score, confidence, rationale, evidence, flags}")
+    final_score = models.FloatField(null=True)
+    weight_profile = models.ForeignKey(WeightProfile, on_delete=models.PROTECT, related_name="evaluations")
+    route = models.CharField(max_length=10)
+    flags = models.JSONField(default=list)
+    comments = models.TextField(blank=True, default="")
+    meta = models.JSONField(default=dict, help_text="tools, task sha, sandbox mode, timings")
+    min_confidence = models.FloatField(default=1.0, help_text="lowest subscore confidence, for queue priority")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["patch", "pipeline_version"], name="evaluation_once_per_version")
+        ]
+        indexes = [models.Index(fields=["route", "min_confidence"])]
+
+
+class WeightAudit(models.Model):
+    """Who changed which weight profile, and how."""
+
+    profile = models.ForeignKey(WeightProfile, on_delete=models.CASCADE, related_name="audit")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=20)  # created | activated
+    detail = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)

@@ -1,0 +1,48 @@
+"""The three kinds of account and what each may reach. Groups are the source of truth for roles."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from rest_framework.permissions import BasePermission
+
+ROLES = ("reviewer", "admin", "client")
+
+
+def has_role(user: AbstractBaseUser | AnonymousUser, *roles: str) -> bool:
+    """True when the user is active, authenticated and in one of `roles` (superusers count as admins)."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.is_superuser and "admin" in roles:
+        return True
+    names = getattr(user, "_role_names", None)
+    if names is None:
+        names = set(user.groups.values_list("name", flat=True))
+        user._role_names = names  # cached for the request; groups rarely change
+    return bool(names.intersection(roles))
+
+
+def is_staff_reader(user) -> bool:  # type: ignore[no-untyped-def]
+    """Reviewers and admins see everything about a patch, hidden tests included."""
+    return has_role(user, "reviewer", "admin")
+
+
+def ensure_groups() -> None:
+    """Create the role groups; safe to call twice."""
+    for name in ROLES:
+        Group.objects.get_or_create(name=name)
+
+
+class IsAdmin(BasePermission):
+    message = "This needs an admin account."
+
+    def has_permission(self, request, view) -> bool:  # type: ignore[no-untyped-def]
+        return has_role(request.user, "admin")
+
+
+class CanSubmit(BasePermission):
+    message = "Only API clients and admins submit patches and tasks."
+
+    def has_permission(self, request, view) -> bool:  # type: ignore[no-untyped-def]
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return has_role(request.user, "client", "admin", "reviewer")
+        return has_role(request.user, "client", "admin")

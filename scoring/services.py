@@ -1,0 +1,492 @@
+"""Writes: task registration, patch intake, the status machine, stage results and evaluations.
+
+Every status change is a compare-and-set (`UPDATE ... WHERE status = ...`), portable to SQLite and PostgreSQL,
+so two workers can never both move the same patch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from scoring import selectors, storage
+from scoring.conf import pipeline_settings
+from scoring.core import diffcheck, workspace
+from scoring.core.diffcheck import DiffError
+from scoring.core.pipeline import PIPELINE_VERSION, build_result, stages
+from scoring.core.registry import REGISTRY
+from scoring.core.trees import pack_tree
+from scoring.core.spec import SpecError, TaskSpec, parse_spec
+from scoring.core.types import CriticResult
+from scoring.models import Evaluation, Patch, PatchStatus, StageResult, Task, WeightProfile
+
+log = logging.getLogger(__name__)
+
+S = PatchStatus
+#: The status machine of DESIGN.md: from -> allowed targets.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    S.QUEUED: frozenset({S.RUNNING, S.CANCELLED, S.FAILED}),
+    S.RUNNING: frozenset({S.QUEUED, S.SCORED, S.NEEDS_REVIEW, S.FAILED}),
+    S.SCORED: frozenset({S.NEEDS_REVIEW}),
+    S.NEEDS_REVIEW: frozenset({S.SCORED, S.REVIEWED}),
+}
+
+
+class ServiceError(Exception):
+    """A request the service refuses, with the HTTP status that says why."""
+
+    status = 400
+
+    def __init__(self, message: str, *, status: int | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+        self.extra = extra
+
+
+class Conflict(ServiceError):
+    status = 409
+
+
+class QueueFull(ServiceError):
+    status = 429
+
+
+# --- tasks ------------------------------------------------------------------------------------------------
+
+
+def task_create(
+    *,
+    spec_data: Mapping[str, Any] | str | bytes,
+    repo: BinaryIO,
+    hidden_tests: BinaryIO | None,
+    user: Any,
+    is_demo: bool = False,
+) -> Task:
+    """Register a task from its spec (API form) and uploaded archives. Raises ServiceError on bad input.
+
+    The archives are stored by sha256 and extracted once into the base-tree cache right away, so a hostile
+    archive is refused at the door instead of failing every patch later.
+    """
+    try:
+        spec = parse_spec(spec_data, api=True)
+    except SpecError as exc:
+        raise ServiceError(f"spec: {exc}") from exc
+    if Task.objects.filter(name=spec.name).exists():
+        raise Conflict(f"a task named {spec.name!r} already exists")
+    max_bytes = settings.REVIEWAPP["MAX_ARCHIVE_BYTES"]
+    shas = {}
+    for field, stream in (("repo", repo), ("hidden_tests", hidden_tests)):
+        if stream is None:
+            continue
+        try:
+            sha = storage.store_archive(stream, max_bytes=max_bytes)
+            workspace.base_tree(storage.archive_path(sha), cache_root=pipeline_settings().cache_root)
+        except ValueError as exc:  # ArchiveError is a ValueError too
+            raise ServiceError(f"{field}: {exc}", status=413 if "larger" in str(exc) else 400) from exc
+        shas[field] = sha
+    try:
+        with transaction.atomic():
+            return Task.objects.create(
+                name=spec.name,
+                spec=spec.to_json(),
+                base_sha256=shas["repo"],
+                hidden_sha256=shas.get("hidden_tests", ""),
+                created_by=user if getattr(user, "is_authenticated", False) else None,
+                is_demo=is_demo,
+            )
+    except IntegrityError as exc:
+        raise Conflict(f"a task named {spec.name!r} already exists") from exc
+
+
+def task_create_from_dirs(*, spec: TaskSpec, user: Any = None, is_demo: bool = False) -> Task:
+    """Register a task from a CLI spec whose repo / hidden_tests are folders or archives on this machine."""
+    with tempfile.TemporaryDirectory() as tmp:
+        streams = {}
+        for field in ("repo", "hidden_tests"):
+            source: Path | None = getattr(spec, field)
+            if source is None:
+                streams[field] = None
+                continue
+            if source.is_dir():
+                source = pack_tree(source, Path(tmp) / f"{field}.tar.gz")
+            streams[field] = open(source, "rb")  # noqa: SIM115 - closed below
+        try:
+            return task_create(
+                spec_data=spec.to_json(),
+                repo=streams["repo"],
+                hidden_tests=streams["hidden_tests"],
+                user=user,
+                is_demo=is_demo,
+            )
+        finally:
+            for stream in streams.values():
+                if stream is not None:
+                    stream.close()
+
+
+# --- patch intake -----------------------------------------------------------------------------------------
+
+
+def diff_validate(*, task: Task, diff: str) -> diffcheck.ParsedDiff:
+    """Parse a diff and check that it applies to the task's base tree. Raises DiffError (status 400 or 413)."""
+    parsed = diffcheck.parse_diff(diff, max_bytes=settings.REVIEWAPP["MAX_DIFF_BYTES"])
+    base = workspace.base_tree(storage.archive_path(task.base_sha256), cache_root=pipeline_settings().cache_root)
+    diffcheck.check_paths_exist(parsed, base)
+    workspace.check_applies(parsed, base)
+    return parsed
+
+
+def _check_queue_room(client: Any, incoming: int) -> None:
+    limit = settings.REVIEWAPP["MAX_QUEUED_PER_CLIENT"]
+    pending = Patch.objects.filter(client=client, status__in=[S.QUEUED, S.RUNNING]).count()
+    if pending + incoming > limit:
+        raise QueueFull(
+            f"{pending} patches of yours are already queued or running (limit {limit}); retry later",
+            retry_after=30,
+        )
+
+
+@dataclass(frozen=True)
+class Submission:
+    patch: Patch | None
+    created: bool
+    error: ServiceError | None = None
+
+
+def patch_submit(
+    *,
+    client: Any,
+    task: Task,
+    diff: str,
+    external_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    check_queue: bool = True,
+) -> Submission:
+    """Accept one patch: dedupe by external_id, validate, write the row, enqueue scoring on commit.
+
+    Returns Submission(patch, created). Raises DiffError (400/413), Conflict (409: same external_id, other
+    diff) or QueueFull (429). Safe to call twice with the same external_id: the first patch comes back.
+    """
+    sha = hashlib.sha256(diff.encode("utf-8", "surrogatepass")).hexdigest()
+    if external_id is not None:
+        existing = Patch.objects.filter(client=client, task=task, external_id=external_id).first()
+        if existing is not None:
+            return _same_or_conflict(existing, sha)
+    if check_queue:
+        _check_queue_room(client, 1)
+    diff_validate(task=task, diff=diff)
+    try:
+        with transaction.atomic():
+            patch = Patch.objects.create(
+                task=task,
+                client=client,
+                diff=diff,
+                diff_sha256=sha,
+                external_id=external_id,
+                metadata=dict(metadata or {}),
+            )
+            transaction.on_commit(lambda: enqueue_stage(patch.pk))
+    except IntegrityError:
+        # Another request with the same external_id won the race: answer as if it came first.
+        existing = Patch.objects.get(client=client, task=task, external_id=external_id)
+        return _same_or_conflict(existing, sha)
+    return Submission(patch, created=True)
+
+
+def _same_or_conflict(existing: Patch, sha: str) -> Submission:
+    if existing.diff_sha256 != sha:
+        raise Conflict(
+            f"external_id {existing.external_id!r} was already used for another diff (patch {existing.pk})",
+            patch_id=existing.pk,
+        )
+    return Submission(existing, created=False)
+
+
+def patch_submit_many(*, client: Any, items: Iterable[Mapping[str, Any]], tasks: Mapping[str, Task]) -> list:
+    """Submit a batch; one Submission per item, in order. A bad item gets its error, the others go on."""
+    items = list(items)
+    _check_queue_room(client, len(items))
+    out = []
+    for item in items:
+        task = tasks.get(item["task"])
+        if task is None:
+            out.append(Submission(None, False, ServiceError(f"unknown task {item['task']!r}", status=404)))
+            continue
+        try:
+            out.append(
+                patch_submit(
+                    client=client,
+                    task=task,
+                    diff=item["diff"],
+                    external_id=item.get("external_id"),
+                    metadata=item.get("metadata"),
+                    check_queue=False,
+                )
+            )
+        except DiffError as exc:
+            out.append(Submission(None, False, ServiceError(str(exc), status=exc.status)))
+        except ServiceError as exc:
+            out.append(Submission(None, False, exc))
+    return out
+
+
+def patch_reject(*, client: Any, task: Task, diff: str, external_id: str | None, reason: str) -> Patch:
+    """Store a completion whose diff cannot be used as `rejected` (reward 0.0): a normal RL outcome."""
+    sha = hashlib.sha256(diff.encode("utf-8", "surrogatepass")).hexdigest()
+    if external_id is not None:
+        existing = Patch.objects.filter(client=client, task=task, external_id=external_id).first()
+        if existing is not None:
+            return existing
+    return Patch.objects.create(
+        task=task,
+        client=client,
+        diff=diff,
+        diff_sha256=sha,
+        external_id=external_id,
+        status=S.REJECTED,
+        reason=reason[:2000],
+        finished_at=timezone.now(),
+    )
+
+
+def rewards_submit(
+    *, client: Any, task: Task, completions: list[Any], external_ids: list[str | None]
+) -> list[int]:
+    """Store every completion as a patch (rejected with reward 0.0 when its diff is unusable); ids in order.
+
+    Raises QueueFull before writing anything, and Conflict when an external_id was used for another diff.
+    """
+    _check_queue_room(client, len(completions))
+    ids = []
+    for completion, external_id in zip(completions, external_ids, strict=True):
+        diff = diffcheck.diff_from_completion(completion)
+        if diff is None:
+            text = completion if isinstance(completion, str) else json.dumps(completion)
+            patch = patch_reject(
+                client=client, task=task, diff=text, external_id=external_id, reason="no diff in the completion"
+            )
+        else:
+            try:
+                patch = patch_submit(
+                    client=client, task=task, diff=diff, external_id=external_id, check_queue=False
+                ).patch
+            except DiffError as exc:
+                patch = patch_reject(
+                    client=client, task=task, diff=diff, external_id=external_id, reason=f"diff: {exc}"
+                )
+        ids.append(patch.pk)
+    return ids
+
+
+def patch_cancel(*, patch: Patch) -> bool:
+    """Cancel a queued patch. False when it already left the queue."""
+    return patch_transition(patch_id=patch.pk, source=(S.QUEUED,), target=S.CANCELLED, finished_at=timezone.now())
+
+
+# --- the status machine -----------------------------------------------------------------------------------
+
+
+def patch_transition(*, patch_id: int, source: Iterable[str], target: str, extra: Q | None = None, **fields) -> bool:
+    """Move a patch from one of `source` to `target` if it is still there. True if this call won."""
+    source = tuple(source)
+    for state in source:
+        if target not in TRANSITIONS.get(state, ()):
+            raise ValueError(f"{state} -> {target} is not a status transition")
+    condition = Q(pk=patch_id, status__in=source)
+    if extra is not None:
+        condition &= extra
+    return Patch.objects.filter(condition).update(status=target, updated_at=timezone.now(), **fields) == 1
+
+
+def patch_claim(*, patch_id: int, token: str, lease_s: float, stage: str) -> Patch | None:
+    """Take the lease on a patch to run one stage. None when someone else holds it or it is done.
+
+    Claimable: queued; running with no live lease; or running under this same delivery (`token`, the Celery
+    task id: a redelivery after the worker died). Every claim but a clean hand-over between stages counts an
+    attempt; past the cap the patch fails with the last reason, so a poison pill cannot loop forever.
+    """
+    patch = Patch.objects.filter(pk=patch_id).first()
+    if patch is None or patch.status not in (S.QUEUED, S.RUNNING):
+        return None
+    now = timezone.now()
+    handoff = patch.status == S.RUNNING and patch.lease_until is None and patch.next_stage == stage
+    cap = settings.REVIEWAPP["MAX_ATTEMPTS"]
+    if not handoff and patch.attempts >= cap:
+        patch_fail(patch_id=patch_id, reason=f"gave up after {patch.attempts} attempts: {patch.reason or 'worker lost'}")
+        return None
+    free = Q(status=S.QUEUED) | Q(status=S.RUNNING) & (
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(run_token=token)
+    )
+    attempts = patch.attempts if handoff else patch.attempts + 1
+    won = Patch.objects.filter(Q(pk=patch_id, attempts=patch.attempts, updated_at=patch.updated_at) & free).update(
+        status=S.RUNNING,
+        lease_until=now + timedelta(seconds=lease_s),
+        attempts=attempts,
+        run_token=token,
+        next_stage="",
+        updated_at=now,
+    )
+    if won != 1:
+        return None
+    patch.refresh_from_db()
+    return patch
+
+
+def patch_handoff(*, patch: Patch, stage: str) -> None:
+    """End this stage's lease and mark `stage` as next, so its claim does not count as a retry."""
+    Patch.objects.filter(pk=patch.pk, status=S.RUNNING).update(
+        lease_until=None, next_stage=stage, updated_at=timezone.now()
+    )
+
+
+def patch_release(*, patch: Patch, reason: str) -> None:
+    """Give the lease back after an internal failure so the reconciler retries it (attempts already counted)."""
+    Patch.objects.filter(pk=patch.pk, status=S.RUNNING).update(
+        status=S.QUEUED, lease_until=None, reason=reason[:2000], updated_at=timezone.now()
+    )
+
+
+def patch_fail(*, patch_id: int, reason: str) -> bool:
+    return patch_transition(
+        patch_id=patch_id,
+        source=(S.QUEUED, S.RUNNING),
+        target=S.FAILED,
+        reason=reason[:2000],
+        lease_until=None,
+        finished_at=timezone.now(),
+    )
+
+
+def stage_record(*, patch: Patch, stage: str, results: Mapping[str, CriticResult], meta: Mapping[str, Any]) -> None:
+    """Store one stage's results; a second call for the same stage and version keeps the first."""
+    StageResult.objects.get_or_create(
+        patch=patch,
+        stage=stage,
+        pipeline_version=PIPELINE_VERSION,
+        defaults={"results": {n: r.to_json() for n, r in results.items()}, "meta": dict(meta)},
+    )
+
+
+def next_stage(patch: Patch) -> str | None:
+    """The first stage (in registry order) that has no stored result for this pipeline version."""
+    done = set(
+        StageResult.objects.filter(patch=patch, pipeline_version=PIPELINE_VERSION).values_list("stage", flat=True)
+    )
+    return next((stage for stage in stages(REGISTRY) if stage not in done), None)
+
+
+def enqueue_stage(patch_id: int, stage: str | None = None) -> None:
+    """Send a patch's next stage to its queue. A broker outage is logged, not raised: the row is safe, and the
+    reconciler enqueues it again once the broker is back."""
+    from scoring.tasks import run_stage
+
+    stage = stage or next(iter(stages(REGISTRY)))
+    try:
+        run_stage.apply_async((patch_id, stage), queue=stage)
+    except Exception:  # kombu raises many types for a dead broker; none of them may lose the patch
+        log.warning("could not enqueue patch %s (%s); the reconciler will retry", patch_id, stage, exc_info=True)
+
+
+def patch_finalize(*, patch: Patch) -> Evaluation:
+    """Aggregate the stored stage results into the Evaluation and route the patch. Safe to call twice."""
+    rows = StageResult.objects.filter(patch=patch, pipeline_version=PIPELINE_VERSION)
+    results: dict[str, CriticResult] = {}
+    meta: dict[str, Any] = {"timings_s": {}, "sandbox": "bwrap"}
+    for row in rows:
+        results.update({n: CriticResult.from_json(n, data) for n, data in row.results.items()})
+        meta["timings_s"].update(row.meta.get("timings_s", {}))
+        if row.meta.get("sandbox") == "unsandboxed":
+            meta["sandbox"] = "unsandboxed"
+        meta["tools"] = row.meta.get("tools", {})
+    meta.update(pipeline_version=PIPELINE_VERSION, task_sha256=patch.task.base_sha256)
+    profile, weights = selectors.active_weights()
+    result = build_result(
+        task_name=patch.task.name,
+        results=results,
+        weights=weights,
+        settings=pipeline_settings(),
+        audit_key=patch.diff_sha256,
+        meta=meta,
+    )
+    with transaction.atomic():
+        evaluation, _ = Evaluation.objects.get_or_create(
+            patch=patch,
+            pipeline_version=PIPELINE_VERSION,
+            defaults=evaluation_fields(result, profile),
+        )
+        target = S.SCORED if evaluation.route == "auto" else S.NEEDS_REVIEW
+        patch_transition(patch_id=patch.pk, source=(S.RUNNING,), target=target, lease_until=None, finished_at=timezone.now())
+    return evaluation
+
+
+def evaluation_fields(result: Mapping[str, Any], profile: WeightProfile) -> dict[str, Any]:
+    """The columns of an Evaluation for a built Result."""
+    confidences = [s["confidence"] for s in result["subscores"].values() if s["score"] is not None]
+    return {
+        "subscores": result["subscores"],
+        "final_score": result["final_score"],
+        "weight_profile": profile,
+        "route": result["route"],
+        "flags": result["flags"],
+        "comments": result["comments"],
+        "meta": result["meta"],
+        "min_confidence": min(confidences, default=0.0),
+    }
+
+
+# --- housekeeping -----------------------------------------------------------------------------------------
+
+
+def reconcile(*, now=None) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Re-enqueue patches whose message was lost or whose worker died; fail those past the attempt cap.
+
+    Runs from celery beat on one host. Enqueuing twice is harmless: only one delivery wins the claim.
+    """
+    now = now or timezone.now()
+    stuck_before = now - timedelta(seconds=settings.REVIEWAPP["STUCK_AFTER_S"])
+    counts = {"requeued": 0, "failed": 0}
+    stale = Patch.objects.filter(
+        Q(status=S.QUEUED, updated_at__lt=stuck_before)
+        | Q(status=S.RUNNING, lease_until__lt=now)
+        | Q(status=S.RUNNING, lease_until__isnull=True, updated_at__lt=stuck_before)
+    ).only("pk", "attempts", "reason")[:1000]
+    cap = settings.REVIEWAPP["MAX_ATTEMPTS"]
+    for patch in stale:
+        if patch.attempts >= cap:
+            counts["failed"] += patch_fail(
+                patch_id=patch.pk, reason=f"gave up after {patch.attempts} attempts: {patch.reason or 'worker lost'}"
+            )
+            continue
+        Patch.objects.filter(pk=patch.pk).update(updated_at=now)
+        enqueue_stage(patch.pk, next_stage(patch))
+        counts["requeued"] += 1
+    return counts
+
+
+def prune_evidence(*, now=None) -> int:  # type: ignore[no-untyped-def]
+    """Drop bulky evidence (test output, findings) older than the retention; scores and rationale stay."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.REVIEWAPP["RETENTION_DAYS"])
+    pruned = 0
+    for evaluation in Evaluation.objects.filter(created_at__lt=cutoff, meta__evidence_pruned__isnull=True):
+        for sub in evaluation.subscores.values():
+            sub["evidence"] = {"pruned": True}
+        evaluation.meta["evidence_pruned"] = now.isoformat()
+        evaluation.save(update_fields=["subscores", "meta", "updated_at"])
+        pruned += 1
+    StageResult.objects.filter(created_at__lt=cutoff).delete()
+    return pruned
+
