@@ -33,14 +33,27 @@ class LabelEvent(models.Model):
 
 
 class Claim(models.Model):
-    """A reviewer's lease on a queue item, renewed while the page is open. At most `labels_per_item` live
-    claims per patch, and one per reviewer."""
+    """A reviewer's seat on a queue item: one of the task's `labels_per_item` slots.
+
+    The unique (patch, slot) pair is what caps the reviewers of an item, so two reviewers racing for the last
+    seat cannot both win, on SQLite as on PostgreSQL. A seat is live while `lease_until` is in the future
+    (renewed while the page is open), done once its reviewer's label is in (`done_at`), and free again for
+    another reviewer when the lease expired before that.
+    """
 
     patch = models.ForeignKey(Patch, on_delete=models.CASCADE, related_name="claims")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="claims")
+    slot = models.PositiveSmallIntegerField(default=0)
     lease_until = models.DateTimeField()
+    done_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["patch", "reviewer"], name="one_claim_per_reviewer")]
-        indexes = [models.Index(fields=["patch", "lease_until"])]
+        constraints = [
+            models.UniqueConstraint(fields=["patch", "reviewer"], name="one_claim_per_reviewer"),
+            models.UniqueConstraint(fields=["patch", "slot"], name="one_reviewer_per_slot"),
+        ]
+        indexes = [
+            models.Index(fields=["patch", "lease_until"]),
+            models.Index(fields=["reviewer", "done_at", "lease_until"]),
+        ]

@@ -31,8 +31,6 @@ def human_consensus(patch: Patch, weights: dict[str, float] | None = None) -> di
         values = [v for v in values if v is not None]
         subscores[name] = round(sum(values) / len(values), 4) if values else None
     finals = [label.final_score for label in labels if label.final_score is not None]
-    final = round(sum(finals) / len(finals), 4) if finals else (
-        weighted_mean(subscores, weights) if weights else None
-    )
+    final = round(sum(finals) / len(finals), 4) if finals else (weighted_mean(subscores, weights) if weights else None)
     comment = next((label.comment for label in reversed(labels) if label.comment), "")
     return {"subscores": subscores, "final_score": final, "labels": len(labels), "comment": comment}

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.shortcuts import get_object_or_404
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
@@ -70,9 +70,7 @@ class ResultSerializer(serializers.Serializer):
 def result_of(request, patch: Patch) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     from labeling.selectors import human_consensus
 
-    return selectors.patch_result(
-        patch, reveal_hidden=is_staff_reader(request.user), human=human_consensus(patch)
-    )
+    return selectors.patch_result(patch, reveal_hidden=is_staff_reader(request.user), human=human_consensus(patch))
 
 
 class TaskListCreateApi(APIView):
@@ -205,8 +203,14 @@ class PatchListCreateApi(APIView):
         out = []
         for sub in services.patch_submit_many(client=request.user, items=data.validated_data, tasks=tasks):
             if sub.error is not None:
-                out.append({"id": sub.error.extra.get("patch_id"), "status": "error", "code": sub.error.status,
-                            "detail": str(sub.error)})
+                out.append(
+                    {
+                        "id": sub.error.extra.get("patch_id"),
+                        "status": "error",
+                        "code": sub.error.status,
+                        "detail": str(sub.error),
+                    }
+                )
             else:
                 out.append({"id": sub.patch.pk, "status": sub.patch.status, "code": 202 if sub.created else 200})
         return Response(out, status=status.HTTP_202_ACCEPTED)
@@ -289,7 +293,12 @@ class RewardsApi(APIView):
     @staticmethod
     def _rewards(ids: list[int]) -> dict[str, Any]:
         patches = {p.pk: p for p in selectors.with_results(Patch.objects.filter(pk__in=ids))}
-        out: dict[str, Any] = {"ids": ids, "status": [], "rewards": [], "subscores": {c: [] for c in CRITERIA}}
+        out: dict[str, Any] = {
+            "ids": ids,
+            "status": [],
+            "rewards": [],
+            "subscores": {c: [] for c in CRITERIA},
+        }
         for pk in ids:
             patch = patches[pk]
             evaluation = selectors.current_evaluation(patch) if patch.status in DONE else None
@@ -304,4 +313,3 @@ class RewardsApi(APIView):
                 sub = evaluation.subscores.get(criterion, {}) if evaluation else {}
                 out["subscores"][criterion].append(sub.get("score"))
         return out
-

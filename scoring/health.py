@@ -93,7 +93,9 @@ class _DatabaseCollector:
             value=counts.get(PatchStatus.QUEUED, 0) + counts.get(PatchStatus.RUNNING, 0),
         )
         stage = GaugeMetricFamily(
-            "reviewapp_stage_seconds", "Mean seconds per pipeline stage over the last 500 evaluations", labels=["stage"]
+            "reviewapp_stage_seconds",
+            "Mean seconds per pipeline stage over the last 500 evaluations",
+            labels=["stage"],
         )
         totals: dict[str, list[float]] = {}
         for meta in Evaluation.objects.order_by("-id").values_list("meta", flat=True)[:500]:
@@ -109,5 +111,3 @@ def metrics(request: HttpRequest) -> HttpResponse:
     registry = CollectorRegistry()
     registry.register(_DatabaseCollector())
     return HttpResponse(generate_latest(registry), content_type="text/plain; version=0.0.4")
-
-

@@ -42,7 +42,7 @@ class Patch(models.Model):
     client = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="patches")
     diff = models.TextField()
     diff_sha256 = models.CharField(max_length=64)
-    external_id = models.CharField(max_length=200, null=True, blank=True)
+    external_id = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 - unique only when set
     metadata = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=20, choices=PatchStatus.choices, default=PatchStatus.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
@@ -149,3 +149,36 @@ class WeightAudit(models.Model):
     action = models.CharField(max_length=20)  # created | activated
     detail = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class ReaggregationJob(models.Model):
+    """One re-aggregation of every current Evaluation under a weight profile (scoring.weights.reaggregate).
+
+    Written by the background task as it goes, read by the /weights/ progress bar and the API.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        SUPERSEDED = "superseded"  # another profile was activated before this job finished
+        FAILED = "failed"
+
+    profile = models.ForeignKey(WeightProfile, on_delete=models.CASCADE, related_name="jobs")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    entered = models.PositiveIntegerField(default=0, help_text="patches that entered the review queue")
+    left = models.PositiveIntegerField(default=0, help_text="patches that left the review queue")
+    held = models.PositiveIntegerField(default=0, help_text="patches kept in the queue: claimed or labelled")
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"re-aggregation {self.pk} ({self.profile}, {self.status})"

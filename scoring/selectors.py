@@ -99,7 +99,10 @@ def patch_result(patch: Patch, *, reveal_hidden: bool, include_id: bool = True, 
         subscores = evaluation.subscores if reveal_hidden else hide_hidden_tests(evaluation.subscores)
         result.update(
             final_score=evaluation.final_score,
-            weight_profile={"name": evaluation.weight_profile.name, "version": evaluation.weight_profile.version},
+            weight_profile={
+                "name": evaluation.weight_profile.name,
+                "version": evaluation.weight_profile.version,
+            },
             route=evaluation.route,
             flags=evaluation.flags,
             subscores=subscores,

@@ -27,8 +27,8 @@ from scoring.core import diffcheck, workspace
 from scoring.core.diffcheck import DiffError
 from scoring.core.pipeline import PIPELINE_VERSION, build_result, stages
 from scoring.core.registry import REGISTRY
-from scoring.core.trees import pack_tree
 from scoring.core.spec import SpecError, TaskSpec, parse_spec
+from scoring.core.trees import pack_tree
 from scoring.core.types import CriticResult
 from scoring.models import Evaluation, Patch, PatchStatus, StageResult, Task, WeightProfile
 
@@ -262,9 +262,7 @@ def patch_reject(*, client: Any, task: Task, diff: str, external_id: str | None,
     )
 
 
-def rewards_submit(
-    *, client: Any, task: Task, completions: list[Any], external_ids: list[str | None]
-) -> list[int]:
+def rewards_submit(*, client: Any, task: Task, completions: list[Any], external_ids: list[str | None]) -> list[int]:
     """Store every completion as a patch (rejected with reward 0.0 when its diff is unusable); ids in order.
 
     Raises QueueFull before writing anything, and Conflict when an external_id was used for another diff.
@@ -276,7 +274,11 @@ def rewards_submit(
         if diff is None:
             text = completion if isinstance(completion, str) else json.dumps(completion)
             patch = patch_reject(
-                client=client, task=task, diff=text, external_id=external_id, reason="no diff in the completion"
+                client=client,
+                task=task,
+                diff=text,
+                external_id=external_id,
+                reason="no diff in the completion",
             )
         else:
             try:
@@ -325,7 +327,10 @@ def patch_claim(*, patch_id: int, token: str, lease_s: float, stage: str) -> Pat
     handoff = patch.status == S.RUNNING and patch.lease_until is None and patch.next_stage == stage
     cap = settings.REVIEWAPP["MAX_ATTEMPTS"]
     if not handoff and patch.attempts >= cap:
-        patch_fail(patch_id=patch_id, reason=f"gave up after {patch.attempts} attempts: {patch.reason or 'worker lost'}")
+        patch_fail(
+            patch_id=patch_id,
+            reason=f"gave up after {patch.attempts} attempts: {patch.reason or 'worker lost'}",
+        )
         return None
     free = Q(status=S.QUEUED) | Q(status=S.RUNNING) & (
         Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(run_token=token)
@@ -428,7 +433,13 @@ def patch_finalize(*, patch: Patch) -> Evaluation:
             defaults=evaluation_fields(result, profile),
         )
         target = S.SCORED if evaluation.route == "auto" else S.NEEDS_REVIEW
-        patch_transition(patch_id=patch.pk, source=(S.RUNNING,), target=target, lease_until=None, finished_at=timezone.now())
+        patch_transition(
+            patch_id=patch.pk,
+            source=(S.RUNNING,),
+            target=target,
+            lease_until=None,
+            finished_at=timezone.now(),
+        )
     return evaluation
 
 
@@ -467,7 +478,8 @@ def reconcile(*, now=None) -> dict[str, int]:  # type: ignore[no-untyped-def]
     for patch in stale:
         if patch.attempts >= cap:
             counts["failed"] += patch_fail(
-                patch_id=patch.pk, reason=f"gave up after {patch.attempts} attempts: {patch.reason or 'worker lost'}"
+                patch_id=patch.pk,
+                reason=f"gave up after {patch.attempts} attempts: {patch.reason or 'worker lost'}",
             )
             continue
         Patch.objects.filter(pk=patch.pk).update(updated_at=now)
@@ -489,4 +501,3 @@ def prune_evidence(*, now=None) -> int:  # type: ignore[no-untyped-def]
         pruned += 1
     StageResult.objects.filter(created_at__lt=cutoff).delete()
     return pruned
-

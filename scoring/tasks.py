@@ -64,7 +64,11 @@ def run_stage(self, patch_id: int, stage: str) -> str:  # type: ignore[no-untype
             patch=patch,
             stage=stage,
             results=outcome.results,
-            meta={"timings_s": outcome.timings_s, "sandbox": outcome.sandbox, "tools": pipeline.tool_versions()},
+            meta={
+                "timings_s": outcome.timings_s,
+                "sandbox": outcome.sandbox,
+                "tools": pipeline.tool_versions(),
+            },
         )
     following = services.next_stage(patch)
     if following is not None:
@@ -83,5 +87,3 @@ def reconcile() -> dict[str, int]:
 @shared_task(acks_late=True)
 def prune_evidence() -> int:
     return services.prune_evidence()
-
-

@@ -138,3 +138,34 @@ def api(client_token):
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {client_token}")
     return api
+
+
+@pytest.fixture
+def tiny_task(db):
+    """The `tiny` task (a calc package whose add() subtracts) registered through the service."""
+    from scoring.core.spec import parse_spec
+    from scoring.services import task_create_from_dirs
+    from tests.helpers import TINY
+
+    spec = parse_spec((TINY / "spec.json").read_text(), spec_dir=TINY)
+    return task_create_from_dirs(spec=spec)
+
+
+@pytest.fixture
+def fix_diff() -> str:
+    from tests.helpers import TINY
+
+    return (TINY / "fix.diff").read_text()
+
+
+@pytest.fixture
+def spec_json() -> str:
+    """The tiny task's spec in its API form (no local paths)."""
+    import json
+
+    from tests.helpers import TINY
+
+    spec = json.loads((TINY / "spec.json").read_text())
+    spec.pop("repo")
+    spec.pop("hidden_tests")
+    return json.dumps(spec)

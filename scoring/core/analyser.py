@@ -184,6 +184,8 @@ class Analyser:
     def _request(self, request: dict[str, Any]) -> dict[str, Any]:
         """Send one request and wait for its answer; kill the child on any failure, recycle it when it is due."""
         try:
+            if self._proc is not None and self._proc.poll() is not None:
+                self._stop()  # died while idle (killed from outside): start afresh rather than fail a request
             if self._proc is None:
                 self._start()
             assert self._proc is not None and self._proc.stdin is not None

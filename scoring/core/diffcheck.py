@@ -145,6 +145,8 @@ def _consume_hunk(lines: list[str], index: int) -> int:
         raise DiffError(f"malformed hunk header at line {index + 1}: {lines[index][:80]!r}")
     old_left = int(match.group(2) or 1)
     new_left = int(match.group(4) or 1)
+    if old_left == 0 and new_left == 0:
+        raise DiffError(f"hunk at line {index + 1} is empty")
     start = index + 1
     index += 1
     while old_left > 0 or new_left > 0:

@@ -1,9 +1,9 @@
 """Statistics on benchmark timings: is the patched tree slower than the base, and can we show it?
 
-Pure functions over lists of seconds, no I/O. `compare` puts a bootstrap confidence interval on the ratio of
-medians (patched / base) and runs a Mann-Whitney U test beside it; `sequential_compare` starts with a few runs per
-side and adds runs only while the interval straddles a decision threshold, within a run and a time budget;
-`score_from_ratio` turns a ratio into a subscore through the weight profile's knots.
+Pure functions over lists of seconds, no I/O. `compare` puts a bootstrap confidence interval on the ratio
+of medians (patched / base) and runs a Mann-Whitney U test beside it; `sequential_compare` starts with a few
+runs per side and adds runs only while the interval straddles a decision threshold, within a run and a time
+budget; `score_from_ratio` turns a ratio into a subscore through the weight profile's knots.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from scipy import stats
 from scoring.core.types import Weights
 
 #: The default (ratio, score) knots: one source of truth, the field default of Weights.perf_knots.
-DEFAULT_KNOTS: tuple[tuple[float, float], ...] = next(f.default for f in fields(Weights) if f.name == "perf_knots")
+DEFAULT_KNOTS: tuple[tuple[float, float], ...] = next(
+    f.default for f in fields(Weights) if f.name == "perf_knots"
+)
 
 VERDICTS = ("faster", "same", "slower", "inconclusive")
 
@@ -69,9 +71,9 @@ class Comparison:
 def decide(ci_low: float, ci_high: float, p_value: float, *, slower_at: float, alpha: float) -> str:
     """Name the verdict an interval supports against the thresholds `slower_at` and `1 / slower_at`.
 
-    "slower" and "faster" need the whole interval past the threshold AND a significant rank test, so neither a
-    lucky bootstrap on few runs nor a tiny consistent shift is enough. "same" needs the whole interval inside the
-    tolerance band. Anything else straddles a threshold: "inconclusive".
+    "slower" and "faster" need the whole interval past the threshold AND a significant rank test, so neither
+    a lucky bootstrap on few runs nor a tiny consistent shift is enough. "same" needs the whole interval
+    inside the tolerance band. Anything else straddles a threshold: "inconclusive".
     """
     faster_at = 1.0 / slower_at
     significant = p_value < alpha
@@ -97,7 +99,7 @@ def compare(
     alpha: float = CLAIM_ALPHA,
     seed: int = 0,
 ) -> Comparison:
-    """Compare two samples of timings; reproducible for a given `seed`. Needs at least two timings per side."""
+    """Compare two samples of timings, reproducibly for a given `seed`. Needs two timings per side or more."""
     if min(len(base), len(patched)) < 2:
         raise ValueError("compare needs at least two timings per side")
     b = np.maximum(np.asarray(base, dtype=float), TIME_FLOOR_S)
@@ -112,7 +114,7 @@ def compare(
 
 
 def _bootstrap_interval(b: np.ndarray, p: np.ndarray, level: float, seed: int) -> tuple[float, float]:
-    """BCa bootstrap interval on the ratio of medians; the percentile interval when BCa is undefined (ties)."""
+    """BCa bootstrap interval on the ratio of medians; the percentile one when BCa is undefined (ties)."""
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             # Identical timings make BCa undefined; scipy warns and returns NaN, and we fall back below.
@@ -191,9 +193,9 @@ def sequential_compare(
     """Measure pairs until the verdict is clear, `max_runs` per side are in, or `budget_s` would be exceeded.
 
     `measure_pair()` runs the base once then the patched tree once and returns both timings (interleaving is
-    the caller's job). Samples already taken (`base`, `patched`, equal lengths) are kept and extended, so healing
-    continues where evaluation stopped. A pair is started only when the mean pair time so far says it fits in
-    the budget; the first MIN_PAIRS are measured regardless, since no statistic exists without them.
+    the caller's job). Samples already taken (`base`, `patched`, equal lengths) are kept and extended, so
+    healing continues where evaluation stopped. A pair is started only when the mean pair time so far says it
+    fits in the budget; the first MIN_PAIRS are measured regardless, since no statistic exists without them.
     Exceptions from `measure_pair` propagate.
     """
     if len(base) != len(patched):

@@ -16,8 +16,8 @@ from typing import Any
 
 from scoring.core import healing, sandbox, workspace
 from scoring.core.aggregate import aggregate, default_weights
-from scoring.core.registry import REGISTRY
 from scoring.core.diffcheck import ParsedDiff
+from scoring.core.registry import REGISTRY
 from scoring.core.spec import TaskSpec
 from scoring.core.types import Critic, CriticResult, PipelineSettings, Weights
 
@@ -131,9 +131,7 @@ def build_result(
     """
     by_name = {c.name: c for c in critics}
     rescored = {name: by_name[name].rescore(result, weights) for name, result in results.items()}
-    agg = aggregate(
-        rescored, weights, audit_key=audit_key, confidence_threshold=settings.heal_confidence_threshold
-    )
+    agg = aggregate(rescored, weights, audit_key=audit_key, confidence_threshold=settings.heal_confidence_threshold)
     flags = set(agg.flags)
     if meta.get("sandbox") == "unsandboxed":
         flags.add("unsandboxed")

@@ -178,6 +178,7 @@ def _bwrap_args(tree: Path, report_dir: Path | None, env_dir: Path | None) -> li
         "--unshare-net",
         "--unshare-uts",
         "--unshare-cgroup-try",
+        *(() if os.geteuid() == 0 else ("--unshare-user",)),  # unprivileged bwrap needs a user namespace
         "--die-with-parent",
         "--new-session",
         "--hostname",
@@ -350,13 +351,13 @@ def _supervise(outer: list[str], inner: list[str], *, cwd: str, limits: RunLimit
     wall = time.monotonic() - started
     cpu = _children_cpu(side)
     output = kept.decode("utf-8", errors="replace")
-    returncode = None if timed_out else _exit_code(proc.returncode, mode)
+    returncode = None if timed_out else _exit_code(proc.returncode)
     return RunResult(
         returncode=returncode,
         output=output,
         truncated=truncated,
         timed_out=timed_out,
-        resource_limit=None if timed_out else _limit_hit(proc.returncode, mode, output, cpu, limits),
+        resource_limit=None if timed_out else _limit_hit(returncode, output, cpu, limits),
         wall_s=round(wall, 4),
         cpu_s=round(cpu, 4),
         sandbox=mode,
@@ -421,22 +422,24 @@ def _wait_reaped(pid: int | None) -> None:
         time.sleep(0.005)
 
 
-def _exit_code(code: int, mode: str) -> int:
-    """The command's exit code; a death by signal N is reported as -N in both modes (bwrap reports 128 + N)."""
-    if mode == "bwrap" and code > 128:
+def _exit_code(code: int) -> int:
+    """The command's exit code; a death by signal N is reported as -N (bash in front of it reports 128 + N).
+
+    A command that exits with 128 + N on purpose looks the same: a heuristic, see _limit_hit.
+    """
+    if code > 128:
         return -(code - 128)
     return code
 
 
-def _limit_hit(code: int, mode: str, output: str, cpu_s: float, limits: RunLimits) -> str | None:
+def _limit_hit(code: int | None, output: str, cpu_s: float, limits: RunLimits) -> str | None:
     """Best guess at which limit stopped the command: a signal first, then the error text it printed.
 
     Heuristics: SIGXCPU, or SIGKILL with the CPU time at the limit, means "cpu"; SIGXFSZ or "File too large"
     means "file_size"; MemoryError and allocation failures mean "memory"; EAGAIN from fork or thread creation
     means "pids". A command that succeeded hit nothing.
     """
-    code = _exit_code(code, mode)
-    if code == 0:
+    if code is None or code == 0:
         return None
     if code < 0:
         sig = -code

@@ -186,7 +186,9 @@ def _requirement(key: str, value: Any) -> str:
     try:
         requirement = Requirement(value)
     except InvalidRequirement as exc:
-        raise SpecError(f"{key}: {value!r} is not a PEP 508 requirement ({str(exc).splitlines()[0]})") from exc
+        raise SpecError(
+            f"{key}: {value!r} is not a PEP 508 requirement ({str(exc).splitlines()[0]})"
+        ) from exc
     if requirement.url:
         raise SpecError(f"{key}: {value!r} points to a URL or path; only index packages are allowed")
     return value

@@ -66,6 +66,7 @@ def pack_tree(src: Path, dest: Path) -> Path:
 
     The same folder always packs to the same bytes, so its sha256 identifies the task's base tree.
     """
+
     def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         if "__pycache__" in Path(info.name).parts or info.name.endswith(".pyc"):
             return None

@@ -20,12 +20,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, name: str, role: str, password: str | None, **options) -> None:  # type: ignore[override]
         if get_user_model().objects.filter(username=name).exists():
-            raise CommandError(f"a user named {name!r} already exists")
+            raise CommandError(f"a user named {name!r} already exists", returncode=2)
         try:
             with transaction.atomic():
                 user, password_used, token = accounts.user_create(username=name, role=role, password=password)
         except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(str(exc), returncode=2) from exc
         self.stdout.write(f"Created {role} {user.username!r}.")
         if role == "client":
             self.stdout.write("API token (shown once; stored hashed):")

@@ -64,7 +64,10 @@ def listing(root: Path) -> list[str]:
 def test_github_style_archive_is_unpacked_without_its_top_folder(tmp_path: Path) -> None:
     archive = make_tar(
         tmp_path / "repo.tar.gz",
-        [tar_file("gcd-main/gcd/__init__.py", b"def gcd(a, b): ...\n"), tar_file("gcd-main/tests/test_gcd.py")],
+        [
+            tar_file("gcd-main/gcd/__init__.py", b"def gcd(a, b): ...\n"),
+            tar_file("gcd-main/tests/test_gcd.py"),
+        ],
     )
     safe_extract(archive, tmp_path / "out")
     assert listing(tmp_path / "out") == ["gcd", "gcd/__init__.py", "tests", "tests/test_gcd.py"]

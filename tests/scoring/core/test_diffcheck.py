@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def git(repo: Path, *args: str) -> str:
 
 @pytest.fixture
 def repo_and_diff(tmp_path: Path) -> tuple[Path, str]:
-    """A real git repository and the `git diff` of an add, a modify with a mode change, a delete and a rename."""
+    """A real git repository and the `git diff` of an add, a modify with a mode change, a delete, a rename."""
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q")
@@ -47,7 +48,9 @@ def repo_and_diff(tmp_path: Path) -> tuple[Path, str]:
     git(repo, "commit", "-qm", "base")
     base = tmp_path / "base"
     git(repo, "worktree", "add", "-q", str(base))
-    (repo / "calc.py").write_text("def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n# end\n")
+    (repo / "calc.py").write_text(
+        "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n# end\n"
+    )
     (repo / "calc.py").chmod(0o755)
     (repo / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
     git(repo, "rm", "-q", "notes.txt")
@@ -100,7 +103,8 @@ def test_nul_byte_is_refused() -> None:
     "text",
     [
         "diff --git a/logo.png b/logo.png\nindex 1..2 100644\nGIT binary patch\nliteral 5\nHcmV?d00001\n\n",
-        "diff --git a/logo.png b/logo.png\nindex 1..2 100644\nBinary files a/logo.png and b/logo.png differ\n",
+        "diff --git a/logo.png b/logo.png\nindex 1..2 100644\n"
+        "Binary files a/logo.png and b/logo.png differ\n",
     ],
 )
 def test_binary_patch_is_refused(text: str) -> None:
@@ -182,13 +186,13 @@ def test_quoted_unicode_file_name_is_understood() -> None:
 def test_files_missing_from_the_base_or_already_there_are_refused(repo_and_diff: tuple[Path, str]) -> None:
     base, _ = repo_and_diff
     missing = parse_diff(SIMPLE.replace("calc.py", "nowhere.py"))
-    with pytest.raises(DiffError, match="'nowhere.py' does not exist in the base repository"):
+    with pytest.raises(DiffError, match=re.escape("'nowhere.py' does not exist in the base repository")):
         check_paths_exist(missing, base)
     exists = parse_diff("--- /dev/null\n+++ b/calc.py\n@@ -0,0 +1 @@\n+x = 1\n")
-    with pytest.raises(DiffError, match="'calc.py' already exists"):
+    with pytest.raises(DiffError, match=re.escape("'calc.py' already exists")):
         check_paths_exist(exists, base)
     deleted = parse_diff("--- a/gone.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-x = 1\n")
-    with pytest.raises(DiffError, match="'gone.py' does not exist"):
+    with pytest.raises(DiffError, match=re.escape("'gone.py' does not exist")):
         check_paths_exist(deleted, base)
 
 
@@ -218,7 +222,13 @@ def test_chat_completion_uses_the_last_assistant_message_and_its_text_parts() ->
         {"role": "user", "content": "Fix calc.py"},
         {"role": "assistant", "content": "```diff\nnot a diff\n```"},
         {"role": "user", "content": "Try again"},
-        {"role": "assistant", "content": [{"type": "text", "text": "Here:\n```diff\n"}, {"type": "text", "text": SIMPLE + "```"}]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Here:\n```diff\n"},
+                {"type": "text", "text": SIMPLE + "```"},
+            ],
+        },
     ]
     assert diff_from_completion(chat) == SIMPLE
 

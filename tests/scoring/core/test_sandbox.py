@@ -115,7 +115,9 @@ def test_fork_bomb_is_stopped_by_the_process_limit(tree: Path) -> None:
 
 
 def test_memory_bomb_reports_the_memory_limit(tree: Path) -> None:
-    result = sandbox.run(python("blocks = [bytearray(64 << 20) for _ in range(100)]"), tree=tree, limits=QUICK)
+    result = sandbox.run(
+        python("blocks = [bytearray(64 << 20) for _ in range(100)]"), tree=tree, limits=QUICK
+    )
     assert result.returncode != 0
     assert result.resource_limit == "memory"
 
@@ -147,7 +149,11 @@ def test_setsid_daemon_dies_with_the_sandbox(tree: Path) -> None:
     """
     result = sandbox.run(python(code), tree=tree, limits=QUICK)
     assert result.returncode == 0 and "parent leaves" in result.output
-    sleepers = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] in (["sleep", "777"], ["sleep", "778"])]
+    sleepers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"] in (["sleep", "777"], ["sleep", "778"])
+    ]
     assert sleepers == []
 
 
@@ -230,14 +236,20 @@ def test_task_environment_is_importable_read_only(tree: Path, tmp_path: Path) ->
     assert result.output == "42\n"
 
 
-def test_without_bubblewrap_scoring_is_refused_unless_allowed(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_bubblewrap_scoring_is_refused_unless_allowed(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sandbox, "_bwrap_problem", lambda: "bwrap is not installed")
     with pytest.raises(sandbox.SandboxUnavailable, match="REVIEWAPP_ALLOW_UNSANDBOXED"):
         sandbox.run(["true"], tree=tree)
-    result = sandbox.run(python("import os; print(os.getcwd())"), tree=tree, limits=QUICK, allow_unsandboxed=True)
+    result = sandbox.run(
+        python("import os; print(os.getcwd())"), tree=tree, limits=QUICK, allow_unsandboxed=True
+    )
     assert result.sandbox == "unsandboxed"
     assert result.output.strip() == str(tree.resolve())
-    limited = sandbox.run(python("while True: pass"), tree=tree, limits=RunLimits(cpu_s=1), allow_unsandboxed=True)
+    limited = sandbox.run(
+        python("while True: pass"), tree=tree, limits=RunLimits(cpu_s=1), allow_unsandboxed=True
+    )
     assert limited.resource_limit == "cpu"
     slept = sandbox.run(["sleep", "600"], tree=tree, limits=RunLimits(wall_s=1), allow_unsandboxed=True)
     assert slept.timed_out
@@ -253,4 +265,3 @@ def test_start_up_overhead_stays_small(tree: Path) -> None:
     for _ in range(5):
         sandbox.run(["true"], tree=tree)
     assert (time.monotonic() - started) / 5 < 0.5
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +97,9 @@ def test_empty_commands_are_refused(field: str, value: str) -> None:
 
 
 def test_missing_required_fields_are_named() -> None:
-    with pytest.raises(SpecError, match="^test_command: required"):
+    with pytest.raises(SpecError, match="^" + re.escape("test_command: required")):
         parse_spec({"name": "gcd"}, api=True)
-    with pytest.raises(SpecError, match="^name: required"):
+    with pytest.raises(SpecError, match="^" + re.escape("name: required")):
         parse_spec({"test_command": "pytest"}, api=True)
 
 
@@ -107,12 +108,16 @@ def test_name_must_be_a_slug(name: str) -> None:
     assert api_refused(name=name).startswith("name: ")
 
 
-@pytest.mark.parametrize("command", ["python tests/run_all.py", "make test", "python -m unittest", "pytestx -q"])
+@pytest.mark.parametrize(
+    "command", ["python tests/run_all.py", "make test", "python -m unittest", "pytestx -q"]
+)
 def test_test_command_must_run_pytest(command: str) -> None:
     assert "must be a pytest invocation" in api_refused(test_command=command)
 
 
-@pytest.mark.parametrize("command", ["pytest -q tests", "python3 -m pytest", "python -m pytest -x -k 'not slow'"])
+@pytest.mark.parametrize(
+    "command", ["pytest -q tests", "python3 -m pytest", "python -m pytest -x -k 'not slow'"]
+)
 def test_pytest_invocations_are_accepted(command: str) -> None:
     assert parse_spec({**MINIMAL, "test_command": command}, api=True).test_command == command
 
@@ -153,7 +158,9 @@ def test_requirements_must_be_plain_pep508_names(requirement: str, expected: str
     assert message.startswith("requirements[1]: ") and expected in message
 
 
-@pytest.mark.parametrize(("field", "value"), [("protected_paths", ["/etc/*"]), ("protected_paths", ["a/../../*"])])
+@pytest.mark.parametrize(
+    ("field", "value"), [("protected_paths", ["/etc/*"]), ("protected_paths", ["a/../../*"])]
+)
 def test_protected_paths_stay_inside_the_repository(field: str, value: list[str]) -> None:
     assert api_refused(**{field: value}).startswith("protected_paths[0]: ")
 
@@ -164,27 +171,30 @@ def test_lint_config_is_a_relative_path_inside_the_repository(value: str) -> Non
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("labels_per_item", 0), ("labels_per_item", 6), ("timeout_s", 0), ("timeout_s", 3601)]
+    ("field", "value"),
+    [("labels_per_item", 0), ("labels_per_item", 6), ("timeout_s", 0), ("timeout_s", 3601)],
 )
 def test_numbers_out_of_range_are_refused(field: str, value: int) -> None:
     assert api_refused(**{field: value}).startswith(f"{field}: must be between")
 
 
 def test_cli_spec_needs_an_existing_repo(spec_dir: Path) -> None:
-    with pytest.raises(SpecError, match="^repo: required"):
+    with pytest.raises(SpecError, match="^" + re.escape("repo: required")):
         parse_spec(MINIMAL, spec_dir=spec_dir)
-    with pytest.raises(SpecError, match="^repo: 'nowhere' does not exist"):
+    with pytest.raises(SpecError, match="^" + re.escape("repo: 'nowhere' does not exist")):
         parse_spec({**MINIMAL, "repo": "nowhere"}, spec_dir=spec_dir)
-    with pytest.raises(SpecError, match="^hidden_tests: 'gone' does not exist"):
+    with pytest.raises(SpecError, match="^" + re.escape("hidden_tests: 'gone' does not exist")):
         parse_spec({**MINIMAL, "repo": "repo", "hidden_tests": "gone"}, spec_dir=spec_dir)
 
 
 def test_cli_lint_config_must_be_in_the_repo_folder(spec_dir: Path) -> None:
-    with pytest.raises(SpecError, match="^lint_config: 'missingrc' is not a file"):
+    with pytest.raises(SpecError, match="^" + re.escape("lint_config: 'missingrc' is not a file")):
         parse_spec({**MINIMAL, "repo": "repo", "lint_config": "missingrc"}, spec_dir=spec_dir)
 
 
-@pytest.mark.parametrize(("data", "expected"), [("{not json", "spec: not valid JSON"), ("[1, 2]", "spec: must be")])
+@pytest.mark.parametrize(
+    ("data", "expected"), [("{not json", "spec: not valid JSON"), ("[1, 2]", "spec: must be")]
+)
 def test_malformed_json_is_refused(data: str, expected: str) -> None:
     with pytest.raises(SpecError, match=f"^{expected}"):
         parse_spec(data, api=True)

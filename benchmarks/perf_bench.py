@@ -1,0 +1,110 @@
+"""How many benchmark runs the sequential comparison spends, against a fixed 20 per side, on seeded timings.
+
+Each case is a noise shape and a true effect (patched / base). For every seed, one synthetic stream of timings
+feeds both methods: the sequential comparison (5 runs per side, +5 while in doubt, at most 30) and a single
+comparison of the stream's first 20 pairs. `run()` reports the runs each needed and how often their verdicts
+agree; `python -m benchmarks.perf_bench` prints it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from scoring.core import perfstats
+
+BASE_S = 0.050
+FIXED_RUNS = 20
+EFFECTS = (0.7, 1.0, 1.3, 2.0)
+
+#: Multiplicative noise of one timing, by shape: what shared machines produce, from tame to nasty.
+NOISE: dict[str, Callable[[np.random.Generator], float]] = {
+    "normal 5%": lambda rng: 1.0 + rng.normal(0.0, 0.05),
+    "lognormal 15%": lambda rng: rng.lognormal(0.0, 0.15),
+    # A third of the runs land on a slow mode (a busy neighbour, a throttled core).
+    "bimodal": lambda rng: (1.3 if rng.random() < 0.3 else 1.0) * rng.lognormal(0.0, 0.02),
+    # Mostly tight, with one run in ten hit by a Pareto-tailed stall.
+    "heavy-tailed outliers": lambda rng: (
+        rng.lognormal(0.0, 0.03) * (1.0 + rng.pareto(1.5) * (rng.random() < 0.1))
+    ),
+}
+
+
+@dataclass
+class SyntheticBench:
+    """A seeded stream of (base, patched) timings with a fake clock that advances by the time they take."""
+
+    noise: str
+    effect: float
+    seed: int
+    now: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._rng = np.random.default_rng(self.seed)
+
+    def _timing(self, effect: float) -> float:
+        return BASE_S * effect * max(NOISE[self.noise](self._rng), 0.01)
+
+    def pair(self) -> tuple[float, float]:
+        """The next base timing and the next patched timing, as `sequential_compare` expects."""
+        base, patched = self._timing(1.0), self._timing(self.effect)
+        self.now += base + patched
+        return base, patched
+
+    def clock(self) -> float:
+        return self.now
+
+
+def sequential(noise: str, effect: float, seed: int, **options: float) -> perfstats.Decision:
+    """The sequential comparison on one synthetic stream, with the pipeline's default run limits."""
+    bench = SyntheticBench(noise, effect, seed)
+    return perfstats.sequential_compare(bench.pair, clock=bench.clock, **options)  # type: ignore[arg-type]
+
+
+def fixed(noise: str, effect: float, seed: int, runs: int = FIXED_RUNS) -> perfstats.Comparison:
+    """One comparison of the first `runs` pairs of the same stream."""
+    bench = SyntheticBench(noise, effect, seed)
+    base, patched = zip(*(bench.pair() for _ in range(runs)), strict=True)
+    return perfstats.compare(base, patched)
+
+
+def run(seeds: int = 30) -> dict:
+    """Compare runs and verdicts of both methods for every noise shape and effect; return rows and a summary."""
+    rows = []
+    for noise in NOISE:
+        for effect in EFFECTS:
+            seq = [sequential(noise, effect, seed) for seed in range(seeds)]
+            fix = [fixed(noise, effect, seed) for seed in range(seeds)]
+            rows.append(
+                {
+                    "noise": noise,
+                    "effect": effect,
+                    "sequential_runs": round(float(np.mean([d.n_base for d in seq])), 1),
+                    "fixed_runs": FIXED_RUNS,
+                    "agreement": round(float(np.mean([d.verdict == c.verdict for d, c in zip(seq, fix)])), 3),
+                    "sequential_verdicts": _counts(d.verdict for d in seq),
+                    "fixed_verdicts": _counts(c.verdict for c in fix),
+                }
+            )
+    return {
+        "name": "performance: sequential runs vs a fixed 20 per side",
+        "seeds_per_case": seeds,
+        "rows": rows,
+        "summary": {
+            "mean_sequential_runs": round(float(np.mean([r["sequential_runs"] for r in rows])), 1),
+            "fixed_runs": FIXED_RUNS,
+            "mean_agreement": round(float(np.mean([r["agreement"] for r in rows])), 3),
+        },
+    }
+
+
+def _counts(verdicts) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    values = list(verdicts)
+    return {v: values.count(v) for v in perfstats.VERDICTS if v in values}
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))

@@ -1,0 +1,407 @@
+"""The performance critic: the task's benchmark on the base and the patched tree, compared with statistics.
+
+Both trees run from scratch copies, in the sandbox, one warm-up run each and then interleaved A B A B,
+while this host's benchmark lock keeps test runs off the cores. The measurement is the command's CPU time
+(user + system); a benchmark that prints a JSON object with "seconds" on its last line times itself instead.
+Evaluation takes the first `bench_min_runs` pairs; healing adds runs only while the verdict is inconclusive.
+The score comes from the stored ratio through the weight profile's knots, so another profile re-scores
+without a re-run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scoring.core import perfstats
+from scoring.core.critics.base import BaseCritic
+from scoring.core.trees import host_lock, remove_tree, scratch_copy
+from scoring.core.types import CriticResult, RunLimits, RunResult, ScoringContext, Weights
+
+STEP = "Step: performance check."
+#: The flags this critic owns; re-scoring replaces them and keeps everyone else's.
+PERF_FLAGS = frozenset({"perf_regression", "faster", "perf_inconclusive"})
+#: Characters of a failing benchmark's output quoted in the rationale.
+EXCERPT_CHARS = 600
+#: A "seconds" line may exceed the run's wall time by this much (clock granularity), never more.
+SECONDS_SLACK_S = 0.05
+SIDES = ("base", "patched")
+
+
+class BenchmarkFailed(Exception):
+    """The benchmark did not complete on one side: non-zero exit, timeout, a limit, or a lost timing line."""
+
+    def __init__(self, side: str, result: RunResult, why: str) -> None:
+        super().__init__(f"{side}: {why}")
+        self.side, self.result, self.why = side, result, why
+
+
+class PerformanceCritic(BaseCritic):
+    """Scores how much slower the patch makes the task's benchmark, and only when it can show it."""
+
+    name = "performance"
+    label = "Performance"
+    default_weight = 0.2
+    queue = "bench"
+
+    def evaluate(self, ctx: ScoringContext) -> CriticResult:
+        """Measure the first `bench_min_runs` pairs and judge them; no benchmark means no score."""
+        if not ctx.spec.benchmark_command:
+            return CriticResult(
+                criterion=self.name,
+                score=None,
+                confidence=1.0,
+                rationale=(
+                    f"{STEP} The task defines no benchmark_command, so performance is not measured "
+                    "and carries no score.",
+                ),
+                evidence={"reason": "no benchmark_command in the task spec"},
+            )
+        return self._measure(
+            ctx,
+            previous=None,
+            max_runs=ctx.settings.bench_min_runs,
+            budget_s=ctx.settings.bench_budget_s,
+        )
+
+    def heal(self, ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult:
+        """Add runs while the verdict is inconclusive, up to `bench_max_runs` per side and within budget."""
+        evidence = previous.evidence
+        if evidence.get("verdict") != "inconclusive":
+            return previous
+        budget = min(budget_s, ctx.settings.bench_budget_s - float(evidence.get("elapsed_s", 0.0)))
+        if budget <= 0 or int(evidence["n_base"]) >= ctx.settings.bench_max_runs:
+            return previous
+        return self._measure(ctx, previous=previous, max_runs=ctx.settings.bench_max_runs, budget_s=budget)
+
+    def rescore(self, result: CriticResult, weights: Weights) -> CriticResult:
+        """Judge the stored ratio and interval again under `weights.perf_knots`; nothing is re-run."""
+        if "ratio" not in result.evidence:
+            return result
+        return _judged(
+            self.name,
+            rationale=result.rationale[:-1],  # the last step is always the verdict, rebuilt here
+            evidence=result.evidence,
+            knots=weights.perf_knots,
+            other_flags=result.flags - PERF_FLAGS,
+        )
+
+    def _measure(
+        self, ctx: ScoringContext, *, previous: CriticResult | None, max_runs: int, budget_s: float
+    ) -> CriticResult:
+        """Run the benchmark on fresh copies of both trees and extend the samples in `previous` (if any)."""
+        settings = ctx.settings
+        argv = ctx.spec.argv(ctx.spec.benchmark_command)
+        old = dict(previous.evidence) if previous else {}
+        head = previous.rationale[:-1] if previous else ()
+        limits = RunLimits(
+            wall_s=float(ctx.spec.timeout_s),
+            cpu_s=float(ctx.spec.timeout_s),
+            output_bytes=settings.output_bytes,
+        )
+        with (
+            scratch_copy(ctx.base_dir, work_root=settings.work_root, prefix="bench-base-") as base_tree,
+            scratch_copy(
+                ctx.patched_dir, work_root=settings.work_root, prefix="bench-patched-"
+            ) as patched_tree,
+        ):
+            restored = _restore_benchmark_files(argv, ctx.base_dir, patched_tree)
+            bench = _Bench(ctx, argv, {"base": base_tree, "patched": patched_tree}, limits, old.get("metric"))
+            with host_lock(settings.cache_root / "locks", exclusive=True):
+                started = time.monotonic()
+                try:
+                    bench.warm_up()
+                    decision = perfstats.sequential_compare(
+                        bench.pair,
+                        base=old.get("base_s", ()),
+                        patched=old.get("patched_s", ()),
+                        min_runs=settings.bench_min_runs,
+                        max_runs=max_runs,
+                        step=settings.bench_min_runs,
+                        budget_s=budget_s - (time.monotonic() - started),
+                        slower_at=perfstats.slower_threshold(perfstats.DEFAULT_KNOTS),
+                    )
+                except BenchmarkFailed as failure:
+                    return _failed(self.name, ctx, failure, head)
+                elapsed = time.monotonic() - started
+        if not previous:
+            head = (_method_step(ctx.spec.benchmark_command, bench.metric, restored),)
+        evidence = _evidence(old, ctx.spec.benchmark_command, bench, decision, elapsed, restored)
+        steps = tuple(f"{STEP} {line}" for line in decision.steps)
+        return _judged(
+            self.name,
+            rationale=head + steps,
+            evidence=evidence,
+            knots=perfstats.DEFAULT_KNOTS,
+            other_flags=frozenset(),
+        )
+
+
+@dataclass
+class _Bench:
+    """Runs the benchmark on one side at a time and keeps every measurement (warm-up runs excluded).
+
+    `metric` is "seconds" when the base's warm-up run printed a valid timing line, else "cpu_s"; once chosen
+    it holds for every later run of both sides, so the two samples always measure the same thing.
+    """
+
+    ctx: ScoringContext
+    argv: Sequence[str]
+    trees: Mapping[str, Path]
+    limits: RunLimits
+    metric: str | None = None
+    cpu_s: dict[str, list[float]] = field(default_factory=lambda: {side: [] for side in SIDES})
+    wall_s: dict[str, list[float]] = field(default_factory=lambda: {side: [] for side in SIDES})
+
+    def warm_up(self) -> None:
+        """One discarded run per side: fills caches and settles the metric."""
+        self._once("base", keep=False)
+        self._once("patched", keep=False)
+
+    def pair(self) -> tuple[float, float]:
+        """One base run then one patched run: the interleaving that cancels slow drift of the machine."""
+        return self._once("base", keep=True), self._once("patched", keep=True)
+
+    def _once(self, side: str, *, keep: bool) -> float:
+        result = self.ctx.run(self.argv, tree=self.trees[side], env_dir=self.ctx.env_dir, limits=self.limits)
+        problem = _failure(result)
+        if problem:
+            raise BenchmarkFailed(side, result, problem)
+        reported = _reported_seconds(result)
+        if self.metric is None:
+            self.metric = "seconds" if reported is not None else "cpu_s"
+        if self.metric == "seconds" and reported is None:
+            raise BenchmarkFailed(side, result, 'its last line is no longer a JSON object with "seconds"')
+        if keep:
+            self.cpu_s[side].append(result.cpu_s)
+            self.wall_s[side].append(result.wall_s)
+        return reported if self.metric == "seconds" and reported is not None else result.cpu_s
+
+
+def _failure(result: RunResult) -> str | None:
+    """Why a run does not count as a completed benchmark, or None when it does."""
+    if result.timed_out:
+        return f"timed out after {result.wall_s:.1f} s"
+    if result.resource_limit:
+        return f"hit the {result.resource_limit} limit"
+    if result.returncode != 0:
+        return f"exited with status {result.returncode}"
+    return None
+
+
+def _reported_seconds(result: RunResult) -> float | None:
+    """The "seconds" of a JSON object on the output's last non-empty line, if it is a plausible timing.
+
+    A benchmark cannot spend more time in its hot loop than the whole run took, so larger numbers are refused.
+    """
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    if not lines:
+        return None
+    try:
+        data = json.loads(lines[-1])
+    except ValueError:
+        return None
+    seconds = data.get("seconds") if isinstance(data, dict) else None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return None
+    return float(seconds) if 0 <= seconds <= result.wall_s + SECONDS_SLACK_S else None
+
+
+def _restore_benchmark_files(argv: Sequence[str], base_dir: Path, patched_tree: Path) -> list[str]:
+    """Give the patched copy the base's benchmark scripts; return the ones the patch had changed.
+
+    The benchmark must measure the same thing on both sides: a patch that edits the script (to skip the hot
+    loop, or to print a smaller "seconds") would otherwise grade itself. Script paths are the arguments that
+    name a file of the base tree, and the module after `-m`.
+    """
+    restored = []
+    for relative in _script_paths(argv, base_dir):
+        source, target = base_dir / relative, patched_tree / relative
+        if not target.is_file() or target.read_bytes() != source.read_bytes():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_dir() and not target.is_symlink():
+                remove_tree(target)
+            else:
+                target.unlink(missing_ok=True)
+            target.write_bytes(source.read_bytes())
+            restored.append(relative)
+    return restored
+
+
+def _script_paths(argv: Sequence[str], base_dir: Path) -> list[str]:
+    """Relative paths of base-tree files that `argv` names directly or as a `-m` module."""
+    root = base_dir.resolve()
+    candidates = list(argv)
+    for flag, module in itertools.pairwise(argv):
+        if flag == "-m":
+            candidates += [module.replace(".", "/") + ".py", module.replace(".", "/") + "/__main__.py"]
+    found = []
+    for candidate in candidates:
+        path = (root / candidate).resolve()
+        if (
+            path.is_relative_to(root)
+            and path != root
+            and path.is_file()
+            and not (root / candidate).is_symlink()
+        ):
+            relative = path.relative_to(root).as_posix()
+            if relative not in found:
+                found.append(relative)
+    return found
+
+
+def _method_step(command: str, metric: str | None, restored: Sequence[str]) -> str:
+    """The first rationale step: what was run and what was measured."""
+    measured = (
+        'the "seconds" the benchmark reports on its last line'
+        if metric == "seconds"
+        else "CPU time (user + system)"
+    )
+    step = (
+        f"{STEP} Ran `{command}` on copies of the base and patched trees in the sandbox, alone on the host: "
+        f"one warm-up run each, then interleaved A B A B, measuring {measured}."
+    )
+    if restored:
+        step += f" The patch edited the benchmark itself ({', '.join(restored)}); the base version was used."
+    return step
+
+
+def _evidence(
+    old: Mapping[str, Any],
+    command: str,
+    bench: _Bench,
+    decision: perfstats.Decision,
+    elapsed: float,
+    restored: Sequence[str],
+) -> dict[str, Any]:
+    """JSON-serialisable evidence: every sample (metric, CPU and wall time) and the last look's statistics."""
+    look = decision.comparison
+    evidence: dict[str, Any] = {
+        "command": command,
+        "metric": bench.metric,
+        "base_s": list(decision.base),
+        "patched_s": list(decision.patched),
+        "base_median_s": float(np.median(decision.base)),
+        "patched_median_s": float(np.median(decision.patched)),
+        "ratio": look.ratio,
+        "ci_low": look.ci_low,
+        "ci_high": look.ci_high,
+        "confidence_level": look.confidence_level,
+        "p_value": look.p_value,
+        "claim_alpha": perfstats.CLAIM_ALPHA,
+        "n_base": look.n_base,
+        "n_patched": look.n_patched,
+        "verdict": look.verdict,
+        "stop": decision.stop,
+        "elapsed_s": round(float(old.get("elapsed_s", 0.0)) + elapsed, 4),
+        "restored_files": sorted(set(old.get("restored_files", ())) | set(restored)),
+    }
+    for side in SIDES:
+        evidence[f"{side}_cpu_s"] = list(old.get(f"{side}_cpu_s", ())) + bench.cpu_s[side]
+        evidence[f"{side}_wall_s"] = list(old.get(f"{side}_wall_s", ())) + bench.wall_s[side]
+    return evidence
+
+
+def _judged(
+    criterion: str,
+    *,
+    rationale: Sequence[str],
+    evidence: Mapping[str, Any],
+    knots: Sequence[Sequence[float]],
+    other_flags: frozenset[str],
+) -> CriticResult:
+    """Verdict, score, flags and confidence from stored statistics under `knots`; the verdict step goes last.
+
+    The one place that turns measurements into a subscore, shared by evaluation, healing and re-scoring.
+    """
+    slower_at = perfstats.slower_threshold(knots)
+    verdict = perfstats.decide(
+        evidence["ci_low"],
+        evidence["ci_high"],
+        evidence["p_value"],
+        slower_at=slower_at,
+        alpha=evidence["claim_alpha"],
+    )
+    score = 1.0 if verdict == "faster" else perfstats.score_from_ratio(evidence["ratio"], knots)
+    flag = {"faster": "faster", "slower": "perf_regression", "inconclusive": "perf_inconclusive"}.get(verdict)
+    # How much the score could move inside the interval: a wide interval over a steep knot is doubt.
+    spread = perfstats.score_from_ratio(evidence["ci_low"], knots) - perfstats.score_from_ratio(
+        evidence["ci_high"], knots
+    )
+    confidence = 0.5 * (1 - spread) if verdict == "inconclusive" else 0.75 + 0.2 * (1 - spread)
+    new_evidence = {
+        **evidence,
+        "verdict": verdict,
+        "slower_at": slower_at,
+        "knots": [list(k) for k in knots],
+    }
+    return CriticResult(
+        criterion=criterion,
+        score=round(score, 4),
+        confidence=round(confidence, 4),
+        rationale=(*rationale, _verdict_step(new_evidence, score)),
+        evidence=new_evidence,
+        flags=other_flags | ({flag} if flag else set()),
+    )
+
+
+def _verdict_step(evidence: Mapping[str, Any], score: float) -> str:
+    """The closing step: medians, ratio, interval, the verdict in words and the score."""
+    band = f"{(evidence['slower_at'] - 1) * 100:.0f}%"
+    meaning = {
+        "slower": f"Slower by more than {band} (Mann-Whitney p={evidence['p_value']:.2g}).",
+        "faster": f"Faster by more than {band} (Mann-Whitney p={evidence['p_value']:.2g}); flagged faster.",
+        "same": f"Within {band} of the base either way.",
+        "inconclusive": (
+            f"The interval straddles a threshold ({band} either way) after {evidence['n_base']} runs per "
+            "side, so the score comes from the point estimate, with low confidence."
+        ),
+    }[evidence["verdict"]]
+    level = f"{evidence['confidence_level'] * 100:.0f}%"
+    return (
+        f"{STEP} Baseline median {_duration(evidence['base_median_s'])} (n={evidence['n_base']}). "
+        f"Patched {_duration(evidence['patched_median_s'])} (n={evidence['n_patched']}). "
+        f"Ratio {evidence['ratio']:.2f}, {level} CI [{evidence['ci_low']:.2f}, {evidence['ci_high']:.2f}]. "
+        f"{meaning} Score {score:.2f}."
+    )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def _failed(
+    criterion: str, ctx: ScoringContext, failure: BenchmarkFailed, head: Sequence[str]
+) -> CriticResult:
+    """A benchmark that fails on the patched tree scores 0; one that fails on the base means a broken task."""
+    result = failure.result
+    excerpt = result.output.strip()[-EXCERPT_CHARS:] or "(no output)"
+    evidence = {
+        "command": ctx.spec.benchmark_command,
+        "failed_on": failure.side,
+        "reason": failure.why,
+        "returncode": result.returncode,
+        "timed_out": result.timed_out,
+        "resource_limit": result.resource_limit,
+        "output_excerpt": excerpt,
+    }
+    if failure.side == "base":
+        step = (
+            f"{STEP} The benchmark `{ctx.spec.benchmark_command}` fails on the base tree ({failure.why}), so "
+            f"the task is broken and performance is not measured. Output: {excerpt}"
+        )
+        return CriticResult(criterion, None, 1.0, (*head, step), evidence, frozenset({"task_broken"}))
+    flags = {"timeout"} if result.timed_out else {"resource_limit"} if result.resource_limit else set()
+    step = (
+        f"{STEP} The benchmark `{ctx.spec.benchmark_command}` runs on the base tree but fails on the patched "
+        f"tree ({failure.why}). Output: {excerpt} Score 0.00."
+    )
+    return CriticResult(criterion, 0.0, 0.95, (*head, step), evidence, frozenset(flags))

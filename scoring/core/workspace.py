@@ -1,0 +1,325 @@
+"""The trees a patch is scored on: cached base trees and task environments, and each patch's own patched copy.
+
+`prepare` is the one entry point the pipeline uses. It applies the diff with strict `git apply` in a scratch
+copy of the base (no git repository is ever created in or above the tree), then reverts what a patch may not
+change: test files (flag `tests_modified`) and test or lint infrastructure (flag `tamper`). See
+docs/correctness.md for the exact lists.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import fnmatch
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections.abc import Iterator, Sequence
+from pathlib import Path, PurePosixPath
+
+from scoring.core.archive import safe_extract, sha256_file
+from scoring.core.diffcheck import DiffError, FileChange, ParsedDiff, parse_diff
+from scoring.core.trees import remove_tree, scratch_copy
+from scoring.core.types import PipelineSettings, Runner, ScoringContext
+
+#: Bumped when what is cached per task changes meaning (the harness options, the base facts' format).
+TASK_CACHE_FORMAT = 1
+_GIT_TIMEOUT_S = 60
+
+_TEST_DIRS = frozenset({"tests", "test", "testing"})
+#: Files whose mere presence or edit changes how tests are collected, run or reported, wherever they are.
+_INFRA_NAMES = frozenset(
+    {"conftest.py", "pytest.ini", "tox.ini", "sitecustomize.py", "usercustomize.py", "pylintrc", ".pylintrc",
+     ".bandit", "noxfile.py"}
+)
+#: Sections of pyproject.toml (table prefixes) and setup.cfg whose edits are infrastructure edits.
+_PYPROJECT_TABLES = ("pytest", "pylint", "bandit")
+_SETUP_CFG_SECTIONS = ("tool:pytest", "pytest", "pylint", "bandit")
+
+
+class WorkspaceError(RuntimeError):
+    """The task's files could not be prepared (its requirements do not install, an archive is refused...)."""
+
+
+def base_tree(archive: Path, *, cache_root: Path) -> Path:
+    """Return the read-only tree of `archive`, extracted once per archive content (sha256) under cache_root/bases.
+
+    Safe when several processes ask at once: each extracts into its own temporary folder and the first rename
+    wins. Raises scoring.core.archive.ArchiveError for a refused archive.
+    """
+    digest = sha256_file(archive)
+    target = cache_root / "bases" / digest
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    holder = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=target.parent))
+    try:
+        tree = holder / "tree"
+        safe_extract(archive, tree)
+        _make_read_only(tree)
+        with contextlib.suppress(FileExistsError, OSError):
+            os.rename(tree, target)  # fails harmlessly when another process won the race
+    finally:
+        remove_tree(holder)
+    if not target.is_dir():
+        raise WorkspaceError(f"could not cache the tree of {archive.name}")
+    return target
+
+
+def _make_read_only(tree: Path) -> None:
+    """Drop write permission everywhere in `tree`: the shared cache must never change after extraction."""
+    for path in sorted(tree.rglob("*"), reverse=True):
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        path.chmod(mode & ~0o222)
+    tree.chmod(0o555)
+
+
+def task_env(requirements: Sequence[str], *, cache_root: Path, timeout_s: float) -> Path | None:
+    """Return a folder with `requirements` installed (`pip install --target`), built once per requirement set.
+
+    None when there are no requirements. Raises WorkspaceError with pip's last lines when installation fails
+    or takes longer than `timeout_s`.
+    """
+    if not requirements:
+        return None
+    key = hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()
+    target = cache_root / "envs" / key
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    holder = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=target.parent))
+    try:
+        staging = holder / "env"
+        argv = [sys.executable, "-m", "pip", "install", "--quiet", "--no-input", "--disable-pip-version-check",
+                "--no-warn-script-location", "--target", str(staging), *sorted(requirements)]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise WorkspaceError(f"installing the task's requirements took longer than {timeout_s:g} s") from exc
+        if done.returncode != 0:
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
+            raise WorkspaceError(f"the task's requirements do not install: {tail}")
+        with contextlib.suppress(OSError):
+            os.rename(staging, target)
+    finally:
+        remove_tree(holder)
+    return target
+
+
+def check_applies(diff: ParsedDiff | str, base_dir: Path) -> None:
+    """Raise DiffError (with git's message, host paths removed) unless `diff` applies cleanly to `base_dir`."""
+    _git_apply(diff, base_dir, check=True)
+
+
+def _git_apply(diff: ParsedDiff | str, tree: Path, *, check: bool) -> None:
+    """Run strict `git apply` (no fuzz, no rejects) in `tree`, outside any repository, or raise DiffError.
+
+    GIT_CEILING_DIRECTORIES stops git from finding a repository above the tree (a checkout the worker runs in),
+    so paths are taken relative to the tree and no git metadata is read or written; no global or system git
+    configuration can change the behaviour.
+    """
+    text = diff.text if isinstance(diff, ParsedDiff) else diff
+    with tempfile.TemporaryDirectory(prefix="git-home-") as home:
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": home,
+            "LANG": "C",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_CEILING_DIRECTORIES": str(tree.parent),
+        }
+        argv = ["git", "apply", "--whitespace=nowarn", *(["--check"] if check else []), "-"]
+        try:
+            done = subprocess.run(
+                argv, input=text.encode(), cwd=tree, env=env, capture_output=True, timeout=_GIT_TIMEOUT_S, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise DiffError("git apply took too long") from exc
+    if done.returncode != 0:
+        message = done.stderr.decode(errors="replace").replace(str(tree), "").strip()
+        raise DiffError(f"the diff does not apply to the base repository: {message[:1000]}")
+
+
+def is_test_path(path: str, spec: object) -> bool:
+    """True for a test file: test_*.py / *_test.py, anything under a tests/ or test/ folder or a spec test path."""
+    pure = PurePosixPath(path)
+    if fnmatch.fnmatch(pure.name, "test_*.py") or fnmatch.fnmatch(pure.name, "*_test.py"):
+        return True
+    if any(part in _TEST_DIRS for part in pure.parts[:-1]):
+        return True
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in _spec_test_roots(spec))
+
+
+def _spec_test_roots(spec: object) -> list[str]:
+    """Relative paths named in the spec's test commands (pytest's positional arguments), without node ids."""
+    roots = []
+    for command in (getattr(spec, "test_command", None), getattr(spec, "hidden_test_command", None)):
+        for token in shlex.split(command or ""):
+            path = token.split("::", 1)[0]
+            if not token.startswith("-") and (path.endswith(".py") or "/" in path or path in _TEST_DIRS):
+                roots.append(path.strip("./") or path)
+    return roots
+
+
+def infra_reason(path: str, spec: object) -> str | None:
+    """Why `path` is test or lint infrastructure that a patch may not touch (None when it is not)."""
+    pure = PurePosixPath(path)
+    if pure.name in _INFRA_NAMES:
+        return f"{pure.name} configures how tests or linters run"
+    if pure.suffix == ".pth":
+        return ".pth files run code when Python starts"
+    if any(part.endswith((".dist-info", ".egg-info")) for part in pure.parts):
+        return "package metadata can register pytest plugins"
+    lint_config = getattr(spec, "lint_config", None)
+    if lint_config and path == PurePosixPath(lint_config).as_posix():
+        return "it is the task's lint configuration"
+    for pattern in getattr(spec, "protected_paths", ()) or ():
+        if fnmatch.fnmatch(path, pattern):
+            return f"the task protects {pattern}"
+    return None
+
+
+def _config_section_changed(path: str, base: Path, patched: Path) -> str | None:
+    """For pyproject.toml / setup.cfg: why the edit touches test or lint configuration, else None."""
+    name = PurePosixPath(path).name
+    if name not in ("pyproject.toml", "setup.cfg"):
+        return None
+    before, after = _config_sections(base / path, name), _config_sections(patched / path, name)
+    if after is None:
+        return f"{name} no longer parses, so its test configuration cannot be checked"
+    if before != after:
+        return f"{name}: its pytest / lint sections changed"
+    return None
+
+
+def _config_sections(path: Path, name: str) -> dict[str, object] | None:
+    """The pytest / pylint / bandit parts of a pyproject.toml or setup.cfg ({} if absent, None if unparsable)."""
+    if not path.is_file():
+        return {}
+    text = path.read_text(errors="replace")
+    try:
+        if name == "pyproject.toml":
+            tool = tomllib.loads(text).get("tool", {})
+            return {key: value for key, value in tool.items() if key.startswith(_PYPROJECT_TABLES)}
+        parser = configparser.RawConfigParser()
+        parser.read_string(text)
+        return {
+            section: dict(parser.items(section))
+            for section in parser.sections()
+            if section.startswith(_SETUP_CFG_SECTIONS)
+        }
+    except (tomllib.TOMLDecodeError, configparser.Error, AttributeError):
+        return None
+
+
+def _revert(change: FileChange, base: Path, tree: Path) -> None:
+    """Put every path of `change` back as it is in the base: restore the base file, or delete an added one."""
+    for path in filter(None, (change.path, change.old_path)):
+        source, target = base / path, tree / path
+        if target.is_file() or target.is_symlink():
+            target.unlink()
+        if source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            target.chmod(0o644)
+
+
+def _review_changes(diff: ParsedDiff, spec: object, base: Path, tree: Path) -> tuple[set[str], list[str], list[FileChange]]:
+    """Revert forbidden edits in `tree`; return (flags, notes, the changes that stand)."""
+    flags: set[str] = set()
+    notes: list[str] = []
+    kept: list[FileChange] = []
+    for change in diff.files:
+        paths = [p for p in (change.path, change.old_path) if p]
+        infra = next(filter(None, (infra_reason(p, spec) for p in paths)), None)
+        if infra is None and change.kind == "modify":
+            infra = _config_section_changed(change.path, base, tree)
+        if infra is not None:
+            _revert(change, base, tree)
+            flags.add("tamper")
+            notes.append(f"Reverted {_describe(change)} and flagged tamper: {infra}.")
+        elif any(is_test_path(p, spec) for p in paths):
+            _revert(change, base, tree)
+            flags.add("tests_modified")
+            notes.append(f"Reverted {_describe(change)}: test files are graded as the task wrote them.")
+        else:
+            kept.append(change)
+    return flags, notes, kept
+
+
+def _describe(change: FileChange) -> str:
+    verb = {"add": "added", "modify": "edited", "delete": "deleted", "rename": "renamed"}[change.kind]
+    if change.kind == "rename":
+        return f"{verb} {change.old_path} -> {change.path}"
+    return f"{verb} {change.path}"
+
+
+def task_cache_key(*, base_sha: str, hidden_sha: str | None, spec: object) -> str:
+    """The key of everything cached per task: base, hidden tests, spec and the toolchain that ran them."""
+    spec_json = spec.to_json() if hasattr(spec, "to_json") else repr(spec)
+    material = {
+        "base": base_sha,
+        "hidden": hidden_sha,
+        "spec": spec_json,
+        "python": platform.python_version(),
+        "pytest": importlib.metadata.version("pytest"),
+        "format": TASK_CACHE_FORMAT,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def prepare(
+    *,
+    spec: object,
+    diff: ParsedDiff | str,
+    base_archive: Path,
+    hidden_archive: Path | None,
+    settings: PipelineSettings,
+    run: Runner,
+) -> Iterator[ScoringContext]:
+    """Yield the ScoringContext of one patch: base, hidden tests, task env, and the patched tree after reverts.
+
+    Raises DiffError when the diff is refused or does not apply, ArchiveError / WorkspaceError when the task's
+    files cannot be prepared. The patched tree is removed on exit.
+    """
+    parsed = diff if isinstance(diff, ParsedDiff) else parse_diff(diff)
+    cache_root = settings.cache_root
+    base = base_tree(base_archive, cache_root=cache_root)
+    hidden = base_tree(hidden_archive, cache_root=cache_root) if hidden_archive is not None else None
+    env = task_env(getattr(spec, "requirements", ()), cache_root=cache_root, timeout_s=600)
+    key = task_cache_key(base_sha=base.name, hidden_sha=hidden.name if hidden else None, spec=spec)
+    task_cache_dir = cache_root / "tasks" / key
+    task_cache_dir.mkdir(parents=True, exist_ok=True)
+    with scratch_copy(base, work_root=settings.work_root, prefix="patched-") as tree:
+        _git_apply(parsed, tree, check=False)
+        flags, notes, kept = _review_changes(parsed, spec, base, tree)
+        changed = tuple(c.path for c in kept if c.kind != "delete")
+        deleted = tuple(c.path for c in kept if c.kind == "delete") + tuple(
+            c.old_path for c in kept if c.kind == "rename" and c.old_path
+        )
+        yield ScoringContext(
+            spec=spec,
+            diff=parsed,
+            base_dir=base,
+            patched_dir=tree,
+            hidden_dir=hidden,
+            env_dir=env,
+            task_cache_dir=task_cache_dir,
+            settings=settings,
+            run=run,
+            changed_files=changed,
+            added_lines={c.path: c.added_lines for c in kept if c.kind != "delete"},
+            deleted_files=deleted,
+            flags=frozenset(flags),
+            notes=tuple(notes),
+        )
