@@ -27,9 +27,7 @@ NOISE: dict[str, Callable[[np.random.Generator], float]] = {
     # A third of the runs land on a slow mode (a busy neighbour, a throttled core).
     "bimodal": lambda rng: (1.3 if rng.random() < 0.3 else 1.0) * rng.lognormal(0.0, 0.02),
     # Mostly tight, with one run in ten hit by a Pareto-tailed stall.
-    "heavy-tailed outliers": lambda rng: (
-        rng.lognormal(0.0, 0.03) * (1.0 + rng.pareto(1.5) * (rng.random() < 0.1))
-    ),
+    "heavy-tailed outliers": lambda rng: rng.lognormal(0.0, 0.03) * (1.0 + rng.pareto(1.5) * (rng.random() < 0.1)),
 }
 
 
@@ -72,21 +70,29 @@ def fixed(noise: str, effect: float, seed: int, runs: int = FIXED_RUNS) -> perfs
 
 
 def run(seeds: int = 30) -> dict:
-    """Compare runs and verdicts of both methods for every noise shape and effect; return rows and a summary."""
+    """Runs and verdicts of both methods for every noise shape and effect: rows and a summary.
+
+    `agreement` is the share of seeds where both methods give the same verdict; `contradictions` counts seeds
+    where both decide (not inconclusive) yet differ, which a sound sequential method should never produce.
+    """
     rows = []
     for noise in NOISE:
         for effect in EFFECTS:
-            seq = [sequential(noise, effect, seed) for seed in range(seeds)]
-            fix = [fixed(noise, effect, seed) for seed in range(seeds)]
+            decisions = [sequential(noise, effect, seed) for seed in range(seeds)]
+            seq = [d.verdict for d in decisions]
+            runs = [d.n_base for d in decisions]
+            fix = [fixed(noise, effect, seed).verdict for seed in range(seeds)]
+            pairs = list(zip(seq, fix, strict=True))
             rows.append(
                 {
                     "noise": noise,
                     "effect": effect,
-                    "sequential_runs": round(float(np.mean([d.n_base for d in seq])), 1),
+                    "sequential_runs": round(float(np.mean(runs)), 1),
                     "fixed_runs": FIXED_RUNS,
-                    "agreement": round(float(np.mean([d.verdict == c.verdict for d, c in zip(seq, fix)])), 3),
-                    "sequential_verdicts": _counts(d.verdict for d in seq),
-                    "fixed_verdicts": _counts(c.verdict for c in fix),
+                    "agreement": round(float(np.mean([s == f for s, f in pairs])), 3),
+                    "contradictions": sum(s != f and "inconclusive" not in (s, f) for s, f in pairs),
+                    "sequential_verdicts": _counts(seq),
+                    "fixed_verdicts": _counts(fix),
                 }
             )
     return {
@@ -97,13 +103,13 @@ def run(seeds: int = 30) -> dict:
             "mean_sequential_runs": round(float(np.mean([r["sequential_runs"] for r in rows])), 1),
             "fixed_runs": FIXED_RUNS,
             "mean_agreement": round(float(np.mean([r["agreement"] for r in rows])), 3),
+            "contradictions": sum(r["contradictions"] for r in rows),
         },
     }
 
 
-def _counts(verdicts) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    values = list(verdicts)
-    return {v: values.count(v) for v in perfstats.VERDICTS if v in values}
+def _counts(verdicts: list[str]) -> dict[str, int]:
+    return {v: verdicts.count(v) for v in perfstats.VERDICTS if v in verdicts}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,15 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class LabelingConfig(AppConfig):
     name = "labeling"
     verbose_name = "Labeling"
+
+
+class ReviewAdminConfig(admin_apps.AdminConfig):
+    """`django.contrib.admin` with the admins-only site: list "labeling.apps.ReviewAdminConfig" in
+    INSTALLED_APPS instead of "django.contrib.admin"."""
+
+    default = False  # not the default config of the `labeling` app; LabelingConfig is
+    default_site = "labeling.admin_site.ReviewAdminSite"

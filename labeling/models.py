@@ -57,3 +57,59 @@ class Claim(models.Model):
             models.Index(fields=["patch", "lease_until"]),
             models.Index(fields=["reviewer", "done_at", "lease_until"]),
         ]
+
+
+class ExportJob(models.Model):
+    """One label export started from /exports/ or the API (labeling.exports.export_labels in a Celery task).
+
+    Written by the task as it goes; read by the progress bar and the API. The file lives under
+    DATA_DIR/exports/, next to its `.manifest.json`.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    fmt = models.CharField(max_length=10)
+    include_demo = models.BooleanField(default=False)
+    with_execution = models.BooleanField(default=False)
+    min_margin = models.FloatField(default=0.2)
+    cutoff = models.DateTimeField(help_text="Only labels created at or before this moment are exported.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    path = models.CharField(max_length=500, blank=True, default="", help_text="The JSONL file, once written.")
+    manifest = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"export {self.pk} ({self.fmt}, {self.status})"
+
+
+class CriticRun(models.Model):
+    """The metrics of one eval_critic run: a critic version judged against the human labels of an export."""
+
+    version = models.CharField(max_length=200, help_text="The critic's name: its folder name unless given.")
+    model_dir = models.CharField(max_length=500)
+    data = models.CharField(max_length=500, help_text="The sft export it was evaluated on.")
+    rows = models.PositiveIntegerField(default=0)
+    valid_json_rate = models.FloatField(null=True)
+    band_agreement = models.FloatField(null=True)
+    correctness_agreement = models.FloatField(null=True)
+    mae = models.JSONField(default=dict, help_text="criterion -> mean absolute error against the human labels")
+    metrics = models.JSONField(default=dict, help_text="the whole report of scoring.core.learned.train.evaluate")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"critic {self.version} ({self.created_at:%Y-%m-%d %H:%M})"

@@ -128,7 +128,8 @@ else:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "db.sqlite3",
             "OPTIONS": SQLITE_OPTIONS,
-            "TEST": {"NAME": DATA_DIR / "test-db.sqlite3"},
+            # A file (not :memory:) so worker subprocesses in tests see the same rows; one per test session.
+            "TEST": {"NAME": DATA_DIR / f"test-db-{os.getpid()}.sqlite3"},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -155,6 +156,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = not PRODUCTION
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # Request bodies: a batch of 1000 diffs of up to 1 MB is too much for one request; 64 MB is the ceiling,
 # the per-diff limit is REVIEWAPP_MAX_DIFF_BYTES.

@@ -44,7 +44,23 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response({"detail": f"diff: {exc}"}, status=exc.status)
     if isinstance(exc, RequestDataTooBig):
         return Response({"detail": "request body too large"}, status=413)
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is not None and not (isinstance(response.data, dict) and "detail" in response.data):
+        # Field errors: keep them, and say in one sentence what was wrong.
+        response.data = {"detail": _summary(response.data), "errors": response.data}
+    return response
+
+
+def _summary(errors: Any, prefix: str = "") -> str:
+    """Flatten DRF's nested field errors into "field: message; other[2].field: message"."""
+    if isinstance(errors, dict):
+        parts = [_summary(value, f"{prefix}.{key}" if prefix else str(key)) for key, value in errors.items()]
+    elif isinstance(errors, list) and errors and not all(isinstance(e, str) for e in errors):
+        parts = [_summary(value, f"{prefix}[{i}]") for i, value in enumerate(errors) if value]
+    else:
+        messages = errors if isinstance(errors, list) else [errors]
+        return f"{prefix}: {' '.join(str(m) for m in messages)}" if prefix else " ".join(map(str, messages))
+    return "; ".join(p for p in parts if p)
 
 
 class ResultSerializer(serializers.Serializer):

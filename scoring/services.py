@@ -25,7 +25,7 @@ from scoring import selectors, storage
 from scoring.conf import pipeline_settings
 from scoring.core import diffcheck, workspace
 from scoring.core.diffcheck import DiffError
-from scoring.core.pipeline import PIPELINE_VERSION, build_result, stages
+from scoring.core.pipeline import PIPELINE_VERSION, build_result, run_stage, stages, tool_versions
 from scoring.core.registry import REGISTRY
 from scoring.core.spec import SpecError, TaskSpec, parse_spec
 from scoring.core.trees import pack_tree
@@ -174,6 +174,8 @@ def patch_submit(
     external_id: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     check_queue: bool = True,
+    enqueue: bool = True,
+    is_demo: bool = False,
 ) -> Submission:
     """Accept one patch: dedupe by external_id, validate, write the row, enqueue scoring on commit.
 
@@ -197,8 +199,10 @@ def patch_submit(
                 diff_sha256=sha,
                 external_id=external_id,
                 metadata=dict(metadata or {}),
+                is_demo=is_demo,
             )
-            transaction.on_commit(lambda: enqueue_stage(patch.pk))
+            if enqueue:
+                transaction.on_commit(lambda: enqueue_stage(patch.pk))
     except IntegrityError:
         # Another request with the same external_id won the race: answer as if it came first.
         existing = Patch.objects.get(client=client, task=task, external_id=external_id)
@@ -383,6 +387,47 @@ def stage_record(*, patch: Patch, stage: str, results: Mapping[str, CriticResult
         pipeline_version=PIPELINE_VERSION,
         defaults={"results": {n: r.to_json() for n, r in results.items()}, "meta": dict(meta)},
     )
+
+
+def stage_execute(*, patch: Patch, stage: str, analyser: Any = None) -> None:
+    """Run one stage of the pipeline on a patch and store its results. Call while holding the patch's lease.
+
+    Raises SandboxUnavailable or an internal error; whatever the patch itself does ends up in the results.
+    """
+    task = patch.task
+    outcome = run_stage(
+        critics=stages(REGISTRY)[stage],
+        spec=parse_spec(task.spec, api=True),
+        diff=diffcheck.parse_diff(patch.diff, max_bytes=len(patch.diff.encode("utf-8", "surrogatepass")) + 1),
+        base_archive=storage.archive_path(task.base_sha256),
+        hidden_archive=storage.archive_path(task.hidden_sha256) if task.hidden_sha256 else None,
+        settings=pipeline_settings(),
+        analyser=analyser,
+    )
+    stage_record(
+        patch=patch,
+        stage=stage,
+        results=outcome.results,
+        meta={"timings_s": outcome.timings_s, "sandbox": outcome.sandbox, "tools": tool_versions()},
+    )
+
+
+def patch_score_inline(*, patch: Patch, analyser: Any = None) -> bool:
+    """Score a queued patch in this process, every stage in turn, exactly as the workers would (the demo).
+
+    False when a worker holds the patch.
+    """
+    stage = next_stage(patch)
+    while stage is not None:
+        claimed = patch_claim(patch_id=patch.pk, token=f"inline-{patch.pk}", lease_s=3600, stage=stage)
+        if claimed is None:
+            return False
+        stage_execute(patch=claimed, stage=stage, analyser=analyser)
+        stage = next_stage(claimed)
+        if stage is not None:
+            patch_handoff(patch=claimed, stage=stage)
+    patch_finalize(patch=patch)
+    return True
 
 
 def next_stage(patch: Patch) -> str | None:

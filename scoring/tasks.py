@@ -12,12 +12,8 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from scoring import services, storage
-from scoring.conf import pipeline_settings
-from scoring.core import pipeline
-from scoring.core.diffcheck import parse_diff
-from scoring.core.registry import REGISTRY
-from scoring.core.spec import parse_spec
+from scoring import services
+
 
 log = logging.getLogger(__name__)
 _analyser = None
@@ -27,9 +23,15 @@ def worker_analyser():  # type: ignore[no-untyped-def]
     """The warm analyser of this worker process, started on first use and closed at exit."""
     global _analyser
     if _analyser is None:
+        from scoring.conf import pipeline_settings
         from scoring.core.analyser import Analyser
 
-        _analyser = Analyser()
+        conf = pipeline_settings()
+        _analyser = Analyser(
+            recycle_after=conf.analyser_recycle_after,
+            timeout_s=conf.analyser_timeout_s,
+            memory_bytes=conf.analyser_memory_bytes,
+        )
         atexit.register(_analyser.close)
     return _analyser
 
@@ -42,17 +44,8 @@ def run_stage(self, patch_id: int, stage: str) -> str:  # type: ignore[no-untype
     if patch is None:
         return "not claimed"
     if services.next_stage(patch) == stage:
-        task = patch.task
         try:
-            outcome = pipeline.run_stage(
-                critics=pipeline.stages(REGISTRY)[stage],
-                spec=parse_spec(task.spec, api=True),
-                diff=parse_diff(patch.diff, max_bytes=len(patch.diff.encode()) + 1),
-                base_archive=storage.archive_path(task.base_sha256),
-                hidden_archive=storage.archive_path(task.hidden_sha256) if task.hidden_sha256 else None,
-                settings=pipeline_settings(),
-                analyser=worker_analyser(),
-            )
+            services.stage_execute(patch=patch, stage=stage, analyser=worker_analyser())
         except SoftTimeLimitExceeded:
             services.patch_release(patch=patch, reason=f"{stage} stage ran past its time limit")
             return "timed out"
@@ -60,16 +53,6 @@ def run_stage(self, patch_id: int, stage: str) -> str:  # type: ignore[no-untype
             log.exception("stage %s of patch %s failed", stage, patch_id)
             services.patch_release(patch=patch, reason=f"{stage} stage failed: {type(exc).__name__}: {exc}")
             return "released"
-        services.stage_record(
-            patch=patch,
-            stage=stage,
-            results=outcome.results,
-            meta={
-                "timings_s": outcome.timings_s,
-                "sandbox": outcome.sandbox,
-                "tools": pipeline.tool_versions(),
-            },
-        )
     following = services.next_stage(patch)
     if following is not None:
         services.patch_handoff(patch=patch, stage=following)
@@ -87,3 +70,22 @@ def reconcile() -> dict[str, int]:
 @shared_task(acks_late=True)
 def prune_evidence() -> int:
     return services.prune_evidence()
+
+
+@shared_task(acks_late=True)
+def reaggregate(profile_id: int, job_id: int) -> dict[str, int]:
+    """Re-aggregate every current Evaluation under an activated weight profile (scoring.weights.reaggregate)."""
+    from scoring import weights
+    from scoring.models import ReaggregationJob
+
+    job = ReaggregationJob.objects.select_related("profile").filter(pk=job_id, profile_id=profile_id).first()
+    if job is None:
+        return {}
+    try:
+        return weights.reaggregate(profile=job.profile, job=job)
+    except SoftTimeLimitExceeded:
+        weights.job_fail(job=job, error="ran past its time limit; activate the profile again to finish")
+        return {}
+    except Exception as exc:  # the progress bar must show the failure instead of spinning forever
+        weights.job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
+        raise

@@ -177,9 +177,13 @@ class Analyser:
             return {}
         request = {"root": str(Path(root).resolve()), "files": files, "pylintrc": str(pylintrc) if pylintrc else None}
         response = self._request(request)
-        return {
-            path: FileReport.from_json({"path": path, **response["files"][path], "error": None}) for path in files
-        }
+        try:
+            return {
+                path: FileReport.from_json({"path": path, **response["files"][path], "error": None}) for path in files
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            self._stop()
+            raise AnalyserError(f"analyser answered a malformed report ({exc!r})") from None
 
     def _request(self, request: dict[str, Any]) -> dict[str, Any]:
         """Send one request and wait for its answer; kill the child on any failure, recycle it when it is due."""
@@ -219,7 +223,7 @@ class Analyser:
         }
         # CPU is a backstop for a child that escapes the wall clock; the wall clock is the real per-request limit.
         cpu_s = int(self.timeout_s * (self.recycle_after + 2)) + 60
-        self._stderr = tempfile.TemporaryFile(dir=home)
+        self._stderr = tempfile.TemporaryFile(dir=home)  # noqa: SIM115 - lives as long as the child, closed in _stop
         self._buffer.clear()
         self._served = 0
         self._proc = subprocess.Popen(
@@ -362,9 +366,7 @@ class PatchAnalysis:
             notes = [*item.patched.notes, *(item.base.notes if item.base else ())]
             if item.base is not None and item.base.error is not None:
                 notes.append(f"partial: the base version could not be analysed ({item.base.error})")
-            factors = {
-                note: NOTE_CONFIDENCE[kind] for note in notes if (kind := note.split(":")[0]) in NOTE_CONFIDENCE
-            }
+            factors = {note: NOTE_CONFIDENCE[kind] for note in notes if (kind := note.split(":")[0]) in NOTE_CONFIDENCE}
             if factors:
                 worst = min(factors, key=factors.__getitem__)
                 caveats.append((factors[worst], f"{item.path}: {worst}"))
@@ -397,6 +399,9 @@ def analyse_patch(ctx: ScoringContext) -> PatchAnalysis:
     edited = lint_config_edits(ctx)
     if not paths:
         return PatchAnalysis(files=(), config=config, config_notes=notes, lint_config_edited=edited)
+    key = _patch_key(ctx, paths, rcfile)
+    if key in _LAST_PATCH:
+        return _LAST_PATCH[key]
     with _analyser_for(ctx) as analyser:
         patched = analyser.analyse(ctx.patched_dir, paths, pylintrc=rcfile)
         in_base = [path for path in paths if (ctx.base_dir / path).is_file()]
@@ -410,7 +415,28 @@ def analyse_patch(ctx: ScoringContext) -> PatchAnalysis:
         )
         for path in paths
     )
-    return PatchAnalysis(files=files, config=config, config_notes=notes, lint_config_edited=edited)
+    analysis = PatchAnalysis(files=files, config=config, config_notes=notes, lint_config_edited=edited)
+    _LAST_PATCH.clear()
+    _LAST_PATCH[key] = analysis
+    return analysis
+
+
+#: The last patch analysed in this process: the security critic reuses what the style critic just computed.
+_LAST_PATCH: dict[str, PatchAnalysis] = {}
+
+
+def _patch_key(ctx: ScoringContext, paths: Sequence[str], rcfile: Path) -> str:
+    """What determines a patch analysis: both trees, the files the patch touched with their contents, the config."""
+    digest = hashlib.sha256()
+    for part in (ctx.base_dir, ctx.patched_dir, rcfile, *ctx.deleted_files, *sorted(ctx.changed_files)):
+        digest.update(f"{part}\0".encode())
+    for path in paths:
+        target = ctx.patched_dir / path
+        readable = target.is_file() and not target.is_symlink()
+        digest.update(target.read_bytes() if readable else b"\0unreadable")
+        digest.update(repr(sorted(ctx.added_lines.get(path, ()))).encode())
+    digest.update(rcfile.read_bytes())
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager
@@ -428,9 +454,7 @@ def _analyser_for(ctx: ScoringContext) -> Iterator[Analyser]:
         yield analyser
 
 
-def base_reports(
-    ctx: ScoringContext, analyser: Analyser, paths: Sequence[str], rcfile: Path
-) -> dict[str, FileReport]:
+def base_reports(ctx: ScoringContext, analyser: Analyser, paths: Sequence[str], rcfile: Path) -> dict[str, FileReport]:
     """Base-tree reports of `paths`, from the per-task cache where possible; fresh successful ones are cached.
 
     A cache entry is keyed by the file's path and sha256, the tool versions and the configuration's sha256, and
@@ -484,11 +508,19 @@ def lint_configuration(ctx: ScoringContext) -> tuple[Path, str, tuple[str, ...]]
     base = ctx.base_dir.resolve()
     source = (base / name).resolve()
     if not source.is_relative_to(base) or not source.is_file():
-        return REVIEW_PYLINTRC, "the review configuration", (f"lint_config {name} is not a file in the base tree",)
+        return (
+            REVIEW_PYLINTRC,
+            "the review configuration",
+            (f"lint_config {name} is not a file in the base tree; the review configuration applies",),
+        )
     try:
         options = read_pylint_options(source)
     except (OSError, ValueError, configparser.Error, tomllib.TOMLDecodeError) as exc:
-        return REVIEW_PYLINTRC, "the review configuration", (f"lint_config {name} could not be read ({exc})",)
+        return (
+            REVIEW_PYLINTRC,
+            "the review configuration",
+            (f"lint_config {name} could not be read ({exc}); the review configuration applies",),
+        )
     dropped = sorted(option for option in options if option in BLOCKED_OPTIONS)
     lines = ["[MAIN]"] + [f"{key}={value}" for key, value in options.items() if key not in BLOCKED_OPTIONS]
     text = "\n".join(lines) + "\n"
@@ -529,11 +561,11 @@ def lint_config_edits(ctx: ScoringContext) -> tuple[str, ...]:
     edited = []
     for path in ctx.changed_files:
         name = Path(path).name
-        if path == task_config or name in LINT_CONFIG_NAMES:
-            edited.append(path)
-        elif name in ("pyproject.toml", "setup.cfg", "tox.ini") and _pylint_section(
-            ctx.base_dir / path
-        ) != _pylint_section(ctx.patched_dir / path):
+        if name in ("pyproject.toml", "setup.cfg", "tox.ini"):
+            changed = _pylint_section(ctx.base_dir / path) != _pylint_section(ctx.patched_dir / path)
+        else:
+            changed = path == task_config or name in LINT_CONFIG_NAMES
+        if changed:
             edited.append(path)
     return tuple(edited)
 

@@ -285,7 +285,7 @@ def serve(worker: Worker, requests: Any, responses: Any) -> None:
             response = worker.handle(json.loads(raw))
             for entry in response["files"].values():
                 del entry["scopes"]
-        except BaseException as exc:  # noqa: BLE001 - anything, even MemoryError, becomes an answer
+        except BaseException as exc:  # anything, even MemoryError or SystemExit, becomes an answer
             detail = "".join(traceback.format_exception_only(exc)).strip()
             response = {"ok": False, "error": detail[-2000:]}
         responses.write(json.dumps(response) + "\n")

@@ -125,8 +125,7 @@ class _Budget:
         ratio = self.unpacked / self.compressed
         if self.unpacked > RATIO_FLOOR and ratio > self.max_ratio:
             raise ArchiveError(
-                f"archive looks like a zip bomb: compression ratio above {self.max_ratio:g} "
-                f"(at member {name!r})"
+                f"archive looks like a zip bomb: compression ratio above {self.max_ratio:g} (at member {name!r})"
             )
 
     def _check_layout(self, name: str, *, is_dir: bool) -> None:
@@ -197,13 +196,9 @@ def _extract_tar(fileobj: BinaryIO, tree: Path, budget: _Budget) -> None:
     with tarfile.open(fileobj=fileobj, mode="r:") as tar:
         for member in tar:  # lazy: a member is checked before the stream moves past its data
             if member.issym() or member.islnk():
-                raise ArchiveError(
-                    f"member {member.name!r}: links are not allowed (points to {member.linkname!r})"
-                )
+                raise ArchiveError(f"member {member.name!r}: links are not allowed (points to {member.linkname!r})")
             if not (member.isreg() or member.isdir()):
-                raise ArchiveError(
-                    f"member {member.name!r}: device files, fifos and other special files are refused"
-                )
+                raise ArchiveError(f"member {member.name!r}: device files, fifos and other special files are refused")
             name = budget.admit(member.name, is_dir=member.isdir(), size=member.size if member.isreg() else 0)
             if name:
                 # The data filter is a second defence behind the checks above (modes, owners, escapes).
@@ -220,9 +215,7 @@ def _extract_zip(archive: Path, tree: Path, budget: _Budget) -> None:
             if stat.S_ISLNK(mode):
                 raise ArchiveError(f"member {raw_name!r}: links are not allowed")
             if file_type and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                raise ArchiveError(
-                    f"member {raw_name!r}: device files, fifos and other special files are refused"
-                )
+                raise ArchiveError(f"member {raw_name!r}: device files, fifos and other special files are refused")
             if info.flag_bits & 0x1:
                 raise ArchiveError(f"member {raw_name!r}: encrypted members are refused")
             is_dir = info.is_dir() or stat.S_ISDIR(mode)
@@ -276,6 +269,4 @@ class _BoundedReader:
 
     def _check(self) -> None:
         if self._raw.tell() > self._limit:
-            raise ArchiveError(
-                f"archive is too large uncompressed: the tar stream exceeds {self._limit} bytes"
-            )
+            raise ArchiveError(f"archive is too large uncompressed: the tar stream exceeds {self._limit} bytes")

@@ -88,9 +88,7 @@ def parse_diff(text: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedDiff:
     except (UnidiffParseError, ValueError) as exc:
         raise DiffError(f"diff is malformed: {exc}") from exc
     if not len(patch):
-        raise DiffError(
-            "not a unified diff: no file headers ('--- a/...', '+++ b/...' or 'diff --git') found"
-        )
+        raise DiffError("not a unified diff: no file headers ('--- a/...', '+++ b/...' or 'diff --git') found")
     files = tuple(_file_change(patched) for patched in patch)
     _check_unique(files)
     return ParsedDiff(text=text, files=files, sha256=hashlib.sha256(data).hexdigest())
@@ -129,11 +127,7 @@ def _check_file_section(lines: list[str], index: int) -> int:
         raise DiffError(f"file header at line {index - 1} is not followed by a hunk ('@@ -l,n +l,n @@')")
     while index < len(lines) and lines[index].startswith("@@"):
         index = _consume_hunk(lines, index)
-    if (
-        index < len(lines)
-        and lines[index][:1] in ("+", "-", " ")
-        and not lines[index].startswith(("--- ", "-- "))
-    ):
+    if index < len(lines) and lines[index][:1] in ("+", "-", " ") and not lines[index].startswith(("--- ", "-- ")):
         raise DiffError(f"hunk ending before line {index + 1} has more lines than its header says")
     return index
 
@@ -202,8 +196,7 @@ def _header_name(raw: str, prefix: str, number: int) -> str | None:
     _check_escape(name, number)
     if not name.startswith(prefix):
         raise DiffError(
-            f"line {number}: file name {name!r} must start with {prefix!r} (as `git diff` writes it) "
-            "or be /dev/null"
+            f"line {number}: file name {name!r} must start with {prefix!r} (as `git diff` writes it) or be /dev/null"
         )
     return _check_path(name[len(prefix) :], number)
 
@@ -264,9 +257,7 @@ def _file_change(patched: unidiff.PatchedFile) -> FileChange:
     if path is None:
         raise DiffError("a file in the diff goes from /dev/null to /dev/null")
     added = frozenset(line.target_line_no for hunk in patched for line in hunk if line.is_added)
-    return FileChange(
-        path=path, old_path=old_path, kind=kind, added_lines=added, is_python=path.endswith(".py")
-    )
+    return FileChange(path=path, old_path=old_path, kind=kind, added_lines=added, is_python=path.endswith(".py"))
 
 
 def _check_unique(files: tuple[FileChange, ...]) -> None:
@@ -288,15 +279,11 @@ def check_paths_exist(diff: ParsedDiff, base_dir: Path) -> None:
     for change in diff.files:
         target = _inside(root, change.path)
         if change.kind in ("modify", "delete") and not target.is_file():
-            raise DiffError(
-                f"{change.path!r} does not exist in the base repository (the diff {change.kind}s it)"
-            )
+            raise DiffError(f"{change.path!r} does not exist in the base repository (the diff {change.kind}s it)")
         if change.kind in ("add", "rename") and (target.exists() or target.is_symlink()):
             raise DiffError(f"{change.path!r} already exists in the base repository (the diff creates it)")
         if change.old_path is not None and not _inside(root, change.old_path).is_file():
-            raise DiffError(
-                f"{change.old_path!r} does not exist in the base repository (the diff renames it)"
-            )
+            raise DiffError(f"{change.old_path!r} does not exist in the base repository (the diff renames it)")
 
 
 def _inside(root: Path, relative: str) -> Path:

@@ -77,9 +77,7 @@ def normalise_context(line_text: str) -> str:
     return " ".join(line_text.split())
 
 
-def diff_findings(
-    base: Sequence[Finding], patched: Sequence[Finding], added_lines: Iterable[int]
-) -> FindingDiff:
+def diff_findings(base: Sequence[Finding], patched: Sequence[Finding], added_lines: Iterable[int]) -> FindingDiff:
     """Match one file's base and patched findings; return those the patch introduced and those it fixed.
 
     Introduced: a patched finding with no base twin (same identity, counted as a multiset) that sits on a line the

@@ -57,8 +57,10 @@ _TEXT_LIMITS = (
     ("file_size", re.compile(r"File too large|\[Errno 27\]")),
     (
         "pids",
-        re.compile(r"BlockingIOError: \[Errno 11\]|fork: (?:retry: )?Resource temporarily unavailable|"
-                   r"can't start new thread|Resource temporarily unavailable"),
+        re.compile(
+            r"BlockingIOError: \[Errno 11\]|fork: (?:retry: )?Resource temporarily unavailable|"
+            r"can't start new thread|Resource temporarily unavailable"
+        ),
     ),
 )
 
@@ -102,7 +104,7 @@ def run(
     tree: Path,
     report_dir: Path | None = None,
     env_dir: Path | None = None,
-    limits: RunLimits = RunLimits(),
+    limits: RunLimits = RunLimits(),  # noqa: B008 - frozen, the signature of types.Runner
     allow_unsandboxed: bool = False,
 ) -> RunResult:
     """Run `argv` with `tree` as working directory inside the sandbox and return what happened.
@@ -197,8 +199,8 @@ def _bwrap_args(tree: Path, report_dir: Path | None, env_dir: Path | None) -> li
         if os.path.exists(path):
             args += ["--ro-bind", path, path]
     args += ["--proc", "/proc", "--dev", "/dev"]
-    args += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", "/dev/shm"]
-    args += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp"]
+    args += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", "/dev/shm"]  # noqa: S108 - a private tmpfs
+    args += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp"]  # noqa: S108 - a private tmpfs
     for prefix in _python_prefixes():
         args += _open_parents(prefix)
         args += ["--ro-bind", str(prefix), str(prefix)]
@@ -226,11 +228,7 @@ def _open_parents(path: Path) -> list[str]:
 @functools.cache
 def _python_prefixes() -> tuple[Path, ...]:
     """The folders the worker's Python needs (venv and base interpreter), outermost only, outside /usr."""
-    candidates = {
-        Path(p).resolve()
-        for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)
-        if p
-    }
+    candidates = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix) if p}
     candidates.add(Path(os.path.realpath(sys.executable)).parent.parent)
     kept = [p for p in candidates if p != Path("/") and not p.is_relative_to("/usr")]
     return tuple(sorted(p for p in kept if not any(p != q and p.is_relative_to(q) for q in kept)))
@@ -293,7 +291,7 @@ def _supervise(outer: list[str], inner: list[str], *, cwd: str, limits: RunLimit
     script = f'"$@" {times_write}>&-; status=$?; times >&{times_write}; exit $status'
     command = [*outer, "/bin/bash", "-c", script, "bash", *inner]  # dash cannot redirect fds above 9
     started = time.monotonic()
-    proc = subprocess.Popen(  # noqa: S603 - the whole point: run the command, confined by the arguments above
+    proc = subprocess.Popen(
         command,
         cwd=cwd,
         stdin=subprocess.DEVNULL,

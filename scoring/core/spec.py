@@ -31,7 +31,10 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A validated task spec. `repo` and `hidden_tests` are local paths, set only for a CLI spec."""
+    """A validated task spec. `repo` and `hidden_tests` are local paths, set only for a CLI spec.
+
+    Two specs are equal when their stored forms are (the local paths do not take part in the comparison).
+    """
 
     name: str
     test_command: str
@@ -60,9 +63,7 @@ class TaskSpec:
         return shlex.split(command)
 
 
-def parse_spec(
-    data: Mapping[str, Any] | str | bytes, *, spec_dir: Path | None = None, api: bool = False
-) -> TaskSpec:
+def parse_spec(data: Mapping[str, Any] | str | bytes, *, spec_dir: Path | None = None, api: bool = False) -> TaskSpec:
     """Validate a spec and return it, or raise SpecError naming the field that is wrong.
 
     CLI (`api=False`): "repo" is required and "repo" / "hidden_tests" resolve against `spec_dir` (default: the
@@ -104,9 +105,7 @@ def _check_keys(raw: Mapping[str, Any], *, api: bool) -> None:
     allowed = set(_CHECKS) | set(_LOCAL_PATH_FIELDS)
     unknown = sorted(str(key) for key in raw if key not in allowed)
     if unknown:
-        raise SpecError(
-            f"{', '.join(unknown)}: unknown key(s); allowed keys are {', '.join(sorted(allowed))}"
-        )
+        raise SpecError(f"{', '.join(unknown)}: unknown key(s); allowed keys are {', '.join(sorted(allowed))}")
     if api:
         for key in _LOCAL_PATH_FIELDS:
             if key in raw:
@@ -153,9 +152,7 @@ def _pytest_command(key: str, value: Any) -> str:
     value = _command(key, value)
     argv = shlex.split(value)
     if not any(tuple(argv[: len(prefix)]) == prefix for prefix in _PYTEST_PREFIXES):
-        raise SpecError(
-            f"{key}: must be a pytest invocation ('pytest ...' or 'python -m pytest ...'), got {value!r}"
-        )
+        raise SpecError(f"{key}: must be a pytest invocation ('pytest ...' or 'python -m pytest ...'), got {value!r}")
     return value
 
 
@@ -186,9 +183,7 @@ def _requirement(key: str, value: Any) -> str:
     try:
         requirement = Requirement(value)
     except InvalidRequirement as exc:
-        raise SpecError(
-            f"{key}: {value!r} is not a PEP 508 requirement ({str(exc).splitlines()[0]})"
-        ) from exc
+        raise SpecError(f"{key}: {value!r} is not a PEP 508 requirement ({str(exc).splitlines()[0]})") from exc
     if requirement.url:
         raise SpecError(f"{key}: {value!r} points to a URL or path; only index packages are allowed")
     return value

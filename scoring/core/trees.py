@@ -42,7 +42,7 @@ def remove_tree(path: Path) -> None:
             Path(failed_path).chmod(0o755)
             func(failed_path)
 
-    shutil.rmtree(path, onexc=_make_writable_and_retry)
+    shutil.rmtree(path, onerror=_make_writable_and_retry)  # onexc needs Python 3.12
 
 
 @contextlib.contextmanager

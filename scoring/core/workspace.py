@@ -38,8 +38,17 @@ _GIT_TIMEOUT_S = 60
 _TEST_DIRS = frozenset({"tests", "test", "testing"})
 #: Files whose mere presence or edit changes how tests are collected, run or reported, wherever they are.
 _INFRA_NAMES = frozenset(
-    {"conftest.py", "pytest.ini", "tox.ini", "sitecustomize.py", "usercustomize.py", "pylintrc", ".pylintrc",
-     ".bandit", "noxfile.py"}
+    {
+        "conftest.py",
+        "pytest.ini",
+        "tox.ini",
+        "sitecustomize.py",
+        "usercustomize.py",
+        "pylintrc",
+        ".pylintrc",
+        ".bandit",
+        "noxfile.py",
+    }
 )
 #: Sections of pyproject.toml (table prefixes) and setup.cfg whose edits are infrastructure edits.
 _PYPROJECT_TABLES = ("pytest", "pylint", "bandit")
@@ -99,8 +108,19 @@ def task_env(requirements: Sequence[str], *, cache_root: Path, timeout_s: float)
     holder = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=target.parent))
     try:
         staging = holder / "env"
-        argv = [sys.executable, "-m", "pip", "install", "--quiet", "--no-input", "--disable-pip-version-check",
-                "--no-warn-script-location", "--target", str(staging), *sorted(requirements)]
+        argv = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-input",
+            "--disable-pip-version-check",
+            "--no-warn-script-location",
+            "--target",
+            str(staging),
+            *sorted(requirements),
+        ]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
         except subprocess.TimeoutExpired as exc:
@@ -233,7 +253,9 @@ def _revert(change: FileChange, base: Path, tree: Path) -> None:
             target.chmod(0o644)
 
 
-def _review_changes(diff: ParsedDiff, spec: object, base: Path, tree: Path) -> tuple[set[str], list[str], list[FileChange]]:
+def _review_changes(
+    diff: ParsedDiff, spec: object, base: Path, tree: Path
+) -> tuple[set[str], list[str], list[FileChange]]:
     """Revert forbidden edits in `tree`; return (flags, notes, the changes that stand)."""
     flags: set[str] = set()
     notes: list[str] = []

@@ -101,7 +101,9 @@ class PerformanceCritic(BaseCritic):
         settings = ctx.settings
         argv = ctx.spec.argv(ctx.spec.benchmark_command)
         old = dict(previous.evidence) if previous else {}
-        head = previous.rationale[:-1] if previous else ()
+        # Healing drops the closing verdict and the look that stopped evaluation: the first look logged here
+        # repeats that look and says what happens next ("adding 5 runs").
+        head = previous.rationale[:-2] if previous else ()
         limits = RunLimits(
             wall_s=float(ctx.spec.timeout_s),
             cpu_s=float(ctx.spec.timeout_s),
@@ -109,9 +111,7 @@ class PerformanceCritic(BaseCritic):
         )
         with (
             scratch_copy(ctx.base_dir, work_root=settings.work_root, prefix="bench-base-") as base_tree,
-            scratch_copy(
-                ctx.patched_dir, work_root=settings.work_root, prefix="bench-patched-"
-            ) as patched_tree,
+            scratch_copy(ctx.patched_dir, work_root=settings.work_root, prefix="bench-patched-") as patched_tree,
         ):
             restored = _restore_benchmark_files(argv, ctx.base_dir, patched_tree)
             bench = _Bench(ctx, argv, {"base": base_tree, "patched": patched_tree}, limits, old.get("metric"))
@@ -246,12 +246,7 @@ def _script_paths(argv: Sequence[str], base_dir: Path) -> list[str]:
     found = []
     for candidate in candidates:
         path = (root / candidate).resolve()
-        if (
-            path.is_relative_to(root)
-            and path != root
-            and path.is_file()
-            and not (root / candidate).is_symlink()
-        ):
+        if path.is_relative_to(root) and path != root and path.is_file() and not (root / candidate).is_symlink():
             relative = path.relative_to(root).as_posix()
             if relative not in found:
                 found.append(relative)
@@ -261,9 +256,7 @@ def _script_paths(argv: Sequence[str], base_dir: Path) -> list[str]:
 def _method_step(command: str, metric: str | None, restored: Sequence[str]) -> str:
     """The first rationale step: what was run and what was measured."""
     measured = (
-        'the "seconds" the benchmark reports on its last line'
-        if metric == "seconds"
-        else "CPU time (user + system)"
+        'the "seconds" the benchmark reports on its last line' if metric == "seconds" else "CPU time (user + system)"
     )
     step = (
         f"{STEP} Ran `{command}` on copies of the base and patched trees in the sandbox, alone on the host: "
@@ -331,15 +324,19 @@ def _judged(
         alpha=evidence["claim_alpha"],
     )
     score = 1.0 if verdict == "faster" else perfstats.score_from_ratio(evidence["ratio"], knots)
-    flag = {"faster": "faster", "slower": "perf_regression", "inconclusive": "perf_inconclusive"}.get(verdict)
+    # Only an interval reaching past the first knot leaves the score in doubt; one that straddles just the
+    # "faster" threshold still scores 1.0 everywhere, so it neither lowers confidence nor goes to review.
+    in_doubt = verdict == "inconclusive" and evidence["ci_high"] > slower_at
+    flag = {"faster": "faster", "slower": "perf_regression"}.get(verdict, "perf_inconclusive" if in_doubt else None)
     # How much the score could move inside the interval: a wide interval over a steep knot is doubt.
     spread = perfstats.score_from_ratio(evidence["ci_low"], knots) - perfstats.score_from_ratio(
         evidence["ci_high"], knots
     )
-    confidence = 0.5 * (1 - spread) if verdict == "inconclusive" else 0.75 + 0.2 * (1 - spread)
+    confidence = 0.5 * (1 - spread) if in_doubt else 0.75 + 0.2 * (1 - spread)
     new_evidence = {
         **evidence,
         "verdict": verdict,
+        "score_in_doubt": in_doubt,
         "slower_at": slower_at,
         "knots": [list(k) for k in knots],
     }
@@ -361,8 +358,11 @@ def _verdict_step(evidence: Mapping[str, Any], score: float) -> str:
         "faster": f"Faster by more than {band} (Mann-Whitney p={evidence['p_value']:.2g}); flagged faster.",
         "same": f"Within {band} of the base either way.",
         "inconclusive": (
-            f"The interval straddles a threshold ({band} either way) after {evidence['n_base']} runs per "
-            "side, so the score comes from the point estimate, with low confidence."
+            f"The interval straddles the {band} slowdown threshold after {evidence['n_base']} runs per side, "
+            "so the score comes from the point estimate, with low confidence."
+            if evidence["score_in_doubt"]
+            else f"Not slower by more than {band} (the whole interval is below {evidence['slower_at']:.2f}); "
+            f"whether it is faster by {band} stays open after {evidence['n_base']} runs per side."
         ),
     }[evidence["verdict"]]
     level = f"{evidence['confidence_level'] * 100:.0f}%"
@@ -378,9 +378,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-def _failed(
-    criterion: str, ctx: ScoringContext, failure: BenchmarkFailed, head: Sequence[str]
-) -> CriticResult:
+def _failed(criterion: str, ctx: ScoringContext, failure: BenchmarkFailed, head: Sequence[str]) -> CriticResult:
     """A benchmark that fails on the patched tree scores 0; one that fails on the base means a broken task."""
     result = failure.result
     excerpt = result.output.strip()[-EXCERPT_CHARS:] or "(no output)"

@@ -103,7 +103,7 @@ def finding_entry(path: str, finding: Finding) -> dict[str, Any]:
 
 def score_security(introduced: list[dict[str, Any]], fixed: int) -> tuple[float, list[str]]:
     """The security score and the steps that explain it, from the introduced findings."""
-    fixed_note = f" {fixed} finding{'s' if fixed != 1 else ''} the base had are gone (not scored)." if fixed else ""
+    fixed_note = f" It removes {fixed} existing finding{'s' if fixed != 1 else ''} (not scored)." if fixed else ""
     if not introduced:
         return 1.0, [f"Step: no new bandit finding on the lines the patch adds or changes.{fixed_note} Score 1.0."]
     steps = [cite(entry) for entry in introduced[:MAX_CITED]]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from scoring.core.analyser import PatchAnalysis, analyse_patch, python_files, tool_versions
+from scoring.core.analyser import PatchAnalysis, analyse_patch, tool_versions
 from scoring.core.critics.base import BaseCritic
 from scoring.core.findings import Finding
 from scoring.core.types import CriticResult, ScoringContext
@@ -43,18 +43,19 @@ class StyleCritic(BaseCritic):
 
     def evaluate(self, ctx: ScoringContext) -> CriticResult:
         """Analyse base and patched versions of the changed Python files and score what the patch introduced."""
-        if not python_files(ctx):
-            return self._result(1.0, 1.0, ["Step: style check. The patch changes no Python file: nothing to judge."])
         analysis = analyse_patch(ctx)
         flags = frozenset({"tamper"}) if analysis.lint_config_edited else frozenset()
-        steps = [self._opening(analysis)]
+        tamper_steps = []
         if analysis.lint_config_edited:
-            edited = ", ".join(analysis.lint_config_edited)
-            steps.append(
-                f"Step: the patch edits lint configuration ({edited}). The judge reads its configuration from the "
-                "base tree only, so the edit changes nothing here; it is flagged tamper."
+            tamper_steps.append(
+                f"Step: the patch edits lint configuration ({', '.join(analysis.lint_config_edited)}). The judge "
+                "reads its configuration from the base tree only, so the edit changes nothing here; flagged tamper."
             )
-        steps += [f"Step: {note}; using the review configuration instead." for note in analysis.config_notes]
+        if not analysis.files:
+            nothing = "Step: style check. The patch changes no Python file: nothing to judge."
+            return self._result(1.0, 1.0, [nothing, *tamper_steps], {}, flags)
+        steps = [self._opening(analysis), *tamper_steps]
+        steps += [f"Step: {note}." for note in analysis.config_notes]
         diffs = analysis.diffs("pylint")
         introduced = [finding_entry(path, f) for path, diff in diffs.items() for f in diff.introduced]
         fixed = sum(len(diff.fixed) for diff in diffs.values())
@@ -69,6 +70,7 @@ class StyleCritic(BaseCritic):
             "tools": tool_versions(),
             "files": [item.path for item in analysis.files],
             "caveats": [sentence for _, sentence in analysis.caveats()],
+            "weighted": sum(entry["weight"] for entry in introduced),
         }
         score, scoring_steps = score_style(analysis, introduced, statements, fixed)
         steps += scoring_steps
@@ -76,7 +78,6 @@ class StyleCritic(BaseCritic):
         confidence = analysis.confidence(FULL_CONFIDENCE)
         if analysis.failed:
             confidence = min(confidence, 0.3)
-        evidence["weighted"] = sum(entry["weight"] for entry in introduced)
         return self._result(score, confidence, steps, evidence, flags)
 
     def _opening(self, analysis: PatchAnalysis) -> str:
@@ -137,9 +138,11 @@ def score_style(
             f"{first['message'].rstrip('.')}. "
             "The file cannot be judged. Score 0."
         ]
-    fixed_note = f" {fixed} message{'s' if fixed != 1 else ''} the base had are gone (not scored)." if fixed else ""
+    fixed_note = f" It removes {fixed} existing message{'s' if fixed != 1 else ''} (not scored)." if fixed else ""
     if not introduced:
-        return 1.0, [f"Step: no new pylint message on the {statements} statements added or changed.{fixed_note} Score 1.0."]
+        return 1.0, [
+            f"Step: no new pylint message on the {statements} statements added or changed.{fixed_note} Score 1.0."
+        ]
     steps = [cite(entry) for entry in introduced[:MAX_CITED]]
     if len(introduced) > MAX_CITED:
         steps.append(f"Step: and {len(introduced) - MAX_CITED} more new messages (all listed in the evidence).")

@@ -24,6 +24,9 @@ CRITIC_EVIDENCE_KEY = "critic"
 #: The flag the critic's own view raises; left out of the prompt for the same reason.
 CRITIC_FLAG = "critic_disagrees"
 
+#: Whose verdict an sft row teaches: the reviewers' consensus, or the execution-graded subscores.
+SOURCES: tuple[str, ...] = ("human", "execution")
+
 #: Characters of diff kept in the prompt; the rest is replaced by a marker that says how much was cut.
 DIFF_CHAR_BUDGET = 6000
 
@@ -146,6 +149,8 @@ def sft_row(
     "execution"-graded verdict). `execution` keeps what the tools measured, which eval_critic compares the
     critic's correctness with. `extra` adds fields (ids, versions); the fixed keys win over it.
     """
+    if source not in SOURCES:
+        raise ValueError(f"source {source!r} is not one of {SOURCES}")
     if reasoning is None:
         reasoning = default_reasoning(result=result, subscores=subscores, criteria=criteria)
     target = build_target(subscores=subscores, comment=comment, reasoning=reasoning, criteria=criteria)
@@ -256,12 +261,12 @@ def _describe(value: Any, *, hidden: bool) -> str:
     """
     if isinstance(value, list | tuple):
         if hidden or not value:
-            return f"{len(value)} items"
+            return _count(len(value), "item", "items")
         shown = "; ".join(_item(item) for item in value[:_MAX_ITEMS])
         more = f"; +{len(value) - _MAX_ITEMS} more" if len(value) > _MAX_ITEMS else ""
         return f"{len(value)}: {shown}{more}"
     if isinstance(value, Mapping):
-        return f"{len(value)} entries" if hidden else _item(value)
+        return _count(len(value), "entry", "entries") if hidden else _item(value)
     if hidden and isinstance(value, str):
         return "(withheld)"
     return _item(value)
@@ -280,8 +285,12 @@ def _scalar(value: Any) -> str:
     if _is_number(value):
         return _number(value)
     if isinstance(value, list | tuple | Mapping):
-        return f"({len(value)} items)"
+        return f"({_count(len(value), 'item', 'items')})"
     return _shorten(str(value), _MAX_TEXT)
+
+
+def _count(n: int, singular: str, plural: str) -> str:
+    return f"{n} {singular if n == 1 else plural}"
 
 
 def _number(value: Any) -> str:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-EOS_TOKEN = "<|im_end|>"
-PAD_TOKEN = "<|endoftext|>"
-SPECIAL_TOKENS = (PAD_TOKEN, "<|im_start|>", EOS_TOKEN)
+END_OF_TURN = "<|im_end|>"  # the EOS token: generation stops at the end of the assistant turn
+PADDING = "<|endoftext|>"
+SPECIAL_TOKENS = (PADDING, "<|im_start|>", END_OF_TURN)
 
 # ChatML: the prompt rendered with add_generation_prompt is a prefix of the prompt plus its answer, which is what
 # TRL needs to train on the answer only. The answer ends with the EOS token so generation stops there.
@@ -73,9 +73,9 @@ def _train_tokenizer(corpus: Iterable[str], *, vocab_size: int):
     backend.train_from_iterator(corpus, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
-        eos_token=EOS_TOKEN,
-        pad_token=PAD_TOKEN,
-        additional_special_tokens=[token for token in SPECIAL_TOKENS if token not in (EOS_TOKEN, PAD_TOKEN)],
+        eos_token=END_OF_TURN,
+        pad_token=PADDING,
+        additional_special_tokens=[token for token in SPECIAL_TOKENS if token not in (END_OF_TURN, PADDING)],
         chat_template=CHAT_TEMPLATE,
         model_max_length=8192,
     )

@@ -63,7 +63,7 @@ def train(
 
     # transformers 5 renamed gradient_checkpointing and warns about the old name, which TRL still sets.
     fields = SFTConfig.__dataclass_fields__
-    _CHECKPOINTING = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
 
     rows = [_prompt_completion(row) for row in read_rows(data, "train")]
     if not rows:
@@ -81,11 +81,11 @@ def train(
         completion_only_loss=True,
         bf16=bf16,
         use_cpu=not gpu,
-        **{_CHECKPOINTING: gpu},  # saves memory on a GPU; only slows the CPU down
+        **{checkpointing: gpu},  # saves memory on a GPU; only slows the CPU down
         save_strategy="steps",
         save_steps=save_steps,
         save_total_limit=2,
-        logging_steps=max(1, min(10, save_steps)),
+        logging_steps=10,
         report_to="none",
         disable_tqdm=not progress,
         seed=seed,
@@ -137,7 +137,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Judge the `val` rows of the sft JSONL `data` (all rows if none) and compare with the labels.
 
-    Reports per-criterion mean absolute error against human-labelled rows, how often the critic's final score
+    Reports per-criterion mean absolute error against human-labelled rows (and, as the baseline the critic must
+    beat, that of the tools' own scores: `mae_tools`), how often the critic's final score
     (under `weights`) lands on the same side of the band as the human's (below / inside / above), how often its
     correctness agrees with execution (both at or above PASS_THRESHOLD, or both below), and the rate of valid JSON
     verdicts. With the default `retries=0` that rate is the first answer's; a rate is None when nothing was
@@ -154,9 +155,13 @@ def evaluate(
     critic = CriticModel.load(model_dir)
     criteria = critic.criteria
     errors: dict[str, list[float]] = {name: [] for name in criteria}
+    tool_errors: dict[str, list[float]] = {name: [] for name in criteria}
     band, correctness, valid = [], [], 0
     for done, row in enumerate(tqdm(rows, desc="eval_critic", disable=not progress), start=1):
         human = _human_verdict(row, criteria)
+        executed = row.get("execution") or {}
+        if human is not None:
+            _add_errors(tool_errors, executed, human.subscores)
         try:
             verdict = critic.judge(row["messages"][:-1], max_new_tokens=max_new_tokens, retries=retries)
         except VerdictError:
@@ -164,14 +169,13 @@ def evaluate(
         if verdict is not None:
             valid += 1
             if human is not None:
-                _add_errors(errors, verdict, human)
+                _add_errors(errors, verdict.subscores, human.subscores)
                 sides = [_band_side(v.subscores, weights) for v in (verdict, human)]
                 if None not in sides:
                     band.append(sides[0] == sides[1])
-            executed = (row.get("execution") or {}).get("correctness")
             judged = verdict.subscores.get("correctness")
-            if executed is not None and judged is not None:
-                correctness.append((judged >= PASS_THRESHOLD) == (executed >= PASS_THRESHOLD))
+            if executed.get("correctness") is not None and judged is not None:
+                correctness.append((judged >= PASS_THRESHOLD) == (executed["correctness"] >= PASS_THRESHOLD))
         if on_progress is not None:
             on_progress(done, len(rows))
     return {
@@ -180,6 +184,7 @@ def evaluate(
         "valid_json_rate": valid / len(rows),
         "mae": {name: _mean(values) for name, values in errors.items()},
         "mae_counts": {name: len(values) for name, values in errors.items()},
+        "mae_tools": {name: _mean(values) for name, values in tool_errors.items()},
         "band_agreement": _mean(band),
         "band_counted": len(band),
         "correctness_agreement": _mean(correctness),
@@ -217,11 +222,13 @@ def _human_verdict(row: Mapping[str, Any], criteria: tuple[str, ...]) -> Verdict
         raise ValueError(f"an sft row's target is not a valid verdict: {error}") from error
 
 
-def _add_errors(errors: dict[str, list[float]], verdict: Verdict, human: Verdict) -> None:
+def _add_errors(
+    errors: dict[str, list[float]], judged: Mapping[str, float | None], human: Mapping[str, float | None]
+) -> None:
+    """Append |judged - human| per criterion where both gave a score."""
     for name, values in errors.items():
-        judged, labelled = verdict.subscores.get(name), human.subscores.get(name)
-        if judged is not None and labelled is not None:
-            values.append(abs(judged - labelled))
+        if judged.get(name) is not None and human.get(name) is not None:
+            values.append(abs(judged[name] - human[name]))
 
 
 def _band_side(subscores: Mapping[str, float | None], weights: Weights) -> int | None:
@@ -242,4 +249,3 @@ def _lora_config() -> Any:
     from peft import LoraConfig
 
     return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
-

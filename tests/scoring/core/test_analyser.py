@@ -91,9 +91,7 @@ def test_editing_a_file_between_two_runs_is_seen_by_the_second_run(analyser: Ana
     assert "W0612" in ids(second, "pkg/main.py")
 
 
-def test_two_trees_with_the_same_module_names_do_not_leak_into_each_other(
-    analyser: Analyser, tmp_path: Path
-) -> None:
+def test_two_trees_with_the_same_module_names_do_not_leak_into_each_other(analyser: Analyser, tmp_path: Path) -> None:
     main = "from pkg import helpers\n\nRESULT = helpers.compute()\n"
     base = write(tmp_path / "base", {"pkg/__init__.py": "", "pkg/helpers.py": "X = 1\n", "pkg/main.py": main})
     patched = write(

@@ -48,9 +48,7 @@ def repo_and_diff(tmp_path: Path) -> tuple[Path, str]:
     git(repo, "commit", "-qm", "base")
     base = tmp_path / "base"
     git(repo, "worktree", "add", "-q", str(base))
-    (repo / "calc.py").write_text(
-        "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n# end\n"
-    )
+    (repo / "calc.py").write_text("def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n# end\n")
     (repo / "calc.py").chmod(0o755)
     (repo / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
     git(repo, "rm", "-q", "notes.txt")
@@ -103,8 +101,7 @@ def test_nul_byte_is_refused() -> None:
     "text",
     [
         "diff --git a/logo.png b/logo.png\nindex 1..2 100644\nGIT binary patch\nliteral 5\nHcmV?d00001\n\n",
-        "diff --git a/logo.png b/logo.png\nindex 1..2 100644\n"
-        "Binary files a/logo.png and b/logo.png differ\n",
+        "diff --git a/logo.png b/logo.png\nindex 1..2 100644\nBinary files a/logo.png and b/logo.png differ\n",
     ],
 )
 def test_binary_patch_is_refused(text: str) -> None:

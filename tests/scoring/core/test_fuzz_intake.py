@@ -50,9 +50,7 @@ def diffs(draw: st.DrawFn) -> str:
         if clean:
             old = new = f"{draw(st.sampled_from(SAFE))}/f{index}.py"
             old_name, new_name, header = f"a/{old}", f"b/{old}", f"diff --git a/{old} b/{old}\n"
-            extra = draw(
-                st.sampled_from(["", "index 1a2b..3c4d 100644\n", "old mode 100644\nnew mode 100755\n"])
-            )
+            extra = draw(st.sampled_from(["", "index 1a2b..3c4d 100644\n", "old mode 100644\nnew mode 100755\n"]))
         else:
             old, new = draw(PATHS), draw(PATHS)
             old_name = draw(st.sampled_from([f"a/{old}", "/dev/null", old, f'"a/{old}"']))
@@ -70,9 +68,7 @@ def diffs(draw: st.DrawFn) -> str:
                     ]
                 )
             )
-        body = draw(
-            BODY_LINES if not clean else st.lists(st.sampled_from([" ctx", "-old", "+new"]), min_size=1)
-        )
+        body = draw(BODY_LINES if not clean else st.lists(st.sampled_from([" ctx", "-old", "+new"]), min_size=1))
         old_count = sum(1 for line in body if line[:1] in ("", " ", "-"))
         new_count = sum(1 for line in body if line[:1] in ("", " ", "+"))
         honest = (1, old_count, 1, new_count)
@@ -117,9 +113,7 @@ def test_every_accepted_diff_stays_inside_the_tree(text: str) -> None:
         st.text(max_size=200),
         diffs().map(lambda text: f"Fix:\n```diff\n{text}```\n"),
         st.lists(
-            st.fixed_dictionaries(
-                {"role": st.sampled_from(["user", "assistant"]), "content": st.text(max_size=50)}
-            )
+            st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant"]), "content": st.text(max_size=50)})
         ),
         st.lists(st.dictionaries(st.text(max_size=5), st.text(max_size=5) | st.lists(st.text(max_size=5)))),
     )
@@ -132,9 +126,7 @@ def test_completions_never_crash(completion: object) -> None:
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-10, 5000) | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
-    ),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=6,
 )
 SPEC_KEYS = st.sampled_from(
@@ -153,9 +145,7 @@ SPEC_KEYS = st.sampled_from(
         "bogus",
     ]
 )
-SPEC_VALUES = JSON_VALUES | st.sampled_from(
-    ["pytest -q", "gcd", "python -m pytest; id", "numpy==2.0", ["tests/**"], 3]
-)
+SPEC_VALUES = JSON_VALUES | st.sampled_from(["pytest -q", "gcd", "python -m pytest; id", "numpy==2.0", ["tests/**"], 3])
 
 
 @FUZZ

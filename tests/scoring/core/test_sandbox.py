@@ -15,14 +15,12 @@ from scoring.core.types import RunLimits
 QUICK = RunLimits(wall_s=10, cpu_s=5, memory_bytes=512 << 20, max_pids=32, file_size_bytes=8 << 20)
 
 
-def _sandboxed_processes() -> list[psutil.Process]:
-    """Processes still alive that the sandbox started: a sandbox uid, or a descendant of this test process."""
+def _sandboxed_processes(uids: set[int]) -> list[psutil.Process]:
+    """Processes still alive that this test's runs started: one of their uids, or a descendant of this process."""
     alive = []
     for proc in psutil.process_iter(["uids", "status"]):
         try:
-            if proc.info["status"] == psutil.STATUS_ZOMBIE:
-                continue
-            if proc.info["uids"].real >= sandbox._UID_BASE:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and proc.info["uids"].real in uids:
                 alive.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
@@ -31,10 +29,22 @@ def _sandboxed_processes() -> list[psutil.Process]:
 
 
 @pytest.fixture(autouse=True)
-def nothing_left_running():
-    """Every test ends with no sandboxed process alive (the runner itself waits for the namespace to go)."""
+def nothing_left_running(monkeypatch: pytest.MonkeyPatch):
+    """Every test ends with no sandboxed process alive (the runner itself waits for the namespace to go).
+
+    The uids this test's runs get are recorded (other workers on the host may be running sandboxes too).
+    """
+    uids: set[int] = set()
+    fresh_uid = sandbox._fresh_uid
+
+    def recording_fresh_uid() -> int:
+        uid = fresh_uid()
+        uids.add(uid)
+        return uid
+
+    monkeypatch.setattr(sandbox, "_fresh_uid", recording_fresh_uid)
     yield
-    assert _sandboxed_processes() == []
+    assert _sandboxed_processes(uids) == []
 
 
 @pytest.fixture
@@ -115,9 +125,7 @@ def test_fork_bomb_is_stopped_by_the_process_limit(tree: Path) -> None:
 
 
 def test_memory_bomb_reports_the_memory_limit(tree: Path) -> None:
-    result = sandbox.run(
-        python("blocks = [bytearray(64 << 20) for _ in range(100)]"), tree=tree, limits=QUICK
-    )
+    result = sandbox.run(python("blocks = [bytearray(64 << 20) for _ in range(100)]"), tree=tree, limits=QUICK)
     assert result.returncode != 0
     assert result.resource_limit == "memory"
 
@@ -150,9 +158,7 @@ def test_setsid_daemon_dies_with_the_sandbox(tree: Path) -> None:
     result = sandbox.run(python(code), tree=tree, limits=QUICK)
     assert result.returncode == 0 and "parent leaves" in result.output
     sleepers = [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if p.info["cmdline"] in (["sleep", "777"], ["sleep", "778"])
+        p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] in (["sleep", "777"], ["sleep", "778"])
     ]
     assert sleepers == []
 
@@ -236,20 +242,14 @@ def test_task_environment_is_importable_read_only(tree: Path, tmp_path: Path) ->
     assert result.output == "42\n"
 
 
-def test_without_bubblewrap_scoring_is_refused_unless_allowed(
-    tree: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_without_bubblewrap_scoring_is_refused_unless_allowed(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sandbox, "_bwrap_problem", lambda: "bwrap is not installed")
     with pytest.raises(sandbox.SandboxUnavailable, match="REVIEWAPP_ALLOW_UNSANDBOXED"):
         sandbox.run(["true"], tree=tree)
-    result = sandbox.run(
-        python("import os; print(os.getcwd())"), tree=tree, limits=QUICK, allow_unsandboxed=True
-    )
+    result = sandbox.run(python("import os; print(os.getcwd())"), tree=tree, limits=QUICK, allow_unsandboxed=True)
     assert result.sandbox == "unsandboxed"
     assert result.output.strip() == str(tree.resolve())
-    limited = sandbox.run(
-        python("while True: pass"), tree=tree, limits=RunLimits(cpu_s=1), allow_unsandboxed=True
-    )
+    limited = sandbox.run(python("while True: pass"), tree=tree, limits=RunLimits(cpu_s=1), allow_unsandboxed=True)
     assert limited.resource_limit == "cpu"
     slept = sandbox.run(["sleep", "600"], tree=tree, limits=RunLimits(wall_s=1), allow_unsandboxed=True)
     assert slept.timed_out

@@ -108,16 +108,12 @@ def test_name_must_be_a_slug(name: str) -> None:
     assert api_refused(name=name).startswith("name: ")
 
 
-@pytest.mark.parametrize(
-    "command", ["python tests/run_all.py", "make test", "python -m unittest", "pytestx -q"]
-)
+@pytest.mark.parametrize("command", ["python tests/run_all.py", "make test", "python -m unittest", "pytestx -q"])
 def test_test_command_must_run_pytest(command: str) -> None:
     assert "must be a pytest invocation" in api_refused(test_command=command)
 
 
-@pytest.mark.parametrize(
-    "command", ["pytest -q tests", "python3 -m pytest", "python -m pytest -x -k 'not slow'"]
-)
+@pytest.mark.parametrize("command", ["pytest -q tests", "python3 -m pytest", "python -m pytest -x -k 'not slow'"])
 def test_pytest_invocations_are_accepted(command: str) -> None:
     assert parse_spec({**MINIMAL, "test_command": command}, api=True).test_command == command
 
@@ -158,9 +154,7 @@ def test_requirements_must_be_plain_pep508_names(requirement: str, expected: str
     assert message.startswith("requirements[1]: ") and expected in message
 
 
-@pytest.mark.parametrize(
-    ("field", "value"), [("protected_paths", ["/etc/*"]), ("protected_paths", ["a/../../*"])]
-)
+@pytest.mark.parametrize(("field", "value"), [("protected_paths", ["/etc/*"]), ("protected_paths", ["a/../../*"])])
 def test_protected_paths_stay_inside_the_repository(field: str, value: list[str]) -> None:
     assert api_refused(**{field: value}).startswith("protected_paths[0]: ")
 
@@ -192,9 +186,7 @@ def test_cli_lint_config_must_be_in_the_repo_folder(spec_dir: Path) -> None:
         parse_spec({**MINIMAL, "repo": "repo", "lint_config": "missingrc"}, spec_dir=spec_dir)
 
 
-@pytest.mark.parametrize(
-    ("data", "expected"), [("{not json", "spec: not valid JSON"), ("[1, 2]", "spec: must be")]
-)
+@pytest.mark.parametrize(("data", "expected"), [("{not json", "spec: not valid JSON"), ("[1, 2]", "spec: must be")])
 def test_malformed_json_is_refused(data: str, expected: str) -> None:
     with pytest.raises(SpecError, match=f"^{expected}"):
         parse_spec(data, api=True)

@@ -15,7 +15,10 @@ from scoring.core.learned.prompt import (
 from scoring.core.learned.verdict import parse_verdict
 
 TASK = {"name": "gcd", "test_command": "python -m pytest -q tests", "benchmark_command": "python bench/run.py"}
-DIFF = "--- a/gcd.py\n+++ b/gcd.py\n@@ -1,2 +1,2 @@\n def gcd(a, b):\n-    return a\n+    return b and gcd(b, a % b) or a\n"
+DIFF = (
+    "--- a/gcd.py\n+++ b/gcd.py\n@@ -1,2 +1,2 @@\n"
+    " def gcd(a, b):\n-    return a\n+    return b and gcd(b, a % b) or a\n"
+)
 
 
 def make_result(correctness=0.5):
@@ -72,7 +75,7 @@ def test_prompt_shows_task_measured_scores_rationale_and_failing_test_names():
 def test_hidden_test_names_never_reach_the_prompt_only_their_counts():
     text = user_text()
     assert "test_secret_case" not in text
-    assert "evidence hidden.failed: 1 items" in text
+    assert "evidence hidden.failed: 1 item" in text
     assert "evidence hidden.passed: 3" in text
 
 
@@ -85,7 +88,9 @@ def test_human_label_comments_and_the_critics_own_view_are_left_out():
 def test_same_result_gives_the_same_prompt_whatever_the_key_order():
     result = make_result()
     shuffled = json.loads(json.dumps(result, sort_keys=True))
-    shuffled["subscores"]["correctness"]["evidence"] = dict(reversed(result["subscores"]["correctness"]["evidence"].items()))
+    shuffled["subscores"]["correctness"]["evidence"] = dict(
+        reversed(result["subscores"]["correctness"]["evidence"].items())
+    )
     assert build_messages(task=TASK, diff=DIFF, result=result) == build_messages(task=TASK, diff=DIFF, result=shuffled)
 
 
@@ -174,11 +179,18 @@ def test_sft_row_is_a_chat_whose_prompt_is_exactly_build_messages():
     assert row["execution"] == {"correctness": 0.5, "style": 0.8, "performance": None, "security": 1.0}
     # The default reasoning ties the judged score to what the tools measured.
     assert "Step: correctness. The tools measured 0.5; judged 0.25." in row["messages"][2]["content"]
+    with pytest.raises(ValueError, match="source"):
+        sft_row(task=TASK, diff=DIFF, result=result, subscores={}, comment="", split="val", source="model")
 
 
 def test_pairwise_row_puts_the_better_patch_in_chosen_under_a_shared_task_prompt():
     row = pairwise_row(
-        task=TASK, chosen_diff=DIFF, rejected_diff="--- a/x\n+++ b/x\n", chosen_score=0.9, rejected_score=0.4, split="train"
+        task=TASK,
+        chosen_diff=DIFF,
+        rejected_diff="--- a/x\n+++ b/x\n",
+        chosen_score=0.9,
+        rejected_score=0.4,
+        split="train",
     )
     assert [m["role"] for m in row["prompt"]] == ["system", "user"]
     assert "Task: gcd" in row["prompt"][1]["content"]

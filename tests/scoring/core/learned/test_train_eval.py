@@ -15,8 +15,13 @@ from scoring.core.types import Weights
 pytestmark = pytest.mark.critic
 
 TRAIN_STEPS = 80
-WEIGHTS = Weights(name="test", version=1, weights={"correctness": 0.4, "style": 0.2, "performance": 0.2, "security": 0.2})
-DIFF = "--- a/gcd.py\n+++ b/gcd.py\n@@ -1,2 +1,2 @@\n def gcd(a, b):\n-    return a\n+    return b and gcd(b, a % b) or a\n"
+WEIGHTS = Weights(
+    name="test", version=1, weights={"correctness": 0.4, "style": 0.2, "performance": 0.2, "security": 0.2}
+)
+DIFF = (
+    "--- a/gcd.py\n+++ b/gcd.py\n@@ -1,2 +1,2 @@\n"
+    " def gcd(a, b):\n-    return a\n+    return b and gcd(b, a % b) or a\n"
+)
 # Every training row teaches the same answer, so a few steps make the tiny model say it, whatever the prompt.
 TAUGHT = {"correctness": 1.0, "style": 1.0, "performance": None, "security": 1.0}
 
@@ -149,6 +154,8 @@ def test_evaluation_reports_error_band_and_correctness_agreement_and_valid_json_
     # Critic says 1.0; humans said 0.5 and 0.0.
     assert report["mae"] == {"correctness": 0.75, "style": 0.0, "performance": None, "security": 0.0}
     assert report["mae_counts"]["correctness"] == 2
+    # The tools measured 1.0 and 0.0 where humans said 0.5 and 0.0: the baseline the critic has to beat.
+    assert report["mae_tools"] == {"correctness": 0.25, "style": 0.0, "performance": None, "security": 0.0}
     # Critic's final 1.0 is above the band; the humans' are 0.75 (above) and 0.5 (inside).
     assert report["band_agreement"] == 0.5 and report["band_counted"] == 2
     # Execution measured 1.0, 0.0 and 1.0.
@@ -201,7 +208,12 @@ def test_datasets_loads_the_sft_and_pairwise_exports(data, tmp_path):
         tmp_path / "pairwise.jsonl",
         [
             pairwise_row(
-                task=task("gcd"), chosen_diff=DIFF, rejected_diff="--- a/x\n", chosen_score=0.9, rejected_score=0.2, split=s
+                task=task("gcd"),
+                chosen_diff=DIFF,
+                rejected_diff="--- a/x\n",
+                chosen_score=0.9,
+                rejected_score=0.2,
+                split=s,
             )
             for s in ("train", "val")
         ],

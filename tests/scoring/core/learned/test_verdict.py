@@ -36,7 +36,7 @@ def test_an_invalid_last_object_is_an_error_even_when_an_earlier_one_was_valid()
 
 
 def test_output_without_json_is_an_error_that_quotes_the_output():
-    with pytest.raises(VerdictError, match="no JSON object.*the patch looks fine"):
+    with pytest.raises(VerdictError, match=r"no JSON object.*the patch looks fine"):
         parse_verdict("Step: the patch looks fine")
 
 

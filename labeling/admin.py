@@ -1,0 +1,23 @@
+from django.contrib import admin
+
+from labeling.admin_site import ReadOnlyAdmin
+from labeling.models import Claim, LabelEvent
+
+
+@admin.register(LabelEvent)
+class LabelEventAdmin(ReadOnlyAdmin):
+    """Labels are append-only: the admin shows the history and never edits it."""
+
+    list_display = ("id", "patch_id", "reviewer", "final_score", "task_broken", "time_spent_s", "supersedes_id", "created_at")
+    list_filter = ("task_broken", "is_demo")
+    search_fields = ("reviewer__username", "comment", "patch__id")
+    list_select_related = ("reviewer",)
+    date_hierarchy = "created_at"
+
+
+@admin.register(Claim)
+class ClaimAdmin(ReadOnlyAdmin):
+    list_display = ("id", "patch_id", "reviewer", "slot", "lease_until", "done_at", "created_at")
+    list_filter = ("done_at",)
+    search_fields = ("reviewer__username", "patch__id")
+    list_select_related = ("reviewer",)

@@ -1,0 +1,223 @@
+"""What the review page shows, built from stored evidence: the highlighted diff with findings pinned to its
+lines, evidence as readable HTML, and the numeric series the benchmark plot draws.
+
+Diffs, test output and lint messages are attacker text: every piece goes through Pygments (which escapes) or
+`conditional_escape` / `format_html` before it is marked safe. Nothing here knows a criterion by name; it reads
+the shapes critics store (a list of dicts with `file` and `line` is a finding; a list of numbers is a series).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.utils.html import conditional_escape, format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import TextLexer, get_lexer_for_filename
+from pygments.util import ClassNotFound
+
+#: The review page shows at most this many diff lines; the rest is summarised (the raw diff stays in the API).
+MAX_DIFF_LINES = 4000
+#: Evidence tables and lists are cut here; long text goes into a collapsed block.
+MAX_ROWS = 60
+MAX_TEXT = 4000
+HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+FORMATTER = HtmlFormatter(nowrap=True, classprefix="tok-")
+
+
+@dataclass
+class Finding:
+    """A piece of evidence that points at a line of a changed file."""
+
+    criterion: str
+    label: str
+    file: str
+    line: int
+    text: str
+    severity: str = ""
+
+
+@dataclass
+class DiffLine:
+    kind: str  # "add" | "del" | "ctx" | "hunk" | "note"
+    old: int | None
+    new: int | None
+    html: SafeString
+    findings: list[Finding] = field(default_factory=list)
+
+
+@dataclass
+class DiffFile:
+    path: str
+    lines: list[DiffLine]
+    added: int = 0
+    removed: int = 0
+
+
+def _lexer(path: str):  # type: ignore[no-untyped-def]
+    try:
+        return get_lexer_for_filename(path, stripnl=False, stripall=False, ensurenl=False)
+    except ClassNotFound:
+        return TextLexer(stripnl=False, ensurenl=False)
+
+
+def _highlight_lines(path: str, texts: list[str]) -> list[SafeString]:
+    """Pygments-highlight the lines of one file in one call (so multi-line strings colour right), one per line."""
+    if not texts:
+        return []
+    html = highlight("\n".join(texts), _lexer(path), FORMATTER)
+    lines = html.split("\n")
+    lines += [""] * (len(texts) - len(lines))
+    return [mark_safe(line) for line in lines[: len(texts)]]  # noqa: S308 - Pygments escaped every token
+
+
+def _path_of(header: str) -> str:
+    path = header[4:].split("\t", 1)[0].strip()
+    return path[2:] if path[:2] in ("a/", "b/") else path
+
+
+def render_diff(diff: str, findings: list[Finding] = ()) -> tuple[list[DiffFile], int]:  # type: ignore[assignment]
+    """The diff as files of numbered, highlighted lines with findings attached. Returns (files, lines left out)."""
+    by_line: dict[tuple[str, int], list[Finding]] = {}
+    for finding in findings:
+        by_line.setdefault((finding.file, finding.line), []).append(finding)
+    files: list[DiffFile] = []
+    raw: list[tuple[str, int | None, int | None, str]] = []  # kind, old, new, text for the current file
+    old = new = 0
+    lines = diff.splitlines()
+    omitted = max(0, len(lines) - MAX_DIFF_LINES)
+
+    def flush() -> None:
+        if not files:
+            return
+        current = files[-1]
+        code = [(i, text) for i, (kind, _, _, text) in enumerate(raw) if kind in ("add", "del", "ctx")]
+        html = dict(zip((i for i, _ in code), _highlight_lines(current.path, [t for _, t in code]), strict=True))
+        for i, (kind, o, n, text) in enumerate(raw):
+            line = DiffLine(kind, o, n, html.get(i, conditional_escape(text)))
+            if kind in ("add", "ctx") and n is not None:
+                line.findings = by_line.get((current.path, n), [])
+            current.lines.append(line)
+        raw.clear()
+
+    old_left = new_left = 0  # lines left in the current hunk body, from its header's counts
+    for text in lines[:MAX_DIFF_LINES]:
+        if old_left > 0 or new_left > 0:
+            if text.startswith("+"):
+                raw.append(("add", None, new, text[1:]))
+                files[-1].added += 1
+                new, new_left = new + 1, new_left - 1
+            elif text.startswith("-"):
+                raw.append(("del", old, None, text[1:]))
+                files[-1].removed += 1
+                old, old_left = old + 1, old_left - 1
+            elif text.startswith("\\"):
+                raw.append(("note", None, None, text))
+            else:
+                raw.append(("ctx", old, new, text[1:]))
+                old, new, old_left, new_left = old + 1, new + 1, old_left - 1, new_left - 1
+            continue
+        if text.startswith("+++ "):
+            flush()
+            files.append(DiffFile(path=_path_of(text), lines=[]))
+            continue
+        match = HUNK.match(text)
+        if match and files:
+            old, new = int(match.group(1)), int(match.group(3))
+            old_left, new_left = int(match.group(2) or 1), int(match.group(4) or 1)
+            raw.append(("hunk", None, None, text))
+        elif text.startswith("\\") and files:
+            raw.append(("note", None, None, text))
+        # Anything else is a file header (diff --git, index, ---, mode lines): the file name says enough.
+    flush()
+    return files, omitted
+
+
+def findings_of(criterion: str, label: str, evidence: Mapping[str, Any]) -> list[Finding]:
+    """Every evidence entry that names a file and a line (pylint messages, bandit findings, ...)."""
+    found = []
+    for value in evidence.values():
+        if not isinstance(value, list):
+            continue
+        for entry in value:
+            if not (isinstance(entry, dict) and isinstance(entry.get("file"), str)):
+                continue
+            try:
+                line = int(entry.get("line"))
+            except (TypeError, ValueError):
+                continue
+            code = " ".join(str(entry[k]) for k in ("id", "symbol", "test") if entry.get(k))
+            message = str(entry.get("message") or entry.get("text") or "")
+            found.append(
+                Finding(criterion, label, entry["file"], line, f"{code}: {message}" if code else message,
+                        str(entry.get("severity") or ""))
+            )  # fmt: skip
+    return found
+
+
+def numeric_series(evidence: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Lists of numbers in the evidence (benchmark runs, timings), for a small plot. Empty if there are none."""
+    return [
+        {"label": key.replace("_", " "), "data": [round(float(v), 6) for v in value]}
+        for key, value in evidence.items()
+        if isinstance(value, list)
+        and len(value) >= 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ]
+
+
+def _scalar(value: Any) -> SafeString:
+    if value is None:
+        return mark_safe('<span class="muted">none</span>')
+    if isinstance(value, bool):
+        return mark_safe("yes" if value else "no")
+    if isinstance(value, float):
+        return conditional_escape(f"{value:.4g}")
+    text = str(value)
+    if "\n" in text or len(text) > 160:
+        cut = text[:MAX_TEXT] + ("\n… (cut)" if len(text) > MAX_TEXT else "")
+        return format_html(
+            '<details class="out"><summary>{} lines</summary><pre>{}</pre></details>', text.count("\n") + 1, cut
+        )
+    return conditional_escape(text)
+
+
+def _rows(items: list[Any]) -> Iterator[Any]:
+    yield from items[:MAX_ROWS]
+
+
+def render_evidence(value: Any, depth: int = 0) -> SafeString:
+    """Evidence as nested HTML (definition lists, tables, collapsed output), every string escaped."""
+    if isinstance(value, dict):
+        if not value:
+            return mark_safe('<span class="muted">none</span>')
+        return format_html(
+            '<dl class="ev">{}</dl>',
+            format_html_join(
+                "", "<dt>{}</dt><dd>{}</dd>", ((k.replace("_", " "), render_evidence(v, depth + 1)) for k, v in value.items())
+            ),
+        )
+    if isinstance(value, list):
+        if not value:
+            return mark_safe('<span class="muted">none</span>')
+        more = format_html('<p class="muted">and {} more</p>', len(value) - MAX_ROWS) if len(value) > MAX_ROWS else ""
+        if all(isinstance(v, dict) for v in value):
+            keys = list(dict.fromkeys(k for v in value[:MAX_ROWS] for k in v))
+            head = format_html_join("", "<th>{}</th>", ((k.replace("_", " "),) for k in keys))
+            body = format_html_join(
+                "",
+                "<tr>{}</tr>",
+                ((format_html_join("", "<td>{}</td>", ((render_evidence(v.get(k), depth + 1),) for k in keys)),)
+                 for v in _rows(value)),
+            )  # fmt: skip
+            return format_html('<table class="ev"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>{}', head, body, more)
+        if all(not isinstance(v, dict | list) for v in value) and all(len(str(v)) < 80 for v in value):
+            return format_html("{}{}", format_html_join(", ", "{}", ((_scalar(v),) for v in _rows(value))), more)
+        return format_html(
+            '<ul class="ev">{}</ul>{}', format_html_join("", "<li>{}</li>", ((render_evidence(v, depth + 1),) for v in _rows(value))), more
+        )  # fmt: skip
+    return _scalar(value)

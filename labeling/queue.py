@@ -1,0 +1,124 @@
+"""Reads for the review queue page: the filtered, prioritised list and its counts, in a constant number of
+queries whatever the queue's size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, FloatField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce
+
+from labeling.models import Claim, LabelEvent
+from scoring.core.pipeline import PIPELINE_VERSION
+from scoring.core.registry import CRITERIA
+from scoring.core.types import FLAGS
+from scoring.models import Evaluation, PatchStatus
+
+ROUTES = ("review", "audit")
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    """The queue's filters, validated: unknown values are dropped rather than raising."""
+
+    task: str = ""
+    flag: str = ""
+    route: str = ""
+    doubt: str = ""
+
+    @classmethod
+    def from_query(cls, query: Any) -> QueueFilters:
+        flag = query.get("flag", "")
+        route = query.get("route", "")
+        doubt = query.get("doubt", "")
+        return cls(
+            task=query.get("task", "")[:100],
+            flag=flag if flag in FLAGS else "",
+            route=route if route in ROUTES else "",
+            doubt=doubt if doubt in CRITERIA else "",
+        )
+
+    def as_query(self) -> dict[str, str]:
+        return {k: v for k, v in vars(self).items() if v}
+
+
+def doubt_threshold() -> float:
+    """Below this confidence a criterion counts as 'in doubt' (the pipeline's healing threshold)."""
+    return settings.REVIEWAPP["HEAL_CONFIDENCE"]
+
+
+def queue_items(filters: QueueFilters, *, now: datetime) -> QuerySet[Evaluation]:
+    """Queued evaluations, least confident first, then oldest, with what a queue row shows annotated.
+
+    Bulky JSON (evidence, meta, the diff) is not loaded; per-criterion confidence comes from the database.
+    """
+    live_seats = (
+        Claim.objects.filter(patch=OuterRef("patch_id"))
+        .filter(Q(done_at__isnull=True, lease_until__gt=now))
+        .order_by()
+        .values("patch")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    labels = (
+        LabelEvent.objects.filter(patch=OuterRef("patch_id"))
+        .order_by()
+        .values("patch")
+        .annotate(n=Count("reviewer", distinct=True))
+        .values("n")
+    )
+    confidence = {
+        f"conf_{name}": Cast(KT(f"subscores__{name}__confidence"), FloatField())
+        for name in CRITERIA
+    }
+    items = (
+        Evaluation.objects.filter(pipeline_version=PIPELINE_VERSION, patch__status=PatchStatus.NEEDS_REVIEW)
+        .select_related("patch__task")
+        .only(
+            "final_score", "route", "flags", "min_confidence", "patch__id", "patch__created_at",
+            "patch__external_id", "patch__task__name", "patch__task__spec",
+        )  # fmt: skip
+        .annotate(live_seats=Coalesce(Subquery(live_seats), Value(0)), labels=Coalesce(Subquery(labels), Value(0)))
+        .annotate(**confidence)
+        .order_by("min_confidence", "patch_id")
+    )
+    if filters.task:
+        items = items.filter(patch__task__name=filters.task)
+    if filters.flag:
+        # The flags are a JSON list of known words: matching the quoted word in its text works on both databases.
+        items = items.filter(flags__icontains=f'"{filters.flag}"')
+    if filters.route:
+        items = items.filter(route=filters.route)
+    if filters.doubt:
+        items = items.filter(**{f"subscores__{filters.doubt}__confidence__lt": doubt_threshold()})
+    return items
+
+
+def in_doubt(item: Evaluation) -> list[str]:
+    """The criteria of a queue row whose confidence is below the doubt threshold."""
+    threshold = doubt_threshold()
+    return [
+        name for name in CRITERIA if (value := getattr(item, f"conf_{name}", None)) is not None and value < threshold
+    ]
+
+
+def queue_counts(*, reviewer: Any, now: datetime) -> dict[str, int]:
+    """Waiting, being reviewed right now, reviewed today, and labelled by this reviewer today."""
+    day_ago = now - timedelta(hours=24)
+    waiting = Evaluation.objects.filter(
+        pipeline_version=PIPELINE_VERSION, patch__status=PatchStatus.NEEDS_REVIEW
+    ).aggregate(total=Count("pk"), audit=Count("pk", filter=Q(route="audit")))
+    labels = LabelEvent.objects.filter(created_at__gte=day_ago).aggregate(
+        all=Count("pk"), mine=Count("pk", filter=Q(reviewer=reviewer))
+    )
+    return {
+        "waiting": waiting["total"],
+        "audit": waiting["audit"],
+        "in_review": Claim.objects.filter(done_at__isnull=True, lease_until__gt=now).count(),
+        "labels_today": labels["all"],
+        "mine_today": labels["mine"],
+    }

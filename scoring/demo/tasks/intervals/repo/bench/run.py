@@ -1,0 +1,23 @@
+"""Benchmark: merge a few hundred random intervals. Prints {"seconds": ...} on its last line."""
+
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from intervals import merge  # noqa: E402
+
+rng = random.Random(11)
+data = []
+for _ in range(600):
+    start = rng.randrange(100_000)
+    data.append((start, start + rng.randrange(1, 60)))
+
+start_time = time.perf_counter()
+for _ in range(10):
+    merge(data)
+elapsed = time.perf_counter() - start_time
+print(json.dumps({"seconds": elapsed}))

@@ -1,0 +1,54 @@
+"""What the client promises without a server: importable in a trainer without Django, same criteria as the
+registry, and OpenRLHF queries cut at the prompt."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scoring.client import CRITERIA
+from scoring.openrlhf_reward import reward_func, response_of
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_client_and_openrlhf_module_import_without_django_or_the_critics():
+    code = (
+        "import sys, scoring.client, scoring.openrlhf_reward\n"
+        "loaded = sorted(m for m in ('django', 'scoring.core.registry', 'scipy', 'torch') if m in sys.modules)\n"
+        "print(loaded)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},  # no DJANGO_SETTINGS_MODULE, nothing inherited
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_client_criteria_are_the_registry_criteria_in_order():
+    from scoring.core.registry import CRITERIA as REGISTRY_CRITERIA
+
+    assert REGISTRY_CRITERIA == CRITERIA
+
+
+def test_openrlhf_response_is_the_query_after_its_prompt():
+    prompt = "<|user|>Fix add() in calc.\n```diff\n--- shown in the prompt\n```<|assistant|>"
+    response = "```diff\n+ the answer\n```"
+    assert response_of(prompt + response, prompt) == response
+    assert response_of("<s>" + prompt + response, prompt) == response  # a BOS token in front
+    assert response_of(response, "a prompt that is not there") == response
+
+
+def test_openrlhf_reward_func_without_service_address_says_which_variable_is_missing(monkeypatch):
+    monkeypatch.delenv("REVIEWAPP_URL", raising=False)
+    monkeypatch.setenv("REVIEWAPP_TOKEN", "t")
+    with pytest.raises(RuntimeError, match="REVIEWAPP_URL"):
+        reward_func(["q"], ["q"], ["tiny"])

@@ -1,0 +1,270 @@
+"""The performance critic end to end: real benchmark processes in the real sandbox, real timings."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from scoring.core import sandbox
+from scoring.core.critics.performance import PerformanceCritic
+from scoring.core.spec import TaskSpec
+from scoring.core.trees import host_lock
+from scoring.core.types import CriticResult, PipelineSettings, ScoringContext, Weights
+
+LINEAR = """\
+def unique(items):
+    \"\"\"The items without repeats, first occurrence first.\"\"\"
+    seen = set()
+    out = []
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            out.append(item)
+    return out
+"""
+QUADRATIC = """\
+def unique(items):
+    \"\"\"The items without repeats, first occurrence first.\"\"\"
+    out = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return out
+"""
+# A steady workload (about 0.1 s of CPU) around the function, so that a no-op's timings are not all start-up
+# noise; unique() itself costs little when linear and about as much again when quadratic.
+BENCH = """\
+from mylib import unique
+
+total = sum(i * i % 7 for i in range(600_000))
+for _ in range(10):
+    assert len(unique(list(range(1000)) * 2)) == 1000
+"""
+# Times itself and says so on its last line; DELAY comes from the library, so a patch can change it.
+SELF_TIMED_BENCH = (
+    'import json\n\nfrom mylib import DELAY\n\nprint("warming up")\nprint(json.dumps({"seconds": DELAY}))\n'
+)
+# Seconds drawn from wide, seeded noise: a counter file in the (writable) tree makes every run draw anew.
+NOISY_BENCH = """\
+import json
+import pathlib
+import random
+
+from mylib import SIDE
+
+counter = pathlib.Path("counter.txt")
+run = int(counter.read_text()) if counter.exists() else 0
+counter.write_text(str(run + 1))
+print(json.dumps({"seconds": 0.01 * random.Random(run * 2 + SIDE).lognormvariate(0, 0.3)}))
+"""
+
+critic = PerformanceCritic()
+DEFAULT_WEIGHTS = Weights(name="default", version=1, weights={})
+
+
+def make_ctx(
+    tmp_path: Path,
+    base: dict[str, str],
+    patched: dict[str, str],
+    *,
+    command: str | None = "python -m bench.run",
+    timeout_s: int = 30,
+    **settings: float,
+) -> ScoringContext:
+    """A ScoringContext over two small trees: `patched` lists the files the patch changes."""
+    base_dir, patched_dir = tmp_path / "base", tmp_path / "patched"
+    for root, files in ((base_dir, base), (patched_dir, {**base, **patched})):
+        for name, text in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text)
+    options = {"bench_min_runs": 5, "bench_max_runs": 10, "bench_budget_s": 60.0, **settings}
+    return ScoringContext(
+        spec=TaskSpec(name="perf", test_command="python -m pytest -q", benchmark_command=command, timeout_s=timeout_s),
+        diff=None,
+        base_dir=base_dir,
+        patched_dir=patched_dir,
+        hidden_dir=None,
+        env_dir=None,
+        task_cache_dir=tmp_path / "task-cache",
+        settings=PipelineSettings(cache_root=tmp_path / "cache", work_root=tmp_path / "work", **options),
+        run=sandbox.run,
+    )
+
+
+def evaluate_and_heal(ctx: ScoringContext):
+    """What the pipeline does: evaluate, then heal while the critic is unsure."""
+    result = critic.evaluate(ctx)
+    if result.confidence < ctx.settings.heal_confidence_threshold:
+        result = critic.heal(ctx, result, budget_s=ctx.settings.heal_budget_s)
+    return result
+
+
+def test_patch_that_makes_a_linear_function_quadratic_scores_at_most_0_4(tmp_path):
+    ctx = make_ctx(tmp_path, {"mylib.py": LINEAR, "bench/run.py": BENCH}, {"mylib.py": QUADRATIC})
+    result = evaluate_and_heal(ctx)
+    assert result.score is not None and result.score <= 0.4
+    assert "perf_regression" in result.flags
+    assert result.evidence["metric"] == "cpu_s"
+    assert result.evidence["ci_low"] > 1.05
+    assert "Slower by more than 5%" in result.rationale[-1]
+    assert len(result.evidence["base_wall_s"]) == result.evidence["n_base"]
+
+
+def test_no_op_patch_scores_at_least_0_9(tmp_path):
+    # Room for healing: on a loaded machine, a no-op's median needs a few more runs to settle.
+    ctx = make_ctx(tmp_path, {"mylib.py": LINEAR, "bench/run.py": BENCH}, {}, bench_max_runs=20)
+    result = evaluate_and_heal(ctx)
+    assert result.score is not None and result.score >= 0.9
+    assert "perf_regression" not in result.flags
+    assert "faster" not in result.flags
+
+
+def test_task_without_benchmark_gets_no_score_and_says_why(tmp_path):
+    ctx = make_ctx(tmp_path, {"mylib.py": LINEAR}, {}, command=None)
+    result = critic.evaluate(ctx)
+    assert result.score is None
+    assert "no benchmark_command" in result.rationale[0]
+    assert not result.flags
+
+
+def test_benchmark_that_fails_on_the_patched_tree_scores_zero_and_cites_the_failure(tmp_path):
+    broken = 'def unique(items):\n    raise ValueError("unique is broken by the patch")\n'
+    ctx = make_ctx(tmp_path, {"mylib.py": LINEAR, "bench/run.py": BENCH}, {"mylib.py": broken})
+    result = critic.evaluate(ctx)
+    assert result.score == 0.0
+    assert "fails on the patched tree" in result.rationale[-1]
+    assert "unique is broken by the patch" in result.rationale[-1]
+    assert result.evidence["failed_on"] == "patched"
+
+
+def test_benchmark_that_fails_on_the_base_too_means_a_broken_task(tmp_path):
+    broken = "def unique(items):\n    return 1 / 0\n"
+    ctx = make_ctx(tmp_path, {"mylib.py": broken, "bench/run.py": BENCH}, {"mylib.py": broken + "\n"})
+    result = critic.evaluate(ctx)
+    assert result.score is None
+    assert result.flags == {"task_broken"}
+    assert "ZeroDivisionError" in result.rationale[-1]
+
+
+def test_benchmark_that_hangs_on_the_patched_tree_times_out_and_scores_zero(tmp_path):
+    hangs = "import time\n\n\ndef unique(items):\n    time.sleep(60)\n"
+    ctx = make_ctx(tmp_path, {"mylib.py": LINEAR, "bench/run.py": BENCH}, {"mylib.py": hangs}, timeout_s=2)
+    started = time.monotonic()
+    result = critic.evaluate(ctx)
+    assert time.monotonic() - started < 15
+    assert result.score == 0.0
+    assert "timeout" in result.flags
+
+
+def test_seconds_printed_by_the_benchmark_replace_cpu_time(tmp_path):
+    ctx = make_ctx(
+        tmp_path,
+        {"mylib.py": "DELAY = 0.010\n", "bench/run.py": SELF_TIMED_BENCH},
+        {"mylib.py": "DELAY = 0.020\n"},
+    )
+    result = evaluate_and_heal(ctx)
+    assert result.evidence["metric"] == "seconds"
+    assert result.evidence["ratio"] == pytest.approx(2.0)
+    assert result.score == 0.0
+    assert "perf_regression" in result.flags
+    assert '"seconds"' in result.rationale[0]
+
+
+def test_other_knots_rescore_from_the_stored_ratio_without_running_anything(tmp_path):
+    ctx = make_ctx(
+        tmp_path,
+        {"mylib.py": "DELAY = 0.010\n", "bench/run.py": SELF_TIMED_BENCH},
+        {"mylib.py": "DELAY = 0.020\n"},
+    )
+    result = evaluate_and_heal(ctx)
+    lenient = Weights(name="lenient", version=2, weights={}, perf_knots=((1.05, 1.0), (3.0, 0.0)))
+    rescored = critic.rescore(result, lenient)
+    assert rescored.score == pytest.approx(1 - 0.95 / 1.95, abs=1e-3)
+    assert rescored.evidence["base_s"] == result.evidence["base_s"]
+    assert rescored.rationale[:-1] == result.rationale[:-1]
+    assert "Score 0.51" in rescored.rationale[-1]
+    # Knots that tolerate a doubling turn the verdict, and the flag, around.
+    tolerant = Weights(name="tolerant", version=3, weights={}, perf_knots=((2.5, 1.0), (4.0, 0.0)))
+    assert critic.rescore(result, tolerant).flags == frozenset()
+
+
+def test_patch_that_edits_the_benchmark_script_is_measured_with_the_base_script(tmp_path):
+    cheat = 'import json\n\nprint(json.dumps({"seconds": 0.000001}))\n'
+    ctx = make_ctx(
+        tmp_path,
+        {"mylib.py": "DELAY = 0.010\n", "bench/run.py": SELF_TIMED_BENCH},
+        {"bench/run.py": cheat},
+    )
+    result = critic.evaluate(ctx)
+    assert result.evidence["ratio"] == pytest.approx(1.0)
+    assert result.evidence["restored_files"] == ["bench/run.py"]
+    assert "edited the benchmark itself" in result.rationale[0]
+    assert "faster" not in result.flags
+
+
+def test_noisy_benchmark_is_healed_with_more_runs_and_stays_honest_about_doubt(tmp_path):
+    ctx = make_ctx(
+        tmp_path,
+        {"mylib.py": "SIDE = 0\n", "bench/run.py": NOISY_BENCH},
+        {"mylib.py": "SIDE = 1\n"},
+    )
+    first = critic.evaluate(ctx)
+    assert first.evidence["verdict"] == "inconclusive"
+    assert first.confidence < ctx.settings.heal_confidence_threshold
+    healed = critic.heal(ctx, first, budget_s=60)
+    assert healed.evidence["n_base"] == 10
+    assert healed.evidence["base_s"][:5] == first.evidence["base_s"]
+    assert any("n=5 each" in step and step.endswith("adding 5 runs.") for step in healed.rationale)
+    assert "perf_inconclusive" in healed.flags
+    assert healed.confidence < 0.7
+    # At the run budget, healing has nothing left to spend.
+    assert critic.heal(ctx, healed, budget_s=60) is healed
+
+
+def test_benchmark_waits_until_no_test_run_holds_the_host(tmp_path):
+    ctx = make_ctx(tmp_path, {"mylib.py": "DELAY = 0.010\n", "bench/run.py": SELF_TIMED_BENCH}, {})
+    results = []
+    with host_lock(ctx.settings.cache_root / "locks", exclusive=False):
+        worker = threading.Thread(target=lambda: results.append(critic.evaluate(ctx)))
+        worker.start()
+        worker.join(timeout=1.5)
+        assert worker.is_alive() and not results  # a test run is active: the benchmark must not start
+    worker.join(timeout=30)
+    assert results and results[0].evidence["n_base"] == 5
+
+
+def stored(ci_low: float, ci_high: float, ratio: float, p_value: float) -> CriticResult:
+    """A stored performance subscore, as the database hands it back for re-scoring."""
+    evidence = {
+        "ratio": ratio,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "p_value": p_value,
+        "claim_alpha": 0.001,
+        "confidence_level": 0.95,
+        "base_median_s": 0.05,
+        "patched_median_s": 0.05 * ratio,
+        "n_base": 30,
+        "n_patched": 30,
+    }
+    return CriticResult("performance", None, 0.0, ("Step: measured.", "Step: old verdict."), evidence)
+
+
+def test_interval_in_doubt_about_the_slowdown_is_flagged_for_review():
+    result = critic.rescore(stored(0.98, 1.20, 1.08, 0.04), DEFAULT_WEIGHTS)
+    assert result.flags == {"perf_inconclusive"}
+    assert result.confidence < 0.7
+    assert result.score == pytest.approx(1 - 0.6 * 0.03 / 0.25)
+    assert "point estimate" in result.rationale[-1]
+
+
+def test_interval_in_doubt_only_about_a_speed_up_keeps_full_score_without_review():
+    result = critic.rescore(stored(0.90, 1.04, 0.97, 0.2), DEFAULT_WEIGHTS)
+    assert result.score == 1.0
+    assert result.flags == frozenset()
+    assert result.confidence >= 0.7
+    assert result.rationale[0] == "Step: measured."
+    assert "Not slower by more than 5%" in result.rationale[-1]

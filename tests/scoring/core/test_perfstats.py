@@ -1,0 +1,122 @@
+"""The statistics behind the performance subscore, on seeded synthetic timings (no process is run)."""
+
+from __future__ import annotations
+
+import re
+import statistics
+
+import pytest
+
+from benchmarks import perf_bench
+from benchmarks.perf_bench import NOISE, SyntheticBench, sequential
+from scoring.core.perfstats import (
+    DEFAULT_KNOTS,
+    MIN_PAIRS,
+    compare,
+    score_from_ratio,
+    sequential_compare,
+)
+from scoring.core.types import Weights
+
+
+def test_default_knots_come_from_the_weight_profile():
+    assert Weights(name="default", version=1, weights={}).perf_knots == DEFAULT_KNOTS
+
+
+@pytest.mark.parametrize(
+    ("ratio", "score"),
+    [(0.5, 1.0), (1.0, 1.0), (1.05, 1.0), (1.175, 0.7), (1.30, 0.4), (1.65, 0.2), (2.0, 0.0), (5.0, 0.0)],
+)
+def test_score_is_linear_between_knots_and_clamped_outside(ratio, score):
+    assert score_from_ratio(ratio) == pytest.approx(score)
+
+
+def test_other_knots_give_other_scores():
+    lenient = ((1.2, 1.0), (3.0, 0.0))
+    assert score_from_ratio(1.3, lenient) == pytest.approx(1 - 0.1 / 1.8)
+    assert score_from_ratio(1.1, lenient) == 1.0
+
+
+def test_a_real_30_percent_slowdown_is_found_and_scored_about_0_4():
+    decisions = [sequential("normal 5%", 1.3, seed) for seed in range(20)]
+    scores = [score_from_ratio(d.ratio) for d in decisions]
+    assert {d.verdict for d in decisions} == {"slower"}
+    assert statistics.median(scores) == pytest.approx(0.4, abs=0.05)
+    assert all(0.25 <= score <= 0.55 for score in scores)
+    # A 95% interval should hold the true ratio nearly every time.
+    assert sum(d.ci_low <= 1.30 <= d.ci_high for d in decisions) >= 17
+
+
+def test_a_real_30_percent_speed_up_is_found():
+    assert sequential("lognormal 15%", 0.7, seed=3).verdict == "faster"
+
+
+@pytest.mark.parametrize("noise", sorted(NOISE))
+def test_pure_noise_never_claims_a_regression(noise):
+    """50 seeds per shape, 200 in all: noise alone must never be called slower (nor faster)."""
+    verdicts = [sequential(noise, 1.0, seed).verdict for seed in range(50)]
+    assert "slower" not in verdicts
+    assert "faster" not in verdicts
+
+
+def test_the_run_budget_is_respected():
+    decision = sequential("lognormal 15%", 1.0, seed=1, max_runs=15)
+    assert decision.verdict == "inconclusive"
+    assert decision.stop == "max_runs"
+    assert decision.n_base == decision.n_patched == 15
+    assert decision.steps[-1].endswith("inconclusive at 15 runs per side.")
+
+
+def test_the_time_budget_is_respected():
+    # Each synthetic pair takes about 0.1 s on the fake clock.
+    decision = sequential("lognormal 15%", 1.0, seed=1, budget_s=1.2)
+    assert decision.stop == "budget"
+    assert decision.elapsed_s <= 1.2
+    assert decision.n_base < 30
+    assert "time budget" in decision.steps[-1]
+
+
+def test_a_tiny_time_budget_still_measures_enough_for_a_statistic():
+    decision = sequential("normal 5%", 1.0, seed=0, budget_s=0.001)
+    assert decision.n_base == MIN_PAIRS
+
+
+def test_every_look_is_logged_with_its_interval_and_what_happens_next():
+    decision = sequential("lognormal 15%", 1.3, seed=0)
+    pattern = re.compile(r"n=\d+ each, ratio \d+\.\d\d, CI \[\d+\.\d\d, \d+\.\d\d\]: \w+")
+    assert len(decision.steps) >= 2
+    assert all(pattern.match(step) for step in decision.steps)
+    assert all(step.endswith("adding 5 runs.") for step in decision.steps[:-1])
+    assert decision.steps[0].startswith("n=5 each")
+
+
+def test_healing_continues_from_the_samples_already_taken():
+    first = sequential("lognormal 15%", 1.0, seed=2, max_runs=5)
+    bench = SyntheticBench("lognormal 15%", 1.0, seed=99)
+    healed = sequential_compare(bench.pair, base=first.base, patched=first.patched, max_runs=20, clock=bench.clock)
+    assert healed.base[:5] == first.base
+    assert healed.n_base == 20
+    assert healed.steps[0].startswith("n=5 each") and healed.steps[0].endswith("adding 5 runs.")
+
+
+def test_sequential_needs_fewer_runs_than_a_fixed_20_and_never_contradicts_it():
+    summary = perf_bench.run(seeds=8)["summary"]
+    assert summary["mean_sequential_runs"] < 20
+    assert summary["contradictions"] == 0
+    assert summary["mean_agreement"] >= 0.85
+
+
+def test_identical_timings_are_the_same_speed():
+    result = compare([0.05] * 5, [0.05] * 5)
+    assert (result.ratio, result.ci_low, result.ci_high, result.verdict) == (1.0, 1.0, 1.0, "same")
+
+
+def test_comparisons_are_reproducible():
+    bench = SyntheticBench("bimodal", 1.1, seed=4)
+    base, patched = zip(*(bench.pair() for _ in range(12)), strict=True)
+    assert compare(base, patched) == compare(base, patched)
+
+
+def test_a_zero_timing_does_not_divide_by_zero():
+    result = compare([0.0, 0.0, 0.0], [0.01, 0.01, 0.01])
+    assert result.ratio > 1000

@@ -1,0 +1,188 @@
+"""Workspace: cached base trees and environments, strict application of the diff, and the reverts."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from scoring.core import sandbox, workspace
+from scoring.core.diffcheck import DiffError
+from tests.scoring.core.fixtures import gcd_task
+
+
+@pytest.fixture
+def task(tmp_path: Path):
+    base, hidden = gcd_task.archives(tmp_path / "in")
+    return gcd_task.spec(protected_paths=["data/**"], lint_config="lint/pylintrc"), base, hidden, tmp_path
+
+
+def prepared(task, diff: str):
+    spec, base, hidden, root = task
+    return workspace.prepare(
+        spec=spec,
+        diff=diff,
+        base_archive=base,
+        hidden_archive=hidden,
+        settings=gcd_task.settings(root),
+        run=sandbox.run,
+    )
+
+
+def test_base_tree_is_extracted_once_and_read_only(tmp_path: Path) -> None:
+    base, _ = gcd_task.archives(tmp_path / "in")
+    first = workspace.base_tree(base, cache_root=tmp_path / "cache")
+    second = workspace.base_tree(base, cache_root=tmp_path / "cache")
+    assert first == second
+    assert (first / "gcd" / "__init__.py").read_text() == gcd_task.BUGGY
+    assert not any(p.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) for p in [first, *first.rglob("*")])
+
+
+def test_concurrent_base_tree_requests_agree(tmp_path: Path) -> None:
+    base, _ = gcd_task.archives(tmp_path / "in")
+    found: list[Path] = []
+    threads = [
+        threading.Thread(target=lambda: found.append(workspace.base_tree(base, cache_root=tmp_path / "cache")))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(found)) == 1
+    assert sorted(p.name for p in (tmp_path / "cache" / "bases").iterdir()) == [found[0].name]
+
+
+def _wheel(dest: Path) -> Path:
+    """A minimal pure-Python wheel, so installing needs no network."""
+    path = dest / "tinydep-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr("tinydep/__init__.py", "VALUE = 7\n")
+        wheel.writestr("tinydep-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: tinydep\nVersion: 1.0\n")
+        wheel.writestr(
+            "tinydep-1.0.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        wheel.writestr("tinydep-1.0.dist-info/RECORD", "")
+    return path
+
+
+def test_task_env_installs_once_per_requirement_set(tmp_path: Path) -> None:
+    assert workspace.task_env([], cache_root=tmp_path, timeout_s=60) is None
+    wheel = _wheel(tmp_path)
+    env = workspace.task_env([str(wheel)], cache_root=tmp_path / "cache", timeout_s=120)
+    assert (env / "tinydep" / "__init__.py").is_file()
+    assert workspace.task_env([str(wheel)], cache_root=tmp_path / "cache", timeout_s=120) == env
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    result = sandbox.run(["python", "-c", "import tinydep; print(tinydep.VALUE)"], tree=tree, env_dir=env)
+    assert result.output == "7\n"
+
+
+def test_task_env_that_cannot_install_says_so(tmp_path: Path) -> None:
+    with pytest.raises(workspace.WorkspaceError, match="do not install"):
+        workspace.task_env([str(tmp_path / "missing.whl")], cache_root=tmp_path, timeout_s=60)
+
+
+def test_check_applies_reports_gits_reason_without_host_paths(tmp_path: Path) -> None:
+    base, _ = gcd_task.archives(tmp_path / "in")
+    tree = workspace.base_tree(base, cache_root=tmp_path / "cache")
+    workspace.check_applies(gcd_task.fix_diff(), tree)
+    stale = gcd_task.make_diff({"gcd/__init__.py": "x = 1\n"}, base={"gcd/__init__.py": "y = 2\n"})
+    with pytest.raises(DiffError, match="does not apply") as caught:
+        workspace.check_applies(stale, tree)
+    assert str(tree) not in str(caught.value)
+
+
+def test_patch_is_applied_to_a_private_copy_without_git_history(task) -> None:
+    with prepared(task, gcd_task.fix_diff()) as ctx:
+        assert (ctx.patched_dir / "gcd" / "__init__.py").read_text() == gcd_task.FIXED
+        assert (ctx.base_dir / "gcd" / "__init__.py").read_text() == gcd_task.BUGGY
+        assert not list(ctx.patched_dir.rglob(".git"))
+        assert ctx.changed_files == ("gcd/__init__.py",)
+        assert ctx.added_lines["gcd/__init__.py"] == frozenset({8, 9, 10, 11})
+        assert ctx.flags == frozenset()
+        patched = ctx.patched_dir
+    assert not patched.exists()
+
+
+def test_patch_applies_relative_to_the_tree_even_inside_a_git_checkout(task) -> None:
+    _spec, _base, _hidden, root = task
+    subprocess.run(["git", "init", "-q", str(root)], check=True, timeout=30)
+    with prepared(task, gcd_task.fix_diff()) as ctx:
+        assert (ctx.patched_dir / "gcd" / "__init__.py").read_text() == gcd_task.FIXED
+
+
+@pytest.mark.parametrize(
+    ("path", "text"),
+    [
+        ("conftest.py", "x = 1\n"),
+        ("gcd/conftest.py", "x = 1\n"),
+        ("pytest.ini", "[pytest]\n"),
+        ("tox.ini", "[tox]\n"),
+        ("sitecustomize.py", "x = 1\n"),
+        ("gcd/evil.pth", "import os\n"),
+        (".pylintrc", "[MESSAGES CONTROL]\ndisable=all\n"),
+        ("lint/pylintrc", "[MESSAGES CONTROL]\ndisable=all\n"),
+        ("data/answers.json", "{}\n"),
+        ("evil-1.0.dist-info/entry_points.txt", "[pytest11]\nevil = gcd\n"),
+    ],
+)
+def test_added_infrastructure_is_deleted_and_flagged_tamper(task, path: str, text: str) -> None:
+    with prepared(task, gcd_task.make_diff({path: text, "gcd/__init__.py": gcd_task.FIXED})) as ctx:
+        assert not (ctx.patched_dir / path).exists()
+        assert "tamper" in ctx.flags
+        assert ctx.changed_files == ("gcd/__init__.py",)
+        assert any(path in note and "tamper" in note for note in ctx.notes)
+
+
+def test_pyproject_edit_outside_tool_sections_stands(task) -> None:
+    edited = gcd_task.REPO["pyproject.toml"].replace('version = "0.1"', 'version = "0.2"')
+    with prepared(task, gcd_task.make_diff({"pyproject.toml": edited})) as ctx:
+        assert ctx.flags == frozenset()
+        assert 'version = "0.2"' in (ctx.patched_dir / "pyproject.toml").read_text()
+
+
+def test_pyproject_pytest_section_edit_is_reverted(task) -> None:
+    edited = gcd_task.REPO["pyproject.toml"].replace('addopts = "-q"', 'addopts = "-x"')
+    with prepared(task, gcd_task.make_diff({"pyproject.toml": edited})) as ctx:
+        assert "tamper" in ctx.flags
+        assert (ctx.patched_dir / "pyproject.toml").read_text() == gcd_task.REPO["pyproject.toml"]
+
+
+def test_edited_added_and_deleted_tests_are_reverted(task) -> None:
+    diff = gcd_task.make_diff(
+        {
+            "tests/test_gcd.py": None,
+            "tests/test_more.py": "def test_x():\n    assert True\n",
+            "gcd/helper_test.py": "x = 1\n",
+            "gcd/__init__.py": gcd_task.FIXED,
+        }
+    )
+    with prepared(task, diff) as ctx:
+        assert (ctx.patched_dir / "tests" / "test_gcd.py").read_text() == gcd_task.VISIBLE_TESTS
+        assert not (ctx.patched_dir / "tests" / "test_more.py").exists()
+        assert not (ctx.patched_dir / "gcd" / "helper_test.py").exists()
+        assert ctx.flags == frozenset({"tests_modified"})
+        assert ctx.changed_files == ("gcd/__init__.py",)
+        assert len(ctx.notes) == 3
+
+
+def test_deleted_source_files_are_listed(task) -> None:
+    with prepared(task, gcd_task.make_diff({"README.md": None})) as ctx:
+        assert ctx.deleted_files == ("README.md",)
+        assert ctx.changed_files == ()
+
+
+def test_task_cache_dir_depends_on_the_spec(task) -> None:
+    _spec, base, hidden, root = task
+    with prepared(task, gcd_task.fix_diff()) as ctx:
+        first = ctx.task_cache_dir
+    other = (gcd_task.spec(test_command="python -m pytest tests"), base, hidden, root)
+    with prepared(other, gcd_task.fix_diff()) as ctx:
+        assert ctx.task_cache_dir != first
+        assert ctx.task_cache_dir.parent == first.parent
