@@ -8,7 +8,16 @@ from labeling.models import Claim, LabelEvent
 class LabelEventAdmin(ReadOnlyAdmin):
     """Labels are append-only: the admin shows the history and never edits it."""
 
-    list_display = ("id", "patch_id", "reviewer", "final_score", "task_broken", "time_spent_s", "supersedes_id", "created_at")
+    list_display = (
+        "id",
+        "patch_id",
+        "reviewer",
+        "final_score",
+        "task_broken",
+        "time_spent_s",
+        "supersedes_id",
+        "created_at",
+    )
     list_filter = ("task_broken", "is_demo")
     search_fields = ("reviewer__username", "comment", "patch__id")
     list_select_related = ("reviewer",)

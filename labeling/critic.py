@@ -20,12 +20,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from labeling.exports import critic_input, tools_comments
+from labeling.models import CriticRun
+from scoring import services  # a module import: scoring.services may import this module lazily
 from scoring.core.learned.model import MODEL_ENV, CriticModel
 from scoring.core.learned.prompt import CRITIC_EVIDENCE_KEY, CRITIC_FLAG
 from scoring.core.learned.verdict import Verdict, VerdictError
 from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.models import Evaluation, Patch, PatchStatus
-from scoring.services import patch_transition
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def _record(
             fields += ["flags", "min_confidence", "route"]
         evaluation.save(update_fields=fields)
         if disagrees:
-            patch_transition(patch_id=patch.pk, source=(PatchStatus.SCORED,), target=PatchStatus.NEEDS_REVIEW)
+            services.patch_transition(patch_id=patch.pk, source=(PatchStatus.SCORED,), target=PatchStatus.NEEDS_REVIEW)
     return "disagrees" if disagrees else "agrees"
 
 
@@ -157,3 +158,40 @@ def _apply_view(evaluation: Evaluation, verdict: Verdict, *, model: str) -> dict
         }
     evaluation.subscores = subscores
     return deltas
+
+
+def critic_run_record(*, report: dict[str, Any], version: str, data: str) -> CriticRun:
+    """Store one evaluation report as a CriticRun."""
+    return CriticRun.objects.create(
+        version=version,
+        model_dir=str(report["model"]),
+        data=data,
+        rows=report["rows"],
+        valid_json_rate=report["valid_json_rate"],
+        band_agreement=report["band_agreement"],
+        correctness_agreement=report["correctness_agreement"],
+        mae=report["mae"],
+        metrics=report,
+    )
+
+
+def critic_runs_series(*, last: int = 50) -> dict[str, Any]:
+    """The metrics of the last `last` critic evaluations, oldest first, as chart data (labels and series).
+
+    `mae` is the mean over the criteria that had a comparable score. Missing values are None (a gap).
+    """
+    runs = list(CriticRun.objects.order_by("-id")[:last])[::-1]
+
+    def mean_mae(run: CriticRun) -> float | None:
+        values = [v for v in run.mae.values() if v is not None]
+        return round(sum(values) / len(values), 4) if values else None
+
+    return {
+        "labels": [f"{run.version} ({run.created_at:%m-%d %H:%M})" for run in runs],
+        "series": [
+            {"label": "valid JSON rate", "data": [run.valid_json_rate for run in runs]},
+            {"label": "band agreement", "data": [run.band_agreement for run in runs]},
+            {"label": "correctness agreement", "data": [run.correctness_agreement for run in runs]},
+            {"label": "mean absolute error", "data": [mean_mae(run) for run in runs]},
+        ],
+    }

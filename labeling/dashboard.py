@@ -88,7 +88,7 @@ def distributions() -> dict[str, Any]:
                 human[name].append(sub["human"])
     edges = [round(i / BINS, 2) for i in range(BINS)]
     return {
-        "bins": [f"{e:.1f}–{e + 1 / BINS:.1f}" for e in edges],
+        "bins": [f"{e:.1f}-{e + 1 / BINS:.1f}" for e in edges],
         "criteria": [
             {"name": c.name, "label": c.label, "auto": _histogram(auto[c.name]), "human": _histogram(human[c.name])}
             for c in REGISTRY
@@ -115,9 +115,7 @@ def agreement() -> dict[str, Any]:
     reviewers = sorted({r for labels in shared.values() for r in labels})
     rows = []
     for critic in REGISTRY:
-        matrix = [
-            [_human(shared[patch].get(r), critic.name) for patch in sorted(shared)] for r in reviewers
-        ]
+        matrix = [[_human(shared[patch].get(r), critic.name) for patch in sorted(shared)] for r in reviewers]
         rows.append({"name": critic.name, "label": critic.label, "alpha": _alpha(matrix), "items": len(shared)})
     return {"criteria": rows, "items": len(shared), "reviewers": len(reviewers)}
 

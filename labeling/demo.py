@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from labeling.models import LabelEvent
+from labeling.services import mark_reviewed_when_complete
 from scoring import selectors
 from scoring.core.aggregate import weighted_mean
 from scoring.models import Patch
@@ -37,4 +38,5 @@ def demo_label(*, patch: Patch, reviewer: Any, kind: str) -> int:
         time_spent_s=30.0,
         is_demo=True,
     )
+    mark_reviewed_when_complete(patch)
     return 1

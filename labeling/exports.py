@@ -135,15 +135,16 @@ def _patches(*, fmt: str, cutoff: datetime, include_demo: bool) -> QuerySet[Patc
     if not include_demo:
         patches = patches.filter(is_demo=False, task__is_demo=False)
     patches = patches.filter(labelled | Q(status__in=_EXPORTABLE)) if fmt == "raw" else patches.filter(labelled)
-    if fmt == "pairwise":
-        patches = patches.defer("diff")  # pairs fetch their diffs through a small cache
+    patches = patches.defer("metadata", *(["diff"] if fmt == "pairwise" else []))  # pairs fetch diffs as needed
     return (
         patches.select_related("task")
         .prefetch_related(
             Prefetch("label_events", queryset=labels.order_by("id"), to_attr="label_list"),
             Prefetch(
                 "evaluations",
-                queryset=Evaluation.objects.select_related("weight_profile").order_by("id"),
+                queryset=Evaluation.objects.select_related("weight_profile")
+                .defer("weight_profile__weights", "weight_profile__perf_knots")
+                .order_by("id"),
                 to_attr="all_evaluations",
             ),
         )
@@ -244,6 +245,9 @@ def export_labels(
     out.parent.mkdir(parents=True, exist_ok=True)
     exported_at = timezone.now()
     cutoff = cutoff or exported_at
+    if cutoff > exported_at:
+        # A cut-off in the future would let labels made after this export into a re-export with the same one.
+        raise ExportError(f"the cut-off {cutoff.isoformat()} is in the future; give a past moment or none")
     patches = _patches(fmt=fmt, cutoff=cutoff, include_demo=include_demo)
     names = patches.order_by().values_list("task__name", flat=True).distinct()
     splits = task_split(names)
@@ -275,15 +279,22 @@ def export_labels(
 
 
 def _format_filters(fmt: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    return {"sft": {"with_execution": options["with_execution"]}, "pairwise": {"min_margin": options["min_margin"]}}.get(
-        fmt, {}
-    )
+    """The options that shaped this format's rows, for the manifest."""
+    if fmt == "sft":
+        return {"with_execution": options["with_execution"]}
+    if fmt == "pairwise":
+        return {"min_margin": options["min_margin"]}
+    return {}
 
 
 def _counted(patches: QuerySet[Patch], total: int, progress: Progress | None) -> Iterator[Patch]:
     """Stream the patches in chunks, reporting progress every few of them."""
     for done, patch in enumerate(patches.iterator(chunk_size=_CHUNK), start=1):
         yield patch
+        # The prefetched labels point back at their patch; dropping them breaks that cycle, so each patch is
+        # freed by reference counting at once instead of piling up until the cyclic collector runs.
+        for name in ("label_list", "all_evaluations", "current_evaluations"):
+            patch.__dict__.pop(name, None)
         if progress is not None and done % _PROGRESS_EVERY == 0:
             progress(done, total)
 

@@ -9,7 +9,7 @@ the shapes critics store (a list of dicts with `file` and `line` is a finding; a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,11 +170,14 @@ def numeric_series(evidence: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+NONE = format_html('<span class="muted">{}</span>', "none")
+
+
 def _scalar(value: Any) -> SafeString:
     if value is None:
-        return mark_safe('<span class="muted">none</span>')
+        return NONE
     if isinstance(value, bool):
-        return mark_safe("yes" if value else "no")
+        return format_html("{}", "yes" if value else "no")
     if isinstance(value, float):
         return conditional_escape(f"{value:.4g}")
     text = str(value)
@@ -186,38 +189,30 @@ def _scalar(value: Any) -> SafeString:
     return conditional_escape(text)
 
 
-def _rows(items: list[Any]) -> Iterator[Any]:
-    yield from items[:MAX_ROWS]
+def _table(rows: list[dict[str, Any]]) -> SafeString:
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    head = format_html_join("", "<th>{}</th>", ((k.replace("_", " "),) for k in keys))
+    cells = (format_html_join("", "<td>{}</td>", ((render_evidence(row.get(k)),) for k in keys)) for row in rows)
+    body = format_html_join("", "<tr>{}</tr>", ((cell,) for cell in cells))
+    return format_html('<table class="ev"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', head, body)
 
 
-def render_evidence(value: Any, depth: int = 0) -> SafeString:
+def render_evidence(value: Any) -> SafeString:
     """Evidence as nested HTML (definition lists, tables, collapsed output), every string escaped."""
     if isinstance(value, dict):
         if not value:
-            return mark_safe('<span class="muted">none</span>')
-        return format_html(
-            '<dl class="ev">{}</dl>',
-            format_html_join(
-                "", "<dt>{}</dt><dd>{}</dd>", ((k.replace("_", " "), render_evidence(v, depth + 1)) for k, v in value.items())
-            ),
-        )
-    if isinstance(value, list):
-        if not value:
-            return mark_safe('<span class="muted">none</span>')
-        more = format_html('<p class="muted">and {} more</p>', len(value) - MAX_ROWS) if len(value) > MAX_ROWS else ""
-        if all(isinstance(v, dict) for v in value):
-            keys = list(dict.fromkeys(k for v in value[:MAX_ROWS] for k in v))
-            head = format_html_join("", "<th>{}</th>", ((k.replace("_", " "),) for k in keys))
-            body = format_html_join(
-                "",
-                "<tr>{}</tr>",
-                ((format_html_join("", "<td>{}</td>", ((render_evidence(v.get(k), depth + 1),) for k in keys)),)
-                 for v in _rows(value)),
-            )  # fmt: skip
-            return format_html('<table class="ev"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>{}', head, body, more)
-        if all(not isinstance(v, dict | list) for v in value) and all(len(str(v)) < 80 for v in value):
-            return format_html("{}{}", format_html_join(", ", "{}", ((_scalar(v),) for v in _rows(value))), more)
-        return format_html(
-            '<ul class="ev">{}</ul>{}', format_html_join("", "<li>{}</li>", ((render_evidence(v, depth + 1),) for v in _rows(value))), more
-        )  # fmt: skip
-    return _scalar(value)
+            return NONE
+        pairs = ((k.replace("_", " "), render_evidence(v)) for k, v in value.items())
+        return format_html('<dl class="ev">{}</dl>', format_html_join("", "<dt>{}</dt><dd>{}</dd>", pairs))
+    if not isinstance(value, list):
+        return _scalar(value)
+    if not value:
+        return NONE
+    shown = value[:MAX_ROWS]
+    more = format_html('<p class="muted">and {} more</p>', len(value) - MAX_ROWS) if len(value) > MAX_ROWS else ""
+    if all(isinstance(v, dict) for v in shown):
+        return format_html("{}{}", _table(shown), more)
+    if all(not isinstance(v, dict | list) and len(str(v)) < 80 for v in shown):
+        return format_html("{}{}", format_html_join(", ", "{}", ((_scalar(v),) for v in shown)), more)
+    items = format_html_join("", "<li>{}</li>", ((render_evidence(v),) for v in shown))
+    return format_html('<ul class="ev">{}</ul>{}', items, more)

@@ -71,17 +71,21 @@ def queue_items(filters: QueueFilters, *, now: datetime) -> QuerySet[Evaluation]
         .annotate(n=Count("reviewer", distinct=True))
         .values("n")
     )
-    confidence = {
-        f"conf_{name}": Cast(KT(f"subscores__{name}__confidence"), FloatField())
-        for name in CRITERIA
-    }
+    confidence = {f"conf_{name}": Cast(KT(f"subscores__{name}__confidence"), FloatField()) for name in CRITERIA}
     items = (
         Evaluation.objects.filter(pipeline_version=PIPELINE_VERSION, patch__status=PatchStatus.NEEDS_REVIEW)
         .select_related("patch__task")
         .only(
-            "final_score", "route", "flags", "min_confidence", "patch__id", "patch__created_at",
-            "patch__external_id", "patch__task__name", "patch__task__spec",
-        )  # fmt: skip
+            "final_score",
+            "route",
+            "flags",
+            "min_confidence",
+            "patch__id",
+            "patch__created_at",
+            "patch__external_id",
+            "patch__task__name",
+            "patch__task__spec",
+        )
         .annotate(live_seats=Coalesce(Subquery(live_seats), Value(0)), labels=Coalesce(Subquery(labels), Value(0)))
         .annotate(**confidence)
         .order_by("min_confidence", "patch_id")

@@ -297,11 +297,11 @@ def label_submit(
         except IntegrityError:
             # Another save named the same previous event first (unique `supersedes`): this one is stale.
             raise _stale(patch, latest_label(patch_id=patch.pk, reviewer=reviewer) or latest) from None
-    _mark_reviewed_when_complete(patch)
+    mark_reviewed_when_complete(patch)
     return event
 
 
-def _mark_reviewed_when_complete(patch: Patch) -> bool:
+def mark_reviewed_when_complete(patch: Patch) -> bool:
     """Move the patch to `reviewed` once its task's labels_per_item reviewers labelled it. True if moved."""
     reviewers = LabelEvent.objects.filter(patch=patch).values("reviewer").distinct().count()
     if reviewers < labels_per_item(patch.task):

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import functools
 import time
-from urllib.parse import urlencode
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
@@ -296,9 +296,7 @@ def item_lease(request: HtmxHttpRequest, patch_id: int) -> HttpResponse:
     if seat is None:
         response = render(request, "labeling/review.html#lease", {"seat": None, "lost": True})
         return HttpResponseStopPolling(response.content)
-    return render(
-        request, "labeling/review.html#lease", {"seat": seat, "renew_s": services.LEASE_RENEW_S}
-    )
+    return render(request, "labeling/review.html#lease", {"seat": seat, "renew_s": services.LEASE_RENEW_S})
 
 
 # --- dashboard ----------------------------------------------------------------------------------------------

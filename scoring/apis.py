@@ -164,6 +164,7 @@ class PatchListCreateApi(APIView):
             OpenApiParameter("task", str),
             OpenApiParameter("status", str, enum=PatchStatus.values),
             OpenApiParameter("since", str, description="ISO 8601 time; patches created at or after it"),
+            OpenApiParameter("ids", str, description="comma-separated patch ids, at most 1000"),
         ],
         responses=ResultSerializer(many=True),
     )
@@ -180,6 +181,11 @@ class PatchListCreateApi(APIView):
             if moment is None:
                 raise ValidationError({"since": "not an ISO 8601 date-time"})
             queryset = queryset.filter(created_at__gte=moment)
+        if ids := request.query_params.get("ids"):
+            wanted_ids = ids.split(",")
+            if len(wanted_ids) > 1000 or not all(i.strip().isdigit() for i in wanted_ids):
+                raise ValidationError({"ids": "a comma-separated list of at most 1000 patch ids"})
+            queryset = queryset.filter(pk__in=[int(i) for i in wanted_ids])
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(selectors.with_results(queryset), request, view=self)
         return paginator.get_paginated_response([result_of(request, p) for p in page])

@@ -24,6 +24,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -103,31 +104,31 @@ class _Base:
     def _rewards_body(
         task: str, completions: Sequence[Completion], wait_s: float, external_ids: Sequence[str | None] | None
     ) -> dict[str, Any]:
-        """The /rewards/ request. Without external_ids each completion gets a fresh idempotency key, so a
-        request retried after a lost answer finds its first patches instead of scoring them twice."""
-        if external_ids is None:
-            external_ids = _fresh_keys(len(completions))
-        elif len(external_ids) != len(completions):
-            raise ValueError(f"{len(external_ids)} external_ids for {len(completions)} completions")
-        return {"task": task, "completions": list(completions), "external_ids": list(external_ids), "wait_s": wait_s}
+        """The /rewards/ request body."""
+        keys = _keys(len(completions), external_ids)
+        return {"task": task, "completions": list(completions), "external_ids": keys, "wait_s": wait_s}
 
     @staticmethod
     def _patch_items(
         task: str, diffs: Sequence[str], external_ids: Sequence[str | None] | None, metadata: dict | None
     ) -> list[dict[str, Any]]:
-        """POST /patches/ objects, with idempotency keys like _rewards_body."""
-        keys = external_ids if external_ids is not None else _fresh_keys(len(diffs))
-        if len(keys) != len(diffs):
-            raise ValueError(f"{len(keys)} external_ids for {len(diffs)} diffs")
+        """The POST /patches/ objects."""
+        keys = _keys(len(diffs), external_ids)
         return [
             {"task": task, "diff": diff, "external_id": key, "metadata": metadata or {}}
             for diff, key in zip(diffs, keys, strict=True)
         ]
 
 
-def _fresh_keys(count: int) -> list[str]:
-    prefix = f"rc-{uuid.uuid4().hex}"
-    return [f"{prefix}-{index}" for index in range(count)]
+def _keys(count: int, external_ids: Sequence[str | None] | None) -> list[str | None]:
+    """The caller's external_ids, or fresh idempotency keys: a request retried after a lost answer then finds
+    the patches it already created instead of scoring them twice."""
+    if external_ids is None:
+        prefix = f"rc-{uuid.uuid4().hex}"
+        return [f"{prefix}-{index}" for index in range(count)]
+    if len(external_ids) != count:
+        raise ValueError(f"{len(external_ids)} external_ids for {count} items")
+    return list(external_ids)
 
 
 def _plan(tasks: Sequence[str]) -> list[tuple[str, list[int]]]:
@@ -227,8 +228,8 @@ class RewardClient(_Base):
         def call(step: tuple[str, list[int]]) -> dict[str, Any]:
             return self.rewards(step[0], [completions[row] for row in step[1]], wait_s=wait_s)
 
-        if len(plan) == 1:
-            return _merge(len(tasks), plan, [call(plan[0])])
+        if len(plan) <= 1:
+            return _merge(len(tasks), plan, [call(step) for step in plan])
         with ThreadPoolExecutor(max_workers=min(len(plan), FETCH_CONCURRENCY)) as pool:
             return _merge(len(tasks), plan, list(pool.map(call, plan)))
 
@@ -379,12 +380,13 @@ class AsyncRewardClient(_Base):
             answer = await self.rewards(task, diffs[start : start + MAX_BATCH], wait_s=wait_s, external_ids=chunk_ids)
             ids += answer["ids"]
         limit = asyncio.Semaphore(FETCH_CONCURRENCY)
+        async with self._session() as http:  # one pool for all the fetches
 
-        async def fetch(patch_id: int) -> dict[str, Any]:
-            async with limit:
-                return await self.result(patch_id)
+            async def fetch(patch_id: int) -> dict[str, Any]:
+                async with limit:
+                    return await self._request(http, "GET", f"/api/v1/patches/{int(patch_id)}/")
 
-        return list(await asyncio.gather(*(fetch(patch_id) for patch_id in ids)))
+            return list(await asyncio.gather(*(fetch(patch_id) for patch_id in ids)))
 
     async def submit(
         self, task: str, diff: str, *, external_id: str | None = None, metadata: dict | None = None
@@ -422,11 +424,19 @@ AnyClient = RewardClient | AsyncRewardClient
 # --- one scoring call per batch, shared by several reward functions ---------------------------------------
 
 
-class BatchScorer:
-    """Scores a batch once and serves it to every reward function that asks for the same batch.
+@dataclass
+class _Batch:
+    answer: Any  # the merged /rewards/ answer, or (async) the future that brings it
+    readers: set[str]  # the reward functions that already read it
 
-    Trainers call each reward function with the same rows; keyed by the rows (and the trainer step when there
-    is one), the first call scores and the others read the answer. Keeps the last few batches only.
+
+class BatchScorer:
+    """Scores a batch once and serves it to every reward function of the same trainer step.
+
+    A trainer calls each of its reward functions with the same rows. The first function to ask for a batch
+    scores it; the others read that answer. A function asking again for rows it already read starts a new
+    batch (the next step, or a repeated rollout), so an answer is never served twice to the same reader.
+    Keeps the last few batches only.
     """
 
     KEEP = 4
@@ -434,48 +444,60 @@ class BatchScorer:
     def __init__(self, client: AnyClient, *, wait_s: float = 120) -> None:
         self.client = client
         self.wait_s = wait_s
-        self.calls = 0  # scoring calls made: one per distinct batch
-        self._answers: OrderedDict[str, Any] = OrderedDict()
+        self._batches: OrderedDict[str, _Batch] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
-    def key(tasks: Sequence[str], completions: Sequence[Completion], step: Any = None) -> str:
-        blob = json.dumps([step, list(tasks), list(completions)], sort_keys=True, default=str)
+    def _key(tasks: Sequence[str], completions: Sequence[Completion]) -> str:
+        blob = json.dumps([list(tasks), list(completions)], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def _remember(self, key: str, value: Any) -> None:
-        self._answers[key] = value
-        while len(self._answers) > self.KEEP:
-            self._answers.popitem(last=False)
+    def _claim(self, key: str, reader: str) -> _Batch | None:
+        """The stored batch under `key` if `reader` has not read it yet (now marked as read), else None."""
+        batch = self._batches.get(key)
+        if batch is None or reader in batch.readers:
+            return None
+        batch.readers.add(reader)
+        return batch
 
-    def get(self, tasks: Sequence[str], completions: Sequence[Completion], step: Any = None) -> dict[str, Any]:
-        """The merged /rewards/ answer for these rows (a RewardClient call the first time, then cached)."""
+    def _store(self, key: str, reader: str, answer: Any) -> _Batch:
+        batch = self._batches[key] = _Batch(answer, {reader})
+        self._batches.move_to_end(key)
+        while len(self._batches) > self.KEEP:
+            self._batches.popitem(last=False)
+        return batch
+
+    def get(self, tasks: Sequence[str], completions: Sequence[Completion], *, reader: str) -> dict[str, Any]:
+        """The merged /rewards/ answer for these rows, scored by a RewardClient or read from the shared batch."""
         if not isinstance(self.client, RewardClient):
             raise TypeError("BatchScorer.get needs a RewardClient; use aget with an AsyncRewardClient")
-        key = self.key(tasks, completions, step)
-        with self._lock:  # a second caller of the same batch waits for the first instead of scoring again
-            if key not in self._answers:
-                self.calls += 1
-                self._remember(key, self.client.rewards_by_task(tasks, completions, wait_s=self.wait_s))
-            return self._answers[key]
+        key = self._key(tasks, completions)
+        with self._lock:  # a second reader of the same batch waits for the first instead of scoring again
+            batch = self._claim(key, reader)
+            if batch is None:
+                batch = self._store(key, reader, self.client.rewards_by_task(tasks, completions, wait_s=self.wait_s))
+            return batch.answer
 
-    async def aget(self, tasks: Sequence[str], completions: Sequence[Completion], step: Any = None) -> dict[str, Any]:
-        """Like get, awaitable; concurrent callers of one batch share one in-flight call."""
-        key = self.key(tasks, completions, step)
-        if key not in self._answers:
-            self.calls += 1
+    async def aget(self, tasks: Sequence[str], completions: Sequence[Completion], *, reader: str) -> dict[str, Any]:
+        """Like get, awaitable; concurrent readers of one batch share one in-flight call."""
+        key = self._key(tasks, completions)
+        batch = self._claim(key, reader)
+        if batch is None:
             if isinstance(self.client, AsyncRewardClient):
                 call = self.client.rewards_by_task(tasks, completions, wait_s=self.wait_s)
             else:  # a blocking client must not stall the event loop for wait_s
                 call = asyncio.to_thread(self.client.rewards_by_task, tasks, completions, wait_s=self.wait_s)
-            self._remember(key, asyncio.ensure_future(call))
-        future = self._answers[key]
+            batch = self._store(key, reader, asyncio.ensure_future(call))
+        if isinstance(batch.answer, dict):
+            return batch.answer
+        future = batch.answer
         try:
-            return await asyncio.shield(future)
+            batch.answer = await asyncio.shield(future)  # a plain value: a later event loop can read it too
         except BaseException:
-            if future.done() and self._answers.get(key) is future:
-                del self._answers[key]  # a failed batch is not cached: the next call tries again
+            if future.done() and self._batches.get(key) is batch:
+                del self._batches[key]  # a failed batch is not kept: the next call tries again
             raise
+        return batch.answer
 
 
 def _pick(answer: dict[str, Any], name: str) -> list[float | None]:
@@ -499,6 +521,11 @@ def zero_for_unfinished(values: Sequence[float | None], *, where: str) -> list[f
             missing,
             len(values),
         )
+    return none_as_zero(values)
+
+
+def none_as_zero(values: Sequence[float | None]) -> list[float]:
+    """Floats for trainers that cannot hold None: None (unfinished or unmeasured) becomes 0.0."""
     return [0.0 if value is None else float(value) for value in values]
 
 
@@ -508,15 +535,13 @@ def zero_for_unfinished(values: Sequence[float | None], *, where: str) -> list[f
 def _trl_rows(task_column: str, completions: Sequence[Completion], kwargs: dict[str, Any]) -> list[str]:
     """The task name of each row, from the dataset column TRL passes as a keyword list."""
     if task_column not in kwargs:
-        columns = sorted(k for k in kwargs if k not in ("trainer_state", "log_extra", "log_metric", "completion_ids"))
+        columns = sorted(
+            k for k in kwargs if k not in ("trainer_state", "log_extra", "log_metric", "completion_ids", "environments")
+        )
         raise ValueError(f"no {task_column!r} column in the batch; the dataset has {columns}")
     tasks = [str(name) for name in kwargs[task_column]]
     _check_rows(tasks, completions)
     return tasks
-
-
-def _trl_step(kwargs: dict[str, Any]) -> Any:
-    return getattr(kwargs.get("trainer_state"), "global_step", None)
 
 
 def _trl_function(scorer: BatchScorer, name: str, task_column: str) -> Callable:
@@ -525,13 +550,13 @@ def _trl_function(scorer: BatchScorer, name: str, task_column: str) -> Callable:
 
         async def async_reward(prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
             tasks = _trl_rows(task_column, completions, kwargs)
-            return _pick(await scorer.aget(tasks, completions, _trl_step(kwargs)), name)
+            return _pick(await scorer.aget(tasks, completions, reader=name), name)
 
         return _named(async_reward, name)
 
     def reward(prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
         tasks = _trl_rows(task_column, completions, kwargs)
-        return _pick(scorer.get(tasks, completions, _trl_step(kwargs)), name)
+        return _pick(scorer.get(tasks, completions, reader=name), name)
 
     return _named(reward, name)
 
@@ -589,8 +614,10 @@ def verifiers_reward_funcs(
     def make(name: str) -> Callable:
         async def group_reward(completions: list, infos: list, tasks: list, **kwargs: Any) -> list[float]:
             names = [_verifiers_task(info, task, info_key) for info, task in zip(infos, tasks, strict=True)]
-            answer = await scorer.aget(names, completions)
-            return zero_for_unfinished(_pick(answer, name), where=f"reviewapp_{name}")
+            answer = await scorer.aget(names, completions, reader=name)
+            if name == "reward":
+                return zero_for_unfinished(answer["rewards"], where="reviewapp_reward")
+            return none_as_zero(answer["subscores"][name])  # unmeasured, or unfinished (warned above)
 
         return _named(group_reward, name)
 
@@ -608,6 +635,7 @@ __all__ = [
     "BatchScorer",
     "RewardClient",
     "RewardServiceError",
+    "none_as_zero",
     "trl_reward_func",
     "trl_reward_funcs_per_criterion",
     "verifiers_reward_func",

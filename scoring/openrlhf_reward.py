@@ -16,24 +16,23 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from scoring.client import CRITERIA, BatchScorer, RewardClient, zero_for_unfinished
+from scoring.client import CRITERIA, RewardClient, none_as_zero, zero_for_unfinished
 
 logger = logging.getLogger(__name__)
 
 
-def _shared_scorer() -> BatchScorer:
-    """The scorer for REVIEWAPP_URL, REVIEWAPP_TOKEN and REVIEWAPP_WAIT_S (default 120), one per setting."""
+def _client() -> RewardClient:
+    """The client for REVIEWAPP_URL and REVIEWAPP_TOKEN, made once per setting."""
     missing = [name for name in ("REVIEWAPP_URL", "REVIEWAPP_TOKEN") if not os.environ.get(name)]
     if missing:
         raise RuntimeError(f"set {' and '.join(missing)} for the reviewapp reward function")
-    env = os.environ
-    return _scorer(env["REVIEWAPP_URL"], env["REVIEWAPP_TOKEN"], float(env.get("REVIEWAPP_WAIT_S", "120")))
+    return _client_for(os.environ["REVIEWAPP_URL"], os.environ["REVIEWAPP_TOKEN"])
 
 
 @functools.lru_cache(maxsize=4)
-def _scorer(url: str, token: str, wait_s: float) -> BatchScorer:
+def _client_for(url: str, token: str) -> RewardClient:
     # OpenRLHF calls a bare function many times: keep the connection pool across calls.
-    return BatchScorer(RewardClient(url, token), wait_s=wait_s)
+    return RewardClient(url, token)
 
 
 def response_of(query: str, prompt: str) -> str:
@@ -57,9 +56,10 @@ def reward_func(queries: Sequence[str], prompts: Sequence[str], labels: Sequence
     """
     responses = [response_of(query, prompt) for query, prompt in zip(queries, prompts, strict=True)]
     tasks = [str(label).strip() for label in labels]
-    answer = _shared_scorer().get(tasks, responses)
+    wait_s = float(os.environ.get("REVIEWAPP_WAIT_S", "120"))
+    answer = _client().rewards_by_task(tasks, responses, wait_s=wait_s)
     rewards = zero_for_unfinished(answer["rewards"], where="openrlhf reward_func")
-    logs = {name: [0.0 if value is None else float(value) for value in answer["subscores"][name]] for name in CRITERIA}
+    logs = {name: none_as_zero(answer["subscores"][name]) for name in CRITERIA}
     return {
         "rewards": _tensor(rewards),
         "scores": _tensor(rewards),

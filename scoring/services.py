@@ -93,7 +93,11 @@ def task_create(
             continue
         try:
             sha = storage.store_archive(stream, max_bytes=max_bytes)
-            workspace.base_tree(storage.archive_path(sha), cache_root=pipeline_settings().cache_root)
+            workspace.base_tree(
+                storage.archive_path(sha),
+                cache_root=pipeline_settings().cache_root,
+                strip_root=field == "repo",  # hidden tests overlay the tree as laid out
+            )
         except ValueError as exc:  # ArchiveError is a ValueError too
             raise ServiceError(f"{field}: {exc}", status=413 if "larger" in str(exc) else 400) from exc
         shas[field] = sha
@@ -271,7 +275,13 @@ def rewards_submit(*, client: Any, task: Task, completions: list[Any], external_
 
     Raises QueueFull before writing anything, and Conflict when an external_id was used for another diff.
     """
-    _check_queue_room(client, len(completions))
+    known = set(
+        Patch.objects.filter(client=client, task=task, external_id__in=[e for e in external_ids if e]).values_list(
+            "external_id", flat=True
+        )
+    )
+    # A retried batch finds its first patches: only the new ones count against the queue limit.
+    _check_queue_room(client, sum(1 for e in external_ids if e is None or e not in known))
     ids = []
     for completion, external_id in zip(completions, external_ids, strict=True):
         diff = diffcheck.diff_from_completion(completion)

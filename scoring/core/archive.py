@@ -62,10 +62,12 @@ def safe_extract(
     max_bytes: int = 200 << 20,
     max_files: int = 20_000,
     max_ratio: float = 200.0,
+    strip_root: bool = True,
 ) -> None:
     """Unpack `archive` into `dest` (which must not exist yet), or raise ArchiveError and leave `dest` absent.
 
     The format is detected from the content, not the file name. See the module docstring for every rule.
+    `strip_root=False` keeps a lone top-level folder (hidden tests overlay the tree as they are laid out).
     """
     dest = Path(dest)
     if dest.exists():
@@ -82,7 +84,7 @@ def safe_extract(
         _extract_any(Path(archive), tree, budget)
         if not budget.files:
             raise ArchiveError("archive contains no files")
-        os.rename(_strip_single_root(tree), dest)
+        os.rename(_strip_single_root(tree) if strip_root else tree, dest)
     finally:
         shutil.rmtree(holder, ignore_errors=True)
 

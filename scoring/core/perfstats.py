@@ -19,9 +19,7 @@ from scipy import stats
 from scoring.core.types import Weights
 
 #: The default (ratio, score) knots: one source of truth, the field default of Weights.perf_knots.
-DEFAULT_KNOTS: tuple[tuple[float, float], ...] = next(
-    f.default for f in fields(Weights) if f.name == "perf_knots"
-)
+DEFAULT_KNOTS: tuple[tuple[float, float], ...] = next(f.default for f in fields(Weights) if f.name == "perf_knots")
 
 VERDICTS = ("faster", "same", "slower", "inconclusive")
 
@@ -226,9 +224,7 @@ def sequential_compare(
             target = samples.n + more
             continue
         steps.append(look.describe() + note)
-        return Decision(
-            look, tuple(samples.base), tuple(samples.patched), tuple(steps), stop, samples.elapsed()
-        )
+        return Decision(look, tuple(samples.base), tuple(samples.patched), tuple(steps), stop, samples.elapsed())
 
 
 class _Samples:

@@ -6,6 +6,7 @@ Pure Python. `score` runs everything in one process (`manage.py score_patch`, th
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import platform
 import time
@@ -19,6 +20,7 @@ from scoring.core.aggregate import aggregate, default_weights
 from scoring.core.diffcheck import ParsedDiff
 from scoring.core.registry import REGISTRY
 from scoring.core.spec import TaskSpec
+from scoring.core.trees import host_lock
 from scoring.core.types import Critic, CriticResult, PipelineSettings, Weights
 
 #: Bumped whenever a change to the pipeline can change a score. Evaluations are unique per version.
@@ -66,8 +68,14 @@ def run_stage(
     mode = sandbox.sandbox_mode(settings.allow_unsandboxed)
     timings: dict[str, float] = {}
 
+    # Test runs hold the host lock shared; a benchmark takes it exclusively (in its critic), so no test run
+    # shares the cores with a measurement.
+    benchmarking = any(critic.queue == "bench" for critic in critics)
+    lock_dir = settings.cache_root / "locks"
+
     def run(argv, **kwargs):  # type: ignore[no-untyped-def]
-        return sandbox.run(argv, allow_unsandboxed=settings.allow_unsandboxed, **kwargs)
+        with contextlib.nullcontext() if benchmarking else host_lock(lock_dir, exclusive=False):
+            return sandbox.run(argv, allow_unsandboxed=settings.allow_unsandboxed, **kwargs)
 
     started = time.monotonic()
     with workspace.prepare(

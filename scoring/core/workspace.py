@@ -59,21 +59,23 @@ class WorkspaceError(RuntimeError):
     """The task's files could not be prepared (its requirements do not install, an archive is refused...)."""
 
 
-def base_tree(archive: Path, *, cache_root: Path) -> Path:
+def base_tree(archive: Path, *, cache_root: Path, strip_root: bool = True) -> Path:
     """Return the read-only tree of `archive`, extracted once per archive content (sha256) under cache_root/bases.
+
+    `strip_root=False` for hidden tests: they overlay the tree exactly as laid out in their archive.
 
     Safe when several processes ask at once: each extracts into its own temporary folder and the first rename
     wins. Raises scoring.core.archive.ArchiveError for a refused archive.
     """
     digest = sha256_file(archive)
-    target = cache_root / "bases" / digest
+    target = cache_root / "bases" / (digest if strip_root else f"{digest}-overlay")
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     holder = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=target.parent))
     try:
         tree = holder / "tree"
-        safe_extract(archive, tree)
+        safe_extract(archive, tree, strip_root=strip_root)
         _make_read_only(tree)
         with contextlib.suppress(FileExistsError, OSError):
             os.rename(tree, target)  # fails harmlessly when another process won the race
@@ -317,7 +319,9 @@ def prepare(
     parsed = diff if isinstance(diff, ParsedDiff) else parse_diff(diff)
     cache_root = settings.cache_root
     base = base_tree(base_archive, cache_root=cache_root)
-    hidden = base_tree(hidden_archive, cache_root=cache_root) if hidden_archive is not None else None
+    hidden = (
+        base_tree(hidden_archive, cache_root=cache_root, strip_root=False) if hidden_archive is not None else None
+    )
     env = task_env(getattr(spec, "requirements", ()), cache_root=cache_root, timeout_s=600)
     key = task_cache_key(base_sha=base.name, hidden_sha=hidden.name if hidden else None, spec=spec)
     task_cache_dir = cache_root / "tasks" / key

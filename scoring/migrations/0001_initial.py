@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,161 +14,294 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Task',
+            name="Task",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=100, unique=True)),
-                ('spec', models.JSONField(help_text='The task spec without local paths (scoring.core.spec.TaskSpec.to_json).')),
-                ('base_sha256', models.CharField(max_length=64)),
-                ('hidden_sha256', models.CharField(blank=True, default='', max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('is_demo', models.BooleanField(default=False)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.SlugField(max_length=100, unique=True)),
+                (
+                    "spec",
+                    models.JSONField(
+                        help_text="The task spec without local paths (scoring.core.spec.TaskSpec.to_json)."
+                    ),
+                ),
+                ("base_sha256", models.CharField(max_length=64)),
+                ("hidden_sha256", models.CharField(blank=True, default="", max_length=64)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("is_demo", models.BooleanField(default=False)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Patch',
+            name="Patch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('diff', models.TextField()),
-                ('diff_sha256', models.CharField(max_length=64)),
-                ('external_id', models.CharField(blank=True, max_length=200, null=True)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('scored', 'Scored'), ('needs_review', 'Needs Review'), ('reviewed', 'Reviewed'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('rejected', 'Rejected')], default='queued', max_length=20)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('lease_until', models.DateTimeField(blank=True, null=True)),
-                ('run_token', models.CharField(blank=True, default='', help_text='Celery id of the lease holder.', max_length=64)),
-                ('next_stage', models.CharField(blank=True, default='', help_text='Stage handed over to.', max_length=20)),
-                ('reason', models.TextField(blank=True, default='', help_text='Why the patch failed or was rejected.')),
-                ('is_demo', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('client', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='patches', to=settings.AUTH_USER_MODEL)),
-                ('task', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='patches', to='scoring.task')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("diff", models.TextField()),
+                ("diff_sha256", models.CharField(max_length=64)),
+                ("external_id", models.CharField(blank=True, max_length=200, null=True)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("scored", "Scored"),
+                            ("needs_review", "Needs Review"),
+                            ("reviewed", "Reviewed"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                            ("rejected", "Rejected"),
+                        ],
+                        default="queued",
+                        max_length=20,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("lease_until", models.DateTimeField(blank=True, null=True)),
+                (
+                    "run_token",
+                    models.CharField(blank=True, default="", help_text="Celery id of the lease holder.", max_length=64),
+                ),
+                (
+                    "next_stage",
+                    models.CharField(blank=True, default="", help_text="Stage handed over to.", max_length=20),
+                ),
+                ("reason", models.TextField(blank=True, default="", help_text="Why the patch failed or was rejected.")),
+                ("is_demo", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "client",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="patches",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "task",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="patches", to="scoring.task"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='WeightProfile',
+            name="WeightProfile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField()),
-                ('version', models.PositiveIntegerField()),
-                ('weights', models.JSONField(help_text='criterion -> weight')),
-                ('band_low', models.FloatField(default=0.5)),
-                ('band_high', models.FloatField(default=0.7)),
-                ('audit_rate', models.FloatField(default=0.02)),
-                ('perf_knots', models.JSONField(help_text='[[ratio, score], ...]')),
-                ('is_active', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('note', models.CharField(blank=True, default='', max_length=200)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.SlugField()),
+                ("version", models.PositiveIntegerField()),
+                ("weights", models.JSONField(help_text="criterion -> weight")),
+                ("band_low", models.FloatField(default=0.5)),
+                ("band_high", models.FloatField(default=0.7)),
+                ("audit_rate", models.FloatField(default=0.02)),
+                ("perf_knots", models.JSONField(help_text="[[ratio, score], ...]")),
+                ("is_active", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("note", models.CharField(blank=True, default="", max_length=200)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name', '-version'],
+                "ordering": ["name", "-version"],
             },
         ),
         migrations.CreateModel(
-            name='WeightAudit',
+            name="WeightAudit",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(max_length=20)),
-                ('detail', models.JSONField(default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('actor', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('profile', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='audit', to='scoring.weightprofile')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("action", models.CharField(max_length=20)),
+                ("detail", models.JSONField(default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "profile",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="audit", to="scoring.weightprofile"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ReaggregationJob',
+            name="ReaggregationJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('done', 'Done'), ('superseded', 'Superseded'), ('failed', 'Failed')], default='pending', max_length=20)),
-                ('total', models.PositiveIntegerField(default=0)),
-                ('processed', models.PositiveIntegerField(default=0)),
-                ('entered', models.PositiveIntegerField(default=0, help_text='patches that entered the review queue')),
-                ('left', models.PositiveIntegerField(default=0, help_text='patches that left the review queue')),
-                ('held', models.PositiveIntegerField(default=0, help_text='patches kept in the queue: claimed or labelled')),
-                ('error', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('requested_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('profile', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to='scoring.weightprofile')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("superseded", "Superseded"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                ("total", models.PositiveIntegerField(default=0)),
+                ("processed", models.PositiveIntegerField(default=0)),
+                ("entered", models.PositiveIntegerField(default=0, help_text="patches that entered the review queue")),
+                ("left", models.PositiveIntegerField(default=0, help_text="patches that left the review queue")),
+                (
+                    "held",
+                    models.PositiveIntegerField(default=0, help_text="patches kept in the queue: claimed or labelled"),
+                ),
+                ("error", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "profile",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="jobs", to="scoring.weightprofile"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='Evaluation',
+            name="Evaluation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('pipeline_version', models.CharField(max_length=40)),
-                ('subscores', models.JSONField(help_text='criterion -> {score, confidence, rationale, evidence, flags}')),
-                ('final_score', models.FloatField(null=True)),
-                ('route', models.CharField(max_length=10)),
-                ('flags', models.JSONField(default=list)),
-                ('comments', models.TextField(blank=True, default='')),
-                ('meta', models.JSONField(default=dict, help_text='tools, task sha, sandbox mode, timings')),
-                ('min_confidence', models.FloatField(default=1.0, help_text='lowest subscore confidence, for queue priority')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('patch', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='evaluations', to='scoring.patch')),
-                ('weight_profile', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='evaluations', to='scoring.weightprofile')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("pipeline_version", models.CharField(max_length=40)),
+                (
+                    "subscores",
+                    models.JSONField(help_text="criterion -> {score, confidence, rationale, evidence, flags}"),
+                ),
+                ("final_score", models.FloatField(null=True)),
+                ("route", models.CharField(max_length=10)),
+                ("flags", models.JSONField(default=list)),
+                ("comments", models.TextField(blank=True, default="")),
+                ("meta", models.JSONField(default=dict, help_text="tools, task sha, sandbox mode, timings")),
+                (
+                    "min_confidence",
+                    models.FloatField(default=1.0, help_text="lowest subscore confidence, for queue priority"),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "patch",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="evaluations", to="scoring.patch"
+                    ),
+                ),
+                (
+                    "weight_profile",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="evaluations",
+                        to="scoring.weightprofile",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='StageResult',
+            name="StageResult",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('stage', models.CharField(max_length=20)),
-                ('pipeline_version', models.CharField(max_length=40)),
-                ('results', models.JSONField(help_text='criterion -> CriticResult.to_json()')),
-                ('meta', models.JSONField(default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('patch', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='stages', to='scoring.patch')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("stage", models.CharField(max_length=20)),
+                ("pipeline_version", models.CharField(max_length=40)),
+                ("results", models.JSONField(help_text="criterion -> CriticResult.to_json()")),
+                ("meta", models.JSONField(default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "patch",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="stages", to="scoring.patch"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('patch', 'stage', 'pipeline_version'), name='stage_once_per_version')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("patch", "stage", "pipeline_version"), name="stage_once_per_version"
+                    )
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='patch',
-            index=models.Index(fields=['status', 'updated_at'], name='scoring_pat_status_58f37b_idx'),
+            model_name="patch",
+            index=models.Index(fields=["status", "updated_at"], name="scoring_pat_status_58f37b_idx"),
         ),
         migrations.AddIndex(
-            model_name='patch',
-            index=models.Index(fields=['client', 'status'], name='scoring_pat_client__4fc24d_idx'),
+            model_name="patch",
+            index=models.Index(fields=["client", "status"], name="scoring_pat_client__4fc24d_idx"),
         ),
         migrations.AddIndex(
-            model_name='patch',
-            index=models.Index(fields=['task', 'status'], name='scoring_pat_task_id_b3873d_idx'),
+            model_name="patch",
+            index=models.Index(fields=["task", "status"], name="scoring_pat_task_id_b3873d_idx"),
         ),
         migrations.AddConstraint(
-            model_name='patch',
-            constraint=models.UniqueConstraint(condition=models.Q(('external_id__isnull', False)), fields=('client', 'task', 'external_id'), name='patch_external_id_unique_per_client_task'),
+            model_name="patch",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("external_id__isnull", False)),
+                fields=("client", "task", "external_id"),
+                name="patch_external_id_unique_per_client_task",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='weightprofile',
-            constraint=models.UniqueConstraint(fields=('name', 'version'), name='weight_profile_version_unique'),
+            model_name="weightprofile",
+            constraint=models.UniqueConstraint(fields=("name", "version"), name="weight_profile_version_unique"),
         ),
         migrations.AddConstraint(
-            model_name='weightprofile',
-            constraint=models.UniqueConstraint(condition=models.Q(('is_active', True)), fields=('is_active',), name='one_active_weight_profile'),
+            model_name="weightprofile",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("is_active", True)), fields=("is_active",), name="one_active_weight_profile"
+            ),
         ),
         migrations.AddIndex(
-            model_name='evaluation',
-            index=models.Index(fields=['route', 'min_confidence'], name='scoring_eva_route_a80917_idx'),
+            model_name="evaluation",
+            index=models.Index(fields=["route", "min_confidence"], name="scoring_eva_route_a80917_idx"),
         ),
         migrations.AddConstraint(
-            model_name='evaluation',
-            constraint=models.UniqueConstraint(fields=('patch', 'pipeline_version'), name='evaluation_once_per_version'),
+            model_name="evaluation",
+            constraint=models.UniqueConstraint(
+                fields=("patch", "pipeline_version"), name="evaluation_once_per_version"
+            ),
         ),
     ]

@@ -176,3 +176,11 @@ def test_a_reviewer_cannot_submit_patches(tiny_task, fix_diff, make_user):
     client = APIClient()
     client.force_authenticate(reviewer)
     assert client.post("/api/v1/patches/", {"task": "tiny", "diff": fix_diff}, format="json").status_code == 403
+
+
+def test_list_fetches_many_results_by_id_and_refuses_junk_ids(api, tiny_task, fix_diff):
+    first = api.post("/api/v1/patches/", {"task": "tiny", "diff": fix_diff}, format="json").json()["id"]
+    second = api.post("/api/v1/patches/", {"task": "tiny", "diff": other_diff(fix_diff)}, format="json").json()["id"]
+    listed = api.get(f"/api/v1/patches/?ids={first},{second}").json()
+    assert sorted(r["id"] for r in listed["results"]) == sorted([first, second])
+    assert api.get("/api/v1/patches/?ids=1,abc").status_code == 400

@@ -123,7 +123,11 @@ def test_a_short_wait_gives_none_for_unfinished_and_zero_for_unusable_completion
     # No worker runs: the fix stays queued, so a short wait must answer with None for it, never an error.
     reward_fn = trl_reward_func(reward_client, wait_s=0.5)
     assert reward_fn.__name__ == "reviewapp_reward"
-    assert _trl_call(reward_fn, [_chat(GARBAGE), _chat(fix_diff)], ["tiny", "tiny"]) == [0.0, None]
+    batch = [_chat(GARBAGE), _chat(fix_diff)]
+    assert _trl_call(reward_fn, batch, ["tiny", "tiny"]) == [0.0, None]
+    assert Patch.objects.count() == 2
+    _trl_call(reward_fn, batch, ["tiny", "tiny"])  # the same rows at the next step are new rollouts
+    assert Patch.objects.count() == 4
 
     results = reward_client.score("tiny", [fix_diff], wait_s=0)
     assert (results[0]["status"], results[0]["final_score"]) == ("queued", None)
@@ -147,5 +151,7 @@ def test_async_trl_reward_function_is_awaitable_and_reports_a_missing_task_colum
         asyncio.run(_trl_call(async_fn, [_chat(GARBAGE)], ["tiny"]))
     assert raised.value.status == 401
 
-    with pytest.raises(ValueError, match=r"no 'task' column in the batch; the dataset has \['difficulty', 'task_name'\]"):
+    with pytest.raises(
+        ValueError, match=r"no 'task' column in the batch; the dataset has \['difficulty', 'task_name'\]"
+    ):
         trl_reward_func(reward_client)(prompts=["p"], completions=["c"], task_name=["tiny"], difficulty=["easy"])

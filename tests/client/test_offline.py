@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from scoring.client import CRITERIA
-from scoring.openrlhf_reward import reward_func, response_of
+from scoring.openrlhf_reward import response_of, reward_func
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,9 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 NO_DIFF = "Sorry, I could not find the bug."
 
 
-def test_client_retries_503_and_dropped_connections_and_a_lost_answer_scores_once(
-    flaky_proxy, client_token, tiny_task
-):
+def test_client_retries_503_and_dropped_connections_and_a_lost_answer_scores_once(flaky_proxy, client_token, tiny_task):
     proxy = flaky_proxy(["lost", "503", "drop"])
     with RewardClient(proxy.url, client_token, retries=3, backoff_s=0.05) as client:
         answer = client.rewards("tiny", [NO_DIFF, NO_DIFF], wait_s=0)
@@ -49,9 +47,9 @@ def test_client_honours_retry_after_when_the_queue_is_full(flaky_proxy, client_t
 
 
 def test_client_gives_up_with_a_clear_error_when_the_service_never_answers(client_token):
-    with RewardClient(f"http://127.0.0.1:{free_port()}", client_token, retries=2, backoff_s=0.01) as client:
-        with pytest.raises(RewardServiceError, match="unreachable after 3 tries") as raised:
-            client.rewards("tiny", [NO_DIFF], wait_s=0)
+    client = RewardClient(f"http://127.0.0.1:{free_port()}", client_token, retries=2, backoff_s=0.01)
+    with client, pytest.raises(RewardServiceError, match="unreachable after 3 tries") as raised:
+        client.rewards("tiny", [NO_DIFF], wait_s=0)
     assert raised.value.status is None
 
 
@@ -83,7 +81,9 @@ def test_rows_of_two_tasks_get_one_call_per_task_and_answers_in_row_order(
     with RewardClient(proxy.url, client_token) as client:
         answer = client.rewards_by_task(tasks, completions, wait_s=0)
 
-    calls = sorted((body["task"], body["completions"]) for _, path, body in proxy.requests if path.endswith("/rewards/"))
+    calls = sorted(
+        (body["task"], body["completions"]) for _, path, body in proxy.requests if path.endswith("/rewards/")
+    )
     assert calls == [
         ("tiny", ["no diff in row 0", "no diff in row 2"]),
         ("tiny2", ["no diff in row 1", "no diff in row 3", "no diff in row 4"]),

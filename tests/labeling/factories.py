@@ -71,10 +71,16 @@ def default_evidence(name: str) -> dict[str, Any]:
         },
         "style": {
             "introduced": [
-                {"file": "calc.py", "line": 2, "id": "C0415", "symbol": "import-outside-toplevel",
-                 "message": "Import outside toplevel (os)", "severity": "convention"}
+                {
+                    "file": "calc.py",
+                    "line": 2,
+                    "id": "C0415",
+                    "symbol": "import-outside-toplevel",
+                    "message": "Import outside toplevel (os)",
+                    "severity": "convention",
+                }
             ]
-        },  # fmt: skip
+        },
         "performance": {"base_s": [0.050, 0.051, 0.049, 0.050], "patched_s": [0.061, 0.060, 0.063, 0.062]},
     }.get(name, {})
 
@@ -107,7 +113,9 @@ def evaluate(
     )
 
 
-def queued_patch(*, confidence: float = 0.8, labels_per_item: int = 1, task: Task | None = None, **kwargs: Any) -> Patch:
+def queued_patch(
+    *, confidence: float = 0.8, labels_per_item: int = 1, task: Task | None = None, **kwargs: Any
+) -> Patch:
     """A patch waiting for review, with its evaluation. `labels_per_item` applies to a new task."""
     if task is None:
         task = TaskFactory(spec={"name": "t", "test_command": "pytest", "labels_per_item": labels_per_item})

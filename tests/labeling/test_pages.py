@@ -7,7 +7,6 @@ import re
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
 
 from labeling import services
 from labeling.models import LabelEvent
@@ -106,9 +105,7 @@ def test_attacker_text_in_diff_output_and_lint_renders_as_text(browser):
         diff=diff,
         subscores={
             "correctness": subscore("correctness", failing=[{"name": payload, "output": f"{payload}\nboom"}]),
-            "style": subscore(
-                "style", introduced=[{"file": "calc.py", "line": 3, "id": "C0301", "message": payload}]
-            ),
+            "style": subscore("style", introduced=[{"file": "calc.py", "line": 3, "id": "C0301", "message": payload}]),
         },
     )
     patch.task.spec["test_command"] = payload

@@ -7,7 +7,6 @@ rows look exactly like what a worker writes.
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -24,7 +23,6 @@ from scoring.models import Evaluation, Patch, PatchStatus, Task
 from scoring.selectors import active_weights
 from scoring.services import evaluation_fields
 
-_serial = itertools.count(1)
 #: The registry defaults, spelled out so a test sees the numbers it depends on.
 DEFAULT = {"correctness": 0.4, "style": 0.2, "performance": 0.2, "security": 0.2}
 KNOTS = [[1.05, 1.0], [1.3, 0.4], [2.0, 0.0]]
@@ -95,7 +93,7 @@ def make_scored_patch(
     results = {name: critic_result(name, score) for name, score in scores.items()}
     if ratio is not None:
         results["performance"] = critic_result("performance", None, weights=weights, ratio=ratio)
-    serial = next(_serial)
+    serial = Patch.objects.count() + 1  # deterministic per test, so audit sampling is too
     diff = f"--- a/m.py\n+++ b/m.py\n@@ -1 +1 @@\n-x = 0\n+x = {serial}\n"
     sha = hashlib.sha256(diff.encode()).hexdigest()
     meta = {"pipeline_version": PIPELINE_VERSION, "sandbox": "bwrap", "timings_s": {}, "tools": {}}

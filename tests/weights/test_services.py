@@ -227,7 +227,7 @@ def test_the_what_if_counts_match_what_activation_then_does(admin, reviewer, bas
     make_scored_patch({"correctness": 1.0, "style": 1.0, "security": 1.0}, ratio=1.0)  # stays auto
     make_scored_patch({"correctness": None, "style": 1.0, "security": 1.0}, ratio=1.0)  # stays in review
     profile = new_version(
-        admin, weights=EAGER, band_low=0.55, perf_knots=[[1.2, 1.0], [1.5, 0.5], [2.0, 0.0]], audit_rate=0.3
+        admin, weights=EAGER, band_low=0.55, perf_knots=[[1.2, 1.0], [1.5, 0.5], [2.0, 0.0]], audit_rate=0.05
     )
 
     preview = svc.what_if(proposed=weights_of(profile), last_n=100)
@@ -238,6 +238,17 @@ def test_the_what_if_counts_match_what_activation_then_does(admin, reviewer, bas
     finals = sorted(Evaluation.objects.values_list("final_score", flat=True), key=lambda s: (s is None, s))
     assert preview.proposed == svc.histogram(finals)[0]
     assert preview.unscored_proposed == 1 and preview.n == 7
+
+
+def test_the_what_if_predicts_the_audit_sample_of_the_new_rate(admin, base_profile):
+    for _ in range(8):
+        make_scored_patch({"correctness": 1.0, "style": 1.0, "security": 1.0}, ratio=1.0)
+    profile = new_version(admin, audit_rate=0.5)
+
+    preview = svc.what_if(proposed=weights_of(profile), last_n=100)
+    counts = activate(profile, admin)
+
+    assert preview.entering == counts["entered"] == Evaluation.objects.filter(route="audit").count() > 0
 
 
 def test_the_what_if_changes_nothing(admin, base_profile):

@@ -225,3 +225,11 @@ def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:
     path = tmp_path / "blob"
     path.write_bytes(gzip.compress(b"reviewapp" * 10_000))
     assert sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_hidden_tests_keep_their_lone_top_folder_when_not_stripped(tmp_path):
+    archive = make_tar(tmp_path / "hidden.tar.gz", [tar_file("tests/test_hidden.py")])
+    safe_extract(archive, tmp_path / "kept", strip_root=False)
+    safe_extract(archive, tmp_path / "stripped")
+    assert (tmp_path / "kept" / "tests" / "test_hidden.py").is_file()
+    assert (tmp_path / "stripped" / "test_hidden.py").is_file()

@@ -118,7 +118,7 @@ def test_f2p_test_module_that_fails_to_import_on_base_counts_once_fixed(tmp_path
     repo = tmp_path / "in"
     repo.mkdir()
     base = gcd_task.make_archive(gcd_task.REPO, repo / "repo.tar.gz")
-    hidden = gcd_task.make_archive({"test_egcd_hidden.py": hidden_tests}, repo / "hidden.tar.gz")
+    hidden = gcd_task.make_archive({"test_egcd_hidden.py": hidden_tests}, repo / "hidden.tar.gz", wrap=False)
     task = (gcd_task.spec(), base, hidden, gcd_task.settings(tmp_path))
     with_egcd = gcd_task.FIXED + "\n\ndef egcd(a, b):\n    return (gcd(a, b), 0, 0)\n"
     result = evaluate(task, gcd_task.make_diff({"gcd/__init__.py": with_egcd}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -94,6 +95,11 @@ def make_ctx(
     )
 
 
+def self_timed_ctx(tmp_path: Path, patched: dict[str, str]) -> ScoringContext:
+    """A task whose benchmark reports its own "seconds": DELAY from the library, 0.010 on the base."""
+    return make_ctx(tmp_path, {"mylib.py": "DELAY = 0.010\n", "bench/run.py": SELF_TIMED_BENCH}, patched)
+
+
 def evaluate_and_heal(ctx: ScoringContext):
     """What the pipeline does: evaluate, then heal while the critic is unsure."""
     result = critic.evaluate(ctx)
@@ -111,6 +117,7 @@ def test_patch_that_makes_a_linear_function_quadratic_scores_at_most_0_4(tmp_pat
     assert result.evidence["ci_low"] > 1.05
     assert "Slower by more than 5%" in result.rationale[-1]
     assert len(result.evidence["base_wall_s"]) == result.evidence["n_base"]
+    json.dumps(result.to_json())  # stored as JSON: every number a plain float
 
 
 def test_no_op_patch_scores_at_least_0_9(tmp_path):
@@ -160,11 +167,7 @@ def test_benchmark_that_hangs_on_the_patched_tree_times_out_and_scores_zero(tmp_
 
 
 def test_seconds_printed_by_the_benchmark_replace_cpu_time(tmp_path):
-    ctx = make_ctx(
-        tmp_path,
-        {"mylib.py": "DELAY = 0.010\n", "bench/run.py": SELF_TIMED_BENCH},
-        {"mylib.py": "DELAY = 0.020\n"},
-    )
+    ctx = self_timed_ctx(tmp_path, {"mylib.py": "DELAY = 0.020\n"})
     result = evaluate_and_heal(ctx)
     assert result.evidence["metric"] == "seconds"
     assert result.evidence["ratio"] == pytest.approx(2.0)
@@ -174,11 +177,7 @@ def test_seconds_printed_by_the_benchmark_replace_cpu_time(tmp_path):
 
 
 def test_other_knots_rescore_from_the_stored_ratio_without_running_anything(tmp_path):
-    ctx = make_ctx(
-        tmp_path,
-        {"mylib.py": "DELAY = 0.010\n", "bench/run.py": SELF_TIMED_BENCH},
-        {"mylib.py": "DELAY = 0.020\n"},
-    )
+    ctx = self_timed_ctx(tmp_path, {"mylib.py": "DELAY = 0.020\n"})
     result = evaluate_and_heal(ctx)
     lenient = Weights(name="lenient", version=2, weights={}, perf_knots=((1.05, 1.0), (3.0, 0.0)))
     rescored = critic.rescore(result, lenient)
@@ -193,11 +192,7 @@ def test_other_knots_rescore_from_the_stored_ratio_without_running_anything(tmp_
 
 def test_patch_that_edits_the_benchmark_script_is_measured_with_the_base_script(tmp_path):
     cheat = 'import json\n\nprint(json.dumps({"seconds": 0.000001}))\n'
-    ctx = make_ctx(
-        tmp_path,
-        {"mylib.py": "DELAY = 0.010\n", "bench/run.py": SELF_TIMED_BENCH},
-        {"bench/run.py": cheat},
-    )
+    ctx = self_timed_ctx(tmp_path, {"bench/run.py": cheat})
     result = critic.evaluate(ctx)
     assert result.evidence["ratio"] == pytest.approx(1.0)
     assert result.evidence["restored_files"] == ["bench/run.py"]
@@ -225,7 +220,7 @@ def test_noisy_benchmark_is_healed_with_more_runs_and_stays_honest_about_doubt(t
 
 
 def test_benchmark_waits_until_no_test_run_holds_the_host(tmp_path):
-    ctx = make_ctx(tmp_path, {"mylib.py": "DELAY = 0.010\n", "bench/run.py": SELF_TIMED_BENCH}, {})
+    ctx = self_timed_ctx(tmp_path, {})
     results = []
     with host_lock(ctx.settings.cache_root / "locks", exclusive=False):
         worker = threading.Thread(target=lambda: results.append(critic.evaluate(ctx)))

@@ -1,0 +1,61 @@
+"""Celery tasks of the `critic` queue (reviewapp.celery routes `labeling.tasks.*` there), off the reward path.
+
+Thin: fetch, call a service. Both tasks are idempotent, so a redelivered message does no harm.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import transaction
+
+from labeling import critic, exports
+from labeling.models import ExportJob
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True)
+def export_run(job_id: int) -> str:
+    """Write the file of one ExportJob (the /exports/ page and the API start them)."""
+    job = ExportJob.objects.filter(pk=job_id).first()
+    if job is None:
+        return "no such job"
+    try:
+        return exports.export_job_run(job=job).status
+    except SoftTimeLimitExceeded:
+        exports.export_job_fail(job=job, error="ran past its time limit; export from the command line instead")
+        return "timed out"
+
+
+@shared_task(acks_late=True)
+def critic_review(patch_id: int) -> str:
+    """Give the learned critic's view on a review-bound patch; "critic off" when no model is configured."""
+    model = critic.worker_critic()
+    if model is None:
+        return "critic off"
+    try:
+        return critic.critic_review_patch(patch_id=patch_id, critic=model)
+    except SoftTimeLimitExceeded:
+        return "timed out"
+
+
+def critic_enqueue(patch_id: int) -> bool:
+    """Ask the critic about a finalised patch once the current transaction commits; False when the critic is off.
+
+    Safe inside or outside a transaction, and never raises: a missed critic view must not fail scoring, and
+    rewards never wait for it (it only sends a message to the `critic` queue).
+    """
+    if not critic.critic_configured():
+        return False
+    transaction.on_commit(lambda: _send_review(patch_id))
+    return True
+
+
+def _send_review(patch_id: int) -> None:
+    try:
+        critic_review.delay(patch_id)
+    except Exception:  # kombu raises many types for a dead broker
+        log.warning("could not enqueue the critic for patch %s", patch_id, exc_info=True)
