@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,9 @@ GROUP_SIZE = 10
 GOAL_RATIO = 5.0
 GOAL_OVERHEAD = 0.30
 NAIVE_TIMEOUT_S = 120
+#: pytest as the harness starts it: without auto-loading the plugins installed beside the worker (pytest-django,
+#: hypothesis, ...), so both sides pay for pytest alone.
+PYTEST_ENV = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
 @dataclass
@@ -148,6 +152,7 @@ def naive_patch(task: Task, diff: str, scratch: Path) -> float:
         subprocess.run(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *tests],
             cwd=tree,
+            env=PYTEST_ENV,
             capture_output=True,
             timeout=NAIVE_TIMEOUT_S,
             check=False,
@@ -160,7 +165,8 @@ def run_throughput(
 ) -> dict[str, Any]:
     """Rollout groups of `group_size` patches per demo task, real pipeline against naive, measured side by side.
 
-    `samples_out`: write the real pipeline's Results there (JSON list) for the page and export benchmarks.
+    `samples_out`: write the real pipeline's Results there, with their diffs (a JSON list of {"diff", "result"}),
+    for the page and export benchmarks.
     """
     rows, samples = [], []
     with tempfile.TemporaryDirectory(prefix="throughput-") as folder:
@@ -187,7 +193,7 @@ def run_throughput(
                             "final_score": real["result"]["final_score"],
                         }
                     )
-                    samples.append(real["result"])
+                    samples.append({"diff": diff, "result": real["result"]})
     if samples_out:
         Path(samples_out).write_text(json.dumps(samples))
     return {"group_size": group_size, "patches": rows}
@@ -225,7 +231,8 @@ TOOLZ = PackageCase(
         "    d = {}\n    for item in seq:\n        d[item] = d.get(item, 0) + 1\n    return d\n",
     ),
     benchmark=(
-        "import json\nimport time\n\nfrom toolz import frequencies\n\n"
+        "import json\nimport sys\nimport time\nfrom pathlib import Path\n\n"
+        "sys.path.insert(0, str(Path(__file__).resolve().parent.parent))\nfrom toolz import frequencies\n\n"
         "data = [i % 97 for i in range(100_000)]\nstarted = time.process_time()\nfor _ in range(5):\n"
         "    frequencies(data)\nprint(json.dumps({'seconds': time.process_time() - started}))\n"
     ),
@@ -330,6 +337,7 @@ def bare_pytest_s(repo: Path, tests: str, runs: int = 3) -> list[float]:
         subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", tests],
             cwd=repo,
+            env=PYTEST_ENV,
             capture_output=True,
             timeout=NAIVE_TIMEOUT_S,
             check=False,

@@ -17,7 +17,7 @@ from labeling.exports import critic_input
 from labeling.models import CriticRun
 from scoring.core.learned.prompt import build_messages
 from scoring.core.learned.tiny import build_tiny_model
-from scoring.models import Evaluation, PatchStatus
+from scoring.models import Evaluation, PatchStatus, Task
 from tests.exports.factories import make_label, make_patch, make_task, two_sided_tasks
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +46,10 @@ def configured(model_dir):
 
 
 def doubtful_patch(task, n=50):
-    """An auto-accepted patch with a doubtful subscore, so the critic looks at it. Correctness measured 0.9."""
+    """An auto-accepted patch with a doubtful subscore, so the critic looks at it. Correctness measured 0.9.
+
+    The training patches look the same, so that the tiny model, which learns little, answers it as taught.
+    """
     scores = {"correctness": 0.9, "style": 1.0, "security": 1.0}
     return make_patch(task, n, scores=scores, status=PatchStatus.SCORED, route="auto", confidence=0.5)
 
@@ -68,7 +71,7 @@ def test_export_train_evaluate_then_the_critic_flags_a_patch_it_disagrees_with(m
     for t, name in enumerate(two_sided_tasks()):
         task = make_task(name)
         for i in range(3):
-            make_label(make_patch(task, 10 * t + i), rita, TAUGHT, comment="ok")
+            make_label(doubtful_patch(task, 10 * t + i), rita, TAUGHT, comment="ok")
     data = tmp_path / "sft.jsonl"
     call_command("export_labels", "--format", "sft", "--out", str(data), "--no-progress", stdout=StringIO())
     rows = [json.loads(line) for line in data.read_text().splitlines()]
@@ -78,19 +81,21 @@ def test_export_train_evaluate_then_the_critic_flags_a_patch_it_disagrees_with(m
     trained = StringIO()
     call_command(
         "train_critic", "--data", str(data), "--base-model", str(base), "--out", str(out),
-        "--max-steps", "80", "--lr", "1e-2", "--no-progress", stdout=trained,
+        "--max-steps", "160", "--lr", "1e-2", "--no-progress", stdout=trained,
     )  # fmt: skip
-    assert '"steps": 80' in trained.getvalue() and (out / "config.json").is_file()
+    assert '"steps": 160' in trained.getvalue() and (out / "config.json").is_file()
 
     printed = StringIO()
     call_command("eval_critic", "--model", str(out), "--data", str(data), "--no-progress", stdout=printed)
     run = CriticRun.objects.get()
     assert run.version == "critic-v1" and run.rows == 3  # the val task's rows
     assert run.valid_json_rate == 1.0 and run.mae["correctness"] == 0.0
-    assert run.metrics["mae_tools"]["correctness"] == 0.5  # the tools measured 0.6 where people said 0.1
+    assert run.metrics["mae_tools"]["correctness"] == 0.8  # the tools measured 0.9 where people said 0.1
     assert "valid_json_rate        1.0000" in printed.getvalue()
 
-    patch = doubtful_patch(make_task("fresh"))
+    # A resubmission of a val patch: the tiny model learns too little to generalise beyond its inputs, and this
+    # test is about what the service does with a verdict, which eval_critic above showed the model gives here.
+    patch = doubtful_patch(Task.objects.get(name=two_sided_tasks()[0]), 1)
     task, diff, result = critic_input(patch)
     prompt_before = build_messages(task=task, diff=diff, result=result)
     with configured(out):

