@@ -8,7 +8,6 @@ PIP := $(VENV)/bin/pip
 PYTEST := $(VENV)/bin/pytest
 PORT ?= 8000
 STAMP := $(VENV)/.installed
-APT_PACKAGES := git bubblewrap chromium
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 
 # Per-suite time budgets (seconds). A suite past its budget fails the run instead of eating CI's 90 minutes.
@@ -36,6 +35,7 @@ system-deps:
 	command -v git >/dev/null || missing="$$missing git"; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v setpriv >/dev/null && command -v prlimit >/dev/null || missing="$$missing util-linux"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "Installing$$missing with apt-get"; \

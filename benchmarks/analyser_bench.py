@@ -20,6 +20,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import pip_download
 from scoring.core.analyser import REVIEW_PYLINTRC, Analyser, FileReport
 from scoring.core.analyser_worker import FORCED_ENABLE
 
@@ -30,13 +31,7 @@ SUPPRESSED = re.compile(r"Suppressed '([\w-]+)' \(from line (\d+)\)")
 
 def download(package: str, dest: Path) -> tuple[Path, str]:
     """Download and unpack the package's wheel from PyPI into `dest`; return the tree and the wheel's name."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--dest", str(dest), package],
-        check=True,
-        capture_output=True,
-        timeout=TOOL_TIMEOUT_S,
-    )
-    wheel = next(dest.glob("*.whl"))
+    wheel = pip_download(package, dest, sdist=False)
     tree = dest / "tree"
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(tree)
@@ -96,10 +91,13 @@ def analyser_findings(report: FileReport) -> set[tuple[Any, ...]]:
     return found | {("bandit", f.id, f.line, f.severity) for f in report.bandit}
 
 
-def run(n_files: int = 8) -> dict[str, Any]:
-    """Measure per-file analysis time, warm analyser vs command-line tools, on `n_files` modules of PACKAGE."""
+def run(n_files: int = 8, source: str | None = None) -> dict[str, Any]:
+    """Measure per-file analysis time, warm analyser vs command-line tools, on `n_files` modules of PACKAGE.
+
+    `source`: an unpacked package folder to measure instead of downloading PACKAGE.
+    """
     with tempfile.TemporaryDirectory(prefix="analyser-bench-") as scratch:
-        tree, wheel = download(PACKAGE, Path(scratch))
+        tree, wheel = (Path(source), Path(source).name) if source else download(PACKAGE, Path(scratch))
         home = tempfile.mkdtemp(dir=scratch)
         modules = sorted(str(path.relative_to(tree)) for path in tree.rglob("*.py"))
         files = [path for path in modules if not path.endswith("__init__.py")][:n_files]

@@ -62,14 +62,15 @@ def num(value: float | None, digits: int = 2) -> str:
 
 
 def with_iqr(summary: dict[str, float], scale: float = 1.0, digits: int = 2, unit: str = "") -> str:
-    """'12.3 ms (IQR 11.0–13.1)' from a `spread` summary, each value multiplied by `scale`."""
+    """'12.3 ms (IQR 11.0-13.1)' from a `spread` summary, each value multiplied by `scale`."""
     middle, q1, q3 = (summary[key] * scale for key in ("median", "q1", "q3"))
-    return f"{num(middle, digits)}{unit} (IQR {num(q1, digits)}–{num(q3, digits)})"
+    return f"{num(middle, digits)}{unit} (IQR {num(q1, digits)}-{num(q3, digits)})"
 
 
 def with_range(values: Sequence[float], digits: int = 2, unit: str = "") -> str:
-    """'5.2x (min–max 4.8–5.9)': the median of `values` with their extremes."""
-    return f"{num(statistics.median(values), digits)}{unit} (min–max {num(min(values), digits)}–{num(max(values), digits)})"
+    """'5.2x (min-max 4.8-5.9)': the median of `values` with their extremes."""
+    low, high = num(min(values), digits), num(max(values), digits)
+    return f"{num(statistics.median(values), digits)}{unit} (min-max {low}-{high})"
 
 
 # --- markdown -----------------------------------------------------------------------------------------------

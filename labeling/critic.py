@@ -62,6 +62,13 @@ def review_bound(patch: Patch, evaluation: Evaluation) -> bool:
     return evaluation.min_confidence < settings.REVIEWAPP["HEAL_CONFIDENCE"]
 
 
+def wants_review(patch_id: int) -> bool:
+    """True when the patch has a current evaluation and is review-bound: worth a message to the critic queue."""
+    patch = Patch.objects.filter(pk=patch_id).only("status").first()
+    evaluation = _current(patch_id)
+    return patch is not None and evaluation is not None and review_bound(patch, evaluation)
+
+
 def critic_review_patch(*, patch_id: int, critic: CriticModel) -> str:
     """Judge one patch with `critic` and record its view on the current Evaluation; return what happened.
 

@@ -181,6 +181,10 @@ class ExportDownloadApi(APIView):
     permission_classes = [IsAdmin]
     what = "data"
 
+    def perform_content_negotiation(self, request, force=False):  # type: ignore[no-untyped-def]
+        # A file is a file whatever the Accept header asks for; only errors go through a renderer.
+        return super().perform_content_negotiation(request, force=True)
+
     @extend_schema(responses={(200, JSONL): OpenApiResponse(OpenApiTypes.BINARY), 404: None})
     def get(self, request, pk: int):  # type: ignore[no-untyped-def]
         """The export file of a finished job (JSONL), or with `manifest/` its manifest."""
@@ -192,6 +196,7 @@ class ExportManifestApi(ExportDownloadApi):
 
     @extend_schema(responses={(200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT), 404: None})
     def get(self, request, pk: int):  # type: ignore[no-untyped-def]
+        """The manifest of a finished export job (docs/exports.md lists its fields)."""
         return super().get(request, pk)
 
 

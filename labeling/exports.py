@@ -242,20 +242,23 @@ def export_labels(
     out = Path(out)
     if out.is_dir():
         raise ExportError(f"{out} is a directory; give a file path such as {out / (fmt + '.jsonl')}")
-    out.parent.mkdir(parents=True, exist_ok=True)
     exported_at = timezone.now()
     cutoff = cutoff or exported_at
     if cutoff > exported_at:
         # A cut-off in the future would let labels made after this export into a re-export with the same one.
         raise ExportError(f"the cut-off {cutoff.isoformat()} is in the future; give a past moment or none")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        writer = _Writer(out)
+    except OSError as exc:
+        raise ExportError(f"cannot write {out}: {exc.strerror or exc}") from exc
     patches = _patches(fmt=fmt, cutoff=cutoff, include_demo=include_demo)
-    names = patches.order_by().values_list("task__name", flat=True).distinct()
-    splits = task_split(names)
-    total = patches.count()
-    writer, seen = _Writer(out), _Seen()
     rows = {"sft": _sft_rows, "pairwise": _pairwise_rows, "raw": _raw_rows}[fmt]
     options = {"min_margin": min_margin, "with_execution": with_execution}
+    seen = _Seen()
     try:
+        splits = task_split(patches.order_by().values_list("task__name", flat=True).distinct())
+        total = patches.count()
         for row in rows(_counted(patches, total, progress), splits=splits, seen=seen, **options):
             writer.write(row)
     except BaseException:
@@ -311,13 +314,13 @@ def _sft_rows(patches: Iterable[Patch], *, splits: Mapping[str, str], seen: _See
     """One `human` row per labelled patch, plus an `execution` row with `with_execution`."""
     for patch in patches:
         evaluation = _use_evaluation(patch)
-        seen.note(patch, evaluation)
         if evaluation is None:
             seen.skipped["no_evaluation"] += 1
             continue
         human = _labelled(patch, seen)
         if human is None:
             continue
+        seen.note(patch, evaluation)
         task, diff, result = critic_input(patch)
         extra = {
             "patch": patch.pk,
@@ -345,9 +348,9 @@ def _pairwise_rows(patches: Iterable[Patch], *, splits: Mapping[str, str], seen:
         ranked, task = [], None
         for patch in group:
             task = patch.task
-            seen.note(patch, _use_evaluation(patch))
             human = _labelled(patch, seen)
             if human is not None and human["final_score"] is not None:
+                seen.note(patch, _use_evaluation(patch))
                 ranked.append((-human["final_score"], patch.pk))
         ranked.sort()  # best first; ties by id, so the file is deterministic
         diff_of.cache_clear()

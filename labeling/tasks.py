@@ -50,12 +50,13 @@ def critic_enqueue(patch_id: int) -> bool:
     """
     if not critic.critic_configured():
         return False
-    transaction.on_commit(lambda: _send_review(patch_id))
+    transaction.on_commit(lambda: _send_review(patch_id), robust=True)
     return True
 
 
 def _send_review(patch_id: int) -> None:
     try:
-        critic_review.delay(patch_id)
-    except Exception:  # kombu raises many types for a dead broker
+        if critic.wants_review(patch_id):  # most patches are confidently auto-accepted: no message for them
+            critic_review.delay(patch_id)
+    except Exception:  # kombu raises many types for a dead broker; a database hiccup is no reason to fail either
         log.warning("could not enqueue the critic for patch %s", patch_id, exc_info=True)

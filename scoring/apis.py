@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.shortcuts import get_object_or_404
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -23,6 +25,7 @@ from scoring.core.registry import CRITERIA
 from scoring.models import Patch, PatchStatus, Task
 from scoring.roles import CanSubmit, is_staff_reader
 
+log = logging.getLogger(__name__)
 DONE = {
     PatchStatus.SCORED,
     PatchStatus.NEEDS_REVIEW,
@@ -44,6 +47,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response({"detail": f"diff: {exc}"}, status=exc.status)
     if isinstance(exc, RequestDataTooBig):
         return Response({"detail": "request body too large"}, status=413)
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database is down or restarting: a retry later succeeds (and with its external_id never duplicates).
+        log.warning("database unavailable during %s", context.get("request"), exc_info=True)
+        detail = {"detail": "the database is unavailable; retry later"}
+        return Response(detail, status=503, headers={"Retry-After": "5"})
     response = drf_exception_handler(exc, context)
     if response is not None and not (isinstance(response.data, dict) and "detail" in response.data):
         # Field errors: keep them, and say in one sentence what was wrong.

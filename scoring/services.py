@@ -147,7 +147,9 @@ def task_create_from_dirs(*, spec: TaskSpec, user: Any = None, is_demo: bool = F
 def diff_validate(*, task: Task, diff: str) -> diffcheck.ParsedDiff:
     """Parse a diff and check that it applies to the task's base tree. Raises DiffError (status 400 or 413)."""
     parsed = diffcheck.parse_diff(diff, max_bytes=settings.REVIEWAPP["MAX_DIFF_BYTES"])
-    base = workspace.base_tree(storage.archive_path(task.base_sha256), cache_root=pipeline_settings().cache_root)
+    base = workspace.base_tree(
+        storage.archive_path(task.base_sha256), cache_root=pipeline_settings().cache_root, sha256=task.base_sha256
+    )
     diffcheck.check_paths_exist(parsed, base)
     workspace.check_applies(parsed, base)
     return parsed
@@ -495,6 +497,9 @@ def patch_finalize(*, patch: Patch) -> Evaluation:
             lease_until=None,
             finished_at=timezone.now(),
         )
+    from labeling.tasks import critic_enqueue  # local: labeling imports scoring.services
+
+    critic_enqueue(patch.pk)  # off the reward path; a no-op when no critic model is configured
     return evaluation
 
 

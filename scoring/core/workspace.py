@@ -59,15 +59,16 @@ class WorkspaceError(RuntimeError):
     """The task's files could not be prepared (its requirements do not install, an archive is refused...)."""
 
 
-def base_tree(archive: Path, *, cache_root: Path, strip_root: bool = True) -> Path:
+def base_tree(archive: Path, *, cache_root: Path, strip_root: bool = True, sha256: str | None = None) -> Path:
     """Return the read-only tree of `archive`, extracted once per archive content (sha256) under cache_root/bases.
 
     `strip_root=False` for hidden tests: they overlay the tree exactly as laid out in their archive.
+    `sha256`, when the caller already knows the archive's digest, saves hashing it again (the intake hot path).
 
     Safe when several processes ask at once: each extracts into its own temporary folder and the first rename
     wins. Raises scoring.core.archive.ArchiveError for a refused archive.
     """
-    digest = sha256_file(archive)
+    digest = sha256 or sha256_file(archive)
     target = cache_root / "bases" / (digest if strip_root else f"{digest}-overlay")
     if target.is_dir():
         return target

@@ -60,6 +60,37 @@ def test_critic_is_off_cleanly_without_a_model(db):
         assert tasks.critic_review(1) == "critic off"
 
 
+def test_the_critic_looks_at_review_bound_or_doubtful_patches_only():
+    task = make_task("routing")
+    confident = make_patch(task, 0, status=PatchStatus.SCORED, route="auto", confidence=0.95)
+    queued = make_patch(task, 1, status=PatchStatus.NEEDS_REVIEW, route="review", confidence=0.95)
+    doubtful = doubtful_patch(task, 2)
+    assert [critic.review_bound(p, p.evaluations.get()) for p in (confident, queued, doubtful)] == [False, True, True]
+
+
+def test_the_critic_is_asked_only_once_the_evaluation_is_committed(django_capture_on_commit_callbacks, tmp_path):
+    with configured(tmp_path), django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert tasks.critic_enqueue(7) is True
+    assert len(callbacks) == 1
+
+
+def test_only_review_bound_patches_are_sent_to_the_critic_queue(
+    redis_server, django_capture_on_commit_callbacks, tmp_path
+):
+    from scoring.health import redis_client
+
+    broker = redis_client()
+    broker.delete("critic")
+    task = make_task("queue")
+    confident = make_patch(task, 0, status=PatchStatus.SCORED, route="auto", confidence=0.95)
+    doubtful = doubtful_patch(task, 1)
+    with configured(tmp_path), django_capture_on_commit_callbacks(execute=True):
+        assert tasks.critic_enqueue(confident.pk) and tasks.critic_enqueue(doubtful.pk)
+    sent = [json.loads(message)["headers"] for message in broker.lrange("critic", 0, -1)]
+    broker.delete("critic")
+    assert [(h["task"], h["argsrepr"]) for h in sent] == [("labeling.tasks.critic_review", f"({doubtful.pk},)")]
+
+
 def test_a_configured_path_that_is_not_a_model_is_an_error_naming_the_variable(tmp_path):
     with configured(tmp_path / "typo"), pytest.raises(ValueError, match="REVIEWAPP_CRITIC_MODEL"):
         critic.worker_critic()

@@ -333,6 +333,11 @@ class Stack:
     def manage(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
         return _manage(self.env, *args, timeout_s=timeout_s)
 
+    def reconcile(self) -> dict[str, int]:
+        """Run the reconciler once, exactly what celery beat runs every 30 s (services.reconcile)."""
+        code = "import json; from scoring.services import reconcile; print(json.dumps(reconcile()))"
+        return json.loads(self.manage("shell", "-c", code).stdout.strip().splitlines()[-1])
+
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()

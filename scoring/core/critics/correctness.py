@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -36,6 +37,8 @@ from scoring.core.types import CriticResult, RunLimits, RunResult, ScoringContex
 PASSED = "passed"
 MISSING = "missing"
 _REPORT_MAX_BYTES = 20 << 20
+#: Free space in the workspace below which a run without a report is blamed on the disk, not on the patch.
+_MIN_FREE_BYTES = 1 << 20
 _EXCERPT_CHARS = 600
 _BASE_FACTS_FILE = "correctness_base.json"
 _HARNESS_OPTIONS = (
@@ -176,7 +179,21 @@ def run_suite(ctx: ScoringContext, source: Path, suite: str) -> SuiteRun:
         timeout = float(getattr(ctx.spec, "timeout_s", 60))
         limits = RunLimits(wall_s=timeout, cpu_s=timeout, output_bytes=ctx.settings.output_bytes)
         result = ctx.run(argv, tree=tree, report_dir=report, env_dir=ctx.env_dir, limits=limits)
-        return _read_run(report / "junit.xml", result, canary)
+        run = _read_run(report / "junit.xml", result, canary)
+        if not run.report_found:
+            _refuse_full_disk(tree)
+        return run
+
+
+def _refuse_full_disk(tree: Path) -> None:
+    """Raise OSError(ENOSPC) when the workspace is (nearly) full after a run that left no report.
+
+    The missing report then says nothing about the patch (pytest could not write it), so the stage must fail and
+    be retried instead of counting every test as failing.
+    """
+    free = shutil.disk_usage(tree).free
+    if free < _MIN_FREE_BYTES:
+        raise OSError(errno.ENOSPC, f"No space left on device: {free} bytes free in the workspace, no test report")
 
 
 def _suite_command(ctx: ScoringContext, suite: str) -> str:

@@ -1,0 +1,244 @@
+"""`python -m benchmarks` (`make bench`): run every benchmark and rewrite docs/benchmarks.md.
+
+Each benchmark runs in its own child process under its own time budget (common.call_in_child), so a crash or
+a hang costs that benchmark only: it is reported as failed in the document, never dropped. Goals are reported
+as met or missed; the exit status is 1 only when a benchmark failed to produce its numbers.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import export_bench, intake_bench, pages_bench, pipeline_bench
+from benchmarks.common import (
+    ROOT,
+    ChildFailed,
+    Goal,
+    Section,
+    call_in_child,
+    django_env,
+    log,
+    machine,
+    num,
+    redis_url,
+    table,
+    tool_versions,
+)
+
+DOC = ROOT / "docs" / "benchmarks.md"
+
+
+@dataclass(frozen=True)
+class Bench:
+    """One benchmark: the function a child runs, its budget, and how its result becomes markdown."""
+
+    title: str
+    target: str
+    budget_s: float
+    render: Callable[[dict[str, Any]], Section]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def render_analyser(result: dict[str, Any]) -> Section:
+    """benchmarks.analyser_bench.run as a table."""
+    rows = [
+        ["warm analyser (pylint + bandit in one call)", num(result["analyser_median_s"] * 1000, 0)],
+        ["`pylint` + `bandit` command-line tools", num(result["cli_median_s"] * 1000, 0)],
+        ["of which `pylint`", num(result["pylint_cli_median_s"] * 1000, 0)],
+        ["of which `bandit`", num(result["bandit_cli_median_s"] * 1000, 0)],
+    ]
+    body = "\n\n".join(
+        [
+            f"`{result['package']}` from PyPI, {result['files']} modules, one changed file per call, same "
+            "configuration on both sides; findings compared file by file and identical "
+            f"({result['identical_findings']}). Median milliseconds per file:",
+            table(["side", "median ms per file"], rows),
+            f"Ratio of medians (CLI / warm): **{result['ratio']:.2f}x**.",
+        ]
+    )
+    goal = Goal(
+        "analyser vs CLI tools, per changed file",
+        f">= {result['goal_ratio']:g}x",
+        f"{result['ratio']:.2f}x",
+        result["ratio"] >= result["goal_ratio"],
+    )
+    return Section("Warm analyser against the pylint and bandit command-line tools", body, [goal])
+
+
+def render_perf(result: dict[str, Any]) -> Section:
+    """benchmarks.perf_bench.run as a table and a summary line."""
+    rows = [
+        [
+            row["noise"],
+            f"{row['effect']:g}",
+            num(row["sequential_runs"], 1),
+            row["fixed_runs"],
+            f"{row['agreement']:.0%}",
+            row["contradictions"],
+            ", ".join(f"{k} {v}" for k, v in row["sequential_verdicts"].items()),
+            ", ".join(f"{k} {v}" for k, v in row["fixed_verdicts"].items()),
+        ]
+        for row in result["rows"]
+    ]
+    summary = result["summary"]
+    body = "\n\n".join(
+        [
+            f"Seeded synthetic timings ({result['seeds_per_case']} seeds per case; effect = true patched / base "
+            "ratio). The same stream of timings feeds the sequential comparison (5 runs per side, more only while "
+            "in doubt) and one comparison of its first 20 pairs.",
+            table(
+                [
+                    "noise",
+                    "effect",
+                    "sequential runs per side (mean)",
+                    "fixed runs",
+                    "same verdict",
+                    "contradictions",
+                    "sequential verdicts",
+                    "fixed verdicts",
+                ],
+                rows,
+            ),
+            f"On average the sequential comparison used **{summary['mean_sequential_runs']} runs per side** against "
+            f"{summary['fixed_runs']}, with the same verdict in {summary['mean_agreement']:.1%} of the cases and "
+            f"{summary['contradictions']} contradictions (both decided, differently).",
+        ]
+    )
+    return Section("Performance critic: sequential runs against a fixed 20", body, [])
+
+
+def plan(scratch: Path, redis: str) -> list[Bench]:
+    """The benchmarks in the order they run; the throughput run writes the Results the page benchmarks clone."""
+    samples = str(scratch / "samples.json")
+    return [
+        Bench(
+            "Throughput on rollout groups",
+            "benchmarks.pipeline_bench:run_throughput",
+            480,
+            pipeline_bench.render_throughput,
+            {"samples_out": samples},
+        ),
+        Bench(
+            "Cost per stage on a real package",
+            "benchmarks.pipeline_bench:run_stages",
+            180,
+            pipeline_bench.render_stages,
+        ),
+        Bench(
+            "Intake through the HTTP API",
+            "benchmarks.intake_bench:run",
+            180,
+            intake_bench.render,
+            env=django_env(scratch / "intake", redis),
+        ),
+        Bench(
+            "Review pages",
+            "benchmarks.pages_bench:run",
+            240,
+            pages_bench.render,
+            {"samples": samples},
+            env=django_env(scratch / "pages"),
+        ),
+        Bench(
+            "Export",
+            "benchmarks.export_bench:run",
+            480,
+            export_bench.render,
+            {"samples": samples},
+            env=django_env(scratch / "export"),
+        ),
+        Bench("Warm analyser against the command-line tools", "benchmarks.analyser_bench:run", 180, render_analyser),
+        Bench("Performance critic: sequential against fixed", "benchmarks.perf_bench:run", 120, render_perf),
+    ]
+
+
+def run_all(benches: list[Bench]) -> list[tuple[Bench, Section | None, str, float]]:
+    """Run each benchmark in turn: (bench, its section or None, the failure if any, seconds taken)."""
+    outcomes = []
+    for i, bench in enumerate(benches, start=1):
+        log(f"[{i}/{len(benches)}] {bench.title}: starting (budget {bench.budget_s:g} s)")
+        started = time.monotonic()
+        section, failure = None, ""
+        try:
+            result = call_in_child(bench.target, bench.kwargs, timeout_s=bench.budget_s, env=bench.env)
+            section = bench.render(result)
+        except (ChildFailed, KeyError, ValueError, TypeError, ZeroDivisionError, StopIteration) as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+        seconds = time.monotonic() - started
+        log(f"[{i}/{len(benches)}] {bench.title}: {'FAILED' if failure else 'done'} in {seconds:.0f} s")
+        outcomes.append((bench, section, failure, seconds))
+    return outcomes
+
+
+def document(outcomes: list[tuple[Bench, Section | None, str, float]], context: dict[str, Any]) -> str:
+    """The whole of docs/benchmarks.md."""
+    start, end = context["machine"], context["machine_end"]
+    parts = [
+        "# Benchmarks",
+        f"Written by `make bench` (`python -m benchmarks`) on {context['date']} in {context['minutes']:.1f} "
+        "minutes. Do not edit by hand: run it again. Every number comes from this one run; ratios compare two "
+        "things measured side by side in it. Medians come with their spread (IQR or min-max).",
+        "## Machine",
+        table(
+            ["CPU", "cores (usable)", "memory", "load average at start (1, 5, 15 min)", "load average at end", "OS"],
+            [
+                [
+                    start["cpu"],
+                    f"{start['cores']} ({start['usable_cores']})",
+                    f"{start['memory_gib']} GiB",
+                    " / ".join(map(str, start["load_average"])),
+                    " / ".join(map(str, end["load_average"])),
+                    start["os"],
+                ]
+            ],
+        ),
+        "The machine may be shared: a load average above the core count means other work competed for the cores "
+        "during the run, which slows every number here, the naive baselines included.",
+        "## Tool versions",
+        table(list(context["tools"]), [list(context["tools"].values())]),
+        "## Goals",
+    ]
+    goal_rows = []
+    for bench, section, failure, _ in outcomes:
+        if section is None:
+            goal_rows.append([bench.title, "—", "—", f"**benchmark failed**: {failure.splitlines()[0][:200]}"])
+        for goal in section.goals if section else ():
+            goal_rows.append([goal.name, goal.target, goal.measured, "met" if goal.met else "**missed**"])
+    parts.append(table(["goal", "target", "measured", "status"], goal_rows))
+    for bench, section, failure, seconds in outcomes:
+        if section is None:
+            parts += [f"## {bench.title}", f"**Failed** after {seconds:.0f} s:", f"```text\n{failure}\n```"]
+        else:
+            parts += [f"## {section.title}", section.body, f"*({seconds:.0f} s)*"]
+    return "\n\n".join(parts) + "\n"
+
+
+def main() -> int:
+    """Run everything, write the document, and return the exit status (1 when a benchmark failed)."""
+    started = time.monotonic()
+    context: dict[str, Any] = {
+        "machine": machine(),
+        "tools": tool_versions(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    log(f"machine: {context['machine']}")
+    with tempfile.TemporaryDirectory(prefix="bench-") as folder, redis_url(Path(folder)) as redis:
+        outcomes = run_all(plan(Path(folder), redis))
+    context["machine_end"] = machine()
+    context["minutes"] = (time.monotonic() - started) / 60
+    DOC.write_text(document(outcomes, context))
+    failed = [bench.title for bench, section, _, _ in outcomes if section is None]
+    log(f"wrote {DOC.relative_to(ROOT)}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
