@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from labeling.admin_site import ReadOnlyAdmin
-from labeling.models import Claim, LabelEvent
+from labeling.models import Claim, CriticRun, ExportJob, LabelEvent
 
 
 @admin.register(LabelEvent)
@@ -30,3 +30,14 @@ class ClaimAdmin(ReadOnlyAdmin):
     list_filter = ("done_at",)
     search_fields = ("reviewer__username", "patch__id")
     list_select_related = ("reviewer",)
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(ReadOnlyAdmin):
+    list_display = ("id", "fmt", "status", "processed", "total", "requested_by", "created_at")
+    list_filter = ("fmt", "status")
+
+
+@admin.register(CriticRun)
+class CriticRunAdmin(ReadOnlyAdmin):
+    list_display = ("id", "version", "rows", "valid_json_rate", "band_agreement", "correctness_agreement", "created_at")

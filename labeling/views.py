@@ -24,6 +24,7 @@ from django_htmx.middleware import HtmxDetails
 
 from labeling import dashboard as stats
 from labeling import services
+from labeling.critic import critic_runs_series
 from labeling.models import Claim, LabelEvent
 from labeling.present import findings_of, numeric_series, render_diff, render_evidence
 from labeling.queue import ROUTES, QueueFilters, doubt_threshold, in_doubt, queue_counts, queue_items
@@ -307,6 +308,7 @@ CHARTS: dict[str, Callable[..., dict[str, Any]]] = {
     "distributions": lambda now: stats.distributions(),
     "scatter": lambda now: stats.auto_vs_human(),
     "agreement": lambda now: stats.agreement(),
+    "critic": lambda now: critic_runs_series(),
 }
 
 

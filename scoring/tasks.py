@@ -14,7 +14,6 @@ from django.conf import settings
 
 from scoring import services
 
-
 log = logging.getLogger(__name__)
 _analyser = None
 

@@ -6,50 +6,92 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('scoring', '0001_initial'),
+        ("scoring", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Claim',
+            name="Claim",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slot', models.PositiveSmallIntegerField(default=0)),
-                ('lease_until', models.DateTimeField()),
-                ('done_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('patch', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='claims', to='scoring.patch')),
-                ('reviewer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='claims', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("slot", models.PositiveSmallIntegerField(default=0)),
+                ("lease_until", models.DateTimeField()),
+                ("done_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "patch",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="claims", to="scoring.patch"
+                    ),
+                ),
+                (
+                    "reviewer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="claims", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['patch', 'lease_until'], name='labeling_cl_patch_i_57d3e2_idx'), models.Index(fields=['reviewer', 'done_at', 'lease_until'], name='labeling_cl_reviewe_ec2ecc_idx')],
-                'constraints': [models.UniqueConstraint(fields=('patch', 'reviewer'), name='one_claim_per_reviewer'), models.UniqueConstraint(fields=('patch', 'slot'), name='one_reviewer_per_slot')],
+                "indexes": [
+                    models.Index(fields=["patch", "lease_until"], name="labeling_cl_patch_i_57d3e2_idx"),
+                    models.Index(fields=["reviewer", "done_at", "lease_until"], name="labeling_cl_reviewe_ec2ecc_idx"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("patch", "reviewer"), name="one_claim_per_reviewer"),
+                    models.UniqueConstraint(fields=("patch", "slot"), name="one_reviewer_per_slot"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='LabelEvent',
+            name="LabelEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('subscores', models.JSONField()),
-                ('final_score', models.FloatField(help_text='Human final score under the profile active then.', null=True)),
-                ('weight_profile_version', models.PositiveIntegerField(null=True)),
-                ('comment', models.TextField(blank=True, default='')),
-                ('task_broken', models.BooleanField(default=False)),
-                ('time_spent_s', models.FloatField(default=0.0)),
-                ('is_demo', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('patch', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='label_events', to='scoring.patch')),
-                ('reviewer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='label_events', to=settings.AUTH_USER_MODEL)),
-                ('supersedes', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='superseded_by', to='labeling.labelevent')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("subscores", models.JSONField()),
+                (
+                    "final_score",
+                    models.FloatField(help_text="Human final score under the profile active then.", null=True),
+                ),
+                ("weight_profile_version", models.PositiveIntegerField(null=True)),
+                ("comment", models.TextField(blank=True, default="")),
+                ("task_broken", models.BooleanField(default=False)),
+                ("time_spent_s", models.FloatField(default=0.0)),
+                ("is_demo", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "patch",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="label_events", to="scoring.patch"
+                    ),
+                ),
+                (
+                    "reviewer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="label_events",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "supersedes",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="superseded_by",
+                        to="labeling.labelevent",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
-                'indexes': [models.Index(fields=['patch', 'reviewer', '-id'], name='labeling_la_patch_i_83976f_idx'), models.Index(fields=['created_at'], name='labeling_la_created_db0983_idx')],
+                "ordering": ["id"],
+                "indexes": [
+                    models.Index(fields=["patch", "reviewer", "-id"], name="labeling_la_patch_i_83976f_idx"),
+                    models.Index(fields=["created_at"], name="labeling_la_created_db0983_idx"),
+                ],
             },
         ),
     ]

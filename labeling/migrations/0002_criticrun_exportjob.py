@@ -6,53 +6,89 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labeling', '0001_initial'),
+        ("labeling", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CriticRun',
+            name="CriticRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.CharField(help_text="The critic's name: its folder name unless given.", max_length=200)),
-                ('model_dir', models.CharField(max_length=500)),
-                ('data', models.CharField(help_text='The sft export it was evaluated on.', max_length=500)),
-                ('rows', models.PositiveIntegerField(default=0)),
-                ('valid_json_rate', models.FloatField(null=True)),
-                ('band_agreement', models.FloatField(null=True)),
-                ('correctness_agreement', models.FloatField(null=True)),
-                ('mae', models.JSONField(default=dict, help_text='criterion -> mean absolute error against the human labels')),
-                ('metrics', models.JSONField(default=dict, help_text='the whole report of scoring.core.learned.train.evaluate')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "version",
+                    models.CharField(help_text="The critic's name: its folder name unless given.", max_length=200),
+                ),
+                ("model_dir", models.CharField(max_length=500)),
+                ("data", models.CharField(help_text="The sft export it was evaluated on.", max_length=500)),
+                ("rows", models.PositiveIntegerField(default=0)),
+                ("valid_json_rate", models.FloatField(null=True)),
+                ("band_agreement", models.FloatField(null=True)),
+                ("correctness_agreement", models.FloatField(null=True)),
+                (
+                    "mae",
+                    models.JSONField(
+                        default=dict, help_text="criterion -> mean absolute error against the human labels"
+                    ),
+                ),
+                (
+                    "metrics",
+                    models.JSONField(default=dict, help_text="the whole report of scoring.core.learned.train.evaluate"),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='ExportJob',
+            name="ExportJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('fmt', models.CharField(max_length=10)),
-                ('include_demo', models.BooleanField(default=False)),
-                ('with_execution', models.BooleanField(default=False)),
-                ('min_margin', models.FloatField(default=0.2)),
-                ('cutoff', models.DateTimeField(help_text='Only labels created at or before this moment are exported.')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], default='pending', max_length=10)),
-                ('total', models.PositiveIntegerField(default=0)),
-                ('processed', models.PositiveIntegerField(default=0)),
-                ('path', models.CharField(blank=True, default='', help_text='The JSONL file, once written.', max_length=500)),
-                ('manifest', models.JSONField(blank=True, default=dict)),
-                ('error', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('requested_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("fmt", models.CharField(max_length=10)),
+                ("include_demo", models.BooleanField(default=False)),
+                ("with_execution", models.BooleanField(default=False)),
+                ("min_margin", models.FloatField(default=0.2)),
+                (
+                    "cutoff",
+                    models.DateTimeField(help_text="Only labels created at or before this moment are exported."),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("total", models.PositiveIntegerField(default=0)),
+                ("processed", models.PositiveIntegerField(default=0)),
+                (
+                    "path",
+                    models.CharField(blank=True, default="", help_text="The JSONL file, once written.", max_length=500),
+                ),
+                ("manifest", models.JSONField(blank=True, default=dict)),
+                ("error", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
     ]

@@ -320,9 +320,7 @@ def prepare(
     parsed = diff if isinstance(diff, ParsedDiff) else parse_diff(diff)
     cache_root = settings.cache_root
     base = base_tree(base_archive, cache_root=cache_root)
-    hidden = (
-        base_tree(hidden_archive, cache_root=cache_root, strip_root=False) if hidden_archive is not None else None
-    )
+    hidden = base_tree(hidden_archive, cache_root=cache_root, strip_root=False) if hidden_archive is not None else None
     env = task_env(getattr(spec, "requirements", ()), cache_root=cache_root, timeout_s=600)
     key = task_cache_key(base_sha=base.name, hidden_sha=hidden.name if hidden else None, spec=spec)
     task_cache_dir = cache_root / "tasks" / key

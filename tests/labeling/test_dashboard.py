@@ -58,3 +58,16 @@ def test_distributions_and_pace_count_every_label(client, labelled):
 def test_unknown_chart_is_404(client, labelled):
     client.force_login(labelled)
     assert client.get("/dashboard/data/nope.json").status_code == 404
+
+
+def test_critic_chart_follows_eval_runs_over_versions(client, labelled):
+    from labeling.models import CriticRun
+
+    for version, rate in (("v1", 0.5), ("v2", 0.9)):
+        CriticRun.objects.create(
+            version=version, model_dir="/m", data="/d", rows=4, valid_json_rate=rate, mae={"correctness": 0.2}
+        )
+    data = _data(client, labelled, "critic")
+    assert [label.split(" ")[0] for label in data["labels"]] == ["v1", "v2"]
+    rates = next(s for s in data["series"] if s["label"] == "valid JSON rate")
+    assert rates["data"] == [0.5, 0.9]

@@ -17,8 +17,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
 from scoring.core.sandbox import SandboxUnavailable, sandbox_mode
-from scoring.management.commands.load_demo import DEMO_ACCOUNTS
 from scoring.health import redis_client
+from scoring.management.commands.load_demo import DEMO_ACCOUNTS
 
 
 class Command(BaseCommand):
