@@ -38,7 +38,7 @@ CRITERIA: tuple[str, ...] = ("correctness", "style", "performance", "security")
 
 MAX_BATCH = 1000  # completions per /rewards/ request and patches per POST /patches/ list: the server's limit
 RETRY_STATUSES = frozenset({429, 502, 503, 504})  # busy or restarting; any other 4xx or 5xx is final
-FETCH_CONCURRENCY = 8  # parallel GET /patches/{id}/ while collecting Results
+FETCH_CONCURRENCY = 8  # tasks scored in parallel by rewards_by_task
 
 Completion = str | list[dict[str, Any]]
 
@@ -118,6 +118,20 @@ class _Base:
             {"task": task, "diff": diff, "external_id": key, "metadata": metadata or {}}
             for diff, key in zip(diffs, keys, strict=True)
         ]
+
+
+def _results_paths(ids: Sequence[int]) -> list[str]:
+    """The list requests that fetch the Results of `ids`, 1000 per request."""
+    return [
+        f"/api/v1/patches/?limit={MAX_BATCH}&ids=" + ",".join(str(int(i)) for i in ids[start : start + MAX_BATCH])
+        for start in range(0, len(ids), MAX_BATCH)
+    ]
+
+
+def _in_order(ids: Sequence[int], pages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Results of list `pages`, in the order of `ids`."""
+    found = {result["id"]: result for page in pages for result in page["results"]}
+    return [found[i] for i in ids]
 
 
 def _keys(count: int, external_ids: Sequence[str | None] | None) -> list[str | None]:
@@ -250,8 +264,7 @@ class RewardClient(_Base):
         for start in range(0, len(diffs), MAX_BATCH):
             chunk_ids = external_ids[start : start + MAX_BATCH] if external_ids is not None else None
             ids += self.rewards(task, diffs[start : start + MAX_BATCH], wait_s=wait_s, external_ids=chunk_ids)["ids"]
-        with ThreadPoolExecutor(max_workers=FETCH_CONCURRENCY) as pool:
-            return list(pool.map(self.result, ids))
+        return _in_order(ids, [self._request("GET", path) for path in _results_paths(ids)])
 
     def submit(
         self, task: str, diff: str, *, external_id: str | None = None, metadata: dict | None = None
@@ -379,14 +392,9 @@ class AsyncRewardClient(_Base):
             chunk_ids = external_ids[start : start + MAX_BATCH] if external_ids is not None else None
             answer = await self.rewards(task, diffs[start : start + MAX_BATCH], wait_s=wait_s, external_ids=chunk_ids)
             ids += answer["ids"]
-        limit = asyncio.Semaphore(FETCH_CONCURRENCY)
-        async with self._session() as http:  # one pool for all the fetches
-
-            async def fetch(patch_id: int) -> dict[str, Any]:
-                async with limit:
-                    return await self._request(http, "GET", f"/api/v1/patches/{int(patch_id)}/")
-
-            return list(await asyncio.gather(*(fetch(patch_id) for patch_id in ids)))
+        async with self._session() as http:
+            pages = [await self._request(http, "GET", path) for path in _results_paths(ids)]
+        return _in_order(ids, pages)
 
     async def submit(
         self, task: str, diff: str, *, external_id: str | None = None, metadata: dict | None = None
