@@ -59,7 +59,7 @@ run: venv
 test: system-deps venv
 	@mkdir -p build
 	$(PY) -m playwright --version >/dev/null
-	timeout $(BUDGET_CORE) $(PYTEST) tests/scoring/core -q -p no:django
+	timeout $(BUDGET_CORE) $(PYTEST) tests/scoring/core -q -p no:django -W ignore::pytest.PytestConfigWarning
 	timeout $(BUDGET_DB) $(PYTEST) tests -q -m "not browser and not reliability and not critic" --ignore=tests/scoring/core
 	timeout $(BUDGET_CRITIC) $(PYTEST) tests -q -m critic --ignore=tests/scoring/core
 	timeout $(BUDGET_BROWSER) $(PYTEST) tests -q -m browser

@@ -19,7 +19,6 @@ from typing import Any
 from benchmarks import export_bench, intake_bench, pages_bench, pipeline_bench
 from benchmarks.common import (
     ROOT,
-    ChildFailed,
     Goal,
     Section,
     call_in_child,
@@ -122,7 +121,7 @@ def plan(scratch: Path, redis: str) -> list[Bench]:
         Bench(
             "Throughput on rollout groups",
             "benchmarks.pipeline_bench:run_throughput",
-            480,
+            540,
             pipeline_bench.render_throughput,
             {"samples_out": samples},
         ),
@@ -150,7 +149,7 @@ def plan(scratch: Path, redis: str) -> list[Bench]:
         Bench(
             "Export",
             "benchmarks.export_bench:run",
-            480,
+            600,
             export_bench.render,
             {"samples": samples},
             env=django_env(scratch / "export"),
@@ -170,7 +169,7 @@ def run_all(benches: list[Bench]) -> list[tuple[Bench, Section | None, str, floa
         try:
             result = call_in_child(bench.target, bench.kwargs, timeout_s=bench.budget_s, env=bench.env)
             section = bench.render(result)
-        except (ChildFailed, KeyError, ValueError, TypeError, ZeroDivisionError, StopIteration) as exc:
+        except Exception as exc:  # a crash in a benchmark or in its rendering is reported in the document
             failure = f"{type(exc).__name__}: {exc}"
         seconds = time.monotonic() - started
         log(f"[{i}/{len(benches)}] {bench.title}: {'FAILED' if failure else 'done'} in {seconds:.0f} s")

@@ -137,7 +137,7 @@ def tool_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for dist in ("django", "djangorestframework", "celery", "redis", "pylint", "bandit", "pytest"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[dist] = importlib.metadata.version(dist)
+            versions["redis-py" if dist == "redis" else dist] = importlib.metadata.version(dist)
     for name, argv in {"git": ["git", "--version"], "bwrap": ["bwrap", "--version"]}.items():
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)

@@ -193,8 +193,17 @@ def run(*, samples: str, patches: int = 10_000, requests: int = 200, seed: int =
         bad = sorted({c for c in codes if c != 200})
         if bad:
             raise RuntimeError(f"the {name} page answered {bad} (expected 200)")
-        out["pages"][name] = {"times_s": times, "queries": query_count(client, paths[0]), "example": paths[0]}
+        out["pages"][name] = {"times_s": times, "paths": paths, "queries": query_count(client, paths[0])}
     return out
+
+
+def _by_path(page: dict[str, Any]) -> list[list[Any]]:
+    """Median, p95 and max server time of each distinct path of a page, in the order first requested."""
+    rows = []
+    for path in dict.fromkeys(page["paths"]):
+        stats = spread([t * 1000 for t, p in zip(page["times_s"], page["paths"], strict=True) if p == path])
+        rows.append([f"`{path}`", stats["n"], num(stats["median"], 1), num(stats["p95"], 1), num(stats["max"], 1)])
+    return rows
 
 
 def render(result: dict[str, Any]) -> Section:
@@ -226,6 +235,8 @@ def render(result: dict[str, Any]) -> Section:
             + ", ".join(f"`/review/{q}`" for q in QUEUE_QUERIES)
             + "; the item requests open random waiting patches. Milliseconds:",
             table(["page", "requests", "median", "IQR", "p95", "max", "queries"], rows),
+            "The queue page by request (milliseconds):",
+            table(["request", "n", "median", "p95", "max"], _by_path(result["pages"]["queue"])),
         ]
     )
     return Section(f"Review pages with {result['patches']:,} patches", body, goals)

@@ -416,7 +416,9 @@ def render_throughput(result: dict[str, Any]) -> Section:
             "pipeline copies the tree, runs `git apply`, the `pylint` and `bandit` command-line tools on each "
             "changed Python file and `python -m pytest` once on visible + hidden tests, unsandboxed, and never "
             "runs the base tree (a naive pipeline that judged like ours would also run everything on the base "
-            "for every patch, about twice this cost). The naive pipeline has no benchmark, so **the ratio "
+            "for every patch). Both sides start pytest without auto-loading the plugins installed beside the "
+            "worker (a bare `python -m pytest` in this environment would also load pytest-django, hypothesis and "
+            "more, and be slower). The naive pipeline has no benchmark, so **the ratio "
             "compares the exec stage** (correctness, style, security, in the sandbox, with healing); the full "
             "pipeline, benchmark stage included, is beside it. A task's first patch pays for its base facts.",
             table(

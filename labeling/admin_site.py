@@ -10,8 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 
 from scoring.roles import has_role
 
@@ -25,19 +27,25 @@ class ReviewAdminSite(admin.AdminSite):
         return has_role(request.user, "admin")
 
     def admin_view(self, view: Callable[..., HttpResponse], cacheable: bool = False) -> Callable[..., HttpResponse]:
-        """Like Django's, but a signed-in account without the admin role is refused (403), not sent to log in."""
+        """Like Django's, but anonymous visitors go to /accounts/login/ and a signed-in account without the admin
+        role is refused (403), not sent to log in."""
         wrapped = super().admin_view(view, cacheable)
 
         def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if request.user.is_authenticated and not self.has_permission(request):
+            if not request.user.is_authenticated:  # one login page for the whole site (DESIGN.md)
+                return redirect_to_login(request.get_full_path())
+            if not self.has_permission(request):
                 raise PermissionDenied("Admins only.")
             return wrapped(request, *args, **kwargs)
 
         return guarded
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        """The admin's own login page also refuses signed-in non-admins instead of offering to switch account."""
-        if request.user.is_authenticated and not self.has_permission(request):
+        """The admin's own login page sends visitors to /accounts/login/ and refuses signed-in non-admins instead of
+        offering to switch account."""
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.GET.get("next") or reverse("admin:index"))
+        if not self.has_permission(request):
             raise PermissionDenied("Admins only.")
         return super().login(request, extra_context)
 

@@ -100,6 +100,7 @@ def result_of(request, patch: Patch) -> dict[str, Any]:  # type: ignore[no-untyp
 class TaskListCreateApi(APIView):
     permission_classes = [CanSubmit]
     parser_classes = [MultiPartParser, FormParser]
+    pagination_class = LimitOffsetPagination  # read by drf-spectacular too: the schema shows the page envelope
 
     class InputSerializer(serializers.Serializer):
         spec = serializers.CharField(help_text="The task spec as JSON (DESIGN.md), without repo / hidden_tests.")
@@ -117,7 +118,7 @@ class TaskListCreateApi(APIView):
 
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request):  # type: ignore[no-untyped-def]
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(Task.objects.order_by("name"), request, view=self)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
@@ -166,6 +167,7 @@ class AcceptedSerializer(serializers.Serializer):
 class PatchListCreateApi(APIView):
     permission_classes = [CanSubmit]
     parser_classes = [JSONParser]
+    pagination_class = LimitOffsetPagination  # read by drf-spectacular too: the schema shows the page envelope
 
     @extend_schema(
         parameters=[
@@ -194,7 +196,7 @@ class PatchListCreateApi(APIView):
             if len(wanted_ids) > 1000 or not all(i.strip().isdigit() for i in wanted_ids):
                 raise ValidationError({"ids": "a comma-separated list of at most 1000 patch ids"})
             queryset = queryset.filter(pk__in=[int(i) for i in wanted_ids])
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.with_results(queryset), request, view=self)
         return paginator.get_paginated_response([result_of(request, p) for p in page])
 

@@ -86,5 +86,6 @@ def test_dashboard_draws_its_charts(make_user, new_page):
     page = new_page("rita")
     page.goto("/dashboard/")
     page.wait_for_selector("#agreement table")
-    assert page.locator("canvas").count() == 2 + 2 * len(CRITERIA)
+    # queue, pace, learned critic by version, then two charts per criterion
+    assert page.locator("canvas").count() == 3 + 2 * len(CRITERIA)
     screenshot(page, "dashboard")

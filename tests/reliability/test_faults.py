@@ -156,8 +156,10 @@ def test_postgres_crash_mid_scoring_leaves_no_half_written_rows_and_scores_after
     stack.worker(concurrency=2, REVIEWAPP_TASK_SOFT_LIMIT_S="5")
     ids = submit_all(stack, 8, "pg")
     wait_for(
-        lambda: stack.sql("SELECT count(*) FROM scoring_evaluation")[0][0] >= 1
-        and stack.sql("SELECT count(*) FROM scoring_patch WHERE status = 'running'")[0][0] >= 1,
+        lambda: (
+            stack.sql("SELECT count(*) FROM scoring_evaluation")[0][0] >= 1
+            and stack.sql("SELECT count(*) FROM scoring_patch WHERE status = 'running'")[0][0] >= 1
+        ),
         timeout_s=60,
         what="the first evaluation while others run",
         every_s=0.05,
@@ -244,7 +246,7 @@ def test_a_patch_that_kills_its_worker_every_time_fails_after_the_attempt_cap_wi
         "Fault injection",
         f"a poison pill: the pool process killed each time it started one patch (attempt cap {cap})",
         times=len(killed_at),
-        outcome=f"the patch ended `failed` with the reason \"{reason}\", no Evaluation; the patch queued behind "
+        outcome=f'the patch ended `failed` with the reason "{reason}", no Evaluation; the patch queued behind '
         "it was scored",
     )
 
@@ -285,7 +287,7 @@ def test_a_full_disk_under_the_workspace_is_a_retryable_failure_with_nothing_par
 
         def settled(pk=pk):  # type: ignore[no-untyped-def]
             row = stack.sql("SELECT status, reason FROM scoring_patch WHERE id = %s", pk)[0]
-            return row if row[0] in FINISHED_SCORED or row[0] == "queued" and row[1] else None
+            return row if row[0] in FINISHED_SCORED or (row[0] == "queued" and row[1]) else None
 
         status, reason = wait_for(settled, timeout_s=60, what=f"patch {pk} with {free_kib} KiB free")
         assert list(work.iterdir()) == [], "a partial tree was left in the workspace"
