@@ -57,8 +57,9 @@ def render_analyser(result: dict[str, Any]) -> Section:
     body = "\n\n".join(
         [
             f"`{result['package']}` from PyPI, {result['files']} modules, one changed file per call, same "
-            "configuration on both sides; findings compared file by file and identical "
-            f"({result['identical_findings']}). Median milliseconds per file:",
+            "configuration on both sides. The findings were compared file by file and "
+            + ("identical on every file" if result["identical_findings"] else "**not identical**")
+            + ". Median milliseconds per file:",
             table(["side", "median ms per file"], rows),
             f"Ratio of medians (CLI / warm): **{result['ratio']:.2f}x**.",
         ]

