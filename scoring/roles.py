@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
 from rest_framework.permissions import BasePermission
 
 ROLES = ("reviewer", "admin", "client")
@@ -27,9 +27,12 @@ def is_staff_reader(user) -> bool:  # type: ignore[no-untyped-def]
 
 
 def ensure_groups() -> None:
-    """Create the role groups; safe to call twice."""
+    """Create the role groups, the admin group with every model permission (accounts, tokens, tasks in /admin/);
+    safe to call twice."""
     for name in ROLES:
-        Group.objects.get_or_create(name=name)
+        group, _ = Group.objects.get_or_create(name=name)
+        if name == "admin":
+            group.permissions.set(Permission.objects.all())
 
 
 class IsAdmin(BasePermission):

@@ -11,6 +11,7 @@ import logging
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db import DatabaseError
 
 from scoring import services
 
@@ -38,8 +39,17 @@ def worker_analyser():  # type: ignore[no-untyped-def]
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_stage(self, patch_id: int, stage: str) -> str:  # type: ignore[no-untyped-def]
     """Run one stage ("exec" or "bench") of a patch, then hand over to the next stage or finalize."""
+    try:
+        return _run_stage(patch_id, stage, token=self.request.id or "")
+    except DatabaseError as exc:
+        # The database is down: try again soon. A retry keeps this delivery's id, so the lease it may hold is
+        # taken back at once instead of waiting for it to expire.
+        raise self.retry(exc=exc, countdown=5, max_retries=360) from exc
+
+
+def _run_stage(patch_id: int, stage: str, *, token: str) -> str:
     lease_s = settings.CELERY_TASK_TIME_LIMIT + 30
-    patch = services.patch_claim(patch_id=patch_id, token=self.request.id or "", lease_s=lease_s, stage=stage)
+    patch = services.patch_claim(patch_id=patch_id, token=token, lease_s=lease_s, stage=stage)
     if patch is None:
         return "not claimed"
     if services.next_stage(patch) == stage:
@@ -48,6 +58,8 @@ def run_stage(self, patch_id: int, stage: str) -> str:  # type: ignore[no-untype
         except SoftTimeLimitExceeded:
             services.patch_release(patch=patch, reason=f"{stage} stage ran past its time limit")
             return "timed out"
+        except DatabaseError:
+            raise
         except Exception as exc:  # an internal failure: retried by the reconciler, failed past the cap
             log.exception("stage %s of patch %s failed", stage, patch_id)
             services.patch_release(patch=patch, reason=f"{stage} stage failed: {type(exc).__name__}: {exc}")

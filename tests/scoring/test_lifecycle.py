@@ -137,3 +137,10 @@ def test_create_user_refuses_a_duplicate_name_with_exit_code_2(make_user):
     with pytest.raises(CommandError, match="already exists") as excinfo:
         call_command("create_user", "dup", "--role", "reviewer")
     assert excinfo.value.returncode == 2
+
+
+def test_an_admin_manages_accounts_and_tokens_in_the_admin_site(client, make_user):
+    admin, _ = make_user("ada", "admin")
+    client.force_login(admin)
+    for page in ("/admin/auth/user/", "/admin/auth/group/", "/admin/knox/authtoken/", "/admin/scoring/task/"):
+        assert client.get(page).status_code == 200, page
