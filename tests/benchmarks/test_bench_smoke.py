@@ -97,7 +97,8 @@ def test_intake_reaches_redis_and_profiles_a_missed_goal(tmp_path) -> None:
             env=django_env(tmp_path / "data", url),
         )
     assert result["accepted"] == 5 + 3 + 5  # warm-up, singles, one batch; the profiled batch comes after
-    assert result["broker_messages"] == result["accepted"]
+    # run() itself fails when an accepted patch is missing from the broker; batches may travel as one message.
+    assert 1 <= result["broker_messages"] <= result["accepted"]
     section = intake_bench.render(result)
     assert_section(section, "intake, batched")
     if not section.goals[0].met:
