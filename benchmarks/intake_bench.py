@@ -172,14 +172,16 @@ def render(result: dict[str, Any]) -> Section:
     parts = [
         f"`POST /api/v1/patches/` through DRF's test client with a client token, SQLite, Redis "
         f"{result['redis_version']}. Every patch is checked with `git apply --check` against the task's base, "
-        f"written, and its scoring message published to Redis on commit; all {result['accepted']:,} accepted "
-        f"patches (warm-up included) were found in the broker's queue ({result['broker_messages']:,} messages).",
+        f"written, and its scoring published to Redis on commit (a message per patch, or one fan-out message per "
+        f"batch); every one of the {result['accepted']:,} accepted patches (warm-up included) was found in the "
+        f"broker's {result['broker_messages']:,} messages.",
         table(["requests", "n", "patches/s", "time per request"], rows),
     ]
     if "profile" in result:
         parts.append(
             "The batched goal is missed. Where one batch's time goes (cProfile of one more batch, functions by "
-            "cumulative time, below the request's own call chain; profiling slows the batch down):\n\n"
+            "cumulative time, below the request's own call chain; profiling slows the batch down; cProfile sees "
+            "the request's thread only, so work handed to other threads shows as waiting for them):\n\n"
             + table(
                 ["function", "calls", "own s", "cumulative s", "share"],
                 [[f"`{f}`", n, own, cum, f"{share:.0%}"] for f, n, own, cum, share in result["profile"]],

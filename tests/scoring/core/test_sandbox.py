@@ -265,3 +265,36 @@ def test_start_up_overhead_stays_small(tree: Path) -> None:
     for _ in range(5):
         sandbox.run(["true"], tree=tree)
     assert (time.monotonic() - started) / 5 < 0.5
+
+
+def test_a_worker_killed_with_sigkill_leaves_no_sandbox_behind(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    script = (
+        "from pathlib import Path\nfrom scoring.core import sandbox\nfrom scoring.core.types import RunLimits\n"
+        f"sandbox.run(['sleep', '779'], tree=Path({str(tree)!r}), limits=RunLimits(wall_s=60, cpu_s=60))\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[3])
+
+    def ours() -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            cmdline = proc.info["cmdline"] or []
+            if ["sleep", "779"] == cmdline[-2:] or any(str(tree) in part for part in cmdline):
+                found.append(proc)
+        return [p for p in found if p.pid != worker.pid and p.status() != psutil.STATUS_ZOMBIE]
+
+    deadline = time.monotonic() + 20
+    while not any(p.info["cmdline"][-2:] == ["sleep", "779"] for p in ours()):
+        assert time.monotonic() < deadline, "the sandboxed sleep never started"
+        time.sleep(0.1)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while ours():
+        assert time.monotonic() < deadline, f"left running: {[p.info['cmdline'] for p in ours()]}"
+        time.sleep(0.1)
