@@ -284,7 +284,7 @@ def test_a_worker_killed_with_sigkill_leaves_no_sandbox_behind(tmp_path):
         found = []
         for proc in psutil.process_iter(["cmdline"]):
             cmdline = proc.info["cmdline"] or []
-            if ["sleep", "779"] == cmdline[-2:] or any(str(tree) in part for part in cmdline):
+            if cmdline[-2:] == ["sleep", "779"] or any(str(tree) in part for part in cmdline):
                 found.append(proc)
         return [p for p in found if p.pid != worker.pid and p.status() != psutil.STATUS_ZOMBIE]
 
