@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from scoring.core.types import CriticResult, ScoringContext, Weights
 
 
-class BaseCritic:
+class BaseCritic(ABC):
     """A critic with nothing to heal and nothing to re-score. Subclasses override what they can do better."""
 
     name: str = ""
@@ -14,8 +16,9 @@ class BaseCritic:
     #: The Celery queue whose workers run this critic: "exec" (tests, analysis) or "bench" (alone on its host).
     queue: str = "exec"
 
-    def evaluate(self, ctx: ScoringContext) -> CriticResult:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def evaluate(self, ctx: ScoringContext) -> CriticResult:
+        """Measure the patch in `ctx`; never raise on anything the patch does."""
 
     def heal(self, ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult:
         """Default: no extra effort is possible, the previous result stands."""
