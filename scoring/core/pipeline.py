@@ -17,6 +17,7 @@ from typing import Any
 
 from scoring.core import healing, sandbox, workspace
 from scoring.core.aggregate import aggregate, default_weights
+from scoring.core.analyser import tool_versions as analysis_tool_versions
 from scoring.core.diffcheck import ParsedDiff
 from scoring.core.registry import REGISTRY
 from scoring.core.spec import TaskSpec
@@ -29,10 +30,11 @@ PIPELINE_VERSION = "2026.11.1"
 
 def tool_versions() -> dict[str, str]:
     """Versions of everything that can move a score, recorded in every Result."""
-    versions = {"python": platform.python_version()}
-    for dist in ("pylint", "bandit", "pytest"):
-        versions[dist] = importlib.metadata.version(dist)
-    return versions
+    return {
+        "python": platform.python_version(),
+        "pytest": importlib.metadata.version("pytest"),
+        **analysis_tool_versions(),
+    }
 
 
 def stages(critics: Iterable[Critic] = REGISTRY) -> dict[str, tuple[Critic, ...]]:
@@ -168,7 +170,7 @@ def score(
     analyser: Any = None,
     task_sha256: str = "",
 ) -> dict[str, Any]:
-    """Score one patch synchronously, every stage in this process. Used by score_patch and load_demo."""
+    """Score one patch synchronously, every stage in this process, with no database (manage.py score_patch)."""
     results: dict[str, CriticResult] = {}
     timings: dict[str, float] = {}
     mode = "bwrap"
