@@ -20,6 +20,9 @@ class RecordingCritic(BaseCritic):
         self.name = name
         self.budgets: list[float] = []
 
+    def evaluate(self, ctx: ScoringContext) -> CriticResult:
+        return result(self.name, 0.1)
+
     def heal(self, ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult:
         self.budgets.append(budget_s)
         return CriticResult(self.name, previous.score, 0.9, (*previous.rationale, "Step: healed."))
@@ -50,6 +53,9 @@ def test_no_budget_left_is_said_in_the_rationale() -> None:
 def test_a_failing_heal_keeps_the_previous_result() -> None:
     class Broken(BaseCritic):
         name = "a"
+
+        def evaluate(self, ctx):  # type: ignore[no-untyped-def]
+            return result("a", 0.1)
 
         def heal(self, ctx, previous, budget_s):  # type: ignore[no-untyped-def]
             raise RuntimeError("boom")
