@@ -242,6 +242,7 @@ CELERY_BEAT_SCHEDULE = {
 # The scoring pipeline (scoring.core.types.PipelineSettings is built from these).
 REVIEWAPP = {
     "ALLOW_UNSANDBOXED": env_bool("REVIEWAPP_ALLOW_UNSANDBOXED"),
+    "WARM_TESTS": env_bool("REVIEWAPP_WARM_TESTS", default=True),
     "CACHE_ROOT": DATA_DIR / "cache",
     "WORK_ROOT": Path(os.environ.get("REVIEWAPP_WORK_ROOT", DATA_DIR / "work")),
     "MAX_DIFF_BYTES": env_int("REVIEWAPP_MAX_DIFF_BYTES", 1_000_000),

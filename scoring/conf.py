@@ -15,6 +15,7 @@ def pipeline_settings() -> PipelineSettings:
         cache_root=Path(conf["CACHE_ROOT"]),
         work_root=Path(conf["WORK_ROOT"]),
         allow_unsandboxed=conf["ALLOW_UNSANDBOXED"],
+        warm_tests=conf["WARM_TESTS"],
         heal_confidence_threshold=conf["HEAL_CONFIDENCE"],
         heal_budget_s=conf["HEAL_BUDGET_S"],
         bench_max_runs=conf["BENCH_MAX_RUNS"],

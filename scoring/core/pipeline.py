@@ -77,7 +77,7 @@ def run_stage(
 
     def run(argv, **kwargs):  # type: ignore[no-untyped-def]
         with contextlib.nullcontext() if benchmarking else host_lock(lock_dir, exclusive=False):
-            return sandbox.run(argv, allow_unsandboxed=settings.allow_unsandboxed, **kwargs)
+            return sandbox.run(argv, allow_unsandboxed=settings.allow_unsandboxed, warm=settings.warm_tests, **kwargs)
 
     started = time.monotonic()
     with workspace.prepare(

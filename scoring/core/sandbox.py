@@ -30,7 +30,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from scoring.core.types import RunLimits, RunResult
@@ -106,11 +107,14 @@ def run(
     env_dir: Path | None = None,
     limits: RunLimits = RunLimits(),  # noqa: B008 - frozen, the signature of types.Runner
     allow_unsandboxed: bool = False,
+    warm: bool = False,
 ) -> RunResult:
     """Run `argv` with `tree` as working directory inside the sandbox and return what happened.
 
     Never raises because of what the command does; raises SandboxUnavailable when there is no sandbox and
     `allow_unsandboxed` is false. Files in `tree` and `report_dir` are handed to the sandbox's uid.
+    `warm`: a `python -m pytest` command may be forked from a warm zygote with the same isolation
+    (scoring.core.warm); any other command, or a worker that is not root, runs cold.
     """
     mode = sandbox_mode(allow_unsandboxed)
     tree = Path(tree).resolve()
@@ -125,6 +129,13 @@ def run(
                 _hand_over(path, uid)
     if mode == "bwrap":
         paths = {"{tree}": TREE_INSIDE, "{report_dir}": REPORT_INSIDE, "{env_dir}": ENV_INSIDE}
+        if warm and uid is not None:
+            from scoring.core import warm as warm_runs
+
+            kwargs = {"tree": tree, "report_dir": report_dir, "env_dir": env_dir, "limits": limits, "uid": uid}
+            result = warm_runs.run(_substitute(argv, paths), **kwargs)
+            if result is not None:
+                return result
         inner = _limited(_substitute(argv, paths), limits, uid, nproc_base=0)
         outer = ["/usr/bin/env", "-i", *_bwrap_args(tree, report_dir, env_dir)]
         cwd = "/"
@@ -173,6 +184,14 @@ def _limited(argv: list[str], limits: RunLimits, uid: int | None, *, nproc_base:
 
 def _bwrap_args(tree: Path, report_dir: Path | None, env_dir: Path | None) -> list[str]:
     """The bwrap command line up to (not including) the command: namespaces, mounts, environment."""
+    mounts = ["--bind", str(tree), TREE_INSIDE]
+    if report_dir is not None:
+        mounts += ["--bind", str(report_dir), REPORT_INSIDE]
+    return bwrap_args(mounts, env_dir)
+
+
+def bwrap_args(mounts: Sequence[str], env_dir: Path | None) -> list[str]:
+    """bwrap and its options, `mounts` (bwrap mount options for what goes under /sandbox) included."""
     args = [
         shutil.which("bwrap", path="/usr/bin:/bin") or "bwrap",
         "--unshare-ipc",
@@ -204,9 +223,7 @@ def _bwrap_args(tree: Path, report_dir: Path | None, env_dir: Path | None) -> li
     for prefix in _python_prefixes():
         args += _open_parents(prefix)
         args += ["--ro-bind", str(prefix), str(prefix)]
-    args += ["--perms", "0755", "--dir", "/sandbox", "--bind", str(tree), TREE_INSIDE]
-    if report_dir is not None:
-        args += ["--bind", str(report_dir), REPORT_INSIDE]
+    args += ["--perms", "0755", "--dir", "/sandbox", *mounts]
     if env_dir is not None:
         args += ["--ro-bind", str(env_dir), ENV_INSIDE]
     args += ["--remount-ro", "/", "--chdir", TREE_INSIDE, "--clearenv"]
@@ -304,38 +321,20 @@ def _supervise(outer: list[str], inner: list[str], *, cwd: str, limits: RunLimit
     os.close(side_write)
     os.close(times_write)
     side = bytearray()
-    kept = bytearray()
-    truncated = timed_out = False
     status: int | None = None
-    deadline = started + limits.wall_s
-    exited_at: float | None = None
-    selector = selectors.DefaultSelector()
+
+    def exited() -> bool:
+        nonlocal status
+        if status is None:
+            pid, wait_status = os.waitpid(proc.pid, os.WNOHANG)
+            if pid:
+                status = wait_status
+        return status is not None
+
     assert proc.stdout is not None
-    stdout_fd = proc.stdout.fileno()
-    os.set_blocking(stdout_fd, False)
-    selector.register(stdout_fd, selectors.EVENT_READ)
     try:
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                timed_out = True
-                break
-            if exited_at is not None and now - exited_at > 0.5:
-                break  # the command is gone; something it left behind still holds the pipe open
-            if selector.select(timeout=min(0.1, deadline - now)):
-                chunk = _read_some(stdout_fd)
-                if chunk is None:
-                    break  # EOF: every writer is gone
-                room = limits.output_bytes - len(kept)
-                if len(chunk) > room:
-                    truncated = True
-                kept += chunk[: max(room, 0)]
-            if status is None:
-                pid, wait_status = os.waitpid(proc.pid, os.WNOHANG)
-                if pid:
-                    status, exited_at = wait_status, time.monotonic()
+        collected = collect_output(proc.stdout.fileno(), deadline=started + limits.wall_s, limits=limits, exited=exited)
     finally:
-        selector.close()
         side += _drain(side_read)
         child_pid = _child_pid(side)
         _kill_everything(proc.pid, child_pid)
@@ -346,18 +345,65 @@ def _supervise(outer: list[str], inner: list[str], *, cwd: str, limits: RunLimit
         _wait_reaped(child_pid)
         side += _drain(side_read)
         os.close(side_read)
-    wall = time.monotonic() - started
     cpu = _children_cpu(side)
-    output = kept.decode("utf-8", errors="replace")
-    returncode = None if timed_out else _exit_code(proc.returncode)
+    return run_result(collected, code=proc.returncode, cpu_s=cpu, started=started, limits=limits, mode=mode)
+
+
+@dataclass(frozen=True)
+class Collected:
+    """The command's output under the cap, and whether the wall clock ran out first."""
+
+    output: bytes
+    truncated: bool
+    timed_out: bool
+
+
+def collect_output(fd: int, *, deadline: float, limits: RunLimits, exited: Callable[[], bool]) -> Collected:
+    """Read `fd` until end of file, keeping at most limits.output_bytes, or until `deadline` (monotonic).
+
+    `exited()` says whether the command itself has ended; half a second after that, whatever it left behind
+    that still holds the pipe open is not waited for.
+    """
+    kept = bytearray()
+    truncated = timed_out = False
+    exited_at: float | None = None
+    os.set_blocking(fd, False)
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                timed_out = True
+                break
+            if exited_at is not None and now - exited_at > 0.5:
+                break  # the command is gone; something it left behind still holds the pipe open
+            if selector.select(timeout=min(0.1, deadline - now)):
+                chunk = _read_some(fd)
+                if chunk is None:
+                    break  # EOF: every writer is gone
+                room = limits.output_bytes - len(kept)
+                if len(chunk) > room:
+                    truncated = True
+                kept += chunk[: max(room, 0)]
+            if exited_at is None and exited():
+                exited_at = time.monotonic()
+    return Collected(bytes(kept), truncated, timed_out)
+
+
+def run_result(
+    collected: Collected, *, code: int, cpu_s: float, started: float, limits: RunLimits, mode: str = "bwrap"
+) -> RunResult:
+    """The RunResult of a run from its output, its exit code as a shell reports it, and its CPU time."""
+    output = collected.output.decode("utf-8", errors="replace")
+    returncode = None if collected.timed_out else _exit_code(code)
     return RunResult(
         returncode=returncode,
         output=output,
-        truncated=truncated,
-        timed_out=timed_out,
-        resource_limit=None if timed_out else _limit_hit(returncode, output, cpu, limits),
-        wall_s=round(wall, 4),
-        cpu_s=round(cpu, 4),
+        truncated=collected.truncated,
+        timed_out=collected.timed_out,
+        resource_limit=None if collected.timed_out else _limit_hit(returncode, output, cpu_s, limits),
+        wall_s=round(time.monotonic() - started, 4),
+        cpu_s=round(cpu_s, 4),
         sandbox=mode,
     )
 

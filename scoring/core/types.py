@@ -139,6 +139,8 @@ class PipelineSettings:
     analyser_timeout_s: float = 30.0
     analyser_memory_bytes: int = 1 << 30
     output_bytes: int = 1 << 20
+    #: pytest commands fork from a warm zygote (scoring.core.warm) instead of starting Python and pytest afresh.
+    warm_tests: bool = True
 
 
 class Critic(Protocol):

@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from scoring.core import sandbox
+from scoring.core import sandbox, warm
 from scoring.core.types import RunLimits
 
 QUICK = RunLimits(wall_s=10, cpu_s=5, memory_bytes=512 << 20, max_pids=32, file_size_bytes=8 << 20)
@@ -32,8 +32,10 @@ def _sandboxed_processes(uids: set[int]) -> list[psutil.Process]:
 def nothing_left_running(monkeypatch: pytest.MonkeyPatch):
     """Every test ends with no sandboxed process alive (the runner itself waits for the namespace to go).
 
-    The uids this test's runs get are recorded (other workers on the host may be running sandboxes too).
+    The uids this test's runs get are recorded (other workers on the host may be running sandboxes too). Warm
+    zygotes that earlier tests of this process left running (as a worker keeps them) are stopped first.
     """
+    warm.close_all()
     uids: set[int] = set()
     fresh_uid = sandbox._fresh_uid
 

@@ -1,0 +1,301 @@
+"""The warm test runner's zygote: imports pytest once, then forks one sandboxed pytest run per request.
+
+This file runs INSIDE bubblewrap, started by scoring.core.warm as `python /sandbox/zygote.py FD`, where FD is a
+SOCK_SEQPACKET socket to the worker. It imports only the standard library and pytest (never the project), so it
+is copied into the sandbox as a single read-only file.
+
+Why: a sandboxed `python -m pytest` spends about 0.2 s starting Python and importing pytest before the first test,
+which is most of the cost of scoring a small patch. Here that is paid once per worker. Each run still gets what
+a fresh bubblewrap would give it (docs/sandbox.md, "Warm test runs"):
+
+    zygote (root inside bwrap, CAP_SYS_ADMIN/SETUID/SETGID/SETPCAP only; never runs untrusted code)
+      `- supervisor: unshare(mount, PID, IPC namespaces), reports the run's status and CPU time
+           `- init (PID 1 of the new PID namespace): private mounts, limits, drops to a fresh uid, reaps
+                `- pytest (PID 2): the untrusted run, with stdout/stderr on the worker's pipe
+
+- the run's tree and report folder are bind-mounted at /sandbox/tree and /sandbox/report, and the folder holding
+  every run (/sandbox/runs) is covered by an empty read-only tmpfs: a run sees no other run;
+- /proc is the new PID namespace's, /tmp and /dev/shm are fresh tmpfs mounts: nothing survives from one run to
+  the next, and no process survives its run (the PID namespace dies with its init);
+- rlimits (CPU, address space, file size, processes), then the capability bounding set is emptied, groups
+  cleared, a fresh uid and gid set and no_new_privs armed, all before any file of the tree is read;
+- every file descriptor but 0, 1 and 2 is closed, so the run cannot reach the worker's socket or the zygote.
+
+Protocol: the zygote sends {"ready": true} once warm. Each request is one JSON message with the write end of the
+run's output pipe attached (SCM_RIGHTS): {"tree", "report" (paths under /sandbox/runs, report may be null),
+"args" (pytest's arguments), "env" (extra variables), "uid", "limits"}. The answer is {"code", "cpu_s"} (`code`
+as a shell reports it: 128 + N for a death by signal N) or {"error"} when the machinery itself failed, in which
+case the worker runs the command the ordinary way.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import importlib
+import json
+import os
+import random
+import resource
+import shutil
+import socket
+import sys
+import tempfile
+import traceback
+
+import pytest
+
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID = 0x00020000, 0x08000000, 0x20000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 4096, 16384, 1 << 18
+PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
+RUNS, TREE, REPORT = "/sandbox/runs", "/sandbox/tree", "/sandbox/report"
+TMPFS_SIZE = "256m"
+#: Exit status of init when it could not set the run up (never reached by the untrusted code).
+SETUP_FAILED = 125
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def main() -> None:
+    """Warm up, say so, then serve requests until the worker closes the socket."""
+    channel = socket.socket(fileno=int(sys.argv[1]))
+    warm_up()
+    channel.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(channel, 1 << 16, 1)
+        except OSError:
+            return
+        if not message:
+            return
+        for fd in fds[1:]:
+            os.close(fd)
+        if not fds:
+            channel.send(json.dumps({"error": "no output pipe came with the request"}).encode())
+            continue
+        channel.send(json.dumps(serve(json.loads(message), fds[0])).encode())
+
+
+def warm_up() -> None:
+    """Import what a pytest run imports lazily, by running pytest once on an empty folder (nothing is kept).
+
+    Plugins installed beside pytest are not auto-loaded here: the harness never auto-loads them either.
+    """
+    folder = tempfile.mkdtemp()
+    saved_environ = dict(os.environ)
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    saved_path, saved_meta_path = list(sys.path), list(sys.meta_path)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    try:
+        pytest.main(["-q", "-p", "no:cacheprovider", f"--junitxml={folder}/report.xml", folder])
+        for name in ("_pytest.junitxml", "_pytest.pytester", "_pytest.doctest", "xml.dom.minidom"):
+            importlib.import_module(name)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        for fd in (devnull, saved_out, saved_err):
+            os.close(fd)
+        sys.path[:], sys.meta_path[:] = saved_path, saved_meta_path
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def serve(request: dict, output_fd: int) -> dict:
+    """Run one request in a supervisor child and return what it reports."""
+    result_read, result_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(result_read)
+        _never_return(supervise, request, output_fd, result_write)
+    os.close(output_fd)
+    os.close(result_write)
+    with os.fdopen(result_read, "rb") as result:
+        data = result.read()
+    os.waitpid(pid, 0)
+    try:
+        return json.loads(data)
+    except ValueError:
+        return {"error": "the run's supervisor died without an answer"}
+
+
+def supervise(request: dict, output_fd: int, result_fd: int) -> None:
+    """In new mount, PID and IPC namespaces, start the run's init and report its status and CPU time."""
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC))
+    ready_read, ready_write = os.pipe()
+    pid = os.fork()  # the first child in the new PID namespace: its PID 1
+    if pid == 0:
+        os.close(ready_read)
+        os.close(result_fd)
+        _never_return(init, request, output_fd, ready_write)
+    os.close(output_fd)
+    os.close(ready_write)
+    with os.fdopen(ready_read, "rb") as ready:
+        set_up = ready.read()
+    _, status, usage = os.wait4(pid, 0)
+    if set_up != b"1":
+        why = set_up.decode(errors="replace") or f"init exit status {status}"
+        answer: dict = {"error": f"the run could not be set up: {why}"}
+    else:
+        answer = {"code": _shell_code(status), "cpu_s": usage.ru_utime + usage.ru_stime}
+    os.write(result_fd, json.dumps(answer).encode())
+
+
+def init(request: dict, output_fd: int, ready_fd: int) -> None:
+    """PID 1 of the run: build its private view, drop every privilege, start pytest, reap until it ends."""
+    try:
+        _private_mounts(request["tree"], request.get("report"))
+        _limit(request["limits"])
+        _drop_privileges(int(request["uid"]))
+    except Exception:
+        os.write(ready_fd, traceback.format_exc()[-2000:].encode())
+        os._exit(SETUP_FAILED)
+    os.write(ready_fd, b"1")
+    os.close(ready_fd)
+    pid = os.fork()
+    if pid == 0:
+        _never_return(run_pytest, request, output_fd)
+    os.close(output_fd)
+    while True:  # PID 1 adopts every orphan of the run; its exit takes them all down with the namespace
+        child, status = os.wait()
+        if child == pid:
+            os._exit(_shell_code(status))
+
+
+def run_pytest(request: dict, output_fd: int) -> None:
+    """Become `python -m pytest ARGS` in the tree: same cwd, sys.path[0], argv and environment as a fresh one."""
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.closerange(3, _max_fd())
+    os.environ.update(request["env"])
+    os.chdir(TREE)
+    sys.path[0] = TREE
+    sys.argv = [os.path.join(os.path.dirname(pytest.__file__), "__main__.py"), *request["args"]]
+    random.seed()  # a fresh process would not share the zygote's random state
+    try:
+        code = pytest.console_main()
+    except SystemExit as exc:
+        code = exc.code
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code & 0xFF)
+
+
+def _private_mounts(tree: str, report: str | None) -> None:
+    """The run's own tree, report folder, /proc, /tmp and /dev/shm; every other run hidden under a tmpfs."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _mount(_under_runs(tree), TREE, None, MS_BIND)
+    if report is not None:
+        _mount(_under_runs(report), REPORT, None, MS_BIND)
+    _mount("tmpfs", RUNS, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for path in ("/tmp", "/dev/shm"):  # noqa: S108 - private tmpfs mounts of this run
+        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={TMPFS_SIZE},mode=1777")
+
+
+def _under_runs(relative: str) -> str:
+    """The absolute path of a run folder, refusing anything that could leave /sandbox/runs."""
+    path = os.path.normpath(os.path.join(RUNS, relative))
+    if not path.startswith(RUNS + "/") or os.path.islink(path):
+        raise ValueError(f"not a run folder: {relative!r}")
+    return path
+
+
+def _limit(limits: dict) -> None:
+    """The same limits `prlimit` sets on a cold run: SIGXCPU at the CPU limit, SIGKILL one second later."""
+    cpu = int(limits["cpu"])
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (limits["memory"], limits["memory"]))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_size"], limits["file_size"]))
+    resource.setrlimit(resource.RLIMIT_NPROC, (limits["pids"], limits["pids"]))
+
+
+def _drop_privileges(uid: int) -> None:
+    """Empty the bounding set, then become `uid` (which clears every capability) with no_new_privs."""
+    if uid <= 0:
+        raise ValueError("a run needs a fresh unprivileged uid")
+    cap = 0
+    while _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0:
+        cap += 1
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    _clear_capabilities()  # the uid change cleared the permitted and effective sets; this clears inheritable too
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (uid, uid, uid) or any(_capabilities().values()):
+        raise RuntimeError(f"privileges were not dropped: {_capabilities()}")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _clear_capabilities() -> None:
+    """capset(2) with every set empty (version 3: two 32-bit words per set)."""
+    header = _CapHeader(0x20080522, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capset(ctypes.byref(header), data))
+
+
+def _capabilities() -> dict[str, int]:
+    """Every capability set of this process (inheritable, permitted, effective, bounding, ambient)."""
+    with open("/proc/self/status") as status:
+        return {line.split(":")[0]: int(line.split()[1], 16) for line in status if line.startswith("Cap")}
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    encode = lambda text: None if text is None else text.encode()  # noqa: E731
+    _check(_libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)))
+
+
+def _check(result: int) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+
+
+def _shell_code(status: int) -> int:
+    """A wait status as a shell reports it: the exit code, or 128 + N for a death by signal N."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def _max_fd() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if 0 < soft < (1 << 20) else 4096
+
+
+def _never_return(function, *args) -> None:  # type: ignore[no-untyped-def]
+    """Run `function` in a forked child and leave with os._exit, so the child never returns into its parent's code."""
+    try:
+        function(*args)
+    except BaseException:
+        traceback.print_exc()
+    os._exit(SETUP_FAILED)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""Warm test runs (pytest forked from a zygote in bubblewrap) against hostile tests: as isolated as a cold run.
+
+Each hostile behaviour is a test file run by `python -m pytest` through `sandbox.run(..., warm=True)`; the
+cross-run tests check what a warm zygote could leak from one run to the next.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from scoring.core import sandbox, warm
+from scoring.core.types import RunLimits, RunResult
+
+QUICK = RunLimits(wall_s=20, cpu_s=10, memory_bytes=1 << 30, max_pids=32, file_size_bytes=8 << 20)
+PYTEST = ["env", "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1", "python", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_zygotes() -> Iterator[None]:
+    """Each test starts without zygotes and stops the ones it started; none of their processes outlives it."""
+    warm.close_all()
+    yield
+    zygotes = list(warm._zygotes.values())
+    warm.close_all()
+    for zygote in zygotes:
+        assert zygote.process.poll() is not None
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    return tmp_path / "runs"
+
+
+def make_run(runs: Path, name: str, test_code: str) -> tuple[Path, Path]:
+    """A run folder as scratch_copy makes one: runs/<name>/tree with a test file, and runs/<name>/report."""
+    tree = runs / name / "tree"
+    tree.mkdir(parents=True)
+    (runs / name / "report").mkdir()
+    (tree / "test_probe.py").write_text(textwrap.dedent(test_code))
+    return tree, runs / name / "report"
+
+
+def run_probe(runs: Path, name: str, test_code: str, *, limits: RunLimits = QUICK, warm_run: bool = True) -> RunResult:
+    tree, report = make_run(runs, name, test_code)
+    argv = [*PYTEST, "test_probe.py", "--junitxml={report_dir}/junit.xml"]
+    return sandbox.run(argv, tree=tree, report_dir=report, limits=limits, warm=warm_run)
+
+
+def outcomes(runs: Path, name: str) -> dict[str, str]:
+    root = ET.parse(runs / name / "report" / "junit.xml").getroot()  # noqa: S314 - our own test's report
+    found = {}
+    for case in root.iter("testcase"):
+        failed = case.find("failure") is not None or case.find("error") is not None
+        found[case.get("name")] = "failed" if failed else "passed"
+    return found
+
+
+def zygote_pids() -> set[int]:
+    return {zygote.process.pid for zygote in warm._zygotes.values()}
+
+
+def test_warm_run_matches_a_cold_run(runs: Path) -> None:
+    code = """
+        def test_passes():
+            assert 1 + 1 == 2
+
+        def test_fails():
+            assert [1, 2] == [1, 3]
+    """
+    cold = run_probe(runs, "cold", code, warm_run=False)
+    hot = run_probe(runs, "warm", code)
+    assert zygote_pids(), "the warm run did not use a zygote"
+    assert (hot.returncode, hot.sandbox, hot.timed_out, hot.resource_limit) == (1, "bwrap", False, None)
+    assert (cold.returncode, cold.sandbox) == (hot.returncode, hot.sandbox)
+    assert outcomes(runs, "warm") == outcomes(runs, "cold") == {"test_passes": "passed", "test_fails": "failed"}
+    assert "1 failed, 1 passed" in hot.output and "assert [1, 2] == [1, 3]" in hot.output
+    assert 0 < hot.cpu_s < 10
+
+
+def test_second_run_reuses_the_zygote(runs: Path) -> None:
+    run_probe(runs, "one", "def test_one():\n    pass\n")
+    first = zygote_pids()
+    result = run_probe(runs, "two", "def test_two():\n    pass\n")
+    assert result.returncode == 0
+    assert zygote_pids() == first and len(first) == 1
+
+
+def test_a_warm_run_sees_the_same_world_as_a_cold_one(runs: Path) -> None:
+    code = """
+        import json, os, sys
+
+        def test_report():
+            status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+            facts = {
+                "cwd": os.getcwd(),
+                "path0": sys.path[0],
+                "uid": os.getuid(),
+                "caps": {k: int(v, 16) for k, v in status.items() if k.startswith("Cap")},
+                "nnp": status["NoNewPrivs"].strip(),
+                "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+                "runs": os.listdir("/sandbox/runs") if os.path.isdir("/sandbox/runs") else None,
+                "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")),
+                "interfaces": sorted(l.split(":")[0].strip() for l in open("/proc/net/dev").readlines()[2:]),
+                "env": sorted(os.environ),
+                "tmp": os.listdir("/tmp"),
+            }
+            open("facts.json", "w").write(json.dumps(facts))
+    """
+    facts = {}
+    for mode in ("cold", "warm"):
+        result = run_probe(runs, mode, code, warm_run=mode == "warm")
+        assert result.returncode == 0, result.output
+        facts[mode] = json.loads((runs / mode / "tree" / "facts.json").read_text())
+    hot, cold = facts["warm"], facts["cold"]
+    assert hot["cwd"] == hot["path0"] == cold["cwd"] == "/sandbox/tree"
+    assert hot["uid"] >= sandbox._UID_BASE and hot["uid"] != cold["uid"]
+    assert set(hot["caps"].values()) == {0}, hot["caps"]
+    assert hot["nnp"] == "1"
+    assert hot["runs"] == [], "a run must not see the other runs' folders"
+    assert max(hot["pids"]) < 10, hot["pids"]  # its own PID namespace: no zygote, no host process
+    assert hot["fds"] == [0, 1, 2, 3] or hot["fds"][:3] == [0, 1, 2]
+    assert len(hot["fds"]) <= len(cold["fds"]) + 1, (hot["fds"], cold["fds"])
+    assert hot["interfaces"] == ["lo"]
+    shell_only = {"SHLVL", "_", "PWD", "OLDPWD"}  # what bash in front of a cold run adds
+    assert set(hot["env"]) - shell_only == set(cold["env"]) - shell_only
+    assert hot["tmp"] == []
+
+
+def test_nothing_of_one_run_reaches_the_next(runs: Path) -> None:
+    leaver = """
+        import os, subprocess, time
+
+        def test_leave_things_behind():
+            open("/tmp/left-over", "w").write("secret of run one")
+            open("/dev/shm/left-over", "w").write("secret of run one")
+            subprocess.Popen(["setsid", "sleep", "787"], start_new_session=True)
+            if os.fork() == 0:
+                os.setsid()
+                time.sleep(0.5)  # outlive the run, then try to write into whatever run comes next
+                for root, dirs, files in os.walk("/sandbox"):
+                    for name in dirs:
+                        try:
+                            open(os.path.join(root, name, "INJECTED"), "w").write("x")
+                        except OSError:
+                            pass
+                os._exit(0)
+    """
+    first = run_probe(runs, "one", leaver)
+    assert first.returncode == 0, first.output
+    time.sleep(1.0)
+    checker = """
+        import os
+
+        def test_clean_world():
+            assert not os.path.exists("/tmp/left-over")
+            assert not os.path.exists("/dev/shm/left-over")
+    """
+    second = run_probe(runs, "two", checker)
+    assert second.returncode == 0, second.output
+    assert not any(path.name == "INJECTED" for path in (runs / "two").rglob("*"))
+    assert [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "787"]] == []
+
+
+def test_a_run_cannot_reach_the_zygote_or_its_socket(runs: Path) -> None:
+    code = """
+        import os, signal, socket
+
+        def test_attack():
+            for fd in range(3, 64):
+                try:
+                    os.fstat(fd)
+                except OSError:
+                    continue
+                try:
+                    socket.socket(fileno=fd).send(b'{"tree": "x"}')
+                    print("SENT ON", fd)
+                except OSError:
+                    pass
+            for pid in range(1, 200):
+                if pid != os.getpid():
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+    """
+    result = run_probe(runs, "attack", code)
+    assert result.returncode == 0, result.output
+    assert "SENT ON" not in result.output
+    after = run_probe(runs, "after", "def test_ok():\n    pass\n")
+    assert after.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "expected"),
+    [
+        ("memory", "def test_bomb():\n    blocks = [bytearray(64 << 20) for _ in range(100)]\n", "memory"),
+        ("cpu", "def test_spin():\n    while True:\n        pass\n", "cpu"),
+        (
+            "file_size",
+            "def test_big():\n    open('big', 'wb').write(b'x' * (64 << 20))\n",
+            "file_size",
+        ),
+    ],
+)
+def test_limits_bind_in_a_warm_run(runs: Path, name: str, code: str, expected: str) -> None:
+    limits = RunLimits(wall_s=30, cpu_s=2, memory_bytes=768 << 20, max_pids=32, file_size_bytes=8 << 20)
+    result = run_probe(runs, name, code, limits=limits)
+    assert zygote_pids(), "the run did not go warm"
+    assert result.resource_limit == expected, result.output[-2000:]
+    if expected == "memory":
+        assert outcomes(runs, name) == {"test_bomb": "failed"}
+
+
+def test_fork_bomb_is_stopped_by_the_process_limit(runs: Path) -> None:
+    code = """
+        import os, time
+
+        def test_bomb():
+            children = 0
+            try:
+                while children < 200:
+                    if os.fork() == 0:
+                        time.sleep(5)
+                        os._exit(0)
+                    children += 1
+            except OSError:
+                print("stopped after", children, flush=True)
+                raise
+    """
+    result = run_probe(runs, "bomb", code, limits=RunLimits(wall_s=20, cpu_s=5, max_pids=16))
+    assert result.resource_limit == "pids", result.output[-2000:]
+    assert int(result.output.split("stopped after")[1].split()[0]) < 16
+
+
+def test_the_wall_clock_kills_a_hung_run_and_the_next_run_gets_a_new_zygote(runs: Path) -> None:
+    started = time.monotonic()
+    hang = "import time\n\ndef test_hang():\n    time.sleep(600)\n"
+    result = run_probe(runs, "hang", hang, limits=RunLimits(wall_s=2))
+    assert result.timed_out and result.returncode is None
+    assert time.monotonic() - started < 8
+    assert zygote_pids() == set()
+    after = run_probe(runs, "after", "def test_ok():\n    pass\n")
+    assert after.returncode == 0 and zygote_pids()
+
+
+def test_a_run_that_closes_its_output_and_hangs_is_killed(runs: Path) -> None:
+    code = """
+        import os, time
+
+        def test_hide():
+            os.closerange(0, 1024)  # pytest's capture keeps the real stdout in a spare descriptor
+            time.sleep(600)
+    """
+    started = time.monotonic()
+    result = run_probe(runs, "hide", code, limits=RunLimits(wall_s=30))
+    assert result.returncode == -9
+    assert time.monotonic() - started < 10
+
+
+def test_early_exit_is_an_exit_not_a_pass(runs: Path) -> None:
+    result = run_probe(runs, "exit", "import os\n\ndef test_leave():\n    os._exit(0)\n")
+    assert result.returncode == 0
+    assert not (runs / "exit" / "report" / "junit.xml").exists()
+    die = "import os, signal\n\ndef test_die():\n    os.kill(os.getpid(), signal.SIGTERM)\n"
+    signalled = run_probe(runs, "kill", die)
+    assert signalled.returncode == -15
+
+
+def test_a_dead_zygote_is_replaced(runs: Path) -> None:
+    run_probe(runs, "one", "def test_one():\n    pass\n")
+    (zygote,) = warm._zygotes.values()
+    psutil.Process(zygote.process.pid).kill()
+    zygote.process.wait(timeout=10)
+    result = run_probe(runs, "two", "def test_two():\n    pass\n")
+    assert result.returncode == 0
+    assert zygote_pids() and zygote.process.pid not in zygote_pids()
+
+
+def test_commands_that_are_not_pytest_run_cold(tmp_path: Path) -> None:
+    tree = tmp_path / "runs" / "x" / "tree"
+    tree.mkdir(parents=True)
+    result = sandbox.run(["python", "-c", "print('cold')"], tree=tree, limits=QUICK, warm=True)
+    assert result.output == "cold\n"
+    assert zygote_pids() == set()
+
+
+def test_pytest_args_recognises_only_plain_pytest_commands() -> None:
+    assert warm.pytest_args(["python", "-m", "pytest", "-q"]) == ({}, ["-q"])
+    assert warm.pytest_args(["env", "A=1", "B=x=y", "python", "-m", "pytest", "t.py"]) == (
+        {"A": "1", "B": "x=y"},
+        ["t.py"],
+    )
+    assert warm.pytest_args(["python", "bench.py"]) is None
+    assert warm.pytest_args(["env", "python3", "-m", "pytest"]) is None
+    assert warm.pytest_args(["bash", "-c", "python -m pytest"]) is None
