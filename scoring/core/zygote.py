@@ -127,6 +127,7 @@ def serve(request: dict, output_fd: int) -> dict:
 
 def supervise(request: dict, output_fd: int, result_fd: int) -> None:
     """In new mount, PID and IPC namespaces, start the run's init and report its status and CPU time."""
+    _close_all_but(output_fd, result_fd)  # the zygote's socket above all
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC))
     ready_read, ready_write = os.pipe()
     pid = os.fork()  # the first child in the new PID namespace: its PID 1
@@ -149,6 +150,7 @@ def supervise(request: dict, output_fd: int, result_fd: int) -> None:
 
 def init(request: dict, output_fd: int, ready_fd: int) -> None:
     """PID 1 of the run: build its private view, drop every privilege, start pytest, reap until it ends."""
+    _close_all_but(output_fd, ready_fd)
     try:
         _private_mounts(request["tree"], request.get("report"))
         _limit(request["limits"])
@@ -174,7 +176,7 @@ def run_pytest(request: dict, output_fd: int) -> None:
     os.dup2(output_fd, 2)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
-    os.closerange(3, _max_fd())
+    _close_all_but()
     os.environ.update(request["env"])
     os.chdir(TREE)
     sys.path[0] = TREE
@@ -283,9 +285,15 @@ def _shell_code(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-def _max_fd() -> int:
+def _close_all_but(*keep: int) -> None:
+    """Close every file descriptor above 2 except `keep`."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return soft if 0 < soft < (1 << 20) else 4096
+    top = soft if 0 < soft < (1 << 20) else 4096
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, top)
 
 
 def _never_return(function, *args) -> None:  # type: ignore[no-untyped-def]
