@@ -19,7 +19,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _SHELL_SYNTAX = (";", "|", "&", "`", "$", "<", ">", "\n", "\r")
-_PYTEST_PREFIXES = (("pytest",), ("python", "-m", "pytest"), ("python3", "-m", "pytest"))
+#: How a test command may start (the harness runs each as `python -m pytest`).
+PYTEST_PREFIXES = (("pytest",), ("python", "-m", "pytest"), ("python3", "-m", "pytest"))
 _LOCAL_PATH_FIELDS = ("repo", "hidden_tests")
 _MAX_LIST = 200
 _MAX_TEXT = 1000
@@ -151,7 +152,7 @@ def _command(key: str, value: Any) -> str:
 def _pytest_command(key: str, value: Any) -> str:
     value = _command(key, value)
     argv = shlex.split(value)
-    if not any(tuple(argv[: len(prefix)]) == prefix for prefix in _PYTEST_PREFIXES):
+    if not any(tuple(argv[: len(prefix)]) == prefix for prefix in PYTEST_PREFIXES):
         raise SpecError(f"{key}: must be a pytest invocation ('pytest ...' or 'python -m pytest ...'), got {value!r}")
     return value
 

@@ -3,6 +3,8 @@
 How a run is trusted (docs/correctness.md has the full story):
 
 - every run happens in the sandbox, in a scratch copy (never in the shared base or the patched tree itself);
+- the visible and hidden suites share one pytest process when `combine_blocker` finds nothing in the spec, the
+  hidden tests or the tree that one process could change; the report is split back by each test's file;
 - pytest plugin auto-loading is off (the task's own requirements' plugins are loaded by name), the cache plugin
   is off, and per-test results come from a JUnit XML file the harness asks for in the report folder;
 - the harness adds a randomly named canary test that must fail. The patched code runs in the same process as
@@ -24,11 +26,12 @@ import shutil
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from scoring.core import combine
 from scoring.core.critics.base import BaseCritic
 from scoring.core.trees import scratch_copy
 from scoring.core.types import CriticResult, RunLimits, RunResult, ScoringContext
@@ -41,6 +44,11 @@ _REPORT_MAX_BYTES = 20 << 20
 _MIN_FREE_BYTES = 1 << 20
 _EXCERPT_CHARS = 600
 _BASE_FACTS_FILE = "correctness_base.json"
+#: Base facts of a task whose suites run as one process: a file of their own, so that a patched tree that must
+#: run its suites apart is graded against base runs made apart too.
+_COMBINED_BASE_FACTS_FILE = "correctness_base_combined.json"
+#: The suites of a task with hidden tests, in the order runs and evidence list them.
+SUITES = ("visible", "hidden")
 _HARNESS_OPTIONS = (
     "-p",
     "no:cacheprovider",
@@ -105,20 +113,22 @@ class CorrectnessCritic(BaseCritic):
     def evaluate(self, ctx: ScoringContext) -> CriticResult:
         """Run the suites on the patched tree and grade them against the (cached) base facts."""
         steps = [f"Step: preparing the tree. {note}" for note in ctx.notes]
-        base, cached = base_facts(ctx)
+        combined, patched_blocker = choose_mode(ctx)
+        base, cached = base_facts(ctx, combined=combined)
         broken = next(filter(None, (run.broken_reason() for run in base.values())), None)
         if broken is not None:
             steps.append(f"Step: base run. The task looks broken: {broken}. Correctness cannot be measured.")
             return CriticResult(self.name, None, 0.9, tuple(steps), {"task_broken": broken}, frozenset({"task_broken"}))
         steps.append(_base_step(base, cached))
-        patched = {suite: run_suite(ctx, ctx.patched_dir, suite) for suite in base}
-        return grade(ctx, base, [patched], steps)
+        patched = run_suites(ctx, ctx.patched_dir, list(base), combined=combined)
+        return grade(ctx, base, [patched], steps, runs_apart=patched_blocker)
 
     def heal(self, ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult:
         """Re-run the patched suites to tell flaky tests from failing ones; flaky tests leave both sets."""
         if previous.score is None or "tamper" in previous.flags:
             return previous
-        base, _ = base_facts(ctx)
+        combined, patched_blocker = choose_mode(ctx)
+        base, _ = base_facts(ctx, combined=combined)
         runs = [{suite: _suite_from_evidence(previous.evidence[suite]) for suite in base}]
         steps = list(previous.rationale)
         deadline = time.monotonic() + budget_s
@@ -129,27 +139,28 @@ class CorrectnessCritic(BaseCritic):
             if remaining <= per_run:
                 steps.append(f"Step: healing. Time budget spent after {attempt} re-run(s).")
                 break
-            runs.append({suite: run_suite(ctx, ctx.patched_dir, suite) for suite in base})
+            runs.append(run_suites(ctx, ctx.patched_dir, list(base), combined=combined))
         reruns = len(runs) - 1
         if reruns == 0:
             return previous
         steps.append(f"Step: healing. Re-ran the tests {reruns} more time(s) to separate flaky from failing tests.")
-        healed = grade(ctx, base, runs, steps, healed=True)
+        healed = grade(ctx, base, runs, steps, healed=True, runs_apart=patched_blocker)
         return healed
 
 
-def base_facts(ctx: ScoringContext) -> tuple[dict[str, SuiteRun], bool]:
-    """The base tree's suite results, computed once per task and cached; returns (facts, came from cache).
+def base_facts(ctx: ScoringContext, *, combined: bool) -> tuple[dict[str, SuiteRun], bool]:
+    """The base tree's suite results, computed once per task and run mode and cached; returns (facts, from cache).
 
-    Two processes may compute them at once; each writes a complete file and the last rename wins, so a reader
-    never sees half a file.
+    `combined` (from `choose_mode`) says how the patched runs they are compared with are made; each mode has its
+    own cache file. Two processes may compute them at once; each writes a complete file and the last rename
+    wins, so a reader never sees half a file.
     """
-    path = ctx.task_cache_dir / _BASE_FACTS_FILE
+    path = ctx.task_cache_dir / (_COMBINED_BASE_FACTS_FILE if combined else _BASE_FACTS_FILE)
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         data = json.loads(path.read_text())
         return {suite: SuiteRun.from_json(run) for suite, run in data.items()}, True
-    suites = ["visible", *(["hidden"] if ctx.hidden_dir is not None else [])]
-    facts = {suite: run_suite(ctx, ctx.base_dir, suite) for suite in suites}
+    suites = list(SUITES if ctx.hidden_dir is not None else SUITES[:1])
+    facts = run_suites(ctx, ctx.base_dir, suites, combined=combined)
     if not any(run.broken_reason() for run in facts.values()):
         ctx.task_cache_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".base-", dir=ctx.task_cache_dir)
@@ -159,13 +170,87 @@ def base_facts(ctx: ScoringContext) -> tuple[dict[str, SuiteRun], bool]:
     return facts, False
 
 
+def choose_mode(ctx: ScoringContext) -> tuple[bool, str | None]:
+    """(True when both suites of this patch run as one pytest process, why not when only the patched tree forbids it).
+
+    The spec, the hidden tests and the base tree decide it for the whole task, so the cached base facts and
+    every patch agree. A patched tree is checked too, without trusting the workspace's reverts: if it would
+    change the answer, its suites run apart and `base_facts(ctx, combined=False)` gives base runs made apart,
+    so grading always compares runs of one kind.
+    """
+    if ctx.hidden_dir is None:
+        return False, None
+    hidden = combine.cached_tree_files(ctx.hidden_dir)
+    if _tree_blocker(ctx, hidden, ctx.base_dir, combine.cached_tree_files(ctx.base_dir)) is not None:
+        return False, None
+    patched = _tree_blocker(ctx, hidden, ctx.patched_dir, combine.tree_files(ctx.patched_dir))
+    return patched is None, patched
+
+
+def _tree_blocker(ctx: ScoringContext, hidden_files: frozenset[str], tree: Path, files: frozenset[str]) -> str | None:
+    """`combine_blocker` for the hidden tests overlaid on `tree`, whose files are `files`."""
+    return combine.combine_blocker(
+        test_command=ctx.spec.test_command,
+        hidden_test_command=getattr(ctx.spec, "hidden_test_command", None),
+        hidden_files=hidden_files,
+        tree_files=files,
+        addopts=combine.root_addopts(tree),
+    )
+
+
+def run_suites(ctx: ScoringContext, source: Path, suites: Sequence[str], *, combined: bool) -> dict[str, SuiteRun]:
+    """Each of `suites` on a scratch copy of `source`: one pytest run for both when `combined`, else one each.
+
+    The one function base facts, patched runs and healing all use, with `combined` from `choose_mode`.
+    """
+    if combined and tuple(suites) == SUITES:
+        return run_combined(ctx, source)
+    return {suite: run_suite(ctx, source, suite) for suite in suites}
+
+
 def run_suite(ctx: ScoringContext, source: Path, suite: str) -> SuiteRun:
     """Run the visible or hidden suite on a scratch copy of `source`, with the canary, and read its report."""
-    work_root = ctx.settings.work_root
-    with scratch_copy(source, work_root=work_root, prefix="tests-") as tree:
-        if suite == "hidden":
+    runs = _run_pytest(
+        ctx, source, _suite_command(ctx, suite), overlay=suite == "hidden", suites=(suite,), suite_of=lambda _: (suite,)
+    )
+    return runs[suite]
+
+
+def run_combined(ctx: ScoringContext, source: Path) -> dict[str, SuiteRun]:
+    """Run both suites as one pytest process (the visible command plus the hidden test files) and split the report.
+
+    Call only when `combine_blocker` allows it for `source`. A test belongs to the hidden suite when the `file` of
+    its JUnit testcase (xunit1 writes it for tests and collection errors alike) is a hidden file, to the visible
+    suite otherwise. A testcase without a usable `file` goes to both: pytest writes one only for a run-wide event
+    (an internal error ends the whole run). Both suites keep the run's canary, exit status, timeout, limit and
+    output; the run gets the wall-clock and CPU budgets of the two runs it replaces.
+    """
+    hidden = combine.cached_tree_files(ctx.hidden_dir)
+    command = shlex.join([*shlex.split(ctx.spec.test_command), *combine.hidden_test_files(hidden)])
+
+    def suite_of(file: str) -> tuple[str, ...]:
+        path = PurePosixPath(file)
+        if not file or path.is_absolute() or ".." in path.parts:
+            return SUITES
+        return ("hidden",) if path.as_posix() in hidden else ("visible",)
+
+    return _run_pytest(ctx, source, command, overlay=True, suites=SUITES, suite_of=suite_of)
+
+
+def _run_pytest(
+    ctx: ScoringContext,
+    source: Path,
+    command: str,
+    *,
+    overlay: bool,
+    suites: tuple[str, ...],
+    suite_of: Callable[[str], tuple[str, ...]],
+) -> dict[str, SuiteRun]:
+    """One sandboxed pytest run of `command` on a scratch copy of `source` (hidden tests overlaid when `overlay`),
+    with the canary; its report read into one SuiteRun per suite."""
+    with scratch_copy(source, work_root=ctx.settings.work_root, prefix="tests-") as tree:
+        if overlay:
             _overlay(ctx.hidden_dir, tree)
-        command = _suite_command(ctx, suite)
         token = secrets.token_hex(6)
         canary = f"test_canary_{token}"
         (tree / f"{canary}.py").write_text(f"def {canary}():\n    assert False, 'the harness canary must fail'\n")
@@ -176,13 +261,13 @@ def run_suite(ctx: ScoringContext, source: Path, suite: str) -> SuiteRun:
         report = tree.parent / "report"
         report.mkdir()
         argv = _pytest_argv(command, plugins=[f"_harness_{token}", *_env_plugins(ctx.env_dir)])
-        timeout = float(getattr(ctx.spec, "timeout_s", 60))
-        limits = RunLimits(wall_s=timeout, cpu_s=timeout, output_bytes=ctx.settings.output_bytes)
+        budget = float(getattr(ctx.spec, "timeout_s", 60)) * len(suites)
+        limits = RunLimits(wall_s=budget, cpu_s=budget, output_bytes=ctx.settings.output_bytes)
         result = ctx.run(argv, tree=tree, report_dir=report, env_dir=ctx.env_dir, limits=limits)
-        run = _read_run(report / "junit.xml", result, canary)
-        if not run.report_found:
+        runs = _read_runs(report / "junit.xml", result, canary, suites=suites, suite_of=suite_of)
+        if not any(run.report_found for run in runs.values()):
             _refuse_full_disk(tree)
-        return run
+        return runs
 
 
 def _refuse_full_disk(tree: Path) -> None:
@@ -202,12 +287,9 @@ def _suite_command(ctx: ScoringContext, suite: str) -> str:
         return ctx.spec.test_command
     if getattr(ctx.spec, "hidden_test_command", None):
         return ctx.spec.hidden_test_command
-    files = sorted(
-        p.relative_to(ctx.hidden_dir).as_posix()
-        for p in ctx.hidden_dir.rglob("*.py")
-        if p.name.startswith("test_") or p.name.endswith("_test.py")
+    return shlex.join(
+        ["python", "-m", "pytest", "-q", *combine.hidden_test_files(combine.cached_tree_files(ctx.hidden_dir))]
     )
-    return shlex.join(["python", "-m", "pytest", "-q", *files])
 
 
 def _pytest_argv(command: str, *, plugins: Iterable[str]) -> list[str]:
@@ -259,33 +341,51 @@ def _overlay(hidden: Path | None, tree: Path) -> None:
             shutil.copyfile(source, target)
 
 
-def _read_run(report: Path, result: RunResult, canary: str) -> SuiteRun:
-    """Turn a run and its JUnit report into a SuiteRun; a missing or unreadable report means no results."""
-    run = SuiteRun(
-        returncode=result.returncode,
-        timed_out=result.timed_out,
-        resource_limit=result.resource_limit,
-        output_tail=result.output[-2000:],
-    )
+def _read_runs(
+    report: Path,
+    result: RunResult,
+    canary: str,
+    *,
+    suites: tuple[str, ...],
+    suite_of: Callable[[str], tuple[str, ...]],
+) -> dict[str, SuiteRun]:
+    """Turn a run and its JUnit report into a SuiteRun per suite; a missing or unreadable report means no results.
+
+    `suite_of` maps a testcase's `file` attribute to the suites it belongs to. Every suite keeps the run's canary,
+    exit status and limits. The report may be as large as the cap of each run it stands for.
+    """
+    runs = {
+        suite: SuiteRun(
+            returncode=result.returncode,
+            timed_out=result.timed_out,
+            resource_limit=result.resource_limit,
+            output_tail=result.output[-2000:],
+        )
+        for suite in suites
+    }
     try:
-        if report.stat().st_size > _REPORT_MAX_BYTES:
-            return run
+        if report.stat().st_size > _REPORT_MAX_BYTES * len(suites):
+            return runs
         root = ET.parse(report).getroot()  # noqa: S314 - see the import
     except (OSError, ET.ParseError, ValueError):
-        return run
-    run.report_found = True
+        return runs
+    for run in runs.values():
+        run.report_found = True
     for case in root.iter("testcase"):
         name = case.get("name", "")
         key = f"{case.get('classname')}::{name}" if case.get("classname") else name
         outcome, excerpt = _outcome(case)
         if name == canary:
-            run.canary = outcome
+            for run in runs.values():
+                run.canary = outcome
             continue
-        if run.tests.get(key, PASSED) == PASSED:  # a repeated name keeps its worst outcome
-            run.tests[key] = outcome
-            if excerpt:
-                run.excerpts[key] = excerpt
-    return run
+        for suite in suite_of(case.get("file") or ""):
+            run = runs[suite]
+            if run.tests.get(key, PASSED) == PASSED:  # a repeated name keeps its worst outcome
+                run.tests[key] = outcome
+                if excerpt:
+                    run.excerpts[key] = excerpt
+    return runs
 
 
 def _outcome(case: ET.Element) -> tuple[str, str]:
@@ -340,10 +440,13 @@ def grade(
     steps: list[str],
     *,
     healed: bool = False,
+    runs_apart: str | None = None,
 ) -> CriticResult:
     """Score the patched runs against the base, exactly as DESIGN.md says; the first run is the reference.
 
     With several runs (healing), a test whose outcome differs between runs is flaky and leaves both sets.
+    `runs_apart` is why the patched tree ruled out one process for both suites (see `choose_mode`); it goes to the
+    hidden evidence, which API clients do not see, because a patch could probe it for the hidden tests' names.
     """
     flags = set(ctx.flags & {"tamper", "tests_modified"})
     first = runs[0]
@@ -382,6 +485,8 @@ def grade(
             "timed_out": first[suite].timed_out,
             "resource_limit": first[suite].resource_limit,
         }
+    if runs_apart is not None and "hidden" in evidence:
+        evidence["hidden"]["runs_apart"] = runs_apart
     steps.append(_run_step(first, failing_by_suite))
 
     tamper_reasons = [reason for suite in base for reason in _report_tamper(base[suite], first[suite], suite)]
