@@ -1,8 +1,9 @@
 """Intake: patches per second accepted by `POST /api/v1/patches/`, one at a time and in batches of 1000.
 
 Runs in a child process on a throwaway SQLite database with a real Redis (see common.django_env and
-common.redis_url): each accepted patch is validated (`git apply --check` against the base), written, and its
-scoring published to Redis on commit, exactly as in production; the benchmark checks that every accepted patch's
+common.redis_url): each accepted patch is validated (parsed, then checked against the base in-process by
+libgit2, with `git apply --check` deciding every refusal: workspace.check_applies), written, and its scoring
+published to Redis on commit, exactly as in production; the benchmark checks that every accepted patch's
 id is in a message in the broker. Requests go through DRF's test client with a client token, so the time is
 the server's (routing, authentication, validation, database, broker), without a network or a web server.
 When the batched rate misses the goal, one more batch runs under cProfile and its top entries are returned.
@@ -171,10 +172,11 @@ def render(result: dict[str, Any]) -> Section:
     ]
     parts = [
         f"`POST /api/v1/patches/` through DRF's test client with a client token, SQLite, Redis "
-        f"{result['redis_version']}. Every patch is checked with `git apply --check` against the task's base, "
-        f"written, and its scoring published to Redis on commit (a message per patch, or one fan-out message per "
-        f"batch); every one of the {result['accepted']:,} accepted patches (warm-up included) was found in the "
-        f"broker's {result['broker_messages']:,} messages.",
+        f"{result['redis_version']}. Every patch is checked against the task's base in-process by libgit2 (a "
+        f"diff libgit2 refuses, or cannot vouch for, goes to `git apply --check`, which decides every refusal; "
+        f"these patches all apply), written, and its scoring published to Redis on commit (a message per patch, "
+        f"or one fan-out message per batch); every one of the {result['accepted']:,} accepted patches (warm-up "
+        f"included) was found in the broker's {result['broker_messages']:,} messages.",
         table(["requests", "n", "patches/s", "time per request"], rows),
     ]
     if "profile" in result:

@@ -7,6 +7,7 @@ import fcntl
 import gzip
 import io
 import shutil
+import stat
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -84,3 +85,11 @@ def pack_tree(src: Path, dest: Path) -> Path:
     with open(dest, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
         gz.write(buffer.getvalue())
     return dest
+
+
+def make_read_only(tree: Path) -> None:
+    """Drop write permission everywhere in `tree`: the shared cache must never change after extraction."""
+    for path in sorted(tree.rglob("*"), reverse=True):
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        path.chmod(mode & ~0o222)
+    tree.chmod(0o555)

@@ -4,6 +4,10 @@
 copy of the base (no git repository is ever created in or above the tree), then reverts what a patch may not
 change: test files (flag `tests_modified`) and test or lint infrastructure (flag `tamper`). See
 docs/correctness.md for the exact lists.
+
+`check_applies` is the intake's question "does this diff apply to the base?". It asks libgit2 in-process first,
+against a bare repository that `base_tree` keeps next to each base tree, and asks `git apply --check` whenever
+libgit2 says no or git might answer differently, so git's verdict and git's message stand for every refusal.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import os
 import platform
 import shlex
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -26,21 +29,24 @@ import tomllib
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
+from scoring.core import applycheck
 from scoring.core.archive import safe_extract, sha256_file
 from scoring.core.diffcheck import DiffError, FileChange, ParsedDiff, parse_diff
-from scoring.core.trees import remove_tree, scratch_copy
+from scoring.core.trees import make_read_only, remove_tree, scratch_copy
 from scoring.core.types import PipelineSettings, Runner, ScoringContext
 
 #: Bumped when what is cached per task changes meaning (the harness options, the base facts' format).
 TASK_CACHE_FORMAT = 1
 _GIT_TIMEOUT_S = 60
-
 _TEST_DIRS = frozenset({"tests", "test", "testing"})
 #: Files whose mere presence or edit changes how tests are collected, run or reported, wherever they are.
 _INFRA_NAMES = frozenset(
     {
         "conftest.py",
         "pytest.ini",
+        ".pytest.ini",
+        "pytest.toml",  # pytest 9 reads these two first
+        ".pytest.toml",
         "tox.ini",
         "sitecustomize.py",
         "usercustomize.py",
@@ -71,28 +77,24 @@ def base_tree(archive: Path, *, cache_root: Path, strip_root: bool = True, sha25
     digest = sha256 or sha256_file(archive)
     target = cache_root / "bases" / (digest if strip_root else f"{digest}-overlay")
     if target.is_dir():
+        if strip_root:
+            applycheck.ensure_check_repo(target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     holder = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=target.parent))
     try:
         tree = holder / "tree"
         safe_extract(archive, tree, strip_root=strip_root)
-        _make_read_only(tree)
+        make_read_only(tree)
         with contextlib.suppress(FileExistsError, OSError):
             os.rename(tree, target)  # fails harmlessly when another process won the race
     finally:
         remove_tree(holder)
     if not target.is_dir():
         raise WorkspaceError(f"could not cache the tree of {archive.name}")
+    if strip_root:
+        applycheck.ensure_check_repo(target)
     return target
-
-
-def _make_read_only(tree: Path) -> None:
-    """Drop write permission everywhere in `tree`: the shared cache must never change after extraction."""
-    for path in sorted(tree.rglob("*"), reverse=True):
-        mode = stat.S_IMODE(path.lstat().st_mode)
-        path.chmod(mode & ~0o222)
-    tree.chmod(0o555)
 
 
 def task_env(requirements: Sequence[str], *, cache_root: Path, timeout_s: float) -> Path | None:
@@ -139,8 +141,15 @@ def task_env(requirements: Sequence[str], *, cache_root: Path, timeout_s: float)
 
 
 def check_applies(diff: ParsedDiff | str, base_dir: Path) -> None:
-    """Raise DiffError (with git's message, host paths removed) unless `diff` applies cleanly to `base_dir`."""
-    _git_apply(diff, base_dir, check=True)
+    """Raise DiffError (with git's message, host paths removed) unless `diff` applies cleanly to `base_dir`.
+
+    git is the judge. libgit2 answers in-process, without a subprocess, only when it accepts the diff and git
+    would accept it the same way (applycheck.libgit2_accepts); a libgit2 refusal, and any case where the two
+    could differ, goes to `git apply --check`, so every refusal is git's, with git's message. A `base_dir` that
+    base_tree did not cache has no check repository and always goes to git.
+    """
+    if not applycheck.libgit2_accepts(diff, base_dir):
+        _git_apply(diff, base_dir, check=True)
 
 
 def _git_apply(diff: ParsedDiff | str, tree: Path, *, check: bool) -> None:

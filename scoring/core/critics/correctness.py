@@ -124,8 +124,12 @@ class CorrectnessCritic(BaseCritic):
         return grade(ctx, base, [patched], steps, runs_apart=patched_blocker)
 
     def heal(self, ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult:
-        """Re-run the patched suites to tell flaky tests from failing ones; flaky tests leave both sets."""
-        if previous.score is None or "tamper" in previous.flags:
+        """Re-run the patched suites to tell flaky tests from failing ones; flaky tests leave both sets.
+
+        Only a failing test is a doubt that more runs can settle: when every test passed (the doubt is, say,
+        suspicious code), re-running would cost time and change nothing.
+        """
+        if previous.score is None or "tamper" in previous.flags or not _any_failing(previous.evidence):
             return previous
         combined, patched_blocker = choose_mode(ctx)
         base, _ = base_facts(ctx, combined=combined)
@@ -417,6 +421,15 @@ def _base_step(base: Mapping[str, SuiteRun], cached: bool) -> str:
         counts.append(f"{len(run.tests)} {suite} ({failing} failing, {len(run.tests) - failing} passing)")
     source = "from the task cache" if cached else "run once for this task and cached"
     return f"Step: base run ({source}). Expected tests: {', '.join(counts)}."
+
+
+def _any_failing(evidence: Mapping[str, Any]) -> bool:
+    """True when a test of the first patched run did not pass (or the run ended by timeout or a limit)."""
+    suites = [evidence[suite] for suite in SUITES if isinstance(evidence.get(suite), Mapping)]
+    return any(
+        suite.get("timed_out") or suite.get("resource_limit") or any(t["outcome"] != PASSED for t in suite["tests"])
+        for suite in suites
+    )
 
 
 def _suite_from_evidence(evidence: Mapping[str, Any]) -> SuiteRun:

@@ -54,7 +54,10 @@ def test_concurrent_base_tree_requests_agree(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert len(set(found)) == 1
-    assert sorted(p.name for p in (tmp_path / "cache" / "bases").iterdir()) == [found[0].name]
+    # One tree and its check repository, nothing left over from the losers of the race.
+    names = sorted(p.name for p in (tmp_path / "cache" / "bases").iterdir())
+    assert names == [found[0].name, found[0].name + ".check.git"]
+    workspace.check_applies(gcd_task.fix_diff(), found[0])
 
 
 def _wheel(dest: Path) -> Path:
