@@ -68,7 +68,7 @@ def test_pytest_ini_addopts_is_reverted_and_flagged_tamper(task) -> None:
 def test_pytest_9_configuration_files_are_reverted_and_flagged_tamper(task, name: str) -> None:
     config = "[pytest]\naddopts = -k 'coprimes or zero or lcm'\n"
     if name.endswith(".toml"):
-        config = "[pytest]\naddopts = [\"-k\", \"coprimes or zero or lcm\"]\n"
+        config = '[pytest]\naddopts = ["-k", "coprimes or zero or lcm"]\n'
     result = score(task, gcd_task.make_diff({name: config}))
     assert result.score == 0.0
     assert "tamper" in result.flags
