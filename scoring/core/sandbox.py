@@ -190,8 +190,11 @@ def _bwrap_args(tree: Path, report_dir: Path | None, env_dir: Path | None) -> li
     return bwrap_args(mounts, env_dir)
 
 
-def bwrap_args(mounts: Sequence[str], env_dir: Path | None) -> list[str]:
-    """bwrap and its options, `mounts` (bwrap mount options for what goes under /sandbox) included."""
+def bwrap_args(mounts: Sequence[str], env_dir: Path | None, *, env_on_path: bool = True) -> list[str]:
+    """bwrap and its options, `mounts` (bwrap mount options for what goes under /sandbox) included.
+
+    `env_dir` is mounted read-only at /sandbox/env, and put on PYTHONPATH unless `env_on_path` is false.
+    """
     args = [
         shutil.which("bwrap", path="/usr/bin:/bin") or "bwrap",
         "--unshare-ipc",
@@ -227,7 +230,7 @@ def bwrap_args(mounts: Sequence[str], env_dir: Path | None) -> list[str]:
     if env_dir is not None:
         args += ["--ro-bind", str(env_dir), ENV_INSIDE]
     args += ["--remount-ro", "/", "--chdir", TREE_INSIDE, "--clearenv"]
-    for assignment in _env_assignments(ENV_INSIDE if env_dir else None):
+    for assignment in _env_assignments(ENV_INSIDE if env_dir and env_on_path else None):
         name, value = assignment.split("=", 1)
         args += ["--setenv", name, value]
     return args

@@ -1,10 +1,12 @@
 """Warm test runs: pytest commands forked from a zygote that imported pytest once, inside bubblewrap.
 
 `sandbox.run(..., warm=True)` comes here for `[env NAME=value ...] python -m pytest ARGS` when the worker is root
-(a fresh uid per run needs it). Everything else, and any failure of this machinery (never of the patch), takes
-the ordinary path: one bwrap per command. scoring/core/zygote.py describes what a warm run gets, which is what a
-cold one gets: its own mount, PID and IPC namespaces, the same read-only system, no network but `lo`, a fresh
-uid without capabilities, the same rlimits, the same wall clock enforced from here, the same output cap.
+(a fresh uid per run needs it). Everything else takes the ordinary path, one bwrap per command, and so does a
+run the machinery fails to start (never because of the patch: a run cannot reach it); a zygote lost during a run
+raises WarmRunLost, and the stage is retried on fresh copies. scoring/core/zygote.py describes what a warm run
+gets, which is what a cold one gets: its own mount, PID, IPC and network namespaces (only `lo`), the same
+read-only system, a fresh uid without capabilities, the same rlimits, the same wall clock enforced from here,
+the same output cap.
 
 One zygote per worker process and (runs folder, task environment); the two most recent are kept. A run that
 outlives its wall clock takes its zygote down with it (SIGKILL to the whole bwrap), and the next run starts a
@@ -19,13 +21,15 @@ import json
 import logging
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,20 +39,39 @@ from scoring.core.types import RunLimits, RunResult
 ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
 ZYGOTE_INSIDE = "/sandbox/zygote.py"
 RUNS_INSIDE = "/sandbox/runs"
-#: What the zygote may do, and only before it forks a run: namespaces and mounts, uid/gid, the bounding set.
-_CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
+#: What the zygote may do, and only before a run drops it all: namespaces and mounts, `lo` up, uid/gid, the
+#: bounding set.
+_CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
 _START_TIMEOUT_S = 30.0
 #: After the run's output closes, how long its status may take before the run counts as stuck and is killed.
 _EXIT_GRACE_S = 0.5
+_MAX_MESSAGE = 1 << 20
 _KEEP = 2
-_log = logging.getLogger(__name__)
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.DOTALL)
+#: Modules a task environment may not ship for a warm run (Python imports them at start-up, before any run).
+_START_UP_MODULES = frozenset({"sitecustomize", "usercustomize"})
+_log = logging.getLogger(__name__)
 
-_zygotes: OrderedDict[tuple[int, Path, Path | None], Zygote] = OrderedDict()
+_zygotes: OrderedDict[tuple[Path, Path | None], Zygote] = OrderedDict()
+_lock = threading.Lock()
+#: How this process's eligible pytest runs went: "warm" (ran in a zygote, timeouts included), "cold" (sent to
+#: the ordinary path: no zygote, a shadowing task environment, a run that could not start), "lost".
+stats: Counter[str] = Counter()
+
+
+class WarmRunLost(RuntimeError):
+    """The zygote went away while a run was in it: the run may have changed its tree, so it is not re-run here.
+
+    The stage fails and is retried from fresh copies (scoring.tasks); this never happens because of the patch.
+    """
 
 
 def pytest_args(argv: Sequence[str]) -> tuple[dict[str, str], list[str]] | None:
-    """(extra environment, pytest's arguments) when `argv` is `[env NAME=value ...] python -m pytest ...`."""
+    """(extra environment, pytest's arguments) when `argv` is `[env NAME=value ...] python -m pytest ...`.
+
+    None for anything else, and for a PYTHON* variable: Python reads those when it starts, which a forked run
+    cannot replay.
+    """
     argv = list(argv)
     env: dict[str, str] = {}
     if argv[:1] == ["env"]:
@@ -56,7 +79,7 @@ def pytest_args(argv: Sequence[str]) -> tuple[dict[str, str], list[str]] | None:
         while argv and _ASSIGNMENT.fullmatch(argv[0]):
             name, value = argv.pop(0).split("=", 1)
             env[name] = value
-    if argv[:3] != ["python", "-m", "pytest"]:
+    if argv[:3] != ["python", "-m", "pytest"] or any(name.startswith("PYTHON") for name in env):
         return None
     return env, argv[3:]
 
@@ -68,15 +91,13 @@ def run(
 
     `tree` and `report_dir` are already handed over to `uid`. Both must lie in the same runs folder (the tree's
     grandparent, as scratch_copy makes them), which the zygote sees whole and each run sees only its part of.
+    Raises WarmRunLost when the zygote died during the run.
     """
     parsed = pytest_args(argv)
     runs_root = tree.parent.parent
     if parsed is None or runs_root == Path("/") or (report_dir and not report_dir.is_relative_to(runs_root)):
         return None
     env, args = parsed
-    zygote = _zygote(runs_root, env_dir)
-    if zygote is None:
-        return None
     request = {
         "tree": tree.relative_to(runs_root).as_posix(),
         "report": report_dir.relative_to(runs_root).as_posix() if report_dir else None,
@@ -90,18 +111,29 @@ def run(
             "pids": limits.max_pids,
         },
     }
-    result = zygote.run(request, limits)
-    if result is None or zygote.dead:
-        _forget(zygote)
-    return result
+    with _lock:
+        zygote = _zygote(runs_root, env_dir)
+        if zygote is None or zygote.shadowed_by(env_dir):
+            stats["cold"] += 1
+            return None
+        outcome = "lost"
+        try:
+            result = zygote.run(request, limits)
+            outcome = "cold" if result is None else "warm"
+            return result
+        finally:
+            stats[outcome] += 1
+            if zygote.dead:
+                _forget(zygote)
 
 
 class Zygote:
-    """One warm pytest process in its own bubblewrap, and the socket to it."""
+    """One warm pytest process in its own bubblewrap, and the socket to it. Used under the module's lock."""
 
     def __init__(self, runs_root: Path, env_dir: Path | None) -> None:
         self.dead = False
         self.owner = os.getpid()
+        self.requests = 0
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - the zygote's stderr for its whole life
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         side_read, side_write = os.pipe()
@@ -111,13 +143,13 @@ class Zygote:
             "--dir", sandbox.TREE_INSIDE,
             "--dir", sandbox.REPORT_INSIDE,
         ]  # fmt: skip
-        args = sandbox.bwrap_args(mounts, env_dir)
+        # The task environment is mounted but not on the zygote's path: its code must not run with privileges.
+        args = sandbox.bwrap_args(mounts, env_dir, env_on_path=False)
         capabilities = [arg for name in _CAPABILITIES for arg in ("--cap-add", name)]
         command = [
             "/usr/bin/env", "-i", args[0], "--info-fd", str(side_write), *capabilities, *args[1:],
             sys.executable, ZYGOTE_INSIDE, str(theirs.fileno()),
         ]  # fmt: skip
-        self.started = time.monotonic()
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -131,28 +163,56 @@ class Zygote:
         os.close(side_write)
         self.channel = ours
         self.side_read = side_read
-        self.child_pid: int | None = None
         self.channel.settimeout(_START_TIMEOUT_S)
         try:
-            ready = json.loads(self.channel.recv(1 << 16) or b"{}")
+            ready = json.loads(self.channel.recv(_MAX_MESSAGE) or b"{}")
         except (OSError, ValueError):
             ready = {}
-        self.child_pid = sandbox._child_pid(sandbox._drain(side_read))
-        if not ready.get("ready"):
+        # A pidfd names the namespace's PID 1 for good: a kill can never reach a process that reused its number.
+        child_pid = sandbox._child_pid(sandbox._drain(side_read))
+        self.child: int | None = None
+        with contextlib.suppress(OSError, TypeError):
+            self.child = os.pidfd_open(child_pid)
+        self.modules = frozenset(ready.get("modules", ()))
+        if not ready.get("ready") or self.child is None:
             self.close()
             self.log.seek(0)
             _log.warning("warm test runs unavailable, running pytest cold: %s", self.log.read()[-2000:].decode())
 
+    def shadowed_by(self, env_dir: Path | None) -> bool:
+        """True when the task environment ships a module the zygote already imported, or a start-up hook.
+
+        In a cold run that module would win (PYTHONPATH comes first); here the imported one would: run cold.
+        """
+        if env_dir is None:
+            return False
+        names = {entry.name.split(".")[0] for entry in os.scandir(env_dir) if not entry.name.endswith("-info")}
+        return bool(names & (self.modules | _START_UP_MODULES))
+
     def run(self, request: dict, limits: RunLimits) -> RunResult | None:
-        """Send one request and supervise it like a cold run; None if the zygote failed (not the command)."""
+        """Send one request and supervise it like a cold run.
+
+        None when the zygote failed before the run's code started (the caller runs it cold); WarmRunLost when
+        it went away during the run. Any exception here (a soft time limit, say) kills the zygote first, so no
+        run is ever left behind without its wall clock.
+        """
+        try:
+            return self._run(request, limits)
+        except BaseException:
+            self.close()
+            raise
+
+    def _run(self, request: dict, limits: RunLimits) -> RunResult | None:
         started = time.monotonic()
+        self.requests += 1
+        request = {**request, "id": self.requests}
         output_read, output_write = os.pipe()
         try:
             socket.send_fds(self.channel, [json.dumps(request).encode()], [output_write])
         except OSError:
             os.close(output_read)
             self.close()
-            return None
+            return None  # not delivered: nothing ran
         finally:
             os.close(output_write)
         reply: dict = {}
@@ -161,7 +221,7 @@ class Zygote:
         def exited() -> bool:
             nonlocal reply
             if not reply:
-                reply = self._reply_now()
+                reply = self._reply(blocking=False)
             return bool(reply)
 
         try:
@@ -175,35 +235,33 @@ class Zygote:
         if not reply:
             # The output closed but the run has not ended: as on a cold run, it is killed there and then.
             self.channel.settimeout(max(0.01, min(deadline - time.monotonic(), _EXIT_GRACE_S)))
-            reply = self._reply_blocking()
+            reply = self._reply(blocking=True)
             if not reply:
                 self.close()
                 killed = 128 + signal.SIGKILL
                 return sandbox.run_result(collected, code=killed, cpu_s=0.0, started=started, limits=limits)
-        if "code" not in reply:
-            _log.warning("warm test run failed, running it cold: %s", reply.get("error"))
+        if reply.get("id") != request["id"] or "code" not in reply:
             self.close()
-            return None
+            if reply.get("ran") is False:
+                _log.warning("warm test run could not start, running it cold: %s", reply.get("error"))
+                return None
+            raise WarmRunLost(f"the warm test runner failed during a run: {reply.get('error', 'unexpected reply')}")
         return sandbox.run_result(collected, code=reply["code"], cpu_s=reply["cpu_s"], started=started, limits=limits)
 
-    def _reply_now(self) -> dict:
+    def _reply(self, *, blocking: bool) -> dict:
+        """The zygote's reply; {} when none is there yet (or none came within the channel's timeout)."""
         try:
-            data = self.channel.recv(1 << 16)
-        except BlockingIOError:
+            data = self.channel.recv(_MAX_MESSAGE)
+        except (BlockingIOError, TimeoutError):
             return {}
         except OSError:
             return {"error": "the zygote is gone"}
-        return json.loads(data) if data else {"error": "the zygote is gone"}
-
-    def _reply_blocking(self) -> dict:
-        """The reply, waiting up to the channel's timeout; {} when none came in time."""
-        try:
-            data = self.channel.recv(1 << 16)
-        except TimeoutError:
-            return {}
-        except OSError:
+        if not data:
             return {"error": "the zygote is gone"}
-        return json.loads(data) if data else {"error": "the zygote is gone"}
+        try:
+            return json.loads(data)
+        except ValueError:
+            return {"error": "an unreadable reply"}
 
     def close(self) -> None:
         """Kill the zygote's whole sandbox (any run in it included) and wait for it. Only its owner process may."""
@@ -212,12 +270,18 @@ class Zygote:
         self.dead = True
         with contextlib.suppress(OSError):
             self.channel.close()
-        sandbox._kill_everything(self.process.pid, self.child_pid)
+        if self.process.poll() is None:  # not reaped yet, so its pid (and process group) is still its own
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        if self.child is not None:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(self.child, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-        sandbox._wait_reaped(self.child_pid)
+        if self.child is not None:
+            with contextlib.suppress(OSError):
+                select.select([self.child], [], [], 3.0)  # readable once the namespace's PID 1 has exited
+                os.close(self.child)
         with contextlib.suppress(OSError):
             os.close(self.side_read)
         self.log.close()
@@ -225,7 +289,7 @@ class Zygote:
 
 def _zygote(runs_root: Path, env_dir: Path | None) -> Zygote | None:
     """This process's live zygote for (runs folder, environment), started if needed; None if none can start."""
-    key = (os.getpid(), runs_root, env_dir)
+    key = (runs_root, env_dir)
     zygote = _zygotes.get(key)
     if zygote is not None and (zygote.dead or zygote.process.poll() is not None):
         _forget(zygote)
@@ -248,9 +312,22 @@ def _forget(zygote: Zygote) -> None:
     zygote.close()
 
 
+def _drop_inherited() -> None:
+    """In a forked child: the parent's zygotes are the parent's; close this copy of their sockets, keep them alive."""
+    for zygote in _zygotes.values():
+        zygote.dead = True
+        with contextlib.suppress(OSError):
+            zygote.channel.close()
+    _zygotes.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited)
+
+
 @atexit.register
 def close_all() -> None:
-    """Stop this process's zygotes (a forked child leaves its parent's alone: see Zygote.close)."""
-    for zygote in list(_zygotes.values()):
-        zygote.close()
-    _zygotes.clear()
+    """Stop this process's zygotes."""
+    with _lock:
+        for zygote in list(_zygotes.values()):
+            zygote.close()
+        _zygotes.clear()

@@ -56,6 +56,10 @@ _INFRA_NAMES = frozenset(
         "noxfile.py",
     }
 )
+#: What `python -m pytest` imports besides the standard library: a module of the tree's root with one of these
+#: names (or a standard library name) would be imported instead, and would run the tests itself.
+_RUNNER_MODULES = frozenset({"pytest", "_pytest", "pluggy", "iniconfig", "packaging", "py", "pygments"})
+_MODULE_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
 #: Sections of pyproject.toml (table prefixes) and setup.cfg whose edits are infrastructure edits.
 _PYPROJECT_TABLES = ("pytest", "pylint", "bandit")
 _SETUP_CFG_SECTIONS = ("tool:pytest", "pytest", "pylint", "bandit")
@@ -220,6 +224,27 @@ def infra_reason(path: str, spec: object) -> str | None:
     return None
 
 
+def _shadow_reason(path: str, base: Path) -> str | None:
+    """Why a new file at `path` would shadow a module the test runner imports (None when it would not).
+
+    The tree's root comes first on sys.path when `python -m pytest` starts there, so a new root module or
+    package named like a standard library module or a part of pytest replaces it: the patch would run the
+    tests itself, canary included. One the base already has is the task's own business.
+    """
+    parts = PurePosixPath(path).parts
+    if len(parts) == 1:
+        if not parts[0].endswith(_MODULE_SUFFIXES):
+            return None
+        name = parts[0].split(".")[0]
+    else:
+        name = parts[0]
+    if name in _TEST_DIRS or (base / parts[0]).exists() or (base / f"{name}.py").exists():
+        return None
+    if name in _RUNNER_MODULES or name in sys.stdlib_module_names:
+        return f"a new {name!r} module at the tree's root would replace the one the test runner imports"
+    return None
+
+
 def _config_section_changed(path: str, base: Path, patched: Path) -> str | None:
     """For pyproject.toml / setup.cfg: why the edit touches test or lint configuration, else None."""
     name = PurePosixPath(path).name
@@ -277,6 +302,8 @@ def _review_changes(
         infra = next(filter(None, (infra_reason(p, spec) for p in paths)), None)
         if infra is None and change.kind == "modify":
             infra = _config_section_changed(change.path, base, tree)
+        if infra is None and change.kind in ("add", "rename"):
+            infra = _shadow_reason(change.path, base)
         if infra is not None:
             _revert(change, base, tree)
             flags.add("tamper")

@@ -8,24 +8,27 @@ Why: a sandboxed `python -m pytest` spends about 0.2 s starting Python and impor
 which is most of the cost of scoring a small patch. Here that is paid once per worker. Each run still gets what
 a fresh bubblewrap would give it (docs/sandbox.md, "Warm test runs"):
 
-    zygote (root inside bwrap, CAP_SYS_ADMIN/SETUID/SETGID/SETPCAP only; never runs untrusted code)
-      `- supervisor: unshare(mount, PID, IPC namespaces), reports the run's status and CPU time
-           `- init (PID 1 of the new PID namespace): private mounts, limits, drops to a fresh uid, reaps
+    zygote (root inside bwrap, CAP_SYS_ADMIN/NET_ADMIN/SETUID/SETGID/SETPCAP; never runs untrusted code, and
+      |     starts without the task environment on its path)
+      `- supervisor: unshare(mount, PID, IPC, network namespaces), reports the run's status and CPU time
+           `- init (PID 1 of the new PID namespace): private mounts, `lo` up, limits, a fresh uid, reaps
                 `- pytest (PID 2): the untrusted run, with stdout/stderr on the worker's pipe
 
 - the run's tree and report folder are bind-mounted at /sandbox/tree and /sandbox/report, and the folder holding
-  every run (/sandbox/runs) is covered by an empty read-only tmpfs: a run sees no other run;
-- /proc is the new PID namespace's, /tmp and /dev/shm are fresh tmpfs mounts: nothing survives from one run to
-  the next, and no process survives its run (the PID namespace dies with its init);
+  every run (/sandbox/runs) is unmounted from the run's namespace: a run sees no other run;
+- /proc is the new PID namespace's, /tmp and /dev/shm are fresh tmpfs mounts, the network namespace is new:
+  nothing survives from one run to the next, and no process survives its run (the PID namespace dies with init);
 - rlimits (CPU, address space, file size, processes), then the capability bounding set is emptied, groups
-  cleared, a fresh uid and gid set and no_new_privs armed, all before any file of the tree is read;
+  cleared, a fresh uid and gid set, every capability cleared and no_new_privs armed, all before any file of the
+  tree or the task environment is read;
 - every file descriptor but 0, 1 and 2 is closed, so the run cannot reach the worker's socket or the zygote.
 
-Protocol: the zygote sends {"ready": true} once warm. Each request is one JSON message with the write end of the
-run's output pipe attached (SCM_RIGHTS): {"tree", "report" (paths under /sandbox/runs, report may be null),
-"args" (pytest's arguments), "env" (extra variables), "uid", "limits"}. The answer is {"code", "cpu_s"} (`code`
-as a shell reports it: 128 + N for a death by signal N) or {"error"} when the machinery itself failed, in which
-case the worker runs the command the ordinary way.
+Protocol: the zygote sends {"ready": true, "modules": [...]} once warm (the top-level modules it imported). Each
+request is one JSON message with the write end of the run's output pipe attached (SCM_RIGHTS): {"id", "tree",
+"report" (paths under /sandbox/runs, report may be null), "args" (pytest's arguments), "env" (extra variables),
+"uid", "limits"}. The answer echoes the id with {"code", "cpu_s"} (`code` as a shell reports it: 128 + N for a
+death by signal N), or {"error", "ran": false} when the run could not be set up (no untrusted code ran, so the
+worker runs it the ordinary way), or another {"error"}.
 """
 
 from __future__ import annotations
@@ -33,23 +36,30 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import fcntl
 import importlib
+import importlib.util
 import json
 import os
 import random
 import resource
+import runpy
 import shutil
 import socket
+import struct
 import sys
 import tempfile
 import traceback
 
 import pytest
 
-CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID = 0x00020000, 0x08000000, 0x20000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 4096, 16384, 1 << 18
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID = 0x00020000, 0x08000000, 0x40000000, 0x20000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE, MNT_DETACH = 2, 4, 8, 4096, 16384, 1 << 18, 2
 PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
-RUNS, TREE, REPORT = "/sandbox/runs", "/sandbox/tree", "/sandbox/report"
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+RUNS, TREE, REPORT, ENV = "/sandbox/runs", "/sandbox/tree", "/sandbox/report", "/sandbox/env"
+#: Requests carry pytest's arguments (hidden test files included): room for long lists.
+MAX_MESSAGE = 1 << 20
 TMPFS_SIZE = "256m"
 #: Exit status of init when it could not set the run up (never reached by the untrusted code).
 SETUP_FAILED = 125
@@ -61,10 +71,13 @@ def main() -> None:
     """Warm up, say so, then serve requests until the worker closes the socket."""
     channel = socket.socket(fileno=int(sys.argv[1]))
     warm_up()
-    channel.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
+    # The top-level modules already imported: a task environment that ships one of them would shadow it in a
+    # cold run but not here, so the worker runs such a task cold.
+    modules = sorted({name.split(".")[0] for name in sys.modules})
+    channel.send(json.dumps({"ready": True, "modules": modules}).encode())
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(channel, 1 << 16, 1)
+            message, fds, _, _ = socket.recv_fds(channel, MAX_MESSAGE, 1)
         except OSError:
             return
         if not message:
@@ -74,7 +87,8 @@ def main() -> None:
         if not fds:
             channel.send(json.dumps({"error": "no output pipe came with the request"}).encode())
             continue
-        channel.send(json.dumps(serve(json.loads(message), fds[0])).encode())
+        request = json.loads(message)
+        channel.send(json.dumps({**serve(request, fds[0]), "id": request.get("id")}).encode())
 
 
 def warm_up() -> None:
@@ -92,8 +106,9 @@ def warm_up() -> None:
     os.dup2(devnull, 2)
     try:
         pytest.main(["-q", "-p", "no:cacheprovider", f"--junitxml={folder}/report.xml", folder])
-        for name in ("_pytest.junitxml", "_pytest.pytester", "_pytest.doctest", "xml.dom.minidom"):
+        for name in ("_pytest.junitxml", "_pytest.pytester", "_pytest.doctest", "xml.dom.minidom", "runpy"):
             importlib.import_module(name)
+        importlib.util.find_spec("pytest.__main__")
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -126,9 +141,13 @@ def serve(request: dict, output_fd: int) -> dict:
 
 
 def supervise(request: dict, output_fd: int, result_fd: int) -> None:
-    """In new mount, PID and IPC namespaces, start the run's init and report its status and CPU time."""
+    """In new mount, PID, IPC and network namespaces, start the run's init and report its status and CPU time."""
     _close_all_but(output_fd, result_fd)  # the zygote's socket above all
-    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC))
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # the zygote's stderr is the worker's log file
+        os.dup2(null, fd)
+    os.close(null)
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNET))
     ready_read, ready_write = os.pipe()
     pid = os.fork()  # the first child in the new PID namespace: its PID 1
     if pid == 0:
@@ -142,7 +161,7 @@ def supervise(request: dict, output_fd: int, result_fd: int) -> None:
     _, status, usage = os.wait4(pid, 0)
     if set_up != b"1":
         why = set_up.decode(errors="replace") or f"init exit status {status}"
-        answer: dict = {"error": f"the run could not be set up: {why}"}
+        answer: dict = {"error": f"the run could not be set up: {why}", "ran": False}
     else:
         answer = {"code": _shell_code(status), "cpu_s": usage.ru_utime + usage.ru_stime}
     os.write(result_fd, json.dumps(answer).encode())
@@ -153,6 +172,7 @@ def init(request: dict, output_fd: int, ready_fd: int) -> None:
     _close_all_but(output_fd, ready_fd)
     try:
         _private_mounts(request["tree"], request.get("report"))
+        _loopback_up()
         _limit(request["limits"])
         _drop_privileges(int(request["uid"]))
     except Exception:
@@ -180,10 +200,14 @@ def run_pytest(request: dict, output_fd: int) -> None:
     os.environ.update(request["env"])
     os.chdir(TREE)
     sys.path[0] = TREE
-    sys.argv = [os.path.join(os.path.dirname(pytest.__file__), "__main__.py"), *request["args"]]
+    if os.path.isdir(ENV):  # what PYTHONPATH would have done at start-up; the zygote itself started without it
+        os.environ["PYTHONPATH"] = ENV
+        sys.path.insert(1, ENV)
+    sys.argv = ["-m", *request["args"]]
     random.seed()  # a fresh process would not share the zygote's random state
     try:
-        code = pytest.console_main()
+        runpy.run_module("pytest", run_name="__main__", alter_sys=True)  # as `python -m pytest` does
+        code = 0
     except SystemExit as exc:
         code = exc.code
     except BaseException:
@@ -202,15 +226,23 @@ def run_pytest(request: dict, output_fd: int) -> None:
 
 
 def _private_mounts(tree: str, report: str | None) -> None:
-    """The run's own tree, report folder, /proc, /tmp and /dev/shm; every other run hidden under a tmpfs."""
+    """The run's own tree, report folder, /proc, /tmp and /dev/shm; the folder of every run unmounted."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount(_under_runs(tree), TREE, None, MS_BIND)
     if report is not None:
         _mount(_under_runs(report), REPORT, None, MS_BIND)
-    _mount("tmpfs", RUNS, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
+    _check(_libc.umount2(RUNS.encode(), MNT_DETACH))  # gone from this namespace, not covered: nothing to uncover
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for path in ("/tmp", "/dev/shm"):  # noqa: S108 - private tmpfs mounts of this run
         _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={TMPFS_SIZE},mode=1777")
+
+
+def _loopback_up() -> None:
+    """Bring `lo` up in the run's fresh network namespace (it starts down), as bwrap does for a cold run."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(probe, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(probe, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
 
 
 def _under_runs(relative: str) -> str:
@@ -286,9 +318,8 @@ def _shell_code(status: int) -> int:
 
 
 def _close_all_but(*keep: int) -> None:
-    """Close every file descriptor above 2 except `keep`."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    top = soft if 0 < soft < (1 << 20) else 4096
+    """Close every file descriptor above 2 except `keep` (close_range: no upper bound to guess)."""
+    top = 2**31 - 1
     low = 3
     for fd in sorted(keep):
         os.closerange(low, fd)

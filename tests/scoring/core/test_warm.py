@@ -27,6 +27,7 @@ PYTEST = ["env", "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1", "python", "-m", "pytest", "
 def fresh_zygotes() -> Iterator[None]:
     """Each test starts without zygotes and stops the ones it started; none of their processes outlives it."""
     warm.close_all()
+    warm.stats.clear()
     yield
     zygotes = list(warm._zygotes.values())
     warm.close_all()
@@ -49,9 +50,13 @@ def make_run(runs: Path, name: str, test_code: str) -> tuple[Path, Path]:
 
 
 def run_probe(runs: Path, name: str, test_code: str, *, limits: RunLimits = QUICK, warm_run: bool = True) -> RunResult:
+    """Run the test file through sandbox.run; a warm run must really have run warm (no silent cold fallback)."""
     tree, report = make_run(runs, name, test_code)
     argv = [*PYTEST, "test_probe.py", "--junitxml={report_dir}/junit.xml"]
-    return sandbox.run(argv, tree=tree, report_dir=report, limits=limits, warm=warm_run)
+    before = warm.stats["warm"]
+    result = sandbox.run(argv, tree=tree, report_dir=report, limits=limits, warm=warm_run)
+    assert warm.stats["warm"] == before + warm_run, dict(warm.stats)
+    return result
 
 
 def outcomes(runs: Path, name: str) -> dict[str, str]:
@@ -97,6 +102,15 @@ def test_a_warm_run_sees_the_same_world_as_a_cold_one(runs: Path) -> None:
     code = """
         import json, os, sys
 
+        def open_files():
+            found = {}
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    found[fd] = os.readlink(f"/proc/self/fd/{fd}")
+                except OSError:  # the descriptor listdir itself used, closed by now
+                    pass
+            return found
+
         def test_report():
             status = dict(line.split(":", 1) for line in open("/proc/self/status"))
             facts = {
@@ -107,7 +121,8 @@ def test_a_warm_run_sees_the_same_world_as_a_cold_one(runs: Path) -> None:
                 "nnp": status["NoNewPrivs"].strip(),
                 "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
                 "runs": os.listdir("/sandbox/runs") if os.path.isdir("/sandbox/runs") else None,
-                "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")),
+                "fds": open_files(),
+                "sockets": [fd for fd, target in open_files().items() if target.startswith("socket:")],
                 "interfaces": sorted(l.split(":")[0].strip() for l in open("/proc/net/dev").readlines()[2:]),
                 "env": sorted(os.environ),
                 "tmp": os.listdir("/tmp"),
@@ -126,8 +141,8 @@ def test_a_warm_run_sees_the_same_world_as_a_cold_one(runs: Path) -> None:
     assert hot["nnp"] == "1"
     assert hot["runs"] == [], "a run must not see the other runs' folders"
     assert max(hot["pids"]) < 10, hot["pids"]  # its own PID namespace: no zygote, no host process
-    assert hot["fds"] == [0, 1, 2, 3] or hot["fds"][:3] == [0, 1, 2]
-    assert len(hot["fds"]) <= len(cold["fds"]) + 1, (hot["fds"], cold["fds"])
+    assert hot["sockets"] == [] == cold["sockets"]
+    assert len(hot["fds"]) <= len(cold["fds"]), (hot["fds"], cold["fds"])  # pytest's own, nothing inherited
     assert hot["interfaces"] == ["lo"]
     shell_only = {"SHLVL", "_", "PWD", "OLDPWD"}  # what bash in front of a cold run adds
     assert set(hot["env"]) - shell_only == set(cold["env"]) - shell_only
@@ -174,14 +189,16 @@ def test_a_run_cannot_reach_the_zygote_or_its_socket(runs: Path) -> None:
         import os, signal, socket
 
         def test_attack():
-            for fd in range(3, 64):
+            import stat
+            for fd in range(3, 4096):
                 try:
-                    os.fstat(fd)
+                    mode = os.fstat(fd).st_mode
                 except OSError:
                     continue
+                assert not stat.S_ISSOCK(mode), f"a socket reached the run on fd {fd}"
                 try:
-                    socket.socket(fileno=fd).send(b'{"tree": "x"}')
-                    print("SENT ON", fd)
+                    socket.socket(fileno=fd).send(b'{"id": 1, "code": 0, "cpu_s": 0}')
+                    raise AssertionError(f"sent a forged reply on fd {fd}")
                 except OSError:
                     pass
             for pid in range(1, 200):
@@ -193,7 +210,7 @@ def test_a_run_cannot_reach_the_zygote_or_its_socket(runs: Path) -> None:
     """
     result = run_probe(runs, "attack", code)
     assert result.returncode == 0, result.output
-    assert "SENT ON" not in result.output
+    assert outcomes(runs, "attack") == {"test_attack": "passed"}
     after = run_probe(runs, "after", "def test_ok():\n    pass\n")
     assert after.returncode == 0
 
@@ -301,3 +318,102 @@ def test_pytest_args_recognises_only_plain_pytest_commands() -> None:
     assert warm.pytest_args(["python", "bench.py"]) is None
     assert warm.pytest_args(["env", "python3", "-m", "pytest"]) is None
     assert warm.pytest_args(["bash", "-c", "python -m pytest"]) is None
+    # Python reads these when it starts: a forked run cannot honour them, so such a command runs cold.
+    assert warm.pytest_args(["env", "PYTHONPATH=src", "python", "-m", "pytest"]) is None
+    assert warm.pytest_args(["env", "PYTHONHASHSEED=1", "python", "-m", "pytest"]) is None
+
+
+def test_each_run_has_its_own_network(runs: Path) -> None:
+    holder = """
+        import socket
+
+        def test_hold_a_port():
+            server = socket.socket()
+            server.bind(("127.0.0.1", 8765))
+            server.listen()
+            client = socket.create_connection(("127.0.0.1", 8765))
+            peer, _ = server.accept()
+            peer.close()  # the side that closes first keeps the port in TIME_WAIT for a minute
+            client.close()
+            server.close()
+    """
+    assert run_probe(runs, "one", holder).returncode == 0
+    binder = """
+        import socket
+
+        def test_bind_the_same_port():
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 8765))
+            sock.close()
+    """
+    second = run_probe(runs, "two", binder)
+    assert second.returncode == 0, second.output
+
+
+def test_a_task_environment_runs_warm_without_privileges(runs: Path, tmp_path: Path) -> None:
+    env = tmp_path / "env"
+    (env / "taskdep").mkdir(parents=True)
+    (env / "taskdep" / "__init__.py").write_text("import os\nUID = os.getuid()\n")
+    tree, report = make_run(runs, "dep", "import taskdep\n\ndef test_dep():\n    assert taskdep.UID > 0\n")
+    argv = [*PYTEST, "test_probe.py", "--junitxml={report_dir}/junit.xml"]
+    result = sandbox.run(argv, tree=tree, report_dir=report, env_dir=env, limits=QUICK, warm=True)
+    assert result.returncode == 0, result.output
+    assert warm.stats["warm"] == 1
+
+
+@pytest.mark.parametrize("shipped", ["sitecustomize.py", "pluggy", "_pytest"])
+def test_a_task_environment_that_would_shadow_the_zygote_runs_cold(runs: Path, tmp_path: Path, shipped: str) -> None:
+    env = tmp_path / "env"
+    env.mkdir()
+    marker = "open('/sandbox/report/ran-as', 'w').write(str(__import__('os').getuid()))\n"
+    if shipped.endswith(".py"):
+        (env / shipped).write_text(marker)
+    else:
+        (env / shipped).mkdir()
+        (env / shipped / "__init__.py").write_text(marker)
+    tree, report = make_run(runs, "shadow", "def test_ok():\n    pass\n")
+    argv = [*PYTEST, "test_probe.py", "--junitxml={report_dir}/junit.xml"]
+    sandbox.run(argv, tree=tree, report_dir=report, env_dir=env, limits=QUICK, warm=True)
+    assert warm.stats == {"cold": 1}
+    ran_as = report / "ran-as"
+    assert not ran_as.exists() or int(ran_as.read_text()) > 0  # never as root, in the zygote
+
+
+def test_an_exception_in_the_worker_during_a_run_kills_the_run(runs: Path) -> None:
+    import signal as signals
+
+    tree, report = make_run(runs, "slow", "import time\n\ndef test_slow():\n    time.sleep(787)\n")
+    argv = [*PYTEST, "test_probe.py"]
+
+    def interrupt(signum, frame):  # type: ignore[no-untyped-def]
+        raise TimeoutError("the stage's soft time limit")
+
+    run_probe(runs, "warmup", "def test_ok():\n    pass\n")
+    gone = list(warm._zygotes.values())
+    previous = signals.signal(signals.SIGALRM, interrupt)
+    signals.setitimer(signals.ITIMER_REAL, 1.5)
+    try:
+        with pytest.raises(TimeoutError):
+            sandbox.run(argv, tree=tree, report_dir=report, limits=RunLimits(wall_s=60), warm=True)
+    finally:
+        signals.setitimer(signals.ITIMER_REAL, 0)
+        signals.signal(signals.SIGALRM, previous)
+    (zygote,) = [z for z in gone if z.dead]
+    assert zygote.process.poll() is not None  # the run died with the zygote's sandbox (its PID namespace)
+    assert zygote_pids() == set()
+    after = run_probe(runs, "after", "def test_ok():\n    pass\n")
+    assert after.returncode == 0
+
+
+def test_a_zygote_lost_during_a_run_fails_the_stage_instead_of_rerunning_a_used_tree(runs: Path) -> None:
+    import threading
+
+    run_probe(runs, "warmup", "def test_ok():\n    pass\n")
+    (zygote,) = warm._zygotes.values()
+    killer = threading.Timer(1.0, lambda: psutil.Process(zygote.process.pid).kill())
+    tree, report = make_run(runs, "victim", "import time\n\ndef test_slow():\n    time.sleep(30)\n")
+    killer.start()
+    with pytest.raises(warm.WarmRunLost):
+        sandbox.run([*PYTEST, "test_probe.py"], tree=tree, report_dir=report, limits=QUICK, warm=True)
+    killer.join()
+    assert warm.stats["lost"] == 1
