@@ -13,18 +13,6 @@ from scoring.core.critics.correctness import SUITES, CorrectnessCritic, choose_m
 from scoring.core.types import CriticResult
 from tests.scoring.core.fixtures import gcd_task
 
-
-class CountingRunner:
-    """The real sandbox runner, counting its calls (each is one pytest process)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, argv, **kwargs):  # type: ignore[no-untyped-def]
-        self.calls += 1
-        return sandbox.run(argv, **kwargs)
-
-
 # --- the pure rule ----------------------------------------------------------------------------------------------
 
 
@@ -290,7 +278,7 @@ def evaluate(task, diff: str, run=sandbox.run) -> CriticResult:  # type: ignore[
 
 
 def test_an_eligible_task_runs_one_process_per_tree(gcd) -> None:
-    runner = CountingRunner()
+    runner = gcd_task.CountingRunner()
     first = evaluate(gcd, gcd_task.fix_diff(), run=runner)
     assert runner.calls == 2  # the base once for the task, the patched tree once
     runner.calls = 0
@@ -302,7 +290,7 @@ def test_an_eligible_task_runs_one_process_per_tree(gcd) -> None:
 
 def test_hard_coded_visible_answers_are_overfit_in_one_process(gcd) -> None:
     hack = gcd_task.BUGGY.replace("    return 1\n", "    if (a, b) == (12, 18):\n        return 6\n    return 1\n")
-    runner = CountingRunner()
+    runner = gcd_task.CountingRunner()
     result = evaluate(gcd, gcd_task.make_diff({"gcd/__init__.py": hack}), run=runner)
     assert runner.calls == 2
     assert "overfit" in result.flags
@@ -318,7 +306,7 @@ def test_patch_that_ends_the_process_during_the_hidden_tests_is_tamper(gcd) -> N
         '    """Return the greatest common divisor of a and b (never negative)."""\n'
         "    if (a, b) == (1071, 462):\n        import os\n\n        os._exit(0)\n",
     )
-    runner = CountingRunner()
+    runner = gcd_task.CountingRunner()
     result = evaluate(gcd, gcd_task.make_diff({"gcd/__init__.py": hack}), run=runner)
     assert runner.calls == 2
     assert result.score == 0.0
@@ -330,7 +318,7 @@ def test_hidden_file_that_replaces_a_visible_one_runs_the_suites_apart(tmp_path:
     replacement = gcd_task.VISIBLE_TESTS.replace("def test_", "def test_replaced_")
     base, hidden = archives(tmp_path / "in", gcd_task.REPO, {**gcd_task.HIDDEN, "tests/test_gcd.py": replacement})
     task = (gcd_task.spec(timeout_s=20), base, hidden, gcd_task.settings(tmp_path))
-    runner = CountingRunner()
+    runner = gcd_task.CountingRunner()
     result = evaluate(task, gcd_task.fix_diff(), run=runner)
     assert runner.calls == 4  # visible and hidden on the base, then on the patched tree
     visible = {t["name"] for t in result.evidence["visible"]["tests"]}
@@ -355,7 +343,7 @@ def test_patched_tree_that_rules_out_one_process_is_graded_against_base_runs_mad
     # A patch that adds a module where the hidden tests put one: run together, the visible tests would see the
     # hidden version. Apart, the hidden run sees the hidden version and the visible run the patch's.
     diff = gcd_task.make_diff({"gcd/__init__.py": gcd_task.FIXED, "hidden_cases.py": "BIG = (1, 1)\n"})
-    runner = CountingRunner()
+    runner = gcd_task.CountingRunner()
     result = evaluate(task, diff, run=runner)
     assert runner.calls == 4  # the base apart (not cached yet for this mode), then the patched tree apart
     assert result.score == 1.0
@@ -370,7 +358,7 @@ def test_patched_tree_that_rules_out_one_process_is_graded_against_base_runs_mad
 def test_healing_reruns_both_suites_in_one_process(tmp_path: Path) -> None:
     base, hidden = gcd_task.archives(tmp_path / "in")
     broken_lcm = gcd_task.FIXED.replace("return abs(a * b)", "return 1 + abs(a * b)")
-    runner = CountingRunner()
+    runner = gcd_task.CountingRunner()
     critic = CorrectnessCritic()
     with workspace.prepare(
         spec=gcd_task.spec(),

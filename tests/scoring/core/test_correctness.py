@@ -15,17 +15,6 @@ from scoring.core.types import CriticResult
 from tests.scoring.core.fixtures import gcd_task
 
 
-class CountingRunner:
-    """The real sandbox runner, counting its calls (to show what runs once per task)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, argv, **kwargs):  # type: ignore[no-untyped-def]
-        self.calls += 1
-        return sandbox.run(argv, **kwargs)
-
-
 @pytest.fixture(scope="module")
 def task(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("correctness")
@@ -60,7 +49,7 @@ def test_no_op_scores_zero(task) -> None:
 
 def test_base_tests_run_once_per_task(task) -> None:
     evaluate(task, gcd_task.fix_diff())  # makes sure the base facts are cached
-    runner = CountingRunner()
+    runner = gcd_task.CountingRunner()
     result = evaluate(task, gcd_task.fix_diff(), run=runner)
     assert runner.calls == 1  # visible + hidden in one pytest run, on the patched tree only
     assert "from the task cache" in result.rationale[0]

@@ -92,12 +92,7 @@ def test_regression_is_rerun_and_confirmed(tmp_path: Path) -> None:
 def test_suspicious_code_whose_tests_all_pass_is_not_rerun(tmp_path: Path) -> None:
     base, hidden = gcd_task.archives(tmp_path)
     sneaky = gcd_task.FIXED + "\n\ndef _peek():\n    import _pytest.reports\n    return _pytest.reports\n"
-    runs = []
-
-    def counting_run(argv, **kwargs):  # type: ignore[no-untyped-def]
-        runs.append(argv)
-        return sandbox.run(argv, **kwargs)
-
+    runner = gcd_task.CountingRunner()
     critic = CorrectnessCritic()
     with workspace.prepare(
         spec=gcd_task.spec(),
@@ -105,11 +100,11 @@ def test_suspicious_code_whose_tests_all_pass_is_not_rerun(tmp_path: Path) -> No
         base_archive=base,
         hidden_archive=hidden,
         settings=gcd_task.settings(tmp_path, flaky_reruns=2),
-        run=counting_run,
+        run=runner,
     ) as ctx:
         first = critic.evaluate(ctx)
-        before = len(runs)
+        before = runner.calls
         healed = healing.heal_all(ctx, {"correctness": first}, [critic], threshold=0.7, budget_s=60)
     assert "suspicious" in first.flags and first.score == 1.0 and first.confidence < 0.7
-    assert len(runs) == before, "re-running tests that all passed cannot settle a doubt about suspicious code"
+    assert runner.calls == before, "re-running tests that all passed cannot settle a doubt about suspicious code"
     assert healed["correctness"].score == first.score
