@@ -149,6 +149,7 @@ class Zygote:
         command = [
             "/usr/bin/env", "-i", args[0], "--info-fd", str(side_write), *capabilities, *args[1:],
             sys.executable, ZYGOTE_INSIDE, str(theirs.fileno()),
+            json.dumps([str(path) for path in sandbox._python_prefixes()]),
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command,

@@ -1,6 +1,6 @@
 """The warm test runner's zygote: imports pytest once, then forks one sandboxed pytest run per request.
 
-This file runs INSIDE bubblewrap, started by scoring.core.warm as `python /sandbox/zygote.py FD`, where FD is a
+This file runs INSIDE bubblewrap, started by scoring.core.warm as `python /sandbox/zygote.py FD PREFIXES`, where FD is a
 SOCK_SEQPACKET socket to the worker. It imports only the standard library and pytest (never the project), so it
 is copied into the sandbox as a single read-only file.
 
@@ -54,10 +54,13 @@ import traceback
 import pytest
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID = 0x00020000, 0x08000000, 0x40000000, 0x20000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE, MNT_DETACH = 2, 4, 8, 4096, 16384, 1 << 18, 2
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
+MS_PRIVATE, MNT_DETACH = 1 << 18, 2
 PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 RUNS, TREE, REPORT, ENV = "/sandbox/runs", "/sandbox/tree", "/sandbox/report", "/sandbox/env"
+#: The folders of the worker's Python (from the worker: sandbox._python_prefixes), read-only in every run.
+PYTHON_PREFIXES: tuple[str, ...] = ()
 #: Requests carry pytest's arguments (hidden test files included): room for long lists.
 MAX_MESSAGE = 1 << 20
 TMPFS_SIZE = "256m"
@@ -69,7 +72,9 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def main() -> None:
     """Warm up, say so, then serve requests until the worker closes the socket."""
+    global PYTHON_PREFIXES
     channel = socket.socket(fileno=int(sys.argv[1]))
+    PYTHON_PREFIXES = tuple(json.loads(sys.argv[2]))
     warm_up()
     # The top-level modules already imported: a task environment that ships one of them would shadow it in a
     # cold run but not here, so the worker runs such a task cold.
@@ -233,8 +238,15 @@ def _private_mounts(tree: str, report: str | None) -> None:
         _mount(_under_runs(report), REPORT, None, MS_BIND)
     _check(_libc.umount2(RUNS.encode(), MNT_DETACH))  # gone from this namespace, not covered: nothing to uncover
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    for path in ("/tmp", "/dev/shm"):  # noqa: S108 - private tmpfs mounts of this run
-        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={TMPFS_SIZE},mode=1777")
+    for scratch in ("/tmp", "/dev/shm"):  # noqa: S108 - private tmpfs mounts of this run
+        # The worker's Python may live below it (a checkout in /tmp): hold on to it, then mount it back, read-only.
+        held = [(path, os.open(path, os.O_PATH)) for path in PYTHON_PREFIXES if path.startswith(scratch + "/")]
+        _mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, f"size={TMPFS_SIZE},mode=1777")
+        for path, fd in held:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+            _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+            os.close(fd)
 
 
 def _loopback_up() -> None:

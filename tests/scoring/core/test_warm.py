@@ -146,7 +146,7 @@ def test_a_warm_run_sees_the_same_world_as_a_cold_one(runs: Path) -> None:
     assert hot["interfaces"] == ["lo"]
     shell_only = {"SHLVL", "_", "PWD", "OLDPWD"}  # what bash in front of a cold run adds
     assert set(hot["env"]) - shell_only == set(cold["env"]) - shell_only
-    assert hot["tmp"] == []
+    assert hot["tmp"] == cold["tmp"]  # empty, but for the worker's Python when it lives below /tmp
 
 
 def test_nothing_of_one_run_reaches_the_next(runs: Path) -> None:
@@ -417,3 +417,33 @@ def test_a_zygote_lost_during_a_run_fails_the_stage_instead_of_rerunning_a_used_
         sandbox.run([*PYTEST, "test_probe.py"], tree=tree, report_dir=report, limits=QUICK, warm=True)
     killer.join()
     assert warm.stats["lost"] == 1
+
+
+def test_a_python_installed_below_tmp_stays_visible_in_a_run(
+    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run gets a fresh /tmp; a worker whose venv lives below /tmp (a CI checkout there) must still see it.
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    (prefix / "below_tmp.py").write_text("WHERE = __file__\n")
+    assert str(prefix).startswith("/tmp/")
+    real = sandbox._python_prefixes()
+    monkeypatch.setattr(sandbox, "_python_prefixes", lambda: (*real, prefix))
+    code = f"""
+        import sys
+
+        def test_import_from_below_tmp():
+            sys.path.insert(0, {str(prefix)!r})
+            import below_tmp
+            assert below_tmp.WHERE.startswith({str(prefix)!r})
+
+        def test_it_is_read_only():
+            try:
+                open({str(prefix / "new.txt")!r}, "w")
+            except OSError:
+                return
+            raise AssertionError("the worker's Python is writable from a run")
+    """
+    result = run_probe(runs, "below", code)
+    assert result.returncode == 0, result.output
+    assert outcomes(runs, "below") == {"test_import_from_below_tmp": "passed", "test_it_is_read_only": "passed"}
