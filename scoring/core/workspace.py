@@ -144,16 +144,23 @@ def task_env(requirements: Sequence[str], *, cache_root: Path, timeout_s: float)
     return target
 
 
-def check_applies(diff: ParsedDiff | str, base_dir: Path) -> None:
+def check_applies(diff: ParsedDiff | str, base_dir: Path, *, in_process_only: bool = False) -> bool:
     """Raise DiffError (with git's message, host paths removed) unless `diff` applies cleanly to `base_dir`.
 
     git is the judge. libgit2 answers in-process, without a subprocess, only when it accepts the diff and git
     would accept it the same way (applycheck.libgit2_accepts); a libgit2 refusal, and any case where the two
     could differ, goes to `git apply --check`, so every refusal is git's, with git's message. A `base_dir` that
     base_tree did not cache has no check repository and always goes to git.
+
+    Returns True once the diff is known to apply. With `in_process_only`, returns False instead of asking git,
+    so a caller can run the git checks of a batch in parallel (it then calls again without the flag).
     """
-    if not applycheck.libgit2_accepts(diff, base_dir):
-        _git_apply(diff, base_dir, check=True)
+    if applycheck.libgit2_accepts(diff, base_dir):
+        return True
+    if in_process_only:
+        return False
+    _git_apply(diff, base_dir, check=True)
+    return True
 
 
 def _git_apply(diff: ParsedDiff | str, tree: Path, *, check: bool) -> None:

@@ -124,6 +124,26 @@ def test_a_batch_answers_per_item_in_order(api, tiny_task, fix_diff):
     assert Patch.objects.count() == 1
 
 
+def test_a_batch_mixing_in_process_and_git_checks_keeps_every_verdict_in_order(api, tiny_task, fix_diff):
+    # A plain diff (no `diff --git` line, as models often write them) is one libgit2 cannot read: git decides it,
+    # in the parallel second pass, as it decides every refusal; the answers stay in the order of the items.
+    plain = "".join(line for line in fix_diff.splitlines(keepends=True) if not line.startswith("diff --git"))
+    assert plain != fix_diff
+    items = [
+        {"task": "tiny", "diff": fix_diff},
+        {"task": "tiny", "diff": BAD_DIFFS["does not apply"]},
+        {"task": "tiny", "diff": plain},
+        {"task": "tiny", "diff": other_diff(fix_diff)},
+        {"task": "tiny", "diff": BAD_DIFFS["does not apply"].replace("this line", "that line")},
+    ]
+    response = api.post("/api/v1/patches/", items, format="json")
+    assert response.status_code == 202
+    answers = response.json()
+    assert [item["code"] for item in answers] == [202, 400, 202, 202, 400]
+    assert all("does not apply" in answers[i]["detail"] for i in (1, 4))
+    assert Patch.objects.count() == 3
+
+
 def test_a_batch_of_more_than_1000_is_refused(api, tiny_task, fix_diff):
     response = api.post("/api/v1/patches/", [{"task": "tiny", "diff": fix_diff}] * 1001, format="json")
     assert response.status_code == 400
