@@ -127,6 +127,18 @@ def run(
                 _forget(zygote)
 
 
+def prestart(runs_root: Path, env_dir: Path | None = None) -> bool:
+    """Start the zygote for (runs folder, task environment) ahead of its first run; True when one is up.
+
+    A worker pays for a zygote once, not per task or patch (as for the warm analyser); this moves that cost
+    out of the first patch's time. False when warm runs are impossible here (no bubblewrap, not root).
+    """
+    if os.geteuid() != 0 or sandbox.sandbox_mode(allow_unsandboxed=True) != "bwrap":
+        return False
+    with _lock:
+        return _zygote(runs_root.resolve(), env_dir.resolve() if env_dir else None) is not None
+
+
 class Zygote:
     """One warm pytest process in its own bubblewrap, and the socket to it. Used under the module's lock."""
 

@@ -90,6 +90,15 @@ def test_warm_run_matches_a_cold_run(runs: Path) -> None:
     assert 0 < hot.cpu_s < 10
 
 
+def test_a_prestarted_zygote_serves_the_first_run(runs: Path) -> None:
+    runs.mkdir()
+    assert warm.prestart(runs)
+    started = zygote_pids()
+    assert len(started) == 1
+    assert run_probe(runs, "first", "def test_one():\n    pass\n").returncode == 0
+    assert zygote_pids() == started
+
+
 def test_second_run_reuses_the_zygote(runs: Path) -> None:
     run_probe(runs, "one", "def test_one():\n    pass\n")
     first = zygote_pids()
