@@ -114,7 +114,8 @@ def run(
     Never raises because of what the command does; raises SandboxUnavailable when there is no sandbox and
     `allow_unsandboxed` is false. Files in `tree` and `report_dir` are handed to the sandbox's uid.
     `warm`: a `python -m pytest` command may be forked from a warm zygote with the same isolation
-    (scoring.core.warm); any other command, or a worker that is not root, runs cold.
+    (scoring.core.warm); any other command, or a worker that is not root, runs cold. A zygote lost during the
+    run raises warm.WarmRunLost (the machinery failed, not the command: the caller retries on fresh copies).
     """
     mode = sandbox_mode(allow_unsandboxed)
     tree = Path(tree).resolve()
