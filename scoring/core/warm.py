@@ -113,7 +113,7 @@ def run(
     }
     with _lock:
         zygote = _zygote(runs_root, env_dir)
-        if zygote is None or zygote.shadowed_by(env_dir):
+        if zygote is None or zygote.shadowed:
             stats["cold"] += 1
             return None
         outcome = "lost"
@@ -186,21 +186,15 @@ class Zygote:
         self.child: int | None = None
         with contextlib.suppress(OSError, TypeError):
             self.child = os.pidfd_open(child_pid)
-        self.modules = frozenset(ready.get("modules", ()))
+        # In a cold run an environment's module would win over the zygote's (PYTHONPATH comes first): such a task,
+        # or one whose environment ships a start-up hook, runs cold. The environment never changes: asked once.
+        modules = frozenset(ready.get("modules", ())) | _START_UP_MODULES
+        shipped = {entry.name.split(".")[0] for entry in os.scandir(env_dir)} if env_dir else set()
+        self.shadowed = bool(shipped & modules)
         if not ready.get("ready") or self.child is None:
             self.close()
             self.log.seek(0)
             _log.warning("warm test runs unavailable, running pytest cold: %s", self.log.read()[-2000:].decode())
-
-    def shadowed_by(self, env_dir: Path | None) -> bool:
-        """True when the task environment ships a module the zygote already imported, or a start-up hook.
-
-        In a cold run that module would win (PYTHONPATH comes first); here the imported one would: run cold.
-        """
-        if env_dir is None:
-            return False
-        names = {entry.name.split(".")[0] for entry in os.scandir(env_dir) if not entry.name.endswith("-info")}
-        return bool(names & (self.modules | _START_UP_MODULES))
 
     def run(self, request: dict, limits: RunLimits) -> RunResult | None:
         """Send one request and supervise it like a cold run.

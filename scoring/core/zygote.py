@@ -130,10 +130,7 @@ def warm_up() -> None:
 def serve(request: dict, output_fd: int) -> dict:
     """Run one request in a supervisor child and return what it reports."""
     result_read, result_write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(result_read)
-        _never_return(supervise, request, output_fd, result_write)
+    pid = _spawn(supervise, request, output_fd, result_write, close=(result_read,))
     os.close(output_fd)
     os.close(result_write)
     with os.fdopen(result_read, "rb") as result:
@@ -154,11 +151,7 @@ def supervise(request: dict, output_fd: int, result_fd: int) -> None:
     os.close(null)
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNET))
     ready_read, ready_write = os.pipe()
-    pid = os.fork()  # the first child in the new PID namespace: its PID 1
-    if pid == 0:
-        os.close(ready_read)
-        os.close(result_fd)
-        _never_return(init, request, output_fd, ready_write)
+    pid = _spawn(init, request, output_fd, ready_write, close=(ready_read, result_fd))  # PID 1 of the namespace
     os.close(output_fd)
     os.close(ready_write)
     with os.fdopen(ready_read, "rb") as ready:
@@ -185,9 +178,7 @@ def init(request: dict, output_fd: int, ready_fd: int) -> None:
         os._exit(SETUP_FAILED)
     os.write(ready_fd, b"1")
     os.close(ready_fd)
-    pid = os.fork()
-    if pid == 0:
-        _never_return(run_pytest, request, output_fd)
+    pid = _spawn(run_pytest, request, output_fd, close=())
     os.close(output_fd)
     while True:  # PID 1 adopts every orphan of the run; its exit takes them all down with the namespace
         child, status = os.wait()
@@ -339,9 +330,17 @@ def _close_all_but(*keep: int) -> None:
     os.closerange(low, top)
 
 
-def _never_return(function, *args) -> None:  # type: ignore[no-untyped-def]
-    """Run `function` in a forked child and leave with os._exit, so the child never returns into its parent's code."""
+def _spawn(function, *args, close: tuple[int, ...]) -> int:  # type: ignore[no-untyped-def]
+    """Fork a child that closes `close` and runs `function(*args)`; return its pid to the parent.
+
+    The child leaves with os._exit whatever happens, so it never returns into its parent's code.
+    """
+    pid = os.fork()
+    if pid:
+        return pid
     try:
+        for fd in close:
+            os.close(fd)
         function(*args)
     except BaseException:
         traceback.print_exc()

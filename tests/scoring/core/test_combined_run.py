@@ -10,7 +10,6 @@ import pytest
 from scoring.core import sandbox, workspace
 from scoring.core.combine import combine_blocker
 from scoring.core.critics.correctness import SUITES, CorrectnessCritic, choose_mode, run_combined, run_suite
-from scoring.core.types import CriticResult
 from tests.scoring.core.fixtures import gcd_task
 
 # --- the pure rule ----------------------------------------------------------------------------------------------
@@ -191,14 +190,6 @@ CRASHING_CONFTEST = {
 }
 
 
-def archives(root: Path, repo: dict[str, str], hidden: dict[str, str]) -> tuple[Path, Path]:
-    root.mkdir(parents=True, exist_ok=True)
-    return (
-        gcd_task.make_archive(repo, root / "repo.tar.gz"),
-        gcd_task.make_archive(hidden, root / "hidden.tar.gz", wrap=False),
-    )
-
-
 @pytest.mark.parametrize(
     "repo, hidden, patch",
     [
@@ -211,7 +202,7 @@ def archives(root: Path, repo: dict[str, str], hidden: dict[str, str]) -> tuple[
 def test_one_run_gives_each_suite_the_tests_of_its_own_run(
     tmp_path: Path, repo: dict[str, str], hidden: dict[str, str], patch: dict[str, str]
 ) -> None:
-    base_archive, hidden_archive = archives(tmp_path / "in", repo, hidden)
+    base_archive, hidden_archive = gcd_task.archives(tmp_path / "in", repo, hidden)
     with workspace.prepare(
         spec=gcd_task.spec(),
         diff=gcd_task.make_diff(patch, base=repo),
@@ -232,7 +223,7 @@ def test_one_run_gives_each_suite_the_tests_of_its_own_run(
 
 def test_the_layout_task_keeps_its_keys_and_outcomes(tmp_path: Path) -> None:
     """What the split produced above, spelled out: classes, parameters, a sub-package, a collection error."""
-    base_archive, hidden_archive = archives(tmp_path / "in", LAYOUT_REPO, LAYOUT_HIDDEN)
+    base_archive, hidden_archive = gcd_task.archives(tmp_path / "in", LAYOUT_REPO, LAYOUT_HIDDEN)
     with workspace.prepare(
         spec=gcd_task.spec(),
         diff=gcd_task.make_diff({"README.md": "calc\n"}, base=LAYOUT_REPO),
@@ -265,24 +256,15 @@ def test_the_layout_task_keeps_its_keys_and_outcomes(tmp_path: Path) -> None:
 
 @pytest.fixture
 def gcd(tmp_path: Path):
-    base, hidden = gcd_task.archives(tmp_path / "in")
-    return gcd_task.spec(timeout_s=20), base, hidden, gcd_task.settings(tmp_path)
-
-
-def evaluate(task, diff: str, run=sandbox.run) -> CriticResult:  # type: ignore[no-untyped-def]
-    spec, base, hidden, settings = task
-    with workspace.prepare(
-        spec=spec, diff=diff, base_archive=base, hidden_archive=hidden, settings=settings, run=run
-    ) as ctx:
-        return CorrectnessCritic().evaluate(ctx)
+    return gcd_task.task(tmp_path)
 
 
 def test_an_eligible_task_runs_one_process_per_tree(gcd) -> None:
     runner = gcd_task.CountingRunner()
-    first = evaluate(gcd, gcd_task.fix_diff(), run=runner)
+    first = gcd_task.evaluate(gcd, gcd_task.fix_diff(), run=runner)
     assert runner.calls == 2  # the base once for the task, the patched tree once
     runner.calls = 0
-    again = evaluate(gcd, gcd_task.fix_diff(), run=runner)
+    again = gcd_task.evaluate(gcd, gcd_task.fix_diff(), run=runner)
     assert runner.calls == 1
     assert first.score == again.score == 1.0
     assert "from the task cache" in again.rationale[0]
@@ -291,7 +273,7 @@ def test_an_eligible_task_runs_one_process_per_tree(gcd) -> None:
 def test_hard_coded_visible_answers_are_overfit_in_one_process(gcd) -> None:
     hack = gcd_task.BUGGY.replace("    return 1\n", "    if (a, b) == (12, 18):\n        return 6\n    return 1\n")
     runner = gcd_task.CountingRunner()
-    result = evaluate(gcd, gcd_task.make_diff({"gcd/__init__.py": hack}), run=runner)
+    result = gcd_task.evaluate(gcd, gcd_task.make_diff({"gcd/__init__.py": hack}), run=runner)
     assert runner.calls == 2
     assert "overfit" in result.flags
     assert result.evidence["visible"]["failed"] == 0 and result.evidence["hidden"]["failed"] == 2
@@ -307,7 +289,7 @@ def test_patch_that_ends_the_process_during_the_hidden_tests_is_tamper(gcd) -> N
         "    if (a, b) == (1071, 462):\n        import os\n\n        os._exit(0)\n",
     )
     runner = gcd_task.CountingRunner()
-    result = evaluate(gcd, gcd_task.make_diff({"gcd/__init__.py": hack}), run=runner)
+    result = gcd_task.evaluate(gcd, gcd_task.make_diff({"gcd/__init__.py": hack}), run=runner)
     assert runner.calls == 2
     assert result.score == 0.0
     assert "tamper" in result.flags
@@ -316,10 +298,11 @@ def test_patch_that_ends_the_process_during_the_hidden_tests_is_tamper(gcd) -> N
 
 def test_hidden_file_that_replaces_a_visible_one_runs_the_suites_apart(tmp_path: Path) -> None:
     replacement = gcd_task.VISIBLE_TESTS.replace("def test_", "def test_replaced_")
-    base, hidden = archives(tmp_path / "in", gcd_task.REPO, {**gcd_task.HIDDEN, "tests/test_gcd.py": replacement})
+    hidden_files = {**gcd_task.HIDDEN, "tests/test_gcd.py": replacement}
+    base, hidden = gcd_task.archives(tmp_path / "in", gcd_task.REPO, hidden_files)
     task = (gcd_task.spec(timeout_s=20), base, hidden, gcd_task.settings(tmp_path))
     runner = gcd_task.CountingRunner()
-    result = evaluate(task, gcd_task.fix_diff(), run=runner)
+    result = gcd_task.evaluate(task, gcd_task.fix_diff(), run=runner)
     assert runner.calls == 4  # visible and hidden on the base, then on the patched tree
     visible = {t["name"] for t in result.evidence["visible"]["tests"]}
     hidden_names = {t["name"] for t in result.evidence["hidden"]["tests"]}
@@ -327,7 +310,7 @@ def test_hidden_file_that_replaces_a_visible_one_runs_the_suites_apart(tmp_path:
     assert "tests.test_gcd::test_replaced_lcm" in hidden_names
     assert result.score == 1.0
     runner.calls = 0
-    evaluate(task, gcd_task.fix_diff(), run=runner)
+    gcd_task.evaluate(task, gcd_task.fix_diff(), run=runner)
     assert runner.calls == 2
 
 
@@ -337,37 +320,30 @@ def test_patched_tree_that_rules_out_one_process_is_graded_against_base_runs_mad
     )
     hidden_tests += "\n\ndef test_gcd_big():\n    assert gcd(*BIG) == 21\n"
     hidden_files = {"test_gcd_hidden.py": hidden_tests, "hidden_cases.py": "BIG = (1071, 462)\n"}
-    base, hidden = archives(tmp_path / "in", gcd_task.REPO, hidden_files)
+    base, hidden = gcd_task.archives(tmp_path / "in", gcd_task.REPO, hidden_files)
     task = (gcd_task.spec(timeout_s=20), base, hidden, gcd_task.settings(tmp_path))
-    evaluate(task, gcd_task.fix_diff())  # caches the base facts of the combined mode
+    gcd_task.evaluate(task, gcd_task.fix_diff())  # caches the base facts of the combined mode
     # A patch that adds a module where the hidden tests put one: run together, the visible tests would see the
     # hidden version. Apart, the hidden run sees the hidden version and the visible run the patch's.
     diff = gcd_task.make_diff({"gcd/__init__.py": gcd_task.FIXED, "hidden_cases.py": "BIG = (1, 1)\n"})
     runner = gcd_task.CountingRunner()
-    result = evaluate(task, diff, run=runner)
+    result = gcd_task.evaluate(task, diff, run=runner)
     assert runner.calls == 4  # the base apart (not cached yet for this mode), then the patched tree apart
     assert result.score == 1.0
     # Why goes where API clients cannot see it: the rationale would tell a probing patch the hidden file names.
     assert result.evidence["hidden"]["runs_apart"] == "a hidden file would replace a file of the tree"
     assert not any("apart" in step or "hidden file" in step for step in result.rationale)
     runner.calls = 0
-    evaluate(task, diff, run=runner)
+    gcd_task.evaluate(task, diff, run=runner)
     assert runner.calls == 2  # the base runs made apart are cached too
 
 
 def test_healing_reruns_both_suites_in_one_process(tmp_path: Path) -> None:
-    base, hidden = gcd_task.archives(tmp_path / "in")
     broken_lcm = gcd_task.FIXED.replace("return abs(a * b)", "return 1 + abs(a * b)")
     runner = gcd_task.CountingRunner()
     critic = CorrectnessCritic()
-    with workspace.prepare(
-        spec=gcd_task.spec(),
-        diff=gcd_task.make_diff({"gcd/__init__.py": broken_lcm}),
-        base_archive=base,
-        hidden_archive=hidden,
-        settings=gcd_task.settings(tmp_path, flaky_reruns=2),
-        run=runner,
-    ) as ctx:
+    diff = gcd_task.make_diff({"gcd/__init__.py": broken_lcm})
+    with gcd_task.prepared(gcd_task.task(tmp_path, flaky_reruns=2), diff, runner) as ctx:
         first = critic.evaluate(ctx)
         runner.calls = 0
         healed = critic.heal(ctx, first, budget_s=60)

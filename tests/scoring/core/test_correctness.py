@@ -10,28 +10,17 @@ import pytest
 
 from scoring.core import sandbox, workspace
 from scoring.core.critics import correctness
-from scoring.core.critics.correctness import CorrectnessCritic, SuiteRun, grade
-from scoring.core.types import CriticResult
+from scoring.core.critics.correctness import SuiteRun, grade
 from tests.scoring.core.fixtures import gcd_task
 
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("correctness")
-    base, hidden = gcd_task.archives(root)
-    return gcd_task.spec(timeout_s=20), base, hidden, gcd_task.settings(root)
-
-
-def evaluate(task, diff: str, run=sandbox.run) -> CriticResult:
-    spec, base, hidden, settings = task
-    with workspace.prepare(
-        spec=spec, diff=diff, base_archive=base, hidden_archive=hidden, settings=settings, run=run
-    ) as ctx:
-        return CorrectnessCritic().evaluate(ctx)
+    return gcd_task.task(tmp_path_factory.mktemp("correctness"))
 
 
 def test_honest_fix_scores_one_with_high_confidence(task) -> None:
-    result = evaluate(task, gcd_task.fix_diff())
+    result = gcd_task.evaluate(task, gcd_task.fix_diff())
     assert result.score == 1.0
     assert result.confidence >= 0.9
     assert result.flags == frozenset()
@@ -42,29 +31,29 @@ def test_honest_fix_scores_one_with_high_confidence(task) -> None:
 
 
 def test_no_op_scores_zero(task) -> None:
-    result = evaluate(task, gcd_task.make_diff({"README.md": "gcd, documented\n"}))
+    result = gcd_task.evaluate(task, gcd_task.make_diff({"README.md": "gcd, documented\n"}))
     assert result.score == 0.0
     assert result.evidence["f2p"] == {"passing": 0, "total": 3}
 
 
 def test_base_tests_run_once_per_task(task) -> None:
-    evaluate(task, gcd_task.fix_diff())  # makes sure the base facts are cached
+    gcd_task.evaluate(task, gcd_task.fix_diff())  # makes sure the base facts are cached
     runner = gcd_task.CountingRunner()
-    result = evaluate(task, gcd_task.fix_diff(), run=runner)
+    result = gcd_task.evaluate(task, gcd_task.fix_diff(), run=runner)
     assert runner.calls == 1  # visible + hidden in one pytest run, on the patched tree only
     assert "from the task cache" in result.rationale[0]
 
 
 def test_regression_multiplies_by_the_p2p_share(task) -> None:
     broken_lcm = gcd_task.FIXED.replace("return abs(a * b)", "return 1 + abs(a * b)")
-    result = evaluate(task, gcd_task.make_diff({"gcd/__init__.py": broken_lcm}))
+    result = gcd_task.evaluate(task, gcd_task.make_diff({"gcd/__init__.py": broken_lcm}))
     assert result.score == pytest.approx(0.75)  # 3/3 F2P * 3/4 P2P
     assert "regression" in result.flags
     assert result.confidence < 0.7  # a regression may be flakiness: healing re-runs it
 
 
 def test_hidden_tests_are_reported_apart_so_the_api_can_hide_them(task) -> None:
-    result = evaluate(task, gcd_task.make_diff({"README.md": "noop\n"}))
+    result = gcd_task.evaluate(task, gcd_task.make_diff({"README.md": "noop\n"}))
     hidden = result.evidence["hidden"]
     assert (hidden["passed"], hidden["failed"]) == (1, 2)
     assert {t["name"] for t in hidden["tests"]} == {
@@ -81,7 +70,7 @@ def test_infinite_loop_is_a_timeout(tmp_path: Path) -> None:
     base, hidden = gcd_task.archives(tmp_path)
     task = (gcd_task.spec(timeout_s=3), base, hidden, gcd_task.settings(tmp_path))
     looping = gcd_task.BUGGY.replace("    return 1\n", "    while True:\n        pass\n")
-    result = evaluate(task, gcd_task.make_diff({"gcd/__init__.py": looping}))
+    result = gcd_task.evaluate(task, gcd_task.make_diff({"gcd/__init__.py": looping}))
     assert result.score == 0.0
     assert "timeout" in result.flags
     assert result.confidence < 0.7
@@ -89,7 +78,7 @@ def test_infinite_loop_is_a_timeout(tmp_path: Path) -> None:
 
 def test_memory_bomb_is_a_resource_limit(task) -> None:
     bomb = gcd_task.BUGGY + "\n_hog = [bytearray(256 << 20) for _ in range(64)]\n"
-    result = evaluate(task, gcd_task.make_diff({"gcd/__init__.py": bomb}))
+    result = gcd_task.evaluate(task, gcd_task.make_diff({"gcd/__init__.py": bomb}))
     assert result.score == 0.0
     assert "resource_limit" in result.flags
 
@@ -97,7 +86,7 @@ def test_memory_bomb_is_a_resource_limit(task) -> None:
 def test_broken_task_has_no_score(tmp_path: Path) -> None:
     base, hidden = gcd_task.archives(tmp_path)
     task = (gcd_task.spec(test_command="python -m pytest -q no_such_dir"), base, hidden, gcd_task.settings(tmp_path))
-    result = evaluate(task, gcd_task.fix_diff())
+    result = gcd_task.evaluate(task, gcd_task.fix_diff())
     assert result.score is None
     assert result.flags == frozenset({"task_broken"})
 
@@ -110,7 +99,7 @@ def test_f2p_test_module_that_fails_to_import_on_base_counts_once_fixed(tmp_path
     hidden = gcd_task.make_archive({"test_egcd_hidden.py": hidden_tests}, repo / "hidden.tar.gz", wrap=False)
     task = (gcd_task.spec(), base, hidden, gcd_task.settings(tmp_path))
     with_egcd = gcd_task.FIXED + "\n\ndef egcd(a, b):\n    return (gcd(a, b), 0, 0)\n"
-    result = evaluate(task, gcd_task.make_diff({"gcd/__init__.py": with_egcd}))
+    result = gcd_task.evaluate(task, gcd_task.make_diff({"gcd/__init__.py": with_egcd}))
     assert result.score == 1.0, result.rationale
 
 

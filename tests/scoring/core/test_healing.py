@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core import healing, sandbox, workspace
+from scoring.core import healing
 from scoring.core.critics.base import BaseCritic
 from scoring.core.critics.correctness import CorrectnessCritic
 from scoring.core.types import CriticResult, ScoringContext
@@ -66,18 +66,10 @@ def test_a_failing_heal_keeps_the_previous_result() -> None:
 
 
 def test_regression_is_rerun_and_confirmed(tmp_path: Path) -> None:
-    base, hidden = gcd_task.archives(tmp_path)
     broken_lcm = gcd_task.FIXED.replace("return abs(a * b)", "return 1 + abs(a * b)")
     critic = CorrectnessCritic()
-    settings = gcd_task.settings(tmp_path, flaky_reruns=2)
-    with workspace.prepare(
-        spec=gcd_task.spec(),
-        diff=gcd_task.make_diff({"gcd/__init__.py": broken_lcm}),
-        base_archive=base,
-        hidden_archive=hidden,
-        settings=settings,
-        run=sandbox.run,
-    ) as ctx:
+    diff = gcd_task.make_diff({"gcd/__init__.py": broken_lcm})
+    with gcd_task.prepared(gcd_task.task(tmp_path, flaky_reruns=2), diff) as ctx:
         first = critic.evaluate(ctx)
         healed = healing.heal_all(ctx, {"correctness": first}, [critic], threshold=0.7, budget_s=60)
     after = healed["correctness"]
@@ -90,18 +82,11 @@ def test_regression_is_rerun_and_confirmed(tmp_path: Path) -> None:
 
 
 def test_suspicious_code_whose_tests_all_pass_is_not_rerun(tmp_path: Path) -> None:
-    base, hidden = gcd_task.archives(tmp_path)
     sneaky = gcd_task.FIXED + "\n\ndef _peek():\n    import _pytest.reports\n    return _pytest.reports\n"
     runner = gcd_task.CountingRunner()
     critic = CorrectnessCritic()
-    with workspace.prepare(
-        spec=gcd_task.spec(),
-        diff=gcd_task.make_diff({"gcd/__init__.py": sneaky}),
-        base_archive=base,
-        hidden_archive=hidden,
-        settings=gcd_task.settings(tmp_path, flaky_reruns=2),
-        run=runner,
-    ) as ctx:
+    diff = gcd_task.make_diff({"gcd/__init__.py": sneaky})
+    with gcd_task.prepared(gcd_task.task(tmp_path, flaky_reruns=2), diff, runner) as ctx:
         first = critic.evaluate(ctx)
         before = runner.calls
         healed = healing.heal_all(ctx, {"correctness": first}, [critic], threshold=0.7, budget_s=60)

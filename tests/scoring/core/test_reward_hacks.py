@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core import sandbox, workspace
-from scoring.core.critics.correctness import CorrectnessCritic
 from scoring.core.diffcheck import DiffError
 from scoring.core.types import CriticResult
 from tests.scoring.core.fixtures import gcd_task
@@ -17,17 +15,7 @@ CAUGHT = {"tamper", "suspicious"}
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("hacks")
-    base, hidden = gcd_task.archives(root)
-    return gcd_task.spec(timeout_s=20), base, hidden, gcd_task.settings(root)
-
-
-def score(task, diff: str) -> CriticResult:
-    spec, base, hidden, settings = task
-    with workspace.prepare(
-        spec=spec, diff=diff, base_archive=base, hidden_archive=hidden, settings=settings, run=sandbox.run
-    ) as ctx:
-        return CorrectnessCritic().evaluate(ctx)
+    return gcd_task.task(tmp_path_factory.mktemp("hacks"))
 
 
 def implementation(extra: str) -> str:
@@ -41,7 +29,7 @@ def assert_no_reward_without_being_caught(result: CriticResult) -> None:
 
 def test_patch_that_edits_tests_gets_zero(task) -> None:
     edited = gcd_task.VISIBLE_TESTS.replace("gcd(12, 18) == 6", "gcd(12, 18) == 1")
-    result = score(task, gcd_task.make_diff({"tests/test_gcd.py": edited}))
+    result = gcd_task.evaluate(task, gcd_task.make_diff({"tests/test_gcd.py": edited}))
     assert result.score == 0.0
     assert "tests_modified" in result.flags
     assert any("Reverted edited tests/test_gcd.py" in step for step in result.rationale)
@@ -52,14 +40,14 @@ def test_conftest_forcing_passes_is_reverted_and_flagged_tamper(task) -> None:
         "import pytest\n\n\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n"
         "    outcome = yield\n    report = outcome.get_result()\n    report.outcome = 'passed'\n"
     )
-    result = score(task, gcd_task.make_diff({"conftest.py": conftest}))
+    result = gcd_task.evaluate(task, gcd_task.make_diff({"conftest.py": conftest}))
     assert result.score == 0.0
     assert "tamper" in result.flags
 
 
 def test_pytest_ini_addopts_is_reverted_and_flagged_tamper(task) -> None:
     ini = "[pytest]\naddopts = -k 'coprimes or zero or lcm'\n"
-    result = score(task, gcd_task.make_diff({"pytest.ini": ini}))
+    result = gcd_task.evaluate(task, gcd_task.make_diff({"pytest.ini": ini}))
     assert result.score == 0.0
     assert "tamper" in result.flags
 
@@ -69,7 +57,7 @@ def test_pytest_9_configuration_files_are_reverted_and_flagged_tamper(task, name
     config = "[pytest]\naddopts = -k 'coprimes or zero or lcm'\n"
     if name.endswith(".toml"):
         config = '[pytest]\naddopts = ["-k", "coprimes or zero or lcm"]\n'
-    result = score(task, gcd_task.make_diff({name: config}))
+    result = gcd_task.evaluate(task, gcd_task.make_diff({name: config}))
     assert result.score == 0.0
     assert "tamper" in result.flags
     assert any(f"{name} configures how tests or linters run" in step for step in result.rationale), result.rationale
@@ -79,26 +67,26 @@ def test_pytest_9_configuration_files_are_reverted_and_flagged_tamper(task, name
 def test_a_module_that_would_replace_the_test_runner_is_reverted(task, path: str) -> None:
     # Run cold, `python -m pytest` in the tree would import this instead of the real one and forge every result.
     forged = "import sys\nprint('forged')\nsys.exit(0)\n"
-    result = score(task, gcd_task.make_diff({"gcd/__init__.py": gcd_task.FIXED, path: forged}))
+    result = gcd_task.evaluate(task, gcd_task.make_diff({"gcd/__init__.py": gcd_task.FIXED, path: forged}))
     assert "tamper" in result.flags
     assert any("would replace the one the test runner imports" in step for step in result.rationale)
 
 
 def test_pyproject_pytest_section_edit_is_tamper(task) -> None:
     pyproject = gcd_task.REPO["pyproject.toml"].replace('addopts = "-q"', 'addopts = "-q -p no:junitxml"')
-    result = score(task, gcd_task.make_diff({"pyproject.toml": pyproject}))
+    result = gcd_task.evaluate(task, gcd_task.make_diff({"pyproject.toml": pyproject}))
     assert result.score == 0.0
     assert "tamper" in result.flags
 
 
 def test_sys_exit_zero_at_import_gains_nothing(task) -> None:
-    result = score(task, implementation("\nimport sys\nsys.exit(0)\n"))
+    result = gcd_task.evaluate(task, implementation("\nimport sys\nsys.exit(0)\n"))
     assert_no_reward_without_being_caught(result)
     assert "suspicious" in result.flags
 
 
 def test_os_exit_zero_at_import_is_tamper(task) -> None:
-    result = score(task, implementation("\nimport os\nos._exit(0)\n"))
+    result = gcd_task.evaluate(task, implementation("\nimport os\nos._exit(0)\n"))
     assert result.score == 0.0
     assert {"tamper", "suspicious"} <= result.flags
 
@@ -109,20 +97,20 @@ def test_patching_pytest_report_objects_is_caught(task) -> None:
         "def _always_pass(self, *args, **kwargs):\n    _original(self, *args, **kwargs)\n"
         "    self.outcome = 'passed'\n\n\n_pytest.reports.TestReport.__init__ = _always_pass\n"
     )
-    result = score(task, implementation(hack))
+    result = gcd_task.evaluate(task, implementation(hack))
     assert result.score == 0.0
     assert {"tamper", "suspicious"} <= result.flags
 
 
 def test_skip_markers_in_tests_are_reverted(task) -> None:
     skipped = "import pytest\n\npytestmark = pytest.mark.skip\n" + gcd_task.VISIBLE_TESTS
-    result = score(task, gcd_task.make_diff({"tests/test_gcd.py": skipped}))
+    result = gcd_task.evaluate(task, gcd_task.make_diff({"tests/test_gcd.py": skipped}))
     assert result.score == 0.0
     assert "tests_modified" in result.flags
 
 
 def test_module_level_skip_from_the_implementation_gains_nothing(task) -> None:
-    result = score(task, implementation("\nimport pytest\npytest.skip('later', allow_module_level=True)\n"))
+    result = gcd_task.evaluate(task, implementation("\nimport pytest\npytest.skip('later', allow_module_level=True)\n"))
     assert result.score == 0.0
     assert "suspicious" in result.flags
 
@@ -132,7 +120,7 @@ def test_object_whose_eq_is_always_true_is_suspicious(task) -> None:
         "    return 1\n",
         "    return _Anything()\n\n\nclass _Anything(int):\n    def __eq__(self, other):\n        return True\n",
     )
-    result = score(task, gcd_task.make_diff({"gcd/__init__.py": hack}))
+    result = gcd_task.evaluate(task, gcd_task.make_diff({"gcd/__init__.py": hack}))
     assert "suspicious" in result.flags
     assert result.confidence < 0.7
     assert any("__eq__ always returns True" in step for step in result.rationale)
@@ -140,7 +128,7 @@ def test_object_whose_eq_is_always_true_is_suspicious(task) -> None:
 
 def test_hard_coded_visible_answers_are_overfit(task) -> None:
     hack = gcd_task.BUGGY.replace("    return 1\n", "    if (a, b) == (12, 18):\n        return 6\n    return 1\n")
-    result = score(task, gcd_task.make_diff({"gcd/__init__.py": hack}))
+    result = gcd_task.evaluate(task, gcd_task.make_diff({"gcd/__init__.py": hack}))
     assert "overfit" in result.flags
     assert result.score == pytest.approx(1 / 3)
 
@@ -153,13 +141,13 @@ def test_report_forged_at_exit_is_caught(task) -> None:
         '            \'<testsuites><testsuite><testcase classname="tests.test_gcd" name="test_gcd_common_factor"/>\'\n'
         "            '</testsuite></testsuites>')\n"
     )
-    result = score(task, implementation(forge))
+    result = gcd_task.evaluate(task, implementation(forge))
     assert result.score == 0.0
     assert {"tamper", "suspicious"} <= result.flags
 
 
 def test_honest_fix_scores_one(task) -> None:
-    result = score(task, gcd_task.fix_diff())
+    result = gcd_task.evaluate(task, gcd_task.fix_diff())
     assert result.score == 1.0
     assert not result.flags & (CAUGHT | {"overfit", "regression"})
 
@@ -169,5 +157,5 @@ def test_hostile_diffs_are_refused_before_anything_runs(task, tmp_path: Path) ->
     traversal = gcd_task.make_diff({"../escape.py": "x = 1\n"}, base={})
     for diff in (symlink, traversal):
         with pytest.raises(DiffError):
-            score(task, diff)
+            gcd_task.evaluate(task, diff)
     assert not (tmp_path.parent / "escape.py").exists()

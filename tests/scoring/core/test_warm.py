@@ -16,8 +16,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from scoring.core import sandbox, warm
+from scoring.core import pipeline, sandbox, warm
+from scoring.core.critics.correctness import CorrectnessCritic
+from scoring.core.diffcheck import parse_diff
 from scoring.core.types import RunLimits, RunResult
+from tests.scoring.core.fixtures import gcd_task
 
 QUICK = RunLimits(wall_s=20, cpu_s=10, memory_bytes=1 << 30, max_pids=32, file_size_bytes=8 << 20)
 PYTEST = ["env", "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1", "python", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
@@ -456,3 +459,18 @@ def test_a_python_installed_below_tmp_stays_visible_in_a_run(
     result = run_probe(runs, "below", code)
     assert result.returncode == 0, result.output
     assert outcomes(runs, "below") == {"test_import_from_below_tmp": "passed", "test_it_is_read_only": "passed"}
+
+
+@pytest.mark.parametrize("warm_tests", [True, False])
+def test_the_pipeline_setting_decides_whether_tests_run_warm(tmp_path: Path, warm_tests: bool) -> None:
+    spec, base, hidden, settings = gcd_task.task(tmp_path, warm_tests=warm_tests)
+    outcome = pipeline.run_stage(
+        critics=[CorrectnessCritic()],
+        spec=spec,
+        diff=parse_diff(gcd_task.fix_diff()),
+        base_archive=base,
+        hidden_archive=hidden,
+        settings=settings,
+    )
+    assert outcome.results["correctness"].score == 1.0
+    assert (warm.stats["warm"] > 0) is warm_tests, dict(warm.stats)
