@@ -64,6 +64,7 @@ def bulk_scored(samples: list[dict[str, Any]], count: int, *, waiting: float, re
     from scoring.core.pipeline import PIPELINE_VERSION
     from scoring.models import Evaluation, Patch
     from scoring.selectors import active_weights
+    from scoring.services import evaluation_fields
 
     tasks = demo_tasks_by_name([s["result"]["task"] for s in samples])
     profile, _ = active_weights()
@@ -84,21 +85,8 @@ def bulk_scored(samples: list[dict[str, Any]], count: int, *, waiting: float, re
         for i, patch in zip(numbers, patches, strict=True):
             result = samples[i % len(samples)]["result"]
             route = "auto" if patch.status == "scored" else ("audit" if i % 50 == 3 else "review")
-            confidences = [sub["confidence"] for sub in result["subscores"].values() if sub["score"] is not None]
-            evaluations.append(
-                Evaluation(
-                    patch=patch,
-                    pipeline_version=PIPELINE_VERSION,
-                    subscores=result["subscores"],
-                    final_score=result["final_score"],
-                    weight_profile=profile,
-                    route=route,
-                    flags=result["flags"],
-                    comments=result["comments"],
-                    meta=result["meta"],
-                    min_confidence=min(confidences, default=1.0),
-                )
-            )
+            fields = evaluation_fields(result, profile) | {"route": route}
+            evaluations.append(Evaluation(patch=patch, pipeline_version=PIPELINE_VERSION, **fields))
         Evaluation.objects.bulk_create(evaluations)
         ids.extend(p.pk for p in patches)
         log(f"database: {len(ids):,} of {count:,} patches with evaluations")

@@ -59,7 +59,7 @@ def review_bound(patch: Patch, evaluation: Evaluation) -> bool:
     """Patches the critic looks at: those going to review, and those with a subscore still in doubt."""
     if patch.status == PatchStatus.NEEDS_REVIEW or evaluation.route in ("review", "audit"):
         return True
-    return evaluation.min_confidence < settings.REVIEWAPP["HEAL_CONFIDENCE"]
+    return bool(evaluation.doubt)
 
 
 def wants_review(patch_id: int) -> bool:

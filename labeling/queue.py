@@ -8,9 +8,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, FloatField, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, Coalesce
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from labeling.models import Claim, LabelEvent
 from scoring.core.pipeline import PIPELINE_VERSION
@@ -54,7 +53,8 @@ def doubt_threshold() -> float:
 def queue_items(filters: QueueFilters, *, now: datetime) -> QuerySet[Evaluation]:
     """Queued evaluations, least confident first, then oldest, with what a queue row shows annotated.
 
-    Bulky JSON (evidence, meta, the diff) is not loaded; per-criterion confidence comes from the database.
+    Bulky JSON (evidence, meta, the diff) is not loaded. Ordering, filtering and counting read only the columns
+    of the `evaluation_queue` index (scoring.models.Evaluation).
     """
     live_seats = (
         Claim.objects.filter(patch=OuterRef("patch_id"))
@@ -71,7 +71,6 @@ def queue_items(filters: QueueFilters, *, now: datetime) -> QuerySet[Evaluation]
         .annotate(n=Count("reviewer", distinct=True))
         .values("n")
     )
-    confidence = {f"conf_{name}": Cast(KT(f"subscores__{name}__confidence"), FloatField()) for name in CRITERIA}
     items = (
         Evaluation.objects.filter(pipeline_version=PIPELINE_VERSION, patch__status=PatchStatus.NEEDS_REVIEW)
         .select_related("patch__task")
@@ -80,6 +79,7 @@ def queue_items(filters: QueueFilters, *, now: datetime) -> QuerySet[Evaluation]
             "route",
             "flags",
             "min_confidence",
+            "doubt",
             "patch__id",
             "patch__created_at",
             "patch__external_id",
@@ -87,27 +87,18 @@ def queue_items(filters: QueueFilters, *, now: datetime) -> QuerySet[Evaluation]
             "patch__task__spec",
         )
         .annotate(live_seats=Coalesce(Subquery(live_seats), Value(0)), labels=Coalesce(Subquery(labels), Value(0)))
-        .annotate(**confidence)
         .order_by("min_confidence", "patch_id")
     )
     if filters.task:
         items = items.filter(patch__task__name=filters.task)
+    # Flags and doubt are JSON lists of known words: matching the quoted word in their text works on both databases.
     if filters.flag:
-        # The flags are a JSON list of known words: matching the quoted word in its text works on both databases.
         items = items.filter(flags__icontains=f'"{filters.flag}"')
+    if filters.doubt:
+        items = items.filter(doubt__icontains=f'"{filters.doubt}"')
     if filters.route:
         items = items.filter(route=filters.route)
-    if filters.doubt:
-        items = items.filter(**{f"subscores__{filters.doubt}__confidence__lt": doubt_threshold()})
     return items
-
-
-def in_doubt(item: Evaluation) -> list[str]:
-    """The criteria of a queue row whose confidence is below the doubt threshold."""
-    threshold = doubt_threshold()
-    return [
-        name for name in CRITERIA if (value := getattr(item, f"conf_{name}", None)) is not None and value < threshold
-    ]
 
 
 def queue_counts(*, reviewer: Any, now: datetime) -> dict[str, int]:

@@ -27,7 +27,7 @@ from labeling import services
 from labeling.critic import critic_runs_series
 from labeling.models import Claim, LabelEvent
 from labeling.present import findings_of, numeric_series, render_diff, render_evidence
-from labeling.queue import ROUTES, QueueFilters, doubt_threshold, in_doubt, queue_counts, queue_items
+from labeling.queue import ROUTES, QueueFilters, doubt_threshold, queue_counts, queue_items
 from scoring.core.registry import REGISTRY
 from scoring.core.types import FLAGS
 from scoring.models import Patch, Task
@@ -70,13 +70,11 @@ def queue(request: HtmxHttpRequest) -> HttpResponse:
         return render(request, "labeling/queue.html#counts", {"counts": counts})
     filters = QueueFilters.from_query(request.GET)
     page = Paginator(queue_items(filters, now=now), PAGE_SIZE).get_page(request.GET.get("page"))
-    rows = [{"item": item, "doubt": in_doubt(item)} for item in page.object_list]
     context = {
         "counts": counts,
         "filters": filters,
         "filter_query": urlencode(filters.as_query()),
         "page": page,
-        "rows": rows,
         "tasks": Task.objects.order_by("name").values_list("name", flat=True),
         "flags": sorted(FLAGS),
         "routes": ROUTES,
@@ -148,7 +146,7 @@ def _criteria_rows(evaluation: Any, mine: LabelEvent | None, form: dict[str, Any
                 "label": critic.label,
                 "auto": auto,
                 "confidence": sub.get("confidence"),
-                "doubt": auto is not None and (sub.get("confidence") or 0) < doubt_threshold(),
+                "doubt": critic.name in evaluation.doubt,
                 "rationale": sub.get("rationale") or [],
                 "flags": sub.get("flags") or [],
                 "evidence": render_evidence(evidence) if evidence else None,

@@ -131,6 +131,7 @@ class Evaluation(models.Model):
     comments = models.TextField(blank=True, default="")
     meta = models.JSONField(default=dict, help_text="tools, task sha, sandbox mode, timings")
     min_confidence = models.FloatField(default=1.0, help_text="lowest subscore confidence, for queue priority")
+    doubt = models.JSONField(default=list, help_text="criteria still below the confidence threshold after healing")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -138,7 +139,14 @@ class Evaluation(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["patch", "pipeline_version"], name="evaluation_once_per_version")
         ]
-        indexes = [models.Index(fields=["route", "min_confidence"])]
+        indexes = [
+            # The review queue's order with every column it filters on, so listing, counting and filtering the
+            # queue never read the wide rows (subscores with their evidence, meta): SQLite stores those inline.
+            models.Index(
+                fields=["pipeline_version", "min_confidence", "patch", "route", "flags", "doubt"],
+                name="evaluation_queue",
+            )
+        ]
 
 
 class WeightAudit(models.Model):

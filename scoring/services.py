@@ -25,6 +25,7 @@ from django.utils import timezone
 from scoring import selectors, storage
 from scoring.conf import pipeline_settings
 from scoring.core import diffcheck, workspace
+from scoring.core.aggregate import in_doubt
 from scoring.core.diffcheck import DiffError
 from scoring.core.pipeline import PIPELINE_VERSION, build_result, run_stage, stages, tool_versions
 from scoring.core.registry import REGISTRY
@@ -595,7 +596,6 @@ def patch_finalize(*, patch: Patch) -> Evaluation:
 
 def evaluation_fields(result: Mapping[str, Any], profile: WeightProfile) -> dict[str, Any]:
     """The columns of an Evaluation for a built Result."""
-    confidences = [s["confidence"] for s in result["subscores"].values() if s["score"] is not None]
     return {
         "subscores": result["subscores"],
         "final_score": result["final_score"],
@@ -604,7 +604,17 @@ def evaluation_fields(result: Mapping[str, Any], profile: WeightProfile) -> dict
         "flags": result["flags"],
         "comments": result["comments"],
         "meta": result["meta"],
-        "min_confidence": min(confidences, default=0.0),
+        **confidence_fields(result["subscores"]),
+    }
+
+
+def confidence_fields(subscores: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The review queue's columns for stored subscores: the lowest measured confidence, and the criteria in doubt."""
+    results = {name: CriticResult.from_json(name, data) for name, data in subscores.items()}
+    measured = [r.confidence for r in results.values() if r.score is not None]
+    return {
+        "min_confidence": min(measured, default=0.0),
+        "doubt": list(in_doubt(results, settings.REVIEWAPP["HEAL_CONFIDENCE"])),
     }
 
 

@@ -35,6 +35,12 @@ def audit_picked(key: str, rate: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < rate
 
 
+def in_doubt(results: Mapping[str, CriticResult], threshold: float) -> tuple[str, ...]:
+    """The measured criteria whose confidence is still below `threshold` (after healing): they send a patch to
+    review, and the review queue filters on them."""
+    return tuple(name for name, r in results.items() if r.score is not None and r.confidence < threshold)
+
+
 @dataclass(frozen=True)
 class Aggregate:
     final_score: float | None
@@ -65,9 +71,8 @@ def aggregate(
         reasons.append(f"reward {final:.2f} is in the borderline band [{weights.band_low}, {weights.band_high}]")
     reasons.extend(f"flag {flag}" for flag in flags if flag in REVIEW_FLAGS)
     reasons.extend(
-        f"{name} is still uncertain (confidence {r.confidence:.2f})"
-        for name, r in results.items()
-        if r.score is not None and r.confidence < confidence_threshold
+        f"{name} is still uncertain (confidence {results[name].confidence:.2f})"
+        for name in in_doubt(results, confidence_threshold)
     )
     if reasons:
         route = "review"

@@ -13,6 +13,7 @@ from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.core.registry import CRITERIA
 from scoring.models import Evaluation, Patch, PatchStatus, Task
 from scoring.selectors import active_weights
+from scoring.services import confidence_fields
 
 
 def diff_for(n: int) -> str:
@@ -48,17 +49,18 @@ def evaluation_for(
 ) -> Evaluation:
     """An unsaved Evaluation of `patch` under the current pipeline version and the active weight profile."""
     profile, weights = active or active_weights()
+    stored = stored_subscores(scores, confidence)
     return Evaluation(
         patch=patch,
         pipeline_version=PIPELINE_VERSION,
-        subscores=stored_subscores(scores, confidence),
+        subscores=stored,
         final_score=weighted_mean(scores, weights.weights),
         weight_profile=profile,
         route=route,
         flags=[],
         comments="The tools found nothing to act on.",
         meta={"pipeline_version": PIPELINE_VERSION, "tools": {"pylint": "3.3.0", "bandit": "1.8.0"}},
-        min_confidence=confidence,
+        **confidence_fields(stored),
     )
 
 

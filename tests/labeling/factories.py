@@ -13,6 +13,7 @@ from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.core.registry import CRITERIA
 from scoring.models import Evaluation, Patch, PatchStatus, Task
 from scoring.selectors import active_weights
+from scoring.services import confidence_fields
 
 SAMPLE_DIFF = """\
 diff --git a/calc.py b/calc.py
@@ -109,7 +110,7 @@ def evaluate(
         weight_profile=profile,
         route=route,
         flags=flags or [],
-        min_confidence=min(s["confidence"] for s in stored.values()),
+        **confidence_fields(stored),
     )
 
 

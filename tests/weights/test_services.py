@@ -135,6 +135,21 @@ def test_reaggregation_equals_the_pure_aggregation_of_stored_subscores(admin, ba
     assert slow["score"] != stored[patches[1].pk]["performance"]["score"]
 
 
+def test_reaggregation_rewrites_what_the_queue_filters_on(admin, base_profile, settings):
+    patch = make_scored_patch({"correctness": 1.0, "style": 0.5, "security": 1.0}, ratio=1.0)
+    evaluation = Evaluation.objects.get(patch=patch)
+    performance = evaluation.subscores["performance"]["confidence"]
+    assert evaluation.doubt == []  # every confidence is at or above the default threshold
+
+    # Both thresholds above the subscores' confidences (0.95 for the others): every measured criterion is in doubt.
+    settings.REVIEWAPP = {**settings.REVIEWAPP, "HEAL_CONFIDENCE": max(performance, 0.95) + 0.01}
+    activate(new_version(admin, weights=EAGER), admin)
+
+    evaluation.refresh_from_db()
+    assert evaluation.doubt == ["correctness", "style", "performance", "security"]
+    assert evaluation.min_confidence == min(sub["confidence"] for sub in evaluation.subscores.values())
+
+
 def test_activation_moves_patches_across_the_band_by_the_status_transitions(admin, base_profile):
     leaves = make_scored_patch(IN_BAND_NOW, ratio=1.0)
     enters = make_scored_patch(ABOVE_BAND_NOW, ratio=1.0)
