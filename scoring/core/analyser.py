@@ -25,12 +25,12 @@ import time
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from scoring.core.findings import Finding, FindingDiff, diff_findings
 from scoring.core.types import ScoringContext
+from scoring.core.versions import package_version
 
 #: The fixed configuration patches are judged with unless the task names its own (docs/style-security.md).
 REVIEW_PYLINTRC = Path(__file__).with_name("pylintrc_review")
@@ -127,7 +127,7 @@ class AnalysisReport:
 
 def tool_versions() -> dict[str, str]:
     """The versions of the analysis tools, read from package metadata (no import of the tools here)."""
-    return {name: metadata.version(name) for name in ("pylint", "astroid", "bandit")}
+    return {name: package_version(name) for name in ("pylint", "astroid", "bandit")}
 
 
 class Analyser:

@@ -7,7 +7,6 @@ Pure Python. `score` runs everything in one process (`manage.py score_patch`, th
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import platform
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,6 +22,7 @@ from scoring.core.registry import REGISTRY
 from scoring.core.spec import TaskSpec
 from scoring.core.trees import host_lock
 from scoring.core.types import Critic, CriticResult, PipelineSettings, Weights
+from scoring.core.versions import package_version
 
 #: Bumped whenever a change to the pipeline can change a score. Evaluations are unique per version.
 PIPELINE_VERSION = "2026.11.1"
@@ -32,7 +32,7 @@ def tool_versions() -> dict[str, str]:
     """Versions of everything that can move a score, recorded in every Result."""
     return {
         "python": platform.python_version(),
-        "pytest": importlib.metadata.version("pytest"),
+        "pytest": package_version("pytest"),
         **analysis_tool_versions(),
     }
 

@@ -16,7 +16,6 @@ import configparser
 import contextlib
 import fnmatch
 import hashlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -34,6 +33,7 @@ from scoring.core.archive import safe_extract, sha256_file
 from scoring.core.diffcheck import DiffError, FileChange, ParsedDiff, parse_diff
 from scoring.core.trees import make_read_only, remove_tree, scratch_copy
 from scoring.core.types import PipelineSettings, Runner, ScoringContext
+from scoring.core.versions import package_version
 
 #: Bumped when what is cached per task changes meaning (the harness options, the base facts' format).
 TASK_CACHE_FORMAT = 1
@@ -339,7 +339,7 @@ def task_cache_key(*, base_sha: str, hidden_sha: str | None, spec: object) -> st
         "hidden": hidden_sha,
         "spec": spec_json,
         "python": platform.python_version(),
-        "pytest": importlib.metadata.version("pytest"),
+        "pytest": package_version("pytest"),
         "format": TASK_CACHE_FORMAT,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,12 @@
+"""Installed package versions, as recorded in Results and cache keys."""
+
+from __future__ import annotations
+
+import functools
+from importlib import metadata
+
+
+@functools.cache
+def package_version(name: str) -> str:
+    """An installed package's version from its metadata, read once per process: the code that runs is that version."""
+    return metadata.version(name)
