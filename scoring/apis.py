@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -16,6 +17,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -144,14 +146,48 @@ class TaskDetailApi(APIView):
         return Response(TaskListCreateApi.OutputSerializer(task).data)
 
 
+class DiffField(serializers.CharField):
+    """A diff's text, kept as sent. CharField's own check for surrogates walks the text one character at a time in
+    Python, a fifth of a 1000-patch batch's time; diffcheck.parse_diff refuses the same texts when it encodes them
+    as UTF-8 ("diff is not valid UTF-8 text"), before anything is stored."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, allow_blank=True, **kwargs)
+        self.validators = [v for v in self.validators if not isinstance(v, ProhibitSurrogateCharactersValidator)]
+
+
 class PatchInputSerializer(serializers.Serializer):
     task = serializers.CharField(max_length=100)
-    diff = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    diff = DiffField()
     external_id = serializers.CharField(max_length=200, required=False, allow_null=True)
     metadata = serializers.DictField(required=False, default=dict)
 
     class Meta:
         ref_name = "PatchInput"
+
+    def validate_metadata(self, value: dict) -> dict:
+        """Refuse text no database stores: NUL, and lone surrogates (JSON can carry them; UTF-8 cannot)."""
+        for text in _strings(value):
+            if "\x00" in text:
+                raise ValidationError("metadata holds a NUL character, which cannot be stored")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValidationError("metadata is not valid UTF-8 text (it holds a lone surrogate)") from exc
+        return value
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON value, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 class AcceptedSerializer(serializers.Serializer):

@@ -342,13 +342,19 @@ def patch_reject(*, client: Any, task: Task, diff: str, external_id: str | None,
     return Patch.objects.create(
         task=task,
         client=client,
-        diff=diff,
+        diff=storable(diff),
         diff_sha256=sha,
         external_id=external_id,
         status=S.REJECTED,
-        reason=reason[:2000],
+        reason=storable(reason[:2000]),
         finished_at=timezone.now(),
     )
+
+
+def storable(text: str) -> str:
+    """`text` as both databases can store it: NUL and lone surrogates (which JSON can carry, and no UTF-8 text
+    holds) written as backslash escapes. Only rejected completions are kept with text refused for holding them."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def rewards_submit(*, client: Any, task: Task, completions: list[Any], external_ids: list[str | None]) -> list[int]:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import os
 import re
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import unidiff
@@ -233,7 +234,7 @@ def _check_escape(path: str, number: int | None) -> None:
     where = f" (line {number})" if number else ""
     if path.startswith("/"):
         raise DiffError(f"absolute path {path!r} is not allowed{where}")
-    parts = PurePosixPath(path).parts
+    parts = path.split("/")  # as PurePosixPath(path).parts, plus empty and "." parts that match neither rule
     if ".." in parts:
         raise DiffError(f"path {path!r} leaves the repository ('..'){where}")
     if any(part.casefold() == ".git" for part in parts):
@@ -275,20 +276,22 @@ def check_paths_exist(diff: ParsedDiff, base_dir: Path) -> None:
 
     Also refuses a path that reaches through a symlink in the base tree to somewhere outside it.
     """
-    root = Path(base_dir).resolve()
+    root = os.path.realpath(base_dir)  # os.path rather than pathlib: this runs for every patch at intake
     for change in diff.files:
         target = _inside(root, change.path)
-        if change.kind in ("modify", "delete") and not target.is_file():
+        if change.kind in ("modify", "delete") and not os.path.isfile(target):
             raise DiffError(f"{change.path!r} does not exist in the base repository (the diff {change.kind}s it)")
-        if change.kind in ("add", "rename") and (target.exists() or target.is_symlink()):
+        if change.kind in ("add", "rename") and os.path.lexists(target):
             raise DiffError(f"{change.path!r} already exists in the base repository (the diff creates it)")
-        if change.old_path is not None and not _inside(root, change.old_path).is_file():
+        if change.old_path is not None and not os.path.isfile(_inside(root, change.old_path)):
             raise DiffError(f"{change.old_path!r} does not exist in the base repository (the diff renames it)")
 
 
-def _inside(root: Path, relative: str) -> Path:
-    target = root / relative
-    if not target.resolve().is_relative_to(root):
+def _inside(root: str, relative: str) -> str:
+    """`relative` joined to the resolved `root`, refused if following its symlinks leads out of `root`."""
+    target = os.path.join(root, relative)
+    resolved = os.path.realpath(target)
+    if resolved != root and not resolved.startswith(root.rstrip("/") + "/"):
         raise DiffError(f"{relative!r} reaches outside the base repository through a symlink")
     return target
 

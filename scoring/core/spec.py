@@ -122,6 +122,10 @@ def _text(key: str, value: Any) -> str:
         raise SpecError(f"{key}: must not be empty")
     if len(value) > _MAX_TEXT or "\0" in value:
         raise SpecError(f"{key}: must be at most {_MAX_TEXT} printable characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate, which JSON can carry ("\ud800") and no database stores
+        raise SpecError(f"{key}: is not valid UTF-8 text") from exc
     return value
 
 

@@ -91,6 +91,44 @@ def test_invalid_diff_gets_400_with_a_message_and_no_row(api, tiny_task, kind):
     assert not Patch.objects.exists()
 
 
+def test_surrogates_get_400_with_a_message_and_no_row(api, tiny_task, fix_diff):
+    """JSON can carry a lone surrogate ("\\ud800"), which no UTF-8 text holds: in a diff (single or in a batch)
+    or in the metadata, it is refused before anything is stored."""
+    broken = fix_diff.replace("+", "+\ud800", 1)
+
+    def post(body):
+        return api.post("/api/v1/patches/", data=json.dumps(body), content_type="application/json")
+
+    response = post({"task": "tiny", "diff": broken})
+    assert response.status_code == 400 and "UTF-8" in response.json()["detail"]
+    response = post([{"task": "tiny", "diff": broken}, {"task": "tiny", "diff": fix_diff, "external_id": "ok"}])
+    assert response.status_code == 202
+    assert [item["code"] for item in response.json()] == [400, 202]
+    assert "UTF-8" in response.json()[0]["detail"]
+    response = post({"task": "tiny", "diff": fix_diff, "metadata": {"note": "\ud800"}})
+    assert response.status_code == 400, response.content
+    assert Patch.objects.count() == 1
+
+
+def test_completions_no_database_could_store_are_rejected_with_reward_zero(api, tiny_task, fix_diff):
+    """A completion is the agent's text: lone surrogates or NUL in it (or in the diff it holds) make it a rejected
+    patch with reward 0.0, stored with those characters escaped, never a 500."""
+    fenced = "```diff\n{}```"
+    completions = [
+        "no diff here, only a lone surrogate \ud800",
+        "no diff here, only NUL \x00",
+        fenced.format(fix_diff.replace("+", "+\ud800", 1)),
+        fenced.format(fix_diff.replace("+", "+\x00", 1)),
+    ]
+    body = json.dumps({"task": "tiny", "completions": completions, "wait_s": 0})
+    response = api.post("/api/v1/rewards/", data=body, content_type="application/json")
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == ["rejected"] * 4
+    assert response.json()["rewards"] == [0.0] * 4
+    stored = list(Patch.objects.order_by("pk").values_list("diff", flat=True))
+    assert stored[0].endswith("surrogate \\ud800") and stored[1].endswith("NUL \\x00")
+
+
 def test_too_large_diff_gets_413(api, tiny_task, fix_diff, settings):
     settings.REVIEWAPP = dict(settings.REVIEWAPP, MAX_DIFF_BYTES=200)
     response = api.post("/api/v1/patches/", {"task": "tiny", "diff": fix_diff + "#" * 500}, format="json")

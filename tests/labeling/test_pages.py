@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
 import pytest
 from django.db import connection
@@ -139,6 +140,18 @@ def test_submit_saves_and_lands_on_the_next_item(browser, reviewer):
     event = LabelEvent.objects.get(patch=first)
     assert event.subscores["style"] == {"auto": 0.6, "human": 0.25, "note": ""}
     assert event.comment == "too slow"
+
+
+def test_a_form_field_holding_nul_gets_400_and_nothing_is_stored(browser):
+    patch = queued_patch(confidence=0.2)
+    browser.post("/review/next/")
+    form = {f"score-{n}": "0.25" for n in CRITERIA} | {"note-style": "a\x00b", "base_event": "", "opened_at": "0"}
+    as_browsers_send = {"data": urlencode(form), "content_type": "application/x-www-form-urlencoded"}
+    for sent in ({"data": form}, as_browsers_send):  # multipart, as the test client sends by default
+        response = browser.post(f"/review/{patch.pk}/submit/", **sent)
+        assert response.status_code == 400
+        assert "NUL character" in response.content.decode()
+    assert not LabelEvent.objects.exists()
 
 
 def test_stale_edit_answers_409_with_a_clear_message(browser, reviewer):

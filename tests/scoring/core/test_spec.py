@@ -134,6 +134,15 @@ def test_shell_syntax_in_commands_is_refused(field: str, command: str, token: st
     assert message.startswith(f"{field}: shell syntax {token!r} is not allowed")
 
 
+@pytest.mark.parametrize("field", ["test_command", "benchmark_command", "lint_config"])
+def test_text_no_database_could_store_is_refused(field: str) -> None:
+    """JSON can carry a lone surrogate ('\\ud800') and NUL ('\\u0000'); the stored spec could hold neither."""
+    for bad, expected in (("\ud800", "not valid UTF-8"), ("\x00", "printable")):
+        spec = {"name": "t", "test_command": "pytest", field: f"pytest {bad}"}
+        with pytest.raises(SpecError, match=f"{field}: .*{expected}"):
+            parse_spec(json.dumps(spec), api=True)
+
+
 def test_unbalanced_quotes_are_refused() -> None:
     assert api_refused(test_command="pytest -k 'oops").startswith("test_command: cannot be split")
 
