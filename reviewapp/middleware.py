@@ -1,22 +1,24 @@
-"""Guards every page shares."""
+"""Guards every view shares."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from rest_framework.views import APIView
+
+from scoring.core.text import unstorable
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-class RefuseNulInFormsMiddleware:
-    """Answer 400 to a form posted to a page when one of its fields holds a NUL character.
+class RefuseUnstorableTextMiddleware:
+    """Answer 400 when a query parameter, or a field of a form posted to a page, holds text no database stores.
 
-    PostgreSQL cannot store NUL in text and no form here has a use for it. Django's form fields refuse it one by
-    one, but the review and weights pages read their sliders and notes from request.POST directly. The API's
-    serializers refuse it themselves, with the API's JSON errors, so API views are left to them.
+    PostgreSQL cannot hold NUL in text, so a NUL reaching a query or a row is a 500 there (scoring.core.text).
+    Django's form fields refuse it one by one, but the pages read filters, sliders and notes from request.GET
+    and request.POST directly. API views get a JSON error; their serializers check the bodies they accept.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -26,11 +28,23 @@ class RefuseNulInFormsMiddleware:
         return self.get_response(request)
 
     def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> HttpResponse | None:
-        api_view = isinstance(getattr(view, "cls", None), type) and issubclass(view.cls, APIView)
-        if request.method != "POST" or request.content_type not in FORM_TYPES or api_view:
-            return None
-        if any("\x00" in key or "\x00" in value for key, values in request.POST.lists() for value in values):
-            return HttpResponseBadRequest(
-                "A form field holds a NUL character, which cannot be stored.", content_type="text/plain"
-            )
+        api = isinstance(getattr(view, "cls", None), type) and issubclass(view.cls, APIView)
+        for where, text in _fields(request, forms=not api):
+            if reason := unstorable(text):
+                message = f"A {where} {reason}, which cannot be stored or searched for."
+                if api:
+                    return JsonResponse({"detail": message}, status=400)
+                return HttpResponseBadRequest(message, content_type="text/plain")
         return None
+
+
+def _fields(request: HttpRequest, *, forms: bool) -> Iterator[tuple[str, str]]:
+    """(where, text) for every query parameter and, with `forms`, every posted form field: names and values."""
+    sources = [("query parameter", request.GET)]
+    if forms and request.method == "POST" and request.content_type in FORM_TYPES:
+        sources.append(("form field", request.POST))
+    for where, data in sources:
+        for key, values in data.lists():
+            yield where, key
+            for value in values:
+                yield where, value

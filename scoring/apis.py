@@ -24,6 +24,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from scoring import selectors, services
 from scoring.core.diffcheck import DiffError
 from scoring.core.registry import CRITERIA
+from scoring.core.text import unstorable
 from scoring.models import Patch, PatchStatus, Task
 from scoring.roles import CanSubmit, is_staff_reader
 
@@ -152,7 +153,9 @@ class DiffField(serializers.CharField):
     as UTF-8 ("diff is not valid UTF-8 text"), before anything is stored."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(trim_whitespace=False, allow_blank=True, **kwargs)
+        kwargs.setdefault("trim_whitespace", False)
+        kwargs.setdefault("allow_blank", True)
+        super().__init__(**kwargs)
         self.validators = [v for v in self.validators if not isinstance(v, ProhibitSurrogateCharactersValidator)]
 
 
@@ -166,28 +169,25 @@ class PatchInputSerializer(serializers.Serializer):
         ref_name = "PatchInput"
 
     def validate_metadata(self, value: dict) -> dict:
-        """Refuse text no database stores: NUL, and lone surrogates (JSON can carry them; UTF-8 cannot)."""
+        """Refuse text no database stores (scoring.core.text), in keys and values at any depth."""
         for text in _strings(value):
-            if "\x00" in text:
-                raise ValidationError("metadata holds a NUL character, which cannot be stored")
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise ValidationError("metadata is not valid UTF-8 text (it holds a lone surrogate)") from exc
+            if reason := unstorable(text):
+                raise ValidationError(f"metadata {reason}")
         return value
 
 
 def _strings(value: Any) -> Iterator[str]:
-    """Every string in a JSON value, keys included."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(key)
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
+    """Every string in a JSON value, keys included (with a stack: the nesting is the client's to choose)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 class AcceptedSerializer(serializers.Serializer):

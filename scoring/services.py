@@ -30,6 +30,7 @@ from scoring.core.diffcheck import DiffError
 from scoring.core.pipeline import PIPELINE_VERSION, build_result, run_stage, stages, tool_versions
 from scoring.core.registry import REGISTRY
 from scoring.core.spec import SpecError, TaskSpec, parse_spec
+from scoring.core.text import storable
 from scoring.core.trees import pack_tree
 from scoring.core.types import CriticResult
 from scoring.models import Evaluation, Patch, PatchStatus, StageResult, Task, WeightProfile
@@ -351,12 +352,6 @@ def patch_reject(*, client: Any, task: Task, diff: str, external_id: str | None,
     )
 
 
-def storable(text: str) -> str:
-    """`text` as both databases can store it: NUL and lone surrogates (which JSON can carry, and no UTF-8 text
-    holds) written as backslash escapes. Only rejected completions are kept with text refused for holding them."""
-    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def rewards_submit(*, client: Any, task: Task, completions: list[Any], external_ids: list[str | None]) -> list[int]:
     """Store every completion as a patch (rejected with reward 0.0 when its diff is unusable); ids in order.
 
@@ -620,7 +615,7 @@ def confidence_fields(subscores: Mapping[str, Mapping[str, Any]]) -> dict[str, A
     measured = [r.confidence for r in results.values() if r.score is not None]
     return {
         "min_confidence": min(measured, default=0.0),
-        "doubt": list(in_doubt(results, settings.REVIEWAPP["HEAL_CONFIDENCE"])),
+        "doubt": list(in_doubt(results, pipeline_settings().heal_confidence_threshold)),
     }
 
 

@@ -226,6 +226,8 @@ def _check_path(path: str, number: int | None = None) -> str:
     if "\\" in path:
         raise DiffError(f"backslash in file name {path!r}{where}")
     _check_escape(path, number)
+    if any(part in ("", ".") for part in path.split("/")):
+        raise DiffError(f"file name {path!r} has an empty or '.' part{where}; `git diff` never writes one")
     return path
 
 

@@ -25,6 +25,8 @@ def heal_all(
     """
     healed = dict(results)
     by_name = {critic.name: critic for critic in critics}
+    # Unmeasured results are healed too (unlike aggregate.in_doubt, which routes on measured ones): more effort may
+    # measure them.
     waiting = [name for name, result in results.items() if result.confidence < threshold and name in by_name]
     deadline = time.monotonic() + budget_s
     for index, name in enumerate(waiting):

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from scoring.core.text import storable
 from scoring.core.types import RunLimits, RunResult
 
 #: Where the command finds its tree, report folder and task environment inside the sandbox.
@@ -398,7 +399,8 @@ def run_result(
     collected: Collected, *, code: int, cpu_s: float, started: float, limits: RunLimits, mode: str = "bwrap"
 ) -> RunResult:
     """The RunResult of a run from its output, its exit code as a shell reports it, and its CPU time."""
-    output = collected.output.decode("utf-8", errors="replace")
+    # The command's output is the patch's to write: a NUL in it would make the stored evidence unstorable.
+    output = storable(collected.output.decode("utf-8", errors="replace"))
     returncode = None if collected.timed_out else _exit_code(code)
     return RunResult(
         returncode=returncode,

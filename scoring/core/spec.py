@@ -17,6 +17,8 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from scoring.core.text import unstorable
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _SHELL_SYNTAX = (";", "|", "&", "`", "$", "<", ">", "\n", "\r")
 #: How a test command may start (the harness runs each as `python -m pytest`).
@@ -120,12 +122,10 @@ def _text(key: str, value: Any) -> str:
         raise SpecError(f"{key}: must be a string, not {_type_name(value)}")
     if not value.strip():
         raise SpecError(f"{key}: must not be empty")
-    if len(value) > _MAX_TEXT or "\0" in value:
-        raise SpecError(f"{key}: must be at most {_MAX_TEXT} printable characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:  # a lone surrogate, which JSON can carry ("\ud800") and no database stores
-        raise SpecError(f"{key}: is not valid UTF-8 text") from exc
+    if len(value) > _MAX_TEXT:
+        raise SpecError(f"{key}: must be at most {_MAX_TEXT} characters")
+    if reason := unstorable(value):
+        raise SpecError(f"{key}: {reason}")
     return value
 
 

@@ -78,7 +78,8 @@ def main() -> None:
     PYTHON_PREFIXES = tuple(json.loads(sys.argv[2]))
     warm_up()
     # Every run is a fork: a collection in the child would touch the header of every object the zygote holds and
-    # copy the pages they live on. Frozen objects are left out of collections (they are never garbage anyway).
+    # copy the pages they live on. Frozen objects are left out of collections; the warm-up's garbage goes first.
+    gc.collect()
     gc.freeze()
     # The top-level modules already imported: a task environment that ships one of them would shadow it in a
     # cold run but not here, so the worker runs such a task cold.

@@ -7,6 +7,7 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
+from scoring.core.text import unstorable
 from scoring.models import Patch
 from tests.helpers import other_diff
 
@@ -125,8 +126,10 @@ def test_completions_no_database_could_store_are_rejected_with_reward_zero(api, 
     assert response.status_code == 200, response.content
     assert response.json()["status"] == ["rejected"] * 4
     assert response.json()["rewards"] == [0.0] * 4
-    stored = list(Patch.objects.order_by("pk").values_list("diff", flat=True))
-    assert stored[0].endswith("surrogate \\ud800") and stored[1].endswith("NUL \\x00")
+    stored = list(Patch.objects.order_by("pk").values_list("diff", "reason"))
+    assert stored[0][0].endswith("surrogate \\ud800") and stored[1][0].endswith("NUL \\x00")
+    assert "+\\ud800" in stored[2][0] and "+\\x00" in stored[3][0]
+    assert all(unstorable(text) is None for row in stored for text in row)
 
 
 def test_too_large_diff_gets_413(api, tiny_task, fix_diff, settings):
@@ -140,6 +143,12 @@ def test_malformed_json_body_gets_400(api, tiny_task):
     response = api.post("/api/v1/patches/", data="{not json", content_type="application/json")
     assert response.status_code == 400
     assert "JSON" in response.json()["detail"]
+
+
+def test_nul_in_a_query_parameter_gets_400_in_json(api, tiny_task):
+    response = api.get("/api/v1/patches/?task=%00")
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("A query parameter holds a NUL character")
 
 
 def test_unknown_task_gets_400(api, tiny_task, fix_diff):

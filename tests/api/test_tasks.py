@@ -96,6 +96,10 @@ def test_hostile_archives_get_400_and_write_nothing_outside_storage(api, tmp_pat
         (json.dumps({"name": "x", "test_command": ""}), "test_command"),
         (json.dumps({"name": "x", "test_command": 5}), "test_command"),
         (json.dumps({"name": "x", "test_command": "python -m pytest", "repo": "/etc"}), "repo"),
+        (json.dumps({"name": "x", "test_command": "python -m pytest \ud800"}), "test_command"),  # "\\ud800" in JSON
+        (json.dumps({"name": "x", "test_command": "python -m pytest \x00"}), "test_command"),  # "\\u0000" in JSON
+        # A raw NUL in a multipart field of an API view: the serializer answers, in the API's JSON.
+        ('{"name": "x", "test_command": "python -m pytest \x00"}', "null characters"),
     ],
 )
 def test_bad_specs_get_400_naming_the_field(api, tmp_path, spec, word):

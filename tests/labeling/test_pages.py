@@ -154,6 +154,12 @@ def test_a_form_field_holding_nul_gets_400_and_nothing_is_stored(browser):
     assert not LabelEvent.objects.exists()
 
 
+def test_nul_in_a_queue_filter_gets_400(browser):
+    response = browser.get("/review/?task=%00")
+    assert response.status_code == 400
+    assert "query parameter holds a NUL character" in response.content.decode()
+
+
 def test_stale_edit_answers_409_with_a_clear_message(browser, reviewer):
     patch = queued_patch()
     services.claim_patch(patch=patch, reviewer=reviewer)

@@ -22,11 +22,12 @@ def test_evaluations_stored_before_doubt_existed_get_theirs(migrator):
             patch=patch, pipeline_version="v", subscores=subscores, weight_profile=profile, route="review"
         ).pk
 
-    doubtful = stored({"correctness": 0.9, "style": 0.2, "performance": 0.5, "security": 0.8})
-    sure = stored({"correctness": 0.9, "style": 0.95}, unmeasured="style")
+    # Stored out of registry order, as PostgreSQL's jsonb gives keys back (shortest first).
+    doubtful = stored({"style": 0.2, "security": 0.8, "correctness": 0.9, "performance": 0.5})
+    sure = stored({"correctness": 0.9, "style": 0.95})
     unmeasured = stored({"correctness": 0.9, "performance": 0.1}, unmeasured="performance")
 
-    new = migrator.apply_tested_migration(("scoring", "0002_evaluation_doubt")).apps
+    new = migrator.apply_tested_migration(("scoring", "0003_evaluation_doubt_filled")).apps
 
     doubt = dict(new.get_model("scoring", "Evaluation").objects.values_list("pk", "doubt"))
     assert doubt == {doubtful: ["style", "performance"], sure: [], unmeasured: []}

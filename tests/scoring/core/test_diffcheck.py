@@ -197,9 +197,33 @@ def test_path_through_a_symlink_in_the_base_is_refused(tmp_path: Path) -> None:
     base = tmp_path / "base"
     base.mkdir()
     (base / "lib").symlink_to("/etc")
-    parsed = parse_diff("--- a/lib/hostname\n+++ b/lib/hostname\n@@ -1 +1 @@\n-a\n+b\n")
-    with pytest.raises(DiffError, match="through a symlink"):
-        check_paths_exist(parsed, base)
+    (base / "sibling").symlink_to(tmp_path / "base-evil")  # its name starts with the base's
+    (tmp_path / "base-evil").mkdir()
+    (tmp_path / "base-evil" / "x.py").write_text("a\n")
+    (base / "calc.py").write_text("a\n")
+    for diff in (
+        "--- a/lib/hostname\n+++ b/lib/hostname\n@@ -1 +1 @@\n-a\n+b\n",
+        "--- a/sibling/x.py\n+++ b/sibling/x.py\n@@ -1 +1 @@\n-a\n+b\n",
+        "diff --git a/lib/hostname b/moved.py\nsimilarity index 100%\nrename from lib/hostname\nrename to moved.py\n",
+    ):
+        with pytest.raises(DiffError, match="through a symlink"):
+            check_paths_exist(parse_diff(diff), base)
+
+
+def test_a_symlink_loop_in_the_base_is_refused(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "loop").symlink_to("loop")
+    with pytest.raises(DiffError, match="does not exist"):
+        check_paths_exist(parse_diff("--- a/loop/x.py\n+++ b/loop/x.py\n@@ -1 +1 @@\n-a\n+b\n"), base)
+    with pytest.raises(DiffError, match="already exists"):
+        check_paths_exist(parse_diff("--- /dev/null\n+++ b/loop\n@@ -0,0 +1 @@\n+x = 1\n"), base)
+
+
+@pytest.mark.parametrize("name", ["calc.py/", "calc.py/.", "./calc.py", "lib//calc.py"])
+def test_file_names_git_never_writes_are_refused(name: str) -> None:
+    with pytest.raises(DiffError, match=re.escape("has an empty or '.' part")):
+        parse_diff(f"--- /dev/null\n+++ b/{name}\n@@ -0,0 +1 @@\n+x = 1\n")
 
 
 def test_completion_string_with_fenced_diff_yields_the_diff() -> None:

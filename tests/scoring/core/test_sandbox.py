@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 from scoring.core import sandbox, warm
+from scoring.core.text import unstorable
 from scoring.core.types import RunLimits
 
 QUICK = RunLimits(wall_s=10, cpu_s=5, memory_bytes=512 << 20, max_pids=32, file_size_bytes=8 << 20)
@@ -65,6 +66,15 @@ def test_honest_command_runs_in_the_tree_with_its_output(tree: Path) -> None:
     result = sandbox.run(python("print(open('data.txt').read())"), tree=tree, limits=QUICK)
     assert (result.returncode, result.output, result.sandbox) == (0, "hello\n", "bwrap")
     assert not result.timed_out and not result.truncated and result.resource_limit is None
+
+
+def test_output_holding_nul_and_broken_utf8_comes_back_storable(tree: Path) -> None:
+    """The command's output is the patch's to write, and ends up in stored evidence: PostgreSQL refuses NUL."""
+    code = "import sys; sys.stdout.buffer.write(b'a\\x00b \\xed\\xa0\\x80 c\\n')"
+    result = sandbox.run(python(code), tree=tree, limits=QUICK)
+    assert result.returncode == 0, result.output
+    assert result.output == "a\\x00b \ufffd\ufffd\ufffd c\n"
+    assert unstorable(result.output) is None
 
 
 def test_command_writes_to_tree_and_report_dir_only(tree: Path, tmp_path: Path) -> None:

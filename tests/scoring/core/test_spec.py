@@ -137,7 +137,7 @@ def test_shell_syntax_in_commands_is_refused(field: str, command: str, token: st
 @pytest.mark.parametrize("field", ["test_command", "benchmark_command", "lint_config"])
 def test_text_no_database_could_store_is_refused(field: str) -> None:
     """JSON can carry a lone surrogate ('\\ud800') and NUL ('\\u0000'); the stored spec could hold neither."""
-    for bad, expected in (("\ud800", "not valid UTF-8"), ("\x00", "printable")):
+    for bad, expected in (("\ud800", "not valid UTF-8"), ("\x00", "NUL character")):
         spec = {"name": "t", "test_command": "pytest", field: f"pytest {bad}"}
         with pytest.raises(SpecError, match=f"{field}: .*{expected}"):
             parse_spec(json.dumps(spec), api=True)
