@@ -3,7 +3,7 @@
 
 SQLite keeps each row's bulky JSON (subscores with their evidence, meta) inline, before the small columns, so a
 query that touches the table reads every waiting row's evidence: that is what made the queue slow with 10,000
-patches (docs/benchmarks.md).
+patches (docs/benchmarks.md). PostgreSQL stores large values out of line.
 """
 
 from __future__ import annotations
@@ -52,16 +52,10 @@ def test_the_queue_index_holds_every_column_the_queue_reads():
     assert constraints["evaluation_queue"]["columns"] == QUEUE_INDEX
 
 
-def plan(sql: str) -> str:
-    """The database's plan for `sql`; PostgreSQL is told to avoid sequential scans, which it prefers on the tiny
-    tables of a test but not on a real queue."""
+def sqlite_plan(sql: str) -> str:
     with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
-            return "\n".join(str(row[-1]) for row in cursor.fetchall())
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute(f"EXPLAIN {sql}")
-        return "\n".join(str(row[0]) for row in cursor.fetchall())
+        cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
+        return "\n".join(str(row[-1]) for row in cursor.fetchall())
 
 
 @pytest.mark.parametrize(
@@ -75,6 +69,9 @@ def plan(sql: str) -> str:
     ids=["all", "flag", "doubt", "route"],
 )
 def test_the_queue_is_listed_counted_and_filtered_through_its_index(filters, listed, make_user):
+    """The plans are held on SQLite, where the wide rows are the cost (CI runs this suite on SQLite too).
+    PostgreSQL stores large JSON out of line (TOAST), so reading a row is cheap there and its planner, going by
+    the table's statistics, may rightly prefer the patch status index: there the results are checked."""
     reviewer, _ = make_user("rita", "reviewer")
     for confidence in (0.3, 0.6, 0.9):
         queued_patch(confidence=confidence, flags=["tamper"])
@@ -87,10 +84,10 @@ def test_the_queue_is_listed_counted_and_filtered_through_its_index(filters, lis
 
     reads = [q["sql"] for q in captured.captured_queries if Evaluation._meta.db_table in q["sql"]]
     assert len(reads) == 3
-    for sql in reads:
-        shown = plan(sql)
-        assert "evaluation_queue" in shown, f"{sql}\n{shown}"
-        if connection.vendor == "sqlite":
+    if connection.vendor == "sqlite":
+        for sql in reads:
+            shown = sqlite_plan(sql)
+            assert "evaluation_queue" in shown, f"{sql}\n{shown}"
             assert "TEMP B-TREE FOR ORDER BY" not in shown, shown
             if sql.startswith("SELECT COUNT"):
                 assert "COVERING INDEX evaluation_queue" in shown, shown
