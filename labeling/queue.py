@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
@@ -43,11 +42,6 @@ class QueueFilters:
 
     def as_query(self) -> dict[str, str]:
         return {k: v for k, v in vars(self).items() if v}
-
-
-def doubt_threshold() -> float:
-    """Below this confidence a criterion counts as 'in doubt' (the pipeline's healing threshold)."""
-    return settings.REVIEWAPP["HEAL_CONFIDENCE"]
 
 
 def queue_items(filters: QueueFilters, *, now: datetime) -> QuerySet[Evaluation]:

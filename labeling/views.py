@@ -27,7 +27,8 @@ from labeling import services
 from labeling.critic import critic_runs_series
 from labeling.models import Claim, LabelEvent
 from labeling.present import findings_of, numeric_series, render_diff, render_evidence
-from labeling.queue import ROUTES, QueueFilters, doubt_threshold, queue_counts, queue_items
+from labeling.queue import ROUTES, QueueFilters, queue_counts, queue_items
+from scoring.conf import pipeline_settings
 from scoring.core.registry import REGISTRY
 from scoring.core.types import FLAGS
 from scoring.models import Patch, Task
@@ -79,7 +80,7 @@ def queue(request: HtmxHttpRequest) -> HttpResponse:
         "flags": sorted(FLAGS),
         "routes": ROUTES,
         "criteria": REGISTRY,
-        "threshold": doubt_threshold(),
+        "threshold": pipeline_settings().heal_confidence_threshold,  # the rule that fills Evaluation.doubt
         "held": services.current_claim(reviewer=request.user, now=now),
     }
     if request.htmx and request.htmx.target == "queue-table":
