@@ -104,7 +104,7 @@ def test_f2p_test_module_that_fails_to_import_on_base_counts_once_fixed(tmp_path
 
 
 def _suite(**tests: str) -> SuiteRun:
-    return SuiteRun(tests=dict(tests), canary="failed", returncode=1, report_found=True)
+    return SuiteRun(tests=dict(tests), canary="failed", returncode=1, finished=True)
 
 
 def test_flaky_tests_found_by_reruns_leave_both_sets(task) -> None:
