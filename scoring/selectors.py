@@ -69,12 +69,22 @@ def with_results(queryset: QuerySet[Patch]) -> QuerySet[Patch]:
 
 
 def hide_hidden_tests(subscores: dict[str, Any]) -> dict[str, Any]:
-    """API clients see counts and pass/fail of hidden tests only: no names, no source, no output."""
+    """API clients see counts and pass/fail of hidden tests only: no names, no source, no output.
+
+    Nor the output of visible tests that shared a process with the hidden ones (`client_output: false`): code
+    under test could have copied hidden values into a visible test's failure message.
+    """
     subscores = copy.deepcopy(subscores)
     for sub in subscores.values():
-        hidden = sub.get("evidence", {}).get("hidden")
+        evidence = sub.get("evidence", {})
+        hidden = evidence.get("hidden")
         if isinstance(hidden, dict):
-            sub["evidence"]["hidden"] = {k: v for k, v in hidden.items() if k in ("passed", "failed", "total")}
+            evidence["hidden"] = {k: v for k, v in hidden.items() if k in ("passed", "failed", "total")}
+        visible = evidence.get("visible")
+        if isinstance(visible, dict) and visible.get("client_output") is False:
+            for test in visible.get("tests", []):
+                if isinstance(test, dict) and test.get("output"):
+                    test["output"] = "(withheld: this run also held the hidden tests)"
     return subscores
 
 
