@@ -35,6 +35,7 @@ import sys
 import pytest
 
 _EXCERPT_CHARS = 600
+_MAX_CANARIES = 8
 _SUFFIXES = ("again", "extra", "more", "other", "edge", "case", "variant", "regression", "second", "alt")
 _AssertionError = AssertionError
 _exit = os._exit
@@ -106,6 +107,39 @@ _hidden = _HiddenTests(_BOOT.get("hidden", {}))
 sys.meta_path.insert(0, _hidden)
 
 
+def _conftests_now() -> dict[str, bytes]:
+    """Every conftest.py under the tree, with its content, before any code of the tree runs."""
+    found: dict[str, bytes] = {}
+    for root, dirs, files in os.walk(os.getcwd()):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if "conftest.py" in files:
+            path = os.path.realpath(os.path.join(root, "conftest.py"))
+            with open(path, "rb") as handle:
+                found[path] = handle.read()
+    return found
+
+
+#: The conftest files of the tree as the run began: one written or rewritten during the run is code the tree's
+#: code brought in, not the task's.
+_CONFTESTS = _conftests_now()
+
+
+def pytest_plugin_registered(plugin, manager) -> None:  # noqa: ANN001
+    path = getattr(plugin, "__file__", None)
+    if not path or os.path.basename(path) != "conftest.py":
+        return
+    real = os.path.realpath(path)
+    try:
+        with open(real, "rb") as handle:
+            now = handle.read()
+    except OSError:
+        now = None
+    if real in _hidden.sources:
+        return  # a hidden conftest, served from memory
+    if _CONFTESTS.get(real) != now:
+        _emit({"k": "tamper", "why": "a conftest.py written or changed while the tests ran was loaded"})
+
+
 def pytest_configure(config) -> None:
     global _config
     _config = config
@@ -137,7 +171,10 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     ]
     names = {item.nodeid for item in items}
     rng.shuffle(plain)
-    for original in plain[:wanted]:
+    # One in every test module first (up to _MAX_CANARIES), so forcing the tests of any one file trips one.
+    firsts = list({item.parent.nodeid: item for item in plain}.values())
+    chosen = firsts[:_MAX_CANARIES] + [item for item in plain if item not in firsts]
+    for original in chosen[: max(wanted, min(len(firsts), _MAX_CANARIES))]:
         base = original.originalname
         for _ in range(20):
             new = f"{base}_{rng.choice(_SUFFIXES)}"

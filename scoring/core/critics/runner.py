@@ -46,7 +46,8 @@ from scoring.core.types import RunLimits, RunResult, ScoringContext
 #: Outcomes in a run; only "passed" counts as passing.
 PASSED = "passed"
 MISSING = "missing"
-#: Canaries per run: enough that code forcing "everything but one odd test" to pass cannot guess them all.
+#: Canaries per run (at least one per test module, up to 8): enough that code forcing "everything but one odd
+#: test" to pass cannot guess them all, and forcing the tests of one file trips one.
 CANARIES = 3
 PLUGIN_SOURCE = Path(__file__).with_name("harness_plugin.py")
 _STREAM_MAX_BYTES = 20 << 20
@@ -419,6 +420,8 @@ def read_runs(
             break  # whatever comes after the session's end decides nothing
         if kind == "canaries":
             canaries = {layout.real_path_of_nodeid(n) for n in record.get("nodeids", [])}
+        elif kind == "tamper":
+            tamper.append(f"The plugin saw {record.get('why', 'tampering')}.")
         elif kind == "internal_error":
             internal_errors.append(str(record.get("text", "")))
         elif kind == "collect_error":
