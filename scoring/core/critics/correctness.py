@@ -314,7 +314,9 @@ def grade(
         flags.add("tamper")
         steps.append(f"Step: report check. {' '.join(tamper_reasons)} Flagged tamper.")
     elif all(base[s].canary != MISSING for s in base):
-        steps.append("Step: report check. The harness's canaries failed as they must; the streamed outcomes are consistent.")
+        steps.append(
+            "Step: report check. The harness's canaries failed as they must; the streamed outcomes are consistent."
+        )
     else:
         steps.append("Step: report check. The canaries did not run on the base tree, so they cannot be checked.")
     if suspicious:

@@ -124,7 +124,7 @@ def _conftests_now() -> dict[str, bytes]:
 _CONFTESTS = _conftests_now()
 
 
-def pytest_plugin_registered(plugin, manager) -> None:  # noqa: ANN001
+def pytest_plugin_registered(plugin, manager) -> None:
     path = getattr(plugin, "__file__", None)
     if not path or os.path.basename(path) != "conftest.py":
         return
@@ -215,7 +215,7 @@ def pytest_collectreport(report) -> None:
         _emit({"k": "collect_error", "nodeid": report.nodeid, "text": report.longreprtext[:_EXCERPT_CHARS]})
 
 
-def pytest_internalerror(excrepr) -> None:  # noqa: ANN001
+def pytest_internalerror(excrepr) -> None:
     _emit({"k": "internal_error", "text": str(excrepr)[:_EXCERPT_CHARS]})
 
 

@@ -274,7 +274,8 @@ def test_the_base_trees_own_pytest_configuration_still_applies(tmp_path: Path) -
     }
     base_archive, hidden_archive = gcd_task.archives(tmp_path / "in", repo)
     spec, settings = gcd_task.spec(), gcd_task.settings(tmp_path)
-    with gcd_task.prepared((spec, base_archive, hidden_archive, settings), gcd_task.make_diff({"README.md": "gcd!\n"}, base=repo)) as ctx:
+    diff = gcd_task.make_diff({"README.md": "gcd!\n"}, base=repo)
+    with gcd_task.prepared((spec, base_archive, hidden_archive, settings), diff) as ctx:
         runs = correctness.run_suites(ctx, ctx.base_dir, ["visible"], combined=False)
     # With --strict-markers and no registered marker the module would fail to collect.
     assert runs["visible"].tests["tests.test_marked::test_marked"] == "passed"
@@ -288,7 +289,7 @@ import sys as _s
 
 # Skipped: the kernel's files and the read-only system and Python the sandbox shares with every run.
 _SKIP = {"/proc", "/sys", "/dev", "/usr", _o.path.realpath(_s.prefix), _o.path.realpath(_s.base_prefix)}
-_NEEDLES = [part.encode() for part in ("10" + "71", "test_gcd_" + "large", "test_gcd_" + "negative", "coprime_" + "hidden")]
+_NEEDLES = [p.encode() for p in ("10" + "71", "test_gcd_" + "large", "test_gcd_" + "negative", "coprime_" + "hidden")]
 
 
 def _probe():
