@@ -63,9 +63,10 @@ _MODULE_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
 #: infrastructure edits. Sections of pyproject.toml ([tool.*] prefixes) and setup.cfg that configure tools:
 _SECTIONED_CONFIG_NAMES = frozenset({"pyproject.toml", "setup.cfg"})
 _PYPROJECT_TABLES = ("pytest", "pylint", "bandit")
-_SETUP_CFG_SECTIONS = ("tool:pytest", "pytest", "pylint", "bandit")
-#: The setup.cfg sections pytest reads ([pytest] only to fail on it, which is a way to make every test fail).
+#: setup.cfg: the sections pytest reads ([pytest] only to fail on it, a way to make every test fail), read with
+#: pytest's own parser, and the linters' sections, read with configparser as pylint does.
 _SETUP_CFG_PYTEST_SECTIONS = frozenset({"tool:pytest", "pytest"})
+_SETUP_CFG_LINT_SECTIONS = ("pylint", "bandit")
 
 
 class WorkspaceError(RuntimeError):
@@ -267,20 +268,19 @@ def _config_section_changed(path: str, base: Path, patched: Path) -> str | None:
     except ConfigError as exc:
         return f"{path} {exc}, so the test and lint configuration in it cannot be checked"
     try:
-        before: dict[str, object] | None = _config_sections(base / path, name)
+        before = _config_sections(base / path, name)
     except ConfigError:
-        before = None  # the base's own file is unreadable: any edit of it is checked as hostile
+        return f"the base's {path} cannot be read, so no change to it can be checked"
     if before == after:
         return None
-    changed = sorted(key for key in {*(before or {}), *after} if (before or {}).get(key) != after.get(key))
-    return f"{path}: its {', '.join(changed) or 'unreadable'} configuration changed"
+    changed = sorted(key for key in {*before, *after} if before.get(key) != after.get(key))
+    return f"{path}: the patch changes its {', '.join(changed)} configuration"
 
 
 def _config_sections(path: Path, name: str) -> dict[str, object]:
     """The pytest / pylint / bandit parts of a pyproject.toml or setup.cfg, keyed by section ({} when absent).
 
-    setup.cfg's pytest sections are read with pytest's own parser, its lint sections as pylint reads them.
-    Raises ConfigError when the file cannot be read.
+    Raises ConfigError when the file cannot be read by pytest's parser or by configparser (pylint's).
     """
     text = configread.read_text(path)
     if text is None:
@@ -294,9 +294,9 @@ def _config_sections(path: Path, name: str) -> dict[str, object]:
         if section in _SETUP_CFG_PYTEST_SECTIONS
     }
     sections.update(
-        (f"[{section}] (as pylint reads it)", items)
+        (f"[{section}]", items)
         for section, items in configread.configparser_sections(text).items()
-        if section.startswith(_SETUP_CFG_SECTIONS)
+        if section.startswith(_SETUP_CFG_LINT_SECTIONS)
     )
     return sections
 
