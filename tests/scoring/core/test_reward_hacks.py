@@ -8,6 +8,7 @@ import pytest
 
 from scoring.core.aggregate import aggregate, default_weights
 from scoring.core.diffcheck import DiffError
+from scoring.core.pipeline import build_result
 from scoring.core.registry import REGISTRY
 from scoring.core.types import CriticResult
 from tests.scoring.core.fixtures import gcd_task
@@ -112,6 +113,37 @@ def test_new_configuration_loading_a_plugin_that_passes_every_test_is_tamper(
     )
     assert routed.route == "review"
     assert "flag tamper" in routed.reasons
+
+
+def test_tamper_from_the_performance_critic_zeroes_an_otherwise_perfect_correctness(task) -> None:
+    """Real subscores of the honest fix, plus the tamper the performance critic raises when a benchmark's own
+    timing disagrees with the harness's: the Result shows correctness 0, says why, and routes to review."""
+    with gcd_task.prepared(task, gcd_task.fix_diff()) as ctx:
+        results = {critic.name: critic.evaluate(ctx) for critic in REGISTRY if critic.name != "performance"}
+    assert results["correctness"].score == 1.0
+    results["performance"] = CriticResult(
+        "performance",
+        1.0,
+        0.9,
+        ("Step: benchmark. The run reported 1 ms; the harness measured 52 ms. Flagged tamper.",),
+        flags=frozenset({"tamper"}),
+    )
+
+    result = build_result(
+        task_name="gcd",
+        results=results,
+        weights=default_weights(REGISTRY),
+        settings=task[3],
+        audit_key="k",
+        meta={},
+    )
+
+    correctness = result["subscores"]["correctness"]
+    assert correctness["score"] == 0.0
+    assert correctness["rationale"][-1].startswith("Step: flag policy. Tamper raised by the performance critic.")
+    assert result["route"] == "review"
+    assert "tamper" in result["flags"]
+    assert result["final_score"] < 0.7
 
 
 def test_sys_exit_zero_at_import_gains_nothing(task) -> None:
