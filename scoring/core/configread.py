@@ -30,8 +30,8 @@ class ConfigError(ValueError):
 def read_text(path: Path, *, encoding: str = "utf-8") -> str | None:
     """The text of the configuration file at `path`; None when there is no regular file there.
 
-    Raises ConfigError when it is larger than MAX_CONFIG_BYTES, cannot be read or is not valid `encoding`
-    (pytest reads its files as UTF-8 and fails on anything else).
+    Raises ConfigError when it is larger than MAX_CONFIG_BYTES, cannot be read, holds NUL bytes or is not valid
+    `encoding` (pytest reads its files as UTF-8 and fails on anything else).
     """
     try:
         if not path.is_file():
@@ -42,6 +42,8 @@ def read_text(path: Path, *, encoding: str = "utf-8") -> str | None:
         raise ConfigError(f"cannot be read ({exc.strerror or exc})") from None
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(f"is larger than {MAX_CONFIG_BYTES} bytes")
+    if b"\0" in data:  # no honest text file holds one; parsers disagree on what it means
+        raise ConfigError("contains NUL bytes")
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
