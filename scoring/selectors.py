@@ -141,22 +141,18 @@ def rewards_of(*, ids: list[int]) -> dict[str, Any]:
     for pk in ids:
         patch = patches[pk]
         evaluation = current_evaluation(patch) if patch.status in DONE else None
-        if evaluation is not None and policy.withheld(
-            evaluation.flags, labelled=patch.status == PatchStatus.REVIEWED, withholding=withholding
-        ):
-            evaluation = None
-            reward = None
+        # Only a reviewer's labels end withholding; `reviewed` is the status they give (scoring cannot see labels).
+        labelled = patch.status == PatchStatus.REVIEWED
+        if evaluation is not None and policy.withheld(evaluation.flags, labelled=labelled, withholding=withholding):
+            reward, subscores = None, {}
         elif evaluation is not None:
-            reward = evaluation.final_score
-        elif patch.status in DONE:
-            reward = 0.0  # rejected, failed or cancelled: finished, and worth nothing
-        else:
-            reward = None
+            reward, subscores = evaluation.final_score, evaluation.subscores
+        else:  # rejected, failed or cancelled: finished, and worth nothing; otherwise not finished yet
+            reward, subscores = (0.0 if patch.status in DONE else None), {}
         out["status"].append(patch.status)
         out["rewards"].append(reward)
         for criterion in CRITERIA:
-            sub = evaluation.subscores.get(criterion, {}) if evaluation else {}
-            out["subscores"][criterion].append(sub.get("score"))
+            out["subscores"][criterion].append(subscores.get(criterion, {}).get("score"))
     return out
 
 
