@@ -244,6 +244,9 @@ def test_added_test_or_lint_configuration_is_deleted_and_flagged_tamper(bare_tas
     [
         ("setup.cfg", "[tool:pytest]\naddopts = -p evil\n"),
         ("pyproject.toml", '[tool.pytest]\naddopts = ["-p", "evil"]\n'),
+        ("pytest.ini", "[pytest]\naddopts = -p evil\n"),
+        ("tox.ini", "[pytest]\naddopts = -p evil\n"),
+        ("gcd/conftest.py", "X = 1\n"),
     ],
 )
 def test_configuration_renamed_into_place_is_reverted_and_flagged_tamper(bare_task, name: str, text: str) -> None:
