@@ -257,6 +257,8 @@ REVIEWAPP = {
     "HEAL_BUDGET_S": env_float("REVIEWAPP_HEAL_BUDGET_S", 60.0),
     "BENCH_MAX_RUNS": env_int("REVIEWAPP_BENCH_MAX_RUNS", 30),
     "BENCH_BUDGET_S": env_float("REVIEWAPP_BENCH_BUDGET_S", 60.0),
+    # /rewards/ answers null for a `suspicious` patch until a reviewer labelled it (docs/scoring.md, "Flag policy").
+    "WITHHOLD_SUSPICIOUS": env_bool("REVIEWAPP_WITHHOLD_SUSPICIOUS", default=True),
     "CRITIC_MODEL": os.environ.get("REVIEWAPP_CRITIC_MODEL", ""),
     "HEARTBEAT_MAX_AGE_S": 60,
 }

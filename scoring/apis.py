@@ -23,20 +23,11 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from scoring import selectors, services
 from scoring.core.diffcheck import DiffError
-from scoring.core.registry import CRITERIA
 from scoring.core.text import unstorable
 from scoring.models import Patch, PatchStatus, Task
 from scoring.roles import CanSubmit, is_staff_reader
 
 log = logging.getLogger(__name__)
-DONE = {
-    PatchStatus.SCORED,
-    PatchStatus.NEEDS_REVIEW,
-    PatchStatus.REVIEWED,
-    PatchStatus.FAILED,
-    PatchStatus.REJECTED,
-    PatchStatus.CANCELLED,
-}
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -352,32 +343,8 @@ class RewardsApi(APIView):
         )
         deadline = time.monotonic() + body["wait_s"]
         while True:
-            pending = Patch.objects.filter(pk__in=ids).exclude(status__in=DONE).count()
+            pending = Patch.objects.filter(pk__in=ids).exclude(status__in=selectors.DONE).count()
             if not pending or time.monotonic() >= deadline:
                 break
             time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
-        return Response(self._rewards(ids))
-
-    @staticmethod
-    def _rewards(ids: list[int]) -> dict[str, Any]:
-        patches = {p.pk: p for p in selectors.with_results(Patch.objects.filter(pk__in=ids))}
-        out: dict[str, Any] = {
-            "ids": ids,
-            "status": [],
-            "rewards": [],
-            "subscores": {c: [] for c in CRITERIA},
-        }
-        for pk in ids:
-            patch = patches[pk]
-            evaluation = selectors.current_evaluation(patch) if patch.status in DONE else None
-            out["status"].append(patch.status)
-            if evaluation is not None:
-                out["rewards"].append(evaluation.final_score)
-            elif patch.status in DONE:
-                out["rewards"].append(0.0)  # rejected, failed or cancelled: finished, and worth nothing
-            else:
-                out["rewards"].append(None)
-            for criterion in CRITERIA:
-                sub = evaluation.subscores.get(criterion, {}) if evaluation else {}
-                out["subscores"][criterion].append(sub.get("score"))
-        return out
+        return Response(selectors.rewards_of(ids=ids))

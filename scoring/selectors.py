@@ -1,17 +1,31 @@
-"""Reads: the active weight profile, a patch's Result as DESIGN.md fixes it, filtered patch lists."""
+"""Reads: the active weight profile, a patch's Result as DESIGN.md fixes it, a batch's rewards, patch lists."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 
+from scoring.core import policy
 from scoring.core.aggregate import default_weights
 from scoring.core.pipeline import PIPELINE_VERSION
-from scoring.core.registry import REGISTRY
+from scoring.core.registry import CRITERIA, REGISTRY
 from scoring.core.types import Weights
 from scoring.models import Evaluation, Patch, PatchStatus, WeightProfile
+
+#: Statuses in which a patch will not change without a person: /rewards/ stops waiting for it.
+DONE = frozenset(
+    {
+        PatchStatus.SCORED,
+        PatchStatus.NEEDS_REVIEW,
+        PatchStatus.REVIEWED,
+        PatchStatus.FAILED,
+        PatchStatus.REJECTED,
+        PatchStatus.CANCELLED,
+    }
+)
 
 
 def weights_of(profile: WeightProfile) -> Weights:
@@ -122,6 +136,34 @@ def patch_result(patch: Patch, *, reveal_hidden: bool, include_id: bool = True, 
     if not include_id:
         result.pop("id")
     return result
+
+
+def rewards_of(*, ids: list[int]) -> dict[str, Any]:
+    """The /rewards/ answer for patches `ids`, in order: {"ids", "status", "rewards", "subscores"}.
+
+    A reward is null while a patch is unfinished, and while the flag policy withholds it (scoring.core.policy: a
+    `suspicious` patch not yet labelled, when REVIEWAPP_WITHHOLD_SUSPICIOUS is on); its subscores are null too, so
+    no per-criterion reward function trains on it either. Rejected, failed and cancelled patches get 0.0.
+    """
+    patches = {p.pk: p for p in with_results(Patch.objects.filter(pk__in=ids))}
+    withholding = settings.REVIEWAPP["WITHHOLD_SUSPICIOUS"]
+    out: dict[str, Any] = {"ids": ids, "status": [], "rewards": [], "subscores": {c: [] for c in CRITERIA}}
+    for pk in ids:
+        patch = patches[pk]
+        evaluation = current_evaluation(patch) if patch.status in DONE else None
+        # Only a reviewer's labels end withholding; `reviewed` is the status they give (scoring cannot see labels).
+        labelled = patch.status == PatchStatus.REVIEWED
+        if evaluation is not None and policy.withheld(evaluation.flags, labelled=labelled, withholding=withholding):
+            reward, subscores = None, {}
+        elif evaluation is not None:
+            reward, subscores = evaluation.final_score, evaluation.subscores
+        else:  # rejected, failed or cancelled: finished, and worth nothing; otherwise not finished yet
+            reward, subscores = (0.0 if patch.status in DONE else None), {}
+        out["status"].append(patch.status)
+        out["rewards"].append(reward)
+        for criterion in CRITERIA:
+            out["subscores"][criterion].append(subscores.get(criterion, {}).get("score"))
+    return out
 
 
 def patches_visible_to(user: Any) -> QuerySet[Patch]:

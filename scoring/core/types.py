@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-#: The whole flag vocabulary (DESIGN.md, "Flags"). A flag outside this set is a bug.
+#: The whole flag vocabulary (docs/scoring.md, "Flags"). A flag outside this set is a bug; what each one does is
+#: scoring.core.policy.POLICY.
 FLAGS: frozenset[str] = frozenset(
     {
         "tamper",
@@ -29,11 +30,6 @@ FLAGS: frozenset[str] = frozenset(
         "unsandboxed",
         "critic_disagrees",
     }
-)
-
-#: Flags that send a patch to human review whatever its reward.
-REVIEW_FLAGS: frozenset[str] = frozenset(
-    {"tamper", "suspicious", "perf_inconclusive", "task_broken", "critic_disagrees"}
 )
 
 
