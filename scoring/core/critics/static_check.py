@@ -336,16 +336,23 @@ def _display(key: str, qual: str, rule: _Rule) -> str:
 
 
 def _rule_for(qual: str) -> tuple[str, _Rule] | None:
-    """The most specific rule whose name is `qual` or a prefix of it (None when none, or an exception, applies)."""
-    qual = _normalize(qual)
-    parts = qual.split(".")
-    for end in range(len(parts), 0, -1):
-        key = ".".join(parts[:end])
-        rule = _RULES.get(key)
-        if rule is not None:
-            if rule.reason is None or (rule.kind == MEMBERS and end == len(parts)):
-                return None
-            return key, rule
+    """The most specific rule whose name is `qual` or a prefix of it (None when none, or an exception, applies).
+
+    Modules re-export others (`os.path.os`, `logging.sys`), so a rule also applies from any later part of the
+    name on: `os.path.os._exit` is `os._exit`.
+    """
+    parts = _normalize(qual).split(".")
+    for start in range(len(parts)):
+        rest = parts[start:]
+        if start:
+            rest = _normalize(".".join(rest)).split(".")
+        for end in range(len(rest), 0, -1):
+            key = ".".join(rest[:end])
+            rule = _RULES.get(key)
+            if rule is not None:
+                if rule.reason is None or (rule.kind == MEMBERS and end == len(rest)):
+                    break  # an exception (or the bare module of a MEMBERS rule) at this start; try later parts
+                return key, rule
     root = parts[0]
     if root.startswith("pytest_"):
         return root, _Rule("uses the pytest plugin {} outside the tests", ANY, True)
@@ -358,7 +365,7 @@ def _rule_for(qual: str) -> tuple[str, _Rule] | None:
 
 #: Where a value ends up held or handed on.
 _CONTAINERS = (ast.keyword, ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Starred, ast.Return, ast.Yield, ast.YieldFrom)
-_CONTAINERS += (ast.Lambda,)
+_CONTAINERS += (ast.Lambda, ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
 _Scope = ast.AST  # a Module, FunctionDef, AsyncFunctionDef, Lambda or ClassDef
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
@@ -943,6 +950,8 @@ class _Analysis:
         root = node
         while isinstance(root, ast.Attribute):
             root = root.value
+        if isinstance(node, ast.Name) and "." in qual and node.id == qual.rsplit(".", 1)[1]:
+            return f" (imported from {_normalize(qual).rsplit('.', 1)[0]})"
         if isinstance(root, ast.Name):
             return f" (via alias {root.id})"
         return f" (written {spelled})"

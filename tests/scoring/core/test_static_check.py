@@ -59,6 +59,8 @@ def assert_found(tmp_path: Path, source: str, words: str, name: str = "calc/core
         "import posix\n\ndef f():\n    posix._exit(0)\n",
         "import os\n\ndef f(m=os):\n    m._exit(0)\n",
         "import os\n\ndef f():\n    os.__dict__['_exit'](0)\n",
+        "import os.path as p\n\ndef f():\n    p.os._exit(0)\n",
+        "import os\n\ndef f():\n    globals()['o' + 's']._exit(0)\n",
     ],
 )
 def test_ending_the_process_with_os_exit_is_found_however_it_is_spelled(tmp_path: Path, source: str) -> None:
@@ -68,6 +70,12 @@ def test_ending_the_process_with_os_exit_is_found_however_it_is_spelled(tmp_path
 def test_the_finding_cites_the_line_and_the_alias(tmp_path: Path) -> None:
     result = check(tmp_path, {"calc/__init__.py": "import os as _o\nx = 1\n_o._exit(0)\n"})
     assert result == ["calc/__init__.py:3 ends the process with os._exit (via alias _o)"]
+
+
+def test_a_star_import_hides_nothing(tmp_path: Path) -> None:
+    result = found(tmp_path, "from os import *\n\n\ndef f():\n    abort()\n")
+    assert "calc/core.py:1 imports everything from os, hiding which of its names it uses" in result
+    assert "calc/core.py:5 ends the process with os.abort (imported from os)" in result
 
 
 @pytest.mark.parametrize(
@@ -186,6 +194,7 @@ def test_getattr_on_plain_objects_and_inert_modules_is_ordinary(tmp_path: Path) 
 def test_a_module_handed_around_as_a_value_is_found(tmp_path: Path) -> None:
     assert_found(tmp_path, "import os\n\ndef f(m):\n    return m\n\nhelper = f(os)\n", "hands the module os around")
     assert_found(tmp_path, "import sys\nMODULES = [sys]\n", "hands the module sys around")
+    assert_found(tmp_path, "import os\nfirst = next(os for _ in range(1))\n", "hands the module os around")
     assert_found(tmp_path, "import os\n\nclass Box:\n    m = os\n", "hands the module os around")
 
 
