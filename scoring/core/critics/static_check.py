@@ -23,6 +23,7 @@ import builtins
 import codecs
 import io
 import os
+import re
 import stat
 import tokenize
 from collections.abc import Iterator, Mapping, Sequence
@@ -62,6 +63,7 @@ _TRACE = "installs a trace or profile function ({})"
 _LOADER = "loads code the check cannot see ({})"
 _IMPORT_SYSTEM = "changes the import system ({})"
 _XML = "imports an XML writer ({}), which can rewrite the JUnit report"
+_UNPICKLE = "loads a pickle or the like ({}), which can call any function"
 _EXIT_HOOK = "registers code that runs at exit ({}), after pytest wrote its report"
 
 _RULE_SPECS: dict[str, tuple[str | None, str, bool]] = {
@@ -148,6 +150,14 @@ _RULE_SPECS: dict[str, tuple[str | None, str, bool]] = {
     **{f"pkgutil.{name}": (_LOADER, ANY, False) for name in ("get_importer", "iter_importers")},
     **{f"pkgutil.{name}": (_LOADER, ANY, False) for name in ("ImpImporter", "ImpLoader")},
     "types.ModuleType": ("creates a module object at run time ({})", CALL, False),
+    # A pickle (protocol 0 is plain text, so a data file can hold one) calls any function it names; so do the
+    # factories and hooks named in logging configuration and PYTHONBREAKPOINT.
+    **{f"pickle.{name}": (_UNPICKLE, ANY, False) for name in ("load", "loads", "Unpickler", "_Unpickler")},
+    **{name: (_UNPICKLE, ANY, False) for name in ("_pickle", "shelve.open", "dill", "cloudpickle", "jsonpickle")},
+    **{f"yaml.{name}": (_UNPICKLE, ANY, False) for name in ("unsafe_load", "unsafe_load_all", "UnsafeLoader")},
+    **{f"logging.config.{name}": (_LOADER, ANY, False) for name in ("dictConfig", "fileConfig", "listen")},
+    "builtins.breakpoint": ("calls breakpoint(), which runs whatever PYTHONBREAKPOINT names", ANY, False),
+    "sys.breakpointhook": ("calls breakpoint(), which runs whatever PYTHONBREAKPOINT names", ANY, False),
     "builtins.exec": ("runs code built at run time with {}", EXEC, False),
     "builtins.eval": ("runs code built at run time with {}", EXEC, False),
     "builtins.compile": ("runs code built at run time with {}", EXEC, False),
@@ -195,6 +205,7 @@ _TEST_DIRS = frozenset({"tests", "test", "testing"})
 #: Source encodings under which a text line is a git line (every other one can hide a line break).
 _LINE_PRESERVING_CODECS = ("utf-8", "utf-8-sig", "ascii", "iso8859-", "latin-1", "cp125")
 _BUILTINS = frozenset(dir(builtins))
+_DOTTED = re.compile(r"[A-Za-z_]\w*(?:[.:][A-Za-z_]\w*)+")
 _PLAIN_CODECS = frozenset({"utf-8", "ascii", "iso8859-1", "latin-1", "utf-16", "utf-32", "utf-7", "rot-13", "hex"})
 _PLAIN_CODECS |= {"base64", "unicode-escape", "raw-unicode-escape", "cp1252"}
 
@@ -394,7 +405,10 @@ class _Analysis:
         root: Path | None = None,
         exec_site: ast.AST | None = None,
         outer: _Analysis | None = None,
+        site_line: int | None = None,
+        site_import_time: bool = True,
         nesting: int = 0,
+        label: str | None = None,
     ) -> None:
         self.module = module
         self.path = path
@@ -404,12 +418,13 @@ class _Analysis:
         self.is_python = is_python
         self.is_test = is_test
         self.root = root
-        # Code given to exec as a literal is analysed on its own: every finding sits on the exec call's line, its
-        # names fall back to the caller's, and its top level runs at import time when the call does.
+        # Code held in a literal is analysed on its own: every finding sits on the literal's line (`site_line`),
+        # `outer` lends its names to code run by exec, and its top level runs at import time when the call does.
         self.outer = outer
-        self.exec_line = outer._line(exec_site) if outer is not None and exec_site is not None else None
         self.exec_site = exec_site
-        self.site_import_time = outer._at_import_time(exec_site) if outer is not None and exec_site else True
+        self.site_line = site_line
+        self.site_import_time = site_import_time
+        self.label = label
         self.nesting = nesting
         self.module_name = _module_name(path)
         self.info: dict[int, _NodeInfo] = {}
@@ -474,8 +489,8 @@ class _Analysis:
 
     def _line(self, node: ast.AST) -> int | None:
         """The git line of `node` when the patch added it, else None."""
-        if self.exec_line is not None:
-            return self.exec_line if self.exec_line in self.added else None
+        if self.site_line is not None:
+            return self.site_line
         line = getattr(node, "lineno", None)
         if line is None:
             return None
@@ -485,7 +500,7 @@ class _Analysis:
     def _flag(self, node: ast.AST, reason: str) -> None:
         line = self._line(node)
         if line is not None:
-            self.found.add((line, reason if self.exec_line is None else f"{reason} (in code run by exec)"))
+            self.found.add((line, reason if self.label is None else f"{reason} ({self.label})"))
 
     def _parent(self, node: ast.AST) -> ast.AST | None:
         info = self.info.get(id(node))
@@ -701,6 +716,40 @@ class _Analysis:
             return node.args[0], node.args[1]
         return None
 
+    def _check_missing_modules(self, node: ast.Import | ast.ImportFrom) -> None:
+        """A module of the task's tree that is not in the tree can only be one the patch writes at run time."""
+        if isinstance(node, ast.Import):
+            wanted = [(alias, alias.name) for alias in node.names]
+        else:
+            base = self._import_base(node)
+            if not base or not self._is_own(base):
+                return
+            if not self._module_exists(base):
+                wanted = [(node, base)]
+            else:
+                names = [alias for alias in node.names if alias.name != "*"]
+                wanted = [(a, f"{base}.{a.name}") for a in names if not self._name_exists(base, a.name)]
+        for where, module in wanted:
+            if self._is_own(module) and not self._module_exists(module):
+                self._flag(where, f"imports {module}, which is not in the task's tree (code written at run time?)")
+
+    def _name_exists(self, module: str, name: str) -> bool:
+        """True when `from module import name` can work: a submodule, or a name the module's source mentions."""
+        if self._module_exists(f"{module}.{name}") or self.root is None:
+            return True
+        for base in (self.root, self.root / "src"):
+            path = base.joinpath(*module.split("."))
+            for source in (path / "__init__.py", path.with_suffix(".py")):
+                try:
+                    with source.open("rb") as handle:
+                        text = handle.read(MAX_FILE_BYTES).decode("utf-8", errors="replace")
+                except OSError:
+                    continue
+                if "import *" in text or "__getattr__" in text:
+                    return True
+                return re.search(rf"\b{re.escape(name)}\b", text) is not None
+        return not any((base.joinpath(*module.split("."))).is_dir() for base in (self.root, self.root / "src"))
+
     def _module_exists(self, module: str) -> bool:
         """True when the tree holds `module` (a .py file, a package folder, or a compiled module of the base)."""
         if self.root is None:
@@ -882,12 +931,7 @@ class _Analysis:
             ):
                 self._flag(node, f"imports everything from {base}, hiding which of its names it uses")
             quals = [(alias, qual) for alias, qual in quals if not qual.endswith(".*")]
-        modules = [qual for _, qual in quals] if isinstance(node, ast.Import) else [self._import_base(node)]
-        for module in modules:
-            if module and self._is_own(module) and not self._module_exists(module):
-                self._flag(
-                    node, f"imports {module}, a module of the task's tree that does not exist (written at run time?)"
-                )
+        self._check_missing_modules(node)
         for alias, qual in quals:
             if self._is_own(qual) and "conftest" not in qual.split("."):
                 continue
@@ -998,12 +1042,22 @@ class _Analysis:
         if self.nesting >= _MAX_EXEC_NESTING:
             self._flag(node, f"{reason} (nested too deeply to analyse)")
             return
+        self._analyse_code(node, code, "in code run by exec")  # code that does not parse raises: nothing runs
+
+    def _analyse_code(self, site: ast.AST, code: str, label: str) -> bool:
+        """Analyse `code` (held in a literal at `site`) as a module of its own; False when it does not parse.
+
+        Code run by exec shares this module's names and runs when the call does; code in any other string runs
+        somewhere else (a file written at run time, `python -c`), so only the rules that hold anywhere apply.
+        """
+        line = self._line(site)
+        if line is None or self.nesting >= _MAX_EXEC_NESTING:
+            return True
         try:
             inner = ast.parse(code, mode="exec")
-        except (SyntaxError, ValueError, OverflowError):
-            return  # the call raises; nothing runs
-        if self._line(node) is None:
-            return
+        except (SyntaxError, ValueError, OverflowError, MemoryError):
+            return False
+        by_exec = label == "in code run by exec"
         analysis = _Analysis(
             inner,
             path=self.path,
@@ -1013,11 +1067,21 @@ class _Analysis:
             is_python=self.is_python,
             is_test=self.is_test,
             root=self.root,
-            exec_site=node,
-            outer=self,
+            exec_site=site,
+            outer=self if by_exec else None,
+            site_line=line,
+            site_import_time=by_exec and self._at_import_time(site),
             nesting=self.nesting + 1,
+            label=label,
         )
         self.found.update(analysis.run())
+        return True
+
+    def _is_exec_argument(self, node: ast.AST, parent: ast.AST | None) -> bool:
+        """True for the source argument of exec / eval / compile, which _check_exec analyses."""
+        if not isinstance(parent, ast.Call) or not parent.args or parent.args[0] is not node:
+            return False
+        return bool(self._quals(parent.func) & {"builtins.exec", "builtins.eval", "builtins.compile"})
 
     def _check_sys_modules(self, node: ast.AST, parent: ast.AST | None, reason: str) -> None:
         """Reading one module by a literal name (or this module by `__name__`) is fine; anything else is not."""
@@ -1123,10 +1187,18 @@ class _Analysis:
         text = node.value if isinstance(node, ast.Constant) else self._fold(node)
         if not isinstance(text, str):
             return
+        if ("\n" in text or ";" in text) and not self._is_exec_argument(node, parent):
+            # A payload written to a file at run time or given to `python -c` is code too.
+            self._analyse_code(node, text, "in code held in a string")
         lowered = text.lower()
         for word in _WORDS:
             if word in lowered:
                 self._flag(node, f"names the test machinery in a string ({word!r})")
+        # "os._exit" or "os:_exit" in a string: what dictConfig, entry points or PYTHONBREAKPOINT would call.
+        if _DOTTED.fullmatch(text):
+            match = _rule_for(text.replace(":", "."))
+            if match is not None and match[1].kind in (ANY, MEMBERS, EXEC) and not match[1].test_machinery:
+                self._flag(node, f"names {match[0].removeprefix('builtins.')} in a string")
 
     # --- Import time ---------------------------------------------------------------------------------------
 

@@ -127,9 +127,16 @@ def test_rebinding_name_to_fake_a_main_guard_is_found(tmp_path: Path) -> None:
         ("import zipimport\nzipimport.zipimporter('calc/p.zip')\n", "zipimport"),
         ("import types\nm = types.ModuleType('p')\nexec(m.src, m.__dict__)\n", "types.ModuleType"),
         ("import imp\nimp.load_source('p', 'p.txt')\n", "imp"),
+        ("import pickle\n\ndef f(path):\n    return pickle.load(open(path, 'rb'))\n", "loads a pickle"),
+        ("from pickle import loads\nloads(b'cos\\n_exit\\n(I0\\ntR.')\n", "loads a pickle"),
+        ("import logging.config\nlogging.config.dictConfig({'()': 'x'})\n", "logging.config.dictConfig"),
+        ("import os\nos.environ['PYTHONBREAKPOINT'] = 'os._exit'\nbreakpoint()\n", "calls breakpoint()"),
+        ("HOOK = 'os.' + '_exit'\n", "names os._exit in a string"),
         ("run = exec\nrun(input())\n", "passes exec around as a value"),
         ("import sys\nsys.path.insert(0, '/tmp')\n", "changes the import path"),
-        ("import calc.generated\n", "does not exist"),
+        ("import calc.generated\n", "calc.generated, which is not in the task's tree"),
+        ("from calc import generated\n", "calc.generated, which is not in the task's tree"),
+        ("from .generated import run\n", "calc.generated, which is not in the task's tree"),
     ],
 )
 def test_dynamic_loading_is_found(tmp_path: Path, source: str, words: str) -> None:
@@ -150,6 +157,18 @@ def test_a_payload_in_a_non_python_file_is_analysed_and_its_loader_found(tmp_pat
     result = check(tmp_path, files)
     assert "calc/payload.txt:2 ends the process with os._exit" in result
     assert any(item.startswith("calc/core.py:2 loads code") for item in result), result
+
+
+def test_code_held_in_a_string_is_analysed(tmp_path: Path) -> None:
+    source = (
+        "import subprocess, sys\n\n\ndef f(path):\n"
+        "    open(path, 'w').write('import atexit\\natexit.register(print)\\n')\n"
+        "    subprocess.Popen([sys.executable, '-c', 'import ctypes; ctypes.pythonapi'])\n"
+    )
+    result = found(tmp_path, source)
+    assert any(item.startswith("calc/core.py:5") and "atexit" in item and "in a string" in item for item in result)
+    assert any(item.startswith("calc/core.py:6") and "ctypes" in item and "in a string" in item for item in result)
+    assert found(tmp_path, "QUERY = 'SELECT *\\nFROM t;'\nLINES = 'a; b\\nc'\n") == []
 
 
 def test_non_python_files_that_are_data_give_nothing(tmp_path: Path) -> None:
