@@ -247,6 +247,7 @@ def _own_roots(tree: Path) -> frozenset[str]:
 
 
 def _file_findings(root: Path, path: str, added: frozenset[int], own: frozenset[str]) -> list[tuple[int, str]]:
+    """(git line, reason) pairs of one changed file; files that cannot be read safely are findings themselves."""
     first = min(added)
     if path.endswith(_COMPILED_SUFFIXES):
         return [(first, "adds compiled code, which cannot be analysed")]
@@ -269,8 +270,9 @@ def _file_findings(root: Path, path: str, added: frozenset[int], own: frozenset[
 
 
 def _source_findings(
-    data: bytes, path: str, added: frozenset[int], own: frozenset[str], is_python: bool, root: Path | None = None
+    data: bytes, path: str, added: frozenset[int], own: frozenset[str], is_python: bool, root: Path
 ) -> list[tuple[int, str]]:
+    """Findings of one file's bytes: decoded as Python decodes it, parsed, then analysed."""
     found: list[tuple[int, str]] = []
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
@@ -909,6 +911,8 @@ class _Analysis:
             self._check_raise(node)
         elif isinstance(node, ast.Assign):
             self._check_dunder_lambda(node)
+        elif isinstance(node, (ast.Dict, ast.Call)):
+            self._check_always_equal_mapping(node)
         if isinstance(node, ast.Call):
             self._check_call(node)
         if isinstance(node, (ast.Name, ast.Attribute, ast.Call, ast.Subscript)):
@@ -1031,7 +1035,8 @@ class _Analysis:
         if not called:
             self._flag(node, f"passes {name} around as a value{self._via(node, key)}")
             return
-        assert isinstance(parent, ast.Call)
+        if not isinstance(parent, ast.Call):  # `called` says it is one
+            return
         source = _keyword(parent, "source") if not parent.args else parent.args[0]
         if source is None:
             return
@@ -1157,6 +1162,17 @@ class _Analysis:
             if any(self._line(n) is not None for n in [node, *returns]):
                 line = self._line(node) or next(self._line(n) for n in returns if self._line(n) is not None)
                 self.found.add((line, f"{node.name} always returns {constant}"))  # type: ignore[arg-type]
+
+    def _check_always_equal_mapping(self, node: ast.Dict | ast.Call) -> None:
+        """`type("X", (), {"__eq__": lambda s, o: True})` and `dict(__eq__=lambda s, o: True)`."""
+        if isinstance(node, ast.Dict):
+            pairs = [(self._fold(key), value) for key, value in zip(node.keys, node.values, strict=True) if key]
+        else:
+            pairs = [(keyword.arg, keyword.value) for keyword in node.keywords]
+        for name, value in pairs:
+            constant = {"__eq__": True, "__ne__": False}.get(name or "")
+            if constant is not None and isinstance(value, ast.Lambda) and _is_constant(value.body, constant):
+                self._flag(node, f"{name} always returns {constant}")
 
     def _check_dunder_lambda(self, node: ast.Assign) -> None:
         """`__eq__ = lambda self, other: True` and `__del__ = ...` in a class body."""
@@ -1302,4 +1318,5 @@ def _always_returns(func: ast.FunctionDef | ast.AsyncFunctionDef, constant: bool
 
 
 def _is_constant(node: ast.expr, constant: bool) -> bool:
-    return isinstance(node, ast.Constant) and node.value is constant
+    """True for a literal whose truth is `constant` (`True`, `1`, `"x"` for True; `False`, `0`, `None` for False)."""
+    return isinstance(node, ast.Constant) and bool(node.value) is constant

@@ -363,6 +363,8 @@ def test_an_eq_that_always_returns_true_is_found(tmp_path: Path) -> None:
     assert_found(tmp_path, "class A(int):\n    def __eq__(self, other):\n        return True\n", "__eq__ always")
     assert_found(tmp_path, "class A:\n    __eq__ = lambda self, other: True\n", "__eq__ always returns True")
     assert_found(tmp_path, "class A:\n    def __ne__(self, other):\n        return False\n", "__ne__ always")
+    assert_found(tmp_path, "class A:\n    def __eq__(self, other):\n        return 1\n", "__eq__ always returns True")
+    assert_found(tmp_path, "A = type('A', (), {'__e' 'q__': lambda s, o: True})\n", "__eq__ always returns True")
     honest = "class A:\n    def __eq__(self, other):\n        return self.x == other.x\n"
     assert found(tmp_path, honest) == []
 
