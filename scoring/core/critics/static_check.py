@@ -439,6 +439,7 @@ class _Analysis:
         self._quals_memo: dict[int, frozenset[str]] = {}
         self._fold_memo: dict[int, str | bytes | int | None] = {}
         self._resolving: set[tuple[int, str]] = set()
+        self._exists_memo: dict[str, bool] = {}
 
     # --- Walking ---------------------------------------------------------------------------------------------
 
@@ -752,7 +753,26 @@ class _Analysis:
                 return re.search(rf"\b{re.escape(name)}\b", text) is not None
         return not any((base.joinpath(*module.split("."))).is_dir() for base in (self.root, self.root / "src"))
 
+    def _foreign_part(self, qual: str) -> str | None:
+        """The part of `qual` the rules judge: all of it, or what follows the task's own modules (None if nothing).
+
+        `calc.util.os._exit` (calc/util.py imports os) is `os._exit`; `calc.signal.signal`, a function of the
+        task's own calc/signal.py, is nothing the rules know.
+        """
+        parts = qual.split(".")
+        if not self._is_own(qual) or "conftest" in parts:
+            return qual
+        known = 1
+        while known < len(parts) and self._module_exists(".".join(parts[: known + 1])):
+            known += 1
+        return ".".join(parts[known:]) or None
+
     def _module_exists(self, module: str) -> bool:
+        if module not in self._exists_memo:
+            self._exists_memo[module] = self._module_exists_uncached(module)
+        return self._exists_memo[module]
+
+    def _module_exists_uncached(self, module: str) -> bool:
         """True when the tree holds `module` (a .py file, a package folder, or a compiled module of the base)."""
         if self.root is None:
             return True
@@ -936,8 +956,9 @@ class _Analysis:
                 self._flag(node, f"imports everything from {base}, hiding which of its names it uses")
             quals = [(alias, qual) for alias, qual in quals if not qual.endswith(".*")]
         self._check_missing_modules(node)
-        for alias, qual in quals:
-            if self._is_own(qual) and "conftest" not in qual.split("."):
+        for alias, full in quals:
+            qual = self._foreign_part(full)
+            if qual is None:
                 continue
             match = _rule_for(qual)
             if match is None:
@@ -947,6 +968,10 @@ class _Analysis:
                 continue
             if rule.kind in (ANY, MEMBERS, SYS_MODULES):
                 self._flag(alias, rule.reason.format(_display(key, qual, rule)))  # type: ignore[union-attr]
+        if self._in_class_body(node):
+            for alias, qual in quals:
+                if _normalize(qual) in _VALUE_SENSITIVE_MODULES:
+                    self._flag(alias, f"imports {_normalize(qual)} into a class body, to be read back as an attribute")
 
     def _check_reference(self, node: ast.AST) -> None:
         """Rules on what a name, attribute, getattr or subscript stands for, at its outermost spelling."""
@@ -959,8 +984,9 @@ class _Analysis:
         if not quals:
             return
         called = isinstance(parent, ast.Call) and parent.func is node
-        for qual in sorted(quals):
-            if self._is_own(qual) and "conftest" not in qual.split("."):
+        for full in sorted(quals):
+            qual = self._foreign_part(full)
+            if qual is None:
                 continue
             self._check_value_escape(node, parent, qual)
             match = _rule_for(qual)

@@ -215,6 +215,18 @@ def test_a_module_handed_around_as_a_value_is_found(tmp_path: Path) -> None:
     assert_found(tmp_path, "import sys\nMODULES = [sys]\n", "hands the module sys around")
     assert_found(tmp_path, "import os\nfirst = next(os for _ in range(1))\n", "hands the module os around")
     assert_found(tmp_path, "import os\n\nclass Box:\n    m = os\n", "hands the module os around")
+    assert_found(tmp_path, "class Box:\n    import os\n\nBox.os._exit(0)\n", "imports os into a class body")
+
+
+def test_a_module_reached_through_the_tasks_own_modules_is_found(tmp_path: Path) -> None:
+    files = {
+        "calc/util.py": "import os\n",
+        "calc/signal.py": "def signal(x):\n    return x\n",
+        "calc/core.py": "from calc import util, signal\n\n\ndef f():\n    signal.signal(1)\n    util.os._exit(0)\n",
+    }
+    assert check(tmp_path, files, {"calc/core.py": {5, 6}}) == [
+        "calc/core.py:6 ends the process with os._exit (via alias util)"
+    ]
 
 
 # --- Report writers ------------------------------------------------------------------------------------------------
