@@ -19,6 +19,7 @@ analysis, not a word list:
 from __future__ import annotations
 
 import ast
+import base64
 import builtins
 import codecs
 import io
@@ -164,7 +165,6 @@ _RULE_SPECS: dict[str, tuple[str | None, str, bool]] = {
     "sys.meta_path": (_IMPORT_SYSTEM, ANY, False),
     "sys.path_hooks": (_IMPORT_SYSTEM, ANY, False),
     "sys.path_importer_cache": (_IMPORT_SYSTEM, ANY, False),
-    "sys.path": ("changes the import path ({})", MEMBERS, False),  # reading it is fine, insert/append are not
     "sys.modules": ("reaches modules through {}", SYS_MODULES, False),
     # Report writers.
     **{name: (_XML, ANY, False) for name in ("xml.etree.ElementTree", "xml.etree.cElementTree", "xml.dom.minidom")},
@@ -205,6 +205,9 @@ _TEST_DIRS = frozenset({"tests", "test", "testing"})
 #: Source encodings under which a text line is a git line (every other one can hide a line break).
 _LINE_PRESERVING_CODECS = ("utf-8", "utf-8-sig", "ascii", "iso8859-", "latin-1", "cp125")
 _BUILTINS = frozenset(dir(builtins))
+#: How a finding in code held in a literal says where the code is.
+_IN_EXEC = "in code run by exec"
+_IN_STRING = "in code held in a string"
 _DOTTED = re.compile(r"[A-Za-z_]\w*(?:[.:][A-Za-z_]\w*)+")
 _PLAIN_CODECS = frozenset({"utf-8", "ascii", "iso8859-1", "latin-1", "utf-16", "utf-32", "utf-7", "rot-13", "hex"})
 _PLAIN_CODECS |= {"base64", "unicode-escape", "raw-unicode-escape", "cp1252"}
@@ -816,8 +819,6 @@ class _Analysis:
         return value
 
     def _fold_uncached(self, node: ast.AST, depth: int) -> str | bytes | int | None:
-        if isinstance(node, ast.Constant):
-            return node.value if isinstance(node.value, (str, bytes)) else None
         if isinstance(node, ast.BinOp):
             left, right = self._fold_any(node.left, depth), self._fold_any(node.right, depth)
             if isinstance(node.op, ast.Add) and type(left) is type(right) and isinstance(left, (str, bytes)):
@@ -1058,6 +1059,8 @@ class _Analysis:
 
     def _check_exec(self, node: ast.AST, parent: ast.AST | None, called: bool, key: str, reason: str) -> None:
         name = key.removeprefix("builtins.")
+        if not called and self.label == _IN_STRING:
+            return  # the word "eval" in a formula is not a use of eval
         if not called:
             self._flag(node, f"passes {name} around as a value{self._via(node, key)}")
             return
@@ -1073,7 +1076,7 @@ class _Analysis:
         if self.nesting >= _MAX_EXEC_NESTING:
             self._flag(node, f"{reason} (nested too deeply to analyse)")
             return
-        self._analyse_code(node, code, "in code run by exec")  # code that does not parse raises: nothing runs
+        self._analyse_code(node, code, _IN_EXEC)  # code that does not parse raises: nothing runs
 
     def _analyse_code(self, site: ast.AST, code: str, label: str) -> bool:
         """Analyse `code` (held in a literal at `site`) as a module of its own; False when it does not parse.
@@ -1088,7 +1091,7 @@ class _Analysis:
             inner = ast.parse(code, mode="exec")
         except (SyntaxError, ValueError, OverflowError, MemoryError):
             return False
-        by_exec = label == "in code run by exec"
+        by_exec = label == _IN_EXEC
         analysis = _Analysis(
             inner,
             path=self.path,
@@ -1229,9 +1232,9 @@ class _Analysis:
         text = node.value if isinstance(node, ast.Constant) else self._fold(node)
         if not isinstance(text, str):
             return
-        if ("\n" in text or ";" in text) and not self._is_exec_argument(node, parent):
+        if any(mark in text for mark in "\n;(") and not self._is_exec_argument(node, parent):
             # A payload written to a file at run time or given to `python -c` is code too.
-            self._analyse_code(node, text, "in code held in a string")
+            self._analyse_code(node, text, _IN_STRING)
         lowered = text.lower()
         for word in _WORDS:
             if word in lowered:
@@ -1285,8 +1288,6 @@ class _Analysis:
 
 def _decode_literal(quals: frozenset[str], args: list[str | bytes | int | None]) -> str | bytes | None:
     """base64.*decode(literal) or codecs.decode(literal, codec), evaluated (they are pure)."""
-    import base64
-
     try:
         if "codecs.decode" in quals:
             codec = args[1] if len(args) > 1 else "utf-8"

@@ -133,7 +133,6 @@ def test_rebinding_name_to_fake_a_main_guard_is_found(tmp_path: Path) -> None:
         ("import os\nos.environ['PYTHONBREAKPOINT'] = 'os._exit'\nbreakpoint()\n", "calls breakpoint()"),
         ("HOOK = 'os.' + '_exit'\n", "names os._exit in a string"),
         ("run = exec\nrun(input())\n", "passes exec around as a value"),
-        ("import sys\nsys.path.insert(0, '/tmp')\n", "changes the import path"),
         ("import calc.generated\n", "calc.generated, which is not in the task's tree"),
         ("from calc import generated\n", "calc.generated, which is not in the task's tree"),
         ("from .generated import run\n", "calc.generated, which is not in the task's tree"),
@@ -168,7 +167,9 @@ def test_code_held_in_a_string_is_analysed(tmp_path: Path) -> None:
     result = found(tmp_path, source)
     assert any(item.startswith("calc/core.py:5") and "atexit" in item and "in a string" in item for item in result)
     assert any(item.startswith("calc/core.py:6") and "ctypes" in item and "in a string" in item for item in result)
-    assert found(tmp_path, "QUERY = 'SELECT *\\nFROM t;'\nLINES = 'a; b\\nc'\n") == []
+    result = found(tmp_path, "PAYLOAD = \"__import__('os')._exit(0)\"\n")
+    assert any("ends the process with os._exit" in item and "in code held in a string" in item for item in result)
+    assert found(tmp_path, "QUERY = 'SELECT *\\nFROM t;'\nLINES = 'a; b\\nc'\nF = 'sin(x) + eval'\n") == []
 
 
 def test_non_python_files_that_are_data_give_nothing(tmp_path: Path) -> None:
