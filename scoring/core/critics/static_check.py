@@ -9,7 +9,8 @@ analysis, not a word list:
   kept in any other file can only run through a loader (importlib, exec, runpy...), which is what gets flagged;
 - names are resolved as Python resolves them, scope by scope: `import os as _o`, `from os import _exit as e`,
   `x = os`, `f = getattr(os, "_" + "exit")`, `sys.modules["os"]`, `__import__("os")`, a default argument, all
-  reach `os._exit`; strings joined, sliced or decoded from literals are folded before they are judged;
+  reach `os._exit`; strings joined, sliced or decoded from literals are folded before they are judged, and a
+  literal that holds code (given to exec, or kept for a file written at run time) is analysed as code;
 - only constructs that start on a line the patch added count (an alias may come from an unchanged line), with the
   lines counted as `git diff` counts them (a lone carriage return is a line break to Python, not to git).
 
@@ -33,9 +34,14 @@ from pathlib import Path, PurePosixPath
 
 #: Larger files are not read: one finding says so.
 MAX_FILE_BYTES = 1 << 20
-#: How deep folding, exec-of-literal analysis and alias chains may go.
+#: How deep name resolution may go (deeper: the file is reported as too deep to analyse).
 _MAX_DEPTH = 40
+#: How many things one name may stand for, and how many names a file may resolve, before it is too complex.
+_MAX_QUALS = 256
+_MAX_NAMES = 1_000_000
+#: How deep code held in literals inside code held in literals is analysed.
 _MAX_EXEC_NESTING = 3
+#: How deep string folding goes (deeper: not folded, so a name or code built that way counts as computed).
 _MAX_FOLD_DEPTH = 100
 #: Folded strings longer than this are not built (a literal times a huge count).
 _MAX_FOLD_CHARS = 100_000
@@ -47,6 +53,10 @@ CALL = "call"  # only when called
 IMPORT_TIME_CALL = "import-time call"  # only when called while the module is being imported
 EXEC = "exec"  # exec / eval / compile: harmless on a literal, which is analysed as code instead
 SYS_MODULES = "sys.modules"  # reading one module by a literal name is resolution, anything else is flagged
+
+
+class _TooComplex(Exception):
+    """A file whose names cannot be resolved within the limits; it is reported instead of half analysed."""
 
 
 @dataclass(frozen=True)
@@ -268,8 +278,8 @@ def _file_findings(root: Path, path: str, added: frozenset[int], own: frozenset[
     is_python = path.endswith(".py")
     try:
         return _source_findings(data, path, added, own, is_python, root)
-    except (RecursionError, MemoryError):
-        return [(first, "is nested too deeply to analyse")]
+    except (RecursionError, MemoryError, _TooComplex):
+        return [(first, "is nested too deeply or too complex to analyse")]
 
 
 def _source_findings(
@@ -637,12 +647,12 @@ class _Analysis:
         key = id(node)
         if key in self._quals_memo:
             return self._quals_memo[key]
-        if depth > _MAX_DEPTH:
-            # Resolving no further could hide a name; the file is reported as too deep to analyse instead.
-            raise RecursionError("names nested too deeply")
+        if depth > _MAX_DEPTH or len(self._quals_memo) > _MAX_NAMES:
+            # Resolving no further could hide a name; the file is reported as too complex to analyse instead.
+            raise _TooComplex
         result = self._quals_uncached(node, depth + 1)
-        if len(result) > 32:
-            result = frozenset(sorted(result)[:32])
+        if len(result) > _MAX_QUALS:
+            raise _TooComplex
         self._quals_memo[key] = result
         return result
 
