@@ -262,6 +262,8 @@ def _own_roots(tree: Path) -> frozenset[str]:
 def _file_findings(root: Path, path: str, added: frozenset[int], own: frozenset[str]) -> list[tuple[int, str]]:
     """(git line, reason) pairs of one changed file; files that cannot be read safely are findings themselves."""
     first = min(added)
+    if path.startswith("/") or ".." in PurePosixPath(path).parts:
+        return []  # intake refuses such paths; never read outside the tree
     if path.endswith(_COMPILED_SUFFIXES):
         return [(first, "adds compiled code, which cannot be analysed")]
     try:
