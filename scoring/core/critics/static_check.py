@@ -377,6 +377,8 @@ def _rule_for(qual: str) -> tuple[str, _Rule] | None:
         for end in range(len(rest), 0, -1):
             key = ".".join(rest[:end])
             rule = _RULES.get(key)
+            if start and "." not in key and key not in _VALUE_SENSITIVE_MODULES:
+                continue  # `x.py` or `responses.mock` later in a name are not the modules py or mock
             if rule is not None:
                 if rule.reason is None or (rule.kind == MEMBERS and end == len(rest)):
                     break  # an exception (or the bare module of a MEMBERS rule) at this start; try later parts

@@ -367,6 +367,11 @@ def test_reaching_the_test_machinery_from_task_code_is_found(tmp_path: Path, sou
     assert_found(tmp_path, source, words)
 
 
+def test_common_words_later_in_a_name_are_not_modules(tmp_path: Path) -> None:
+    source = "import responses\n\n\ndef f(paths):\n    return responses.mock, paths.py\n"
+    assert found(tmp_path, source) == []
+
+
 def test_test_files_may_use_pytest(tmp_path: Path) -> None:
     source = "import pytest\nfrom unittest import mock\n\n\ndef test_x():\n    assert 'pytest'\n"
     assert found(tmp_path, source, name="tests/test_calc.py") == []
