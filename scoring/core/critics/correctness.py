@@ -14,7 +14,6 @@ How a run is trusted (docs/correctness.md has the full story; the runs themselve
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import json
 import os
@@ -25,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from scoring.core import combine
-from scoring.core.critics import runner
+from scoring.core.critics import runner, static_check
 from scoring.core.critics.base import BaseCritic
 from scoring.core.critics.runner import MISSING, PASSED, SuiteRun
 from scoring.core.types import CriticResult, ScoringContext
@@ -409,185 +408,7 @@ def _report_tamper(base: SuiteRun, now: SuiteRun, suite: str) -> list[str]:
 
 # --- Static check of added code -------------------------------------------------------------------------------
 
-_SUSPICIOUS_IMPORTS = {
-    "_pytest": "imports pytest internals",
-    "pytest": "imports pytest outside the tests",
-    "py": "imports py (pytest's helper library)",
-    "unittest.mock": "imports unittest.mock outside the tests",
-    "mock": "imports mock outside the tests",
-    "builtins": "imports builtins (can rebind assert helpers, print, open...)",
-    "__builtin__": "imports builtins",
-    "atexit": "registers exit handlers (can rewrite the report after pytest wrote it)",
-    "ctypes": "uses ctypes (can patch the interpreter's memory)",
-    "conftest": "imports conftest",
-}
-_SUSPICIOUS_ATTRS = {
-    ("sys", "modules"): "touches sys.modules",
-    ("sys", "_getframe"): "inspects the caller's frame (sys._getframe)",
-    ("sys", "settrace"): "installs a trace function",
-    ("sys", "setprofile"): "installs a profile function",
-    ("sys", "excepthook"): "replaces sys.excepthook",
-    ("sys", "meta_path"): "changes the import system (sys.meta_path)",
-    ("os", "_exit"): "ends the process with os._exit",
-    ("os", "abort"): "aborts the process",
-    ("os", "kill"): "sends signals",
-    ("inspect", "stack"): "inspects the call stack (inspect.stack)",
-    ("inspect", "currentframe"): "inspects frames (inspect.currentframe)",
-    ("inspect", "getouterframes"): "inspects the call stack",
-    ("gc", "get_referrers"): "walks other objects through the garbage collector",
-    ("gc", "get_objects"): "walks every object through the garbage collector",
-}
-_SUSPICIOUS_NAMES = {
-    "__builtins__": "touches __builtins__",
-    "__import__": "imports dynamically with __import__",
-    "exec": "executes generated code (exec)",
-    "eval": "evaluates generated code (eval)",
-}
-_MODULE_LEVEL_EXITS = {("sys", "exit"), ("os", "_exit")}
-_SUSPICIOUS_WORDS = ("pytest", "junit", "conftest")
-
 
 def suspicious_findings(ctx: ScoringContext) -> list[str]:
-    """Reasons why ADDED lines of the patched non-test Python files reach into the test machinery.
-
-    Only nodes that start on an added line count; test files were already reverted. Precise rules (an AST
-    walk, no regular expressions on code): imports of pytest / _pytest / mock / builtins / atexit / ctypes;
-    sys.modules, frame and trace hooks, os._exit / os.abort / os.kill, inspect.stack and friends, gc walks;
-    __builtins__, __import__, exec, eval; sys.exit / exit() / quit() at module level outside an
-    `if __name__ == "__main__":` block; an `__eq__` that always returns True or `__ne__` always False; a `__del__`
-    (runs after pytest wrote its report); string constants naming pytest, junit or conftest. A file that does
-    not parse is reported too (tests will fail on it anyway).
-    """
-    findings: list[str] = []
-    for path in ctx.changed_files:
-        if not path.endswith(".py"):
-            continue
-        added = ctx.added_lines.get(path, frozenset())
-        try:
-            source = (ctx.patched_dir / path).read_text(errors="replace")
-            tree = ast.parse(source, filename=path)
-        except (OSError, SyntaxError, ValueError):
-            continue
-        finder = _Finder(added)
-        finder.visit(tree)
-        findings += [f"{path}:{line} {reason}" for line, reason in sorted(set(finder.found))]
-    return findings
-
-
-class _Finder(ast.NodeVisitor):
-    """Collects (line, reason) for suspicious constructs that start on an added line."""
-
-    def __init__(self, added: frozenset[int]) -> None:
-        self.added = added
-        self.found: list[tuple[int, str]] = []
-        self.depth = 0  # > 0 inside a function body
-        self.main_guard = 0
-
-    def _flag(self, node: ast.AST, reason: str) -> None:
-        line = getattr(node, "lineno", 0)
-        if line in self.added:
-            self.found.append((line, reason))
-
-    def visit_Import(self, node: ast.Import) -> None:
-        for alias in node.names:
-            self._check_module(node, alias.name)
-        self.generic_visit(node)
-
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        module = node.module or ""
-        self._check_module(node, module)
-        for alias in node.names:
-            self._check_module(node, f"{module}.{alias.name}" if module else alias.name)
-        self.generic_visit(node)
-
-    def _check_module(self, node: ast.AST, module: str) -> None:
-        for name, reason in _SUSPICIOUS_IMPORTS.items():
-            if module == name or module.startswith(name + "."):
-                self._flag(node, reason)
-
-    def visit_Attribute(self, node: ast.Attribute) -> None:
-        if isinstance(node.value, ast.Name):
-            pair = (node.value.id, node.attr)
-            if pair in _SUSPICIOUS_ATTRS:
-                self._flag(node, _SUSPICIOUS_ATTRS[pair])
-            if pair in _MODULE_LEVEL_EXITS and self.depth == 0 and not self.main_guard:
-                self._flag(node, f"calls {pair[0]}.{pair[1]} at import time")
-        self.generic_visit(node)
-
-    def visit_Name(self, node: ast.Name) -> None:
-        if node.id in _SUSPICIOUS_NAMES:
-            self._flag(node, _SUSPICIOUS_NAMES[node.id])
-        if node.id in ("exit", "quit") and self.depth == 0 and not self.main_guard:
-            self._flag(node, f"calls {node.id}() at import time")
-        self.generic_visit(node)
-
-    def visit_Constant(self, node: ast.Constant) -> None:
-        if isinstance(node.value, str) and any(word in node.value.lower() for word in _SUSPICIOUS_WORDS):
-            self._flag(node, "names the test machinery in a string")
-
-    def visit_If(self, node: ast.If) -> None:
-        guard = _is_main_guard(node.test)
-        self.main_guard += guard
-        for child in node.body:
-            self.visit(child)
-        self.main_guard -= guard
-        self.visit(node.test)
-        for child in node.orelse:
-            self.visit(child)
-
-    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        if node.name == "__del__":
-            self._flag(node, "defines __del__ (runs at interpreter exit, after pytest wrote its report)")
-        constant = {"__eq__": True, "__ne__": False}.get(node.name)
-        if constant is not None and _always_returns(node, constant):
-            returns = [n for n in ast.walk(node) if isinstance(n, ast.Return)]
-            if any(getattr(n, "lineno", 0) in self.added for n in [node, *returns]):
-                self.found.append((node.lineno, f"{node.name} always returns {constant}"))
-        self.depth += 1
-        self.generic_visit(node)
-        self.depth -= 1
-
-    visit_AsyncFunctionDef = visit_FunctionDef
-
-    def visit_Lambda(self, node: ast.Lambda) -> None:
-        self.depth += 1
-        self.generic_visit(node)
-        self.depth -= 1
-
-    def visit_Assign(self, node: ast.Assign) -> None:
-        # `__eq__ = lambda self, other: True`
-        for target in node.targets:
-            if isinstance(target, ast.Name) and target.id in ("__eq__", "__ne__"):
-                constant = target.id == "__eq__"
-                value = node.value
-                if isinstance(value, ast.Lambda) and _is_constant(value.body, constant):
-                    self._flag(node, f"{target.id} always returns {constant}")
-        self.generic_visit(node)
-
-
-def _is_main_guard(test: ast.expr) -> bool:
-    """True for `__name__ == "__main__"` (either order)."""
-    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
-        return False
-    sides = [test.left, *test.comparators]
-    names = any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides)
-    main = any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides)
-    return names and main
-
-
-def _always_returns(func: ast.FunctionDef | ast.AsyncFunctionDef, constant: bool) -> bool:
-    """True when every return statement of `func` (not of nested functions) returns the literal `constant`."""
-    returns = []
-    stack: list[ast.AST] = list(func.body)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
-            continue
-        if isinstance(node, ast.Return):
-            returns.append(node)
-        stack.extend(ast.iter_child_nodes(node))
-    return bool(returns) and all(r.value is not None and _is_constant(r.value, constant) for r in returns)
-
-
-def _is_constant(node: ast.expr, constant: bool) -> bool:
-    return isinstance(node, ast.Constant) and node.value is constant
+    """Reasons ("path:line reason") why lines the patch added reach into the test machinery (static_check)."""
+    return static_check.findings(ctx.patched_dir, ctx.changed_files, ctx.added_lines)
