@@ -281,13 +281,14 @@ def _with_stubs(argv: list[str], layout: HiddenLayout) -> list[str]:
 class _StreamReader:
     """Reads the outcome stream (a named pipe) in a thread while the run goes on, up to a size cap.
 
-    The harness holds a write end too, so the pipe never reports end-of-file before the run opened it; reading
-    stops when the run is over (the context exits) and what is left in the pipe has been drained.
+    The harness holds a write end while the run goes on, so the pipe cannot report end-of-file before the run
+    opened it. When the run is over (the context exits, every process of the sandbox is gone) that end is closed:
+    the reader drains what is left, sees end-of-file and stops at once.
     """
 
     def __init__(self, path: Path) -> None:
         self.read_fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        self.hold_fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        self.hold_fd: int | None = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
         self.chunks: list[bytes] = []
         self.size = 0
         self.stop = threading.Event()
@@ -298,9 +299,12 @@ class _StreamReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-        os.close(self.hold_fd)
+        if self.hold_fd is not None:
+            os.close(self.hold_fd)
+            self.hold_fd = None
+        self.thread.join(timeout=5)
+        self.stop.set()  # something outside the run still holds the pipe: what was read is what counts
+        self.thread.join(timeout=1)
         os.close(self.read_fd)
 
     @property
@@ -308,18 +312,19 @@ class _StreamReader:
         return b"".join(self.chunks)
 
     def _read(self) -> None:
-        while True:
-            stopping = self.stop.is_set()
-            ready, _, _ = select.select([self.read_fd], [], [], 0.05)
-            if ready:
-                with contextlib.suppress(BlockingIOError):
-                    chunk = os.read(self.read_fd, 1 << 16)
-                    if self.size < _STREAM_MAX_BYTES:
-                        self.chunks.append(chunk[: _STREAM_MAX_BYTES - self.size])
-                        self.size += len(chunk)
-                    continue
-            if stopping:
-                return
+        while not self.stop.is_set():
+            ready, _, _ = select.select([self.read_fd], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(self.read_fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return  # end of file: every writer is gone
+            if self.size < _STREAM_MAX_BYTES:
+                self.chunks.append(chunk[: _STREAM_MAX_BYTES - self.size])
+            self.size += len(chunk)
 
 
 def _refuse_full_disk(tree: Path) -> None:
