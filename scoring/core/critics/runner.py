@@ -24,7 +24,6 @@ what that process could not take back or invent at its end:
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import json
@@ -198,7 +197,10 @@ def harness_config(base: Path, args: tuple[str, ...]) -> tuple[str, str, str]:
     except Exception:
         rootdir, config = None, {}
     folder = "."
-    if rootdir is not None and Path(rootdir).resolve().is_relative_to(base.resolve()):
+    if rootdir is None or not Path(rootdir).resolve().is_relative_to(base.resolve()):
+        # pytest looks up past the tree's root; in the sandbox there is nothing above it, so neither is here.
+        rootdir, config = None, {}
+    else:
         folder = Path(rootdir).resolve().relative_to(base.resolve()).as_posix()
     lines = ["[pytest]"]
     if any(getattr(value, "mode", "ini") == "toml" for value in config.values()):
