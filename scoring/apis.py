@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from scoring import selectors, services
+from scoring.client import reward_for
 from scoring.core.diffcheck import DiffError
 from scoring.core.registry import CRITERIA
 from scoring.core.text import unstorable
@@ -371,12 +372,8 @@ class RewardsApi(APIView):
             patch = patches[pk]
             evaluation = selectors.current_evaluation(patch) if patch.status in DONE else None
             out["status"].append(patch.status)
-            if evaluation is not None:
-                out["rewards"].append(evaluation.final_score)
-            elif patch.status in DONE:
-                out["rewards"].append(0.0)  # rejected, failed or cancelled: finished, and worth nothing
-            else:
-                out["rewards"].append(None)
+            # One table says what each status is worth (scoring.client.reward_for); None: nothing to train on.
+            out["rewards"].append(reward_for(patch.status, evaluation.final_score if evaluation else None))
             for criterion in CRITERIA:
                 sub = evaluation.subscores.get(criterion, {}) if evaluation else {}
                 out["subscores"][criterion].append(sub.get("score"))
