@@ -19,12 +19,12 @@ reward (failed, cancelled, withheld, unfinished) or an unreachable service becom
 from __future__ import annotations
 
 import argparse
-import functools
 import hmac
 import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,10 +40,18 @@ UNSCORED_LOG = "reviewapp/unscored"  # 1.0 where the reward below is a stand-in 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
-@functools.lru_cache(maxsize=4)
+_BATCHERS: dict[tuple[str, str, float], RewardBatcher] = {}
+_BATCHERS_LOCK = threading.Lock()
+
+
 def _batcher_for(url: str, token: str, wait_s: float) -> RewardBatcher:
-    # One per process and setting: OpenRLHF calls a bare function many times, the pool and batcher stay.
-    return RewardBatcher(RewardClient(url, token), wait_s=wait_s)
+    # One per process and setting, made under a lock: the first rollouts arrive all at once, and a batcher each
+    # would send them one by one.
+    with _BATCHERS_LOCK:
+        key = (url, token, wait_s)
+        if key not in _BATCHERS:
+            _BATCHERS[key] = RewardBatcher(RewardClient(url, token), wait_s=wait_s)
+        return _BATCHERS[key]
 
 
 def batcher_from_env() -> RewardBatcher:
