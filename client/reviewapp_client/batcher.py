@@ -9,6 +9,7 @@ short linger (50 ms by default), then sends everything that arrived meanwhile as
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import threading
 import time
@@ -109,3 +110,26 @@ class RewardBatcher:
                     subscores={name: answer["subscores"].get(name, [None] * len(batch))[row] for name in CRITERIA},
                 )
             )
+
+
+_BATCHERS: dict[tuple[str, str, float], RewardBatcher] = {}
+_BATCHERS_LOCK = threading.Lock()
+
+
+def _batcher_for(url: str, token: str, wait_s: float) -> RewardBatcher:
+    # One per process and setting, made under a lock: the first rollouts arrive all at once, and a batcher each
+    # would send them one by one.
+    with _BATCHERS_LOCK:
+        key = (url, token, wait_s)
+        if key not in _BATCHERS:
+            _BATCHERS[key] = RewardBatcher(RewardClient(url, token), wait_s=wait_s)
+        return _BATCHERS[key]
+
+
+def batcher_from_env() -> RewardBatcher:
+    """The batcher for REVIEWAPP_URL, REVIEWAPP_TOKEN and REVIEWAPP_WAIT_S; RuntimeError naming what is unset."""
+    missing = [name for name in ("REVIEWAPP_URL", "REVIEWAPP_TOKEN") if not os.environ.get(name)]
+    if missing:
+        raise RuntimeError(f"set {' and '.join(missing)} for the reviewapp reward function")
+    wait_s = float(os.environ.get("REVIEWAPP_WAIT_S", "120"))
+    return _batcher_for(os.environ["REVIEWAPP_URL"], os.environ["REVIEWAPP_TOKEN"], wait_s)

@@ -24,43 +24,19 @@ import json
 import logging
 import os
 import sys
-import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from reviewapp_client.batcher import RewardBatcher, Scored
-from reviewapp_client.client import CRITERIA, RewardClient, RewardServiceError
+from reviewapp_client.batcher import RewardBatcher, Scored, batcher_from_env
+from reviewapp_client.client import CRITERIA, RewardServiceError
 
 logger = logging.getLogger("reviewapp_client.openrlhf")
 
 UNSCORED_LOG = "reviewapp/unscored"  # 1.0 where the reward below is a stand-in 0.0, not a judgement
 MAX_BODY_BYTES = 64 * 1024 * 1024
-
-
-_BATCHERS: dict[tuple[str, str, float], RewardBatcher] = {}
-_BATCHERS_LOCK = threading.Lock()
-
-
-def _batcher_for(url: str, token: str, wait_s: float) -> RewardBatcher:
-    # One per process and setting, made under a lock: the first rollouts arrive all at once, and a batcher each
-    # would send them one by one.
-    with _BATCHERS_LOCK:
-        key = (url, token, wait_s)
-        if key not in _BATCHERS:
-            _BATCHERS[key] = RewardBatcher(RewardClient(url, token), wait_s=wait_s)
-        return _BATCHERS[key]
-
-
-def batcher_from_env() -> RewardBatcher:
-    """The batcher for REVIEWAPP_URL, REVIEWAPP_TOKEN and REVIEWAPP_WAIT_S; RuntimeError naming what is unset."""
-    missing = [name for name in ("REVIEWAPP_URL", "REVIEWAPP_TOKEN") if not os.environ.get(name)]
-    if missing:
-        raise RuntimeError(f"set {' and '.join(missing)} for the reviewapp reward function")
-    wait_s = float(os.environ.get("REVIEWAPP_WAIT_S", "120"))
-    return _batcher_for(os.environ["REVIEWAPP_URL"], os.environ["REVIEWAPP_TOKEN"], wait_s)
 
 
 def response_of(query: str, prompt: str) -> str:

@@ -78,7 +78,7 @@ def test_service_down_gives_openrlhf_zero_marked_unscored_instead_of_an_exceptio
     monkeypatch.setenv("REVIEWAPP_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("REVIEWAPP_TOKEN", "t")
     reward_func = _load_like_openrlhf(ROOT / "scoring/openrlhf_reward.py")
-    import reviewapp_client.openrlhf as module
+    import reviewapp_client.batcher as module
 
     monkeypatch.setattr(module, "_batcher_for", lambda url, token, wait_s: RewardBatcher(
         RewardClient(url, token, retries=1, backoff_s=0.05), wait_s=wait_s))  # fmt: skip

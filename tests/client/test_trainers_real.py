@@ -95,3 +95,61 @@ def test_grpo_trainer_takes_two_steps_on_the_services_rewards(
     changed = any(not (before[n] == p.detach()).all() for n, p in trainer.model.named_parameters())
     assert changed, "two GRPO steps with a non-zero advantage must move the policy"
     assert time.monotonic() - started < 120, "the GRPO test must stay well under two minutes"
+
+
+def _rollout(task, answer: str):  # type: ignore[no-untyped-def]
+    """A finished verifiers rollout of `task` whose model answered `answer` (as verifiers' own CLI builds one)."""
+    import verifiers.v1 as vf
+    from verifiers.v1.graph import MessageNode
+    from verifiers.v1.state import state_cls
+
+    trace = vf.Trace(
+        task=vf.TraceTask(type=type(task).__name__, data=task.data, key=task.key, hash=task.hash),
+        state=state_cls(type(task))(),
+        agent=vf.AgentInfo(config=vf.AgentConfig(), name="policy", trainable=True),
+    )
+    trace.nodes.append(MessageNode(message=vf.UserMessage(content=task.data.prompt)))
+    trace.nodes.append(MessageNode(parent=0, message=vf.AssistantMessage(content=answer), sampled=True))
+    return trace
+
+
+def test_verifiers_environment_scores_a_dataset_through_the_service(
+    celery_worker, reward_client, fix_diff, live_server, client_token, flaky_proxy, monkeypatch
+):
+    """verifiers 0.4.0: a Taskset of ReviewappTask built from a datasets.Dataset, each rollout scored by the
+    task's own @vf.reward through Task.score, concurrently as verifiers scores a group."""
+    import asyncio
+
+    from datasets import Dataset
+    from reviewapp_client.verifiers import ReviewappTaskset
+
+    proxy = flaky_proxy([])
+    monkeypatch.setenv("REVIEWAPP_URL", proxy.url)
+    monkeypatch.setenv("REVIEWAPP_TOKEN", client_token)
+    monkeypatch.setenv("REVIEWAPP_WAIT_S", "120")
+    dataset = Dataset.from_list([{"prompt": PROMPT, "task": "tiny"}] * 4)
+    tasks = list(ReviewappTaskset(dataset, task_column="task"))
+    assert [task.data.idx for task in tasks] == [0, 1, 2, 3]
+    answers = [f"```diff\n{fix_diff}```", GARBAGE] * 2
+    traces = [_rollout(task, answer) for task, answer in zip(tasks, answers, strict=True)]
+
+    async def score_group():  # type: ignore[no-untyped-def]
+        await asyncio.gather(*(task.score(trace) for task, trace in zip(tasks, traces, strict=True)))
+
+    asyncio.run(score_group())
+    rewards = [trace.rewards["reviewapp"].score for trace in traces]
+    assert rewards[0] > 0.5 and rewards[0] == rewards[2]
+    assert rewards[1::2] == [0.0, 0.0]  # prose without a diff: rejected, worth nothing
+    assert [trace.metrics.get("reviewapp_correctness") for trace in traces] == [1.0, None, 1.0, None]
+    calls = [request for request in proxy.requests if request[1] == "/api/v1/rewards/"]
+    assert len(calls) == 1, "four rollouts scored together are one /rewards/ call"
+
+    # No reward to train on (here: not finished within wait_s) is never a 0.0: the scoring fails, verifiers
+    # records the trace as errored.
+    monkeypatch.setenv("REVIEWAPP_WAIT_S", "0")
+    pending = _rollout(tasks[0], f"```diff\n{fix_diff.replace('a + b', 'b + a')}```")
+    import verifiers.v1 as vf
+
+    with pytest.raises(vf.TaskError, match=r"reviewapp patch \d+ is (queued|running): no reward to train on"):
+        asyncio.run(tasks[0].score(pending))
+    assert pending.rewards.get("reviewapp") is None
