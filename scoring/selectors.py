@@ -24,6 +24,7 @@ def weights_of(profile: WeightProfile) -> Weights:
         band_high=profile.band_high,
         audit_rate=profile.audit_rate,
         perf_knots=tuple(tuple(k) for k in profile.perf_knots),
+        shaping=profile.shaping,
     )
 
 

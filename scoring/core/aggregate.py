@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from scoring.core.shaping import shaped_scores
 from scoring.core.types import REVIEW_FLAGS, Critic, CriticResult, Weights
 
 
@@ -62,7 +63,9 @@ def aggregate(
     if correctness is None or correctness.score is None:
         final = None
     else:
-        final = weighted_mean({name: r.score for name, r in results.items()}, weights.weights)
+        # Reward shaping hook (scoring.core.shaping): the profile may gate the other subscores on correctness.
+        scores = shaped_scores({name: r.score for name, r in results.items()}, weights.shaping)
+        final = weighted_mean(scores, weights.weights)
 
     reasons = []
     if final is None:
