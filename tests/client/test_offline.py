@@ -65,7 +65,7 @@ def test_trl_adapter_refuses_a_trl_that_would_train_a_crash_as_zero(monkeypatch,
     client = RewardClient("http://127.0.0.1:9", "t")
     with pytest.raises(RuntimeError, match=rf"trl {old} counts a None reward .* needs trl>=1\.6"):
         trl_reward_func(client)
-    with pytest.raises(RuntimeError, match="needs trl>=1.6"):
+    with pytest.raises(RuntimeError, match=r"needs trl>=1\.6"):
         trl_reward_funcs_per_criterion(client)
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "1.16.0" if name == "trl" else real(name))
     assert trl_reward_func(client).__name__ == "reviewapp_reward"
@@ -75,6 +75,7 @@ def test_a_batch_that_cannot_be_sent_fails_every_caller_of_that_batch():
     from concurrent.futures import wait
 
     from reviewapp_client.batcher import RewardBatcher
+
     from scoring.client import RewardClient, RewardServiceError
 
     batcher = RewardBatcher(RewardClient("http://127.0.0.1:9", "t", retries=0), wait_s=0, linger_s=0.2)

@@ -24,7 +24,8 @@ TESTS = [
     "assert set(similar_elements((11, 12, 14, 13),(17, 15, 14, 13))) == {13, 14}",
 ]
 GOOD = [
-    {"task_id": 2, "text": PROBLEM, "code": SOLUTION, "test_list": TESTS, "test_setup_code": "", "challenge_test_list": []},
+    {"task_id": 2, "text": PROBLEM, "code": SOLUTION, "test_list": TESTS, "test_setup_code": "",
+     "challenge_test_list": []},
     {"task_id": 3, "text": "Write a python function to double a number.", "code": "def double(x):\n    return 2 * x\n",
      "test_list": ["assert double(2) == 4"], "test_setup_code": "", "challenge_test_list": []},
     {"task_id": 4, "text": "Write a function to add.", "code": "import math\n\ndef add(a, b):\n    return a + b\n",
@@ -34,7 +35,8 @@ GOOD = [
 BAD = [
     {"task_id": 10, "text": "No tests here.", "code": "def f():\n    return 1\n", "test_list": []},
     {"task_id": 11, "text": "Broken solution.", "code": "def f(:\n", "test_list": ["assert f() == 1"]},
-    {"task_id": 12, "text": "Tests that are not asserts.", "code": "def f():\n    return 1\n", "test_list": ["print(f())"]},
+    {"task_id": 12, "text": "Tests that are not asserts.", "code": "def f():\n    return 1\n",
+     "test_list": ["print(f())"]},
     {"task_id": 13, "text": "Tests call a name the solution lacks.", "code": "def f():\n    return 1\n",
      "test_list": ["assert g() == 1"]},
     {"task_id": 2, "text": PROBLEM, "code": SOLUTION, "test_list": TESTS},  # the same name twice
