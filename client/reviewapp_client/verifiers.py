@@ -13,6 +13,7 @@ of a 0.0 that would train a crash as a bad patch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -35,6 +36,11 @@ def completion_of(trace: vf.Trace) -> str:
         if getattr(message, "role", None) == "assistant":
             return content_text(message.content)
     return ""
+
+
+def scoring_deadline_s() -> float:
+    """Seconds verifiers should allow a rollout's scoring: REVIEWAPP_WAIT_S plus a minute for the requests."""
+    return float(os.environ.get("REVIEWAPP_WAIT_S", "120")) + 60
 
 
 class ReviewappTask(vf.Task[ReviewappTaskData]):
@@ -66,5 +72,11 @@ class ReviewappTaskset(vf.Taskset[ReviewappTask]):
         for index, row in enumerate(self.rows):
             if not row.get(self.task_column):
                 raise ValueError(f"row {index} has no {self.task_column!r} naming its reviewapp task")
-            data = ReviewappTaskData(prompt=row["prompt"], reviewapp_task=str(row[self.task_column]))
+            data = ReviewappTaskData(
+                prompt=row["prompt"],
+                reviewapp_task=str(row[self.task_column]),
+                # An expired scoring deadline is a stop to verifiers, and the missing reward would sum to 0.0:
+                # give the service's long-poll time to answer first.
+                timeout=vf.TaskTimeout(scoring=scoring_deadline_s()),
+            )
             yield ReviewappTask(data)

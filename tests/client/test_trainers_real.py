@@ -130,6 +130,7 @@ def test_verifiers_environment_scores_a_dataset_through_the_service(
     dataset = Dataset.from_list([{"prompt": PROMPT, "task": "tiny"}] * 4)
     tasks = list(ReviewappTaskset(dataset, task_column="task"))
     assert [task.data.idx for task in tasks] == [0, 1, 2, 3]
+    assert tasks[0].data.timeout.scoring == 180  # the long-poll answers before verifiers' scoring deadline
     answers = [f"```diff\n{fix_diff}```", GARBAGE] * 2
     traces = [_rollout(task, answer) for task, answer in zip(tasks, answers, strict=True)]
 
