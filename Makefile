@@ -16,6 +16,7 @@ BUDGET_DB ?= 600
 BUDGET_BROWSER ?= 420
 BUDGET_RELIABILITY ?= 600
 BUDGET_CRITIC ?= 420
+BUDGET_TRAINERS ?= 300
 
 .PHONY: run test test-core test-db test-browser test-reliability test-critic bench lint format system-deps venv clean
 
@@ -25,7 +26,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "reviewapp needs Python 3.11 (python3.11 on PATH, or PYTHON=/path/to/python3.11)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e ".[dev,critic]"
+	$(PIP) install -q -e ./client -e ".[dev,critic]"
 	@touch $(STAMP)
 
 # Debian packages the sandbox and the browser tests need. As root they are installed; otherwise we stop and
@@ -60,14 +61,15 @@ test: system-deps venv
 	@mkdir -p build
 	$(PY) -m playwright --version >/dev/null
 	timeout $(BUDGET_CORE) $(PYTEST) tests/scoring/core -q -p no:django -W ignore::pytest.PytestConfigWarning
-	timeout $(BUDGET_DB) $(PYTEST) tests -q -m "not browser and not reliability and not critic" --ignore=tests/scoring/core
+	timeout $(BUDGET_DB) $(PYTEST) tests -q -m "not browser and not reliability and not critic and not trainers" --ignore=tests/scoring/core
 	timeout $(BUDGET_CRITIC) $(PYTEST) tests -q -m critic --ignore=tests/scoring/core
+	timeout $(BUDGET_TRAINERS) $(PYTEST) tests -q -m trainers --durations=10 --ignore=tests/scoring/core
 	timeout $(BUDGET_BROWSER) $(PYTEST) tests -q -m browser
 	timeout $(BUDGET_RELIABILITY) $(PYTEST) tests -q -m reliability
 
 # The database tests only (CI runs them a second time on SQLite, the default every new user gets).
 test-db: venv
-	timeout $(BUDGET_DB) $(PYTEST) tests -q -m "not browser and not reliability and not critic" --ignore=tests/scoring/core
+	timeout $(BUDGET_DB) $(PYTEST) tests -q -m "not browser and not reliability and not critic and not trainers" --ignore=tests/scoring/core
 
 bench: system-deps venv
 	$(PY) -m benchmarks

@@ -100,6 +100,7 @@ class WeightProfile(models.Model):
     band_high = models.FloatField(default=0.7)
     audit_rate = models.FloatField(default=0.02)
     perf_knots = models.JSONField(help_text="[[ratio, score], ...]")
+    shaping = models.CharField(max_length=20, default="sum", help_text="scoring.core.shaping: sum or gated")
     is_active = models.BooleanField(default=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 
+from scoring.client import reward_for
 from scoring.core import policy
 from scoring.core.aggregate import default_weights
 from scoring.core.pipeline import PIPELINE_VERSION
@@ -38,6 +39,7 @@ def weights_of(profile: WeightProfile) -> Weights:
         band_high=profile.band_high,
         audit_rate=profile.audit_rate,
         perf_knots=tuple(tuple(k) for k in profile.perf_knots),
+        shaping=profile.shaping,
     )
 
 
@@ -143,7 +145,8 @@ def rewards_of(*, ids: list[int]) -> dict[str, Any]:
 
     A reward is null while a patch is unfinished, and while the flag policy withholds it (scoring.core.policy: a
     `suspicious` patch not yet labelled, when REVIEWAPP_WITHHOLD_SUSPICIOUS is on); its subscores are null too, so
-    no per-criterion reward function trains on it either. Rejected, failed and cancelled patches get 0.0.
+    no per-criterion reward function trains on it either. Rejected patches get 0.0; failed and cancelled ones null
+    (an infrastructure outcome, not the patch's).
     """
     patches = {p.pk: p for p in with_results(Patch.objects.filter(pk__in=ids))}
     withholding = settings.REVIEWAPP["WITHHOLD_SUSPICIOUS"]
@@ -153,12 +156,12 @@ def rewards_of(*, ids: list[int]) -> dict[str, Any]:
         evaluation = current_evaluation(patch) if patch.status in DONE else None
         # Only a reviewer's labels end withholding; `reviewed` is the status they give (scoring cannot see labels).
         labelled = patch.status == PatchStatus.REVIEWED
-        if evaluation is not None and policy.withheld(evaluation.flags, labelled=labelled, withholding=withholding):
-            reward, subscores = None, {}
-        elif evaluation is not None:
-            reward, subscores = evaluation.final_score, evaluation.subscores
-        else:  # rejected, failed or cancelled: finished, and worth nothing; otherwise not finished yet
-            reward, subscores = (0.0 if patch.status in DONE else None), {}
+        withheld = evaluation is not None and policy.withheld(
+            evaluation.flags, labelled=labelled, withholding=withholding
+        )
+        # One table says what each status is worth (scoring.client.reward_for); None: nothing to train on.
+        reward = reward_for(patch.status, evaluation.final_score if evaluation else None, withheld=withheld)
+        subscores = evaluation.subscores if evaluation is not None and not withheld else {}
         out["status"].append(patch.status)
         out["rewards"].append(reward)
         for criterion in CRITERIA:

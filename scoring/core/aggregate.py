@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from scoring.core import policy
+from scoring.core.shaping import shaped_scores
 from scoring.core.types import Critic, CriticResult, Weights
 
 
@@ -69,7 +70,9 @@ def aggregate(
     if correctness is None or correctness.score is None:
         final = None
     else:
-        final = weighted_mean({name: r.score for name, r in results.items()}, weights.weights)
+        # Reward shaping hook (scoring.core.shaping): the profile may gate the other subscores on correctness.
+        scores = shaped_scores({name: r.score for name, r in results.items()}, weights.shaping)
+        final = weighted_mean(scores, weights.weights)
 
     reasons = []
     if final is None:

@@ -172,6 +172,8 @@ class Weights:
     audit_rate: float = 0.02
     # (ratio, score) knots for the performance critic, linear between, clamped outside.
     perf_knots: tuple[tuple[float, float], ...] = ((1.05, 1.0), (1.30, 0.4), (2.0, 0.0))
+    # How subscores combine before the mean: "sum" (plain) or "gated" (scoring.core.shaping).
+    shaping: str = "sum"
 
 
 @dataclass
