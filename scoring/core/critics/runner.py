@@ -202,8 +202,6 @@ def harness_config(base: Path, args: tuple[str, ...]) -> tuple[str, str, str]:
         rootdir, config = None, {}
     else:
         folder = Path(rootdir).resolve().relative_to(base.resolve()).as_posix()
-    else:  # found above the tree (a host checkout holding the work folder): the host's, not the task's
-        config = {}
     lines = ["[pytest]"]
     if any(getattr(value, "mode", "ini") == "toml" for value in config.values()):
         lines += [f"{key} = {_toml_value(value.value)}" for key, value in config.items()]
