@@ -5,13 +5,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from scoring.core.aggregate import default_weights
 from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.core.registry import REGISTRY
 from scoring.core.types import Weights
-from scoring.models import Evaluation, Patch, PatchStatus, WeightProfile
+from scoring.models import Evaluation, Patch, PatchStatus, Task, WeightProfile
 
 
 def weights_of(profile: WeightProfile) -> Weights:
@@ -121,4 +121,14 @@ def patches_visible_to(user: Any) -> QuerySet[Patch]:
     queryset = Patch.objects.all()
     if not is_staff_reader(user):
         queryset = queryset.filter(client=user)
+    return queryset
+
+
+def tasks_visible_to(user: Any) -> QuerySet[Task]:
+    """Clients see (and score) the tasks they registered and the shared ones; reviewers and admins see all."""
+    from scoring.roles import is_staff_reader
+
+    queryset = Task.objects.all()
+    if not is_staff_reader(user):
+        queryset = queryset.filter(Q(shared=True) | Q(created_by=user))
     return queryset
