@@ -159,6 +159,7 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: one acc
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_SENSITIVE_PARAMETERS = ["password"]
+AXES_VERBOSE = False  # its start-up banner would open every manage.py command
 # Behind a proxy, the client's address is the one the proxy adds (REVIEWAPP_PROXY_COUNT proxies in front).
 AXES_IPWARE_PROXY_COUNT = env_int("REVIEWAPP_PROXY_COUNT", 0) or None
 AXES_IPWARE_META_PRECEDENCE_ORDER = (
@@ -266,6 +267,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The default hook, then the OpenAPI links between operations (scoring.apis.SCHEMA_LINKS).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "scoring.apis.schema_links"],
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -433,3 +433,36 @@ class RewardsApi(APIView):
                 sub = evaluation.subscores.get(criterion, {}) if evaluation else {}
                 out["subscores"][criterion].append(sub.get("score"))
         return out
+
+
+#: OpenAPI links (https://spec.openapis.org/oas/v3.0.3#link-object): what a created resource's answer lets a client
+#: call next. Schemathesis follows them in its stateful tests; a generated client can too.
+#: (producer path, method, status) -> {link name: (target operationId, {parameter: runtime expression})}
+SCHEMA_LINKS: dict[tuple[str, str, str], dict[str, tuple[str, dict[str, str]]]] = {
+    ("/api/v1/patches/", "post", "202"): {
+        "GetPatch": ("v1_patches_retrieve", {"id": "$response.body#/id"}),
+        "CancelPatch": ("v1_patches_destroy", {"id": "$response.body#/id"}),
+    },
+    ("/api/v1/patches/", "post", "200"): {"GetPatch": ("v1_patches_retrieve", {"id": "$response.body#/id"})},
+    ("/api/v1/tasks/", "post", "201"): {"GetTask": ("v1_tasks_retrieve", {"name": "$response.body#/name"})},
+    ("/api/v1/exports/", "post", "202"): {
+        "GetExport": ("v1_exports_retrieve", {"id": "$response.body#/id"}),
+        "GetExportManifest": ("v1_exports_manifest_retrieve", {"id": "$response.body#/id"}),
+    },
+    ("/api/v1/weights/", "post", "201"): {
+        "GetProfile": ("v1_weights_retrieve", {"id": "$response.body#/id"}),
+        "ActivateProfile": ("v1_weights_activate_create", {"id": "$response.body#/id"}),
+    },
+}
+
+
+def schema_links(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular post-processing hook: add SCHEMA_LINKS to the responses they start from."""
+    for (path, method, code), links in SCHEMA_LINKS.items():
+        response = result.get("paths", {}).get(path, {}).get(method, {}).get("responses", {}).get(code)
+        if response is not None:
+            response["links"] = {
+                name: {"operationId": target, "parameters": parameters}
+                for name, (target, parameters) in links.items()
+            }
+    return result
