@@ -21,20 +21,8 @@ from tests.helpers import TINY
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
-OVERFIT = """\
-diff --git a/calc/__init__.py b/calc/__init__.py
---- a/calc/__init__.py
-+++ b/calc/__init__.py
-@@ -3,7 +3,7 @@
- 
- def add(a, b):
-     \"\"\"Return the sum of a and b.\"\"\"
--    return a - b
-+    return a + b if a >= 0 else a - b
- 
- 
- def double(x):
-"""
+#: Passes the visible test (positive numbers), fails the hidden one (negative numbers).
+OVERFIT = (TINY / "fix.diff").read_text().replace("+    return a + b\n", "+    return a + b if a >= 0 else a - b\n")
 HIDDEN_SOURCE = (TINY / "hidden" / "test_hidden_calc.py").read_text()
 #: What a trainer must never read: the hidden test's name, its file, a line of its source.
 HIDDEN_NEEDLES = ("test_add_negative", "test_hidden_calc", "assert add(-2, -3) == -5")
