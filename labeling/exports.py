@@ -208,11 +208,11 @@ class HiddenScrub:
     def row(self, row: dict[str, Any]) -> dict[str, Any]:
         row = dict(row)
         evidence = row.pop("_hidden_evidence", None)
-        texts = set(self._texts_of_task(str(row.get("task", "")))) | set(_hidden_strings(evidence))
-        texts.discard(row.get("task"))
+        texts = self._texts_of_task(str(row.get("task", ""))) | frozenset(_hidden_strings(evidence))
+        texts -= {row.get("task")}
         if not texts:
             return row
-        pattern = re.compile("|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True)))
+        pattern = _pattern(texts)
         return {key: _replace(value, pattern) if key != "task" else value for key, value in row.items()}
 
     def _texts_of_task(self, name: str) -> frozenset[str]:
@@ -220,6 +220,12 @@ class HiddenScrub:
             task = Task.objects.filter(name=name).only("hidden_sha256", "base_sha256").first()
             self._task_texts[name] = frozenset(_archive_texts(task) if task else ())
         return self._task_texts[name]
+
+
+@lru_cache(maxsize=256)
+def _pattern(texts: frozenset[str]) -> re.Pattern[str]:
+    """One regular expression for all of `texts`, longest first (rows of one task mostly share theirs)."""
+    return re.compile("|".join(re.escape(t) for t in sorted(texts, key=lambda t: (-len(t), t))))
 
 
 def _archive_texts(task: Task) -> Iterator[str]:
