@@ -462,7 +462,6 @@ def schema_links(result: dict[str, Any], generator: Any, request: Any, public: b
         response = result.get("paths", {}).get(path, {}).get(method, {}).get("responses", {}).get(code)
         if response is not None:
             response["links"] = {
-                name: {"operationId": target, "parameters": parameters}
-                for name, (target, parameters) in links.items()
+                name: {"operationId": target, "parameters": parameters} for name, (target, parameters) in links.items()
             }
     return result
