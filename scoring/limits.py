@@ -19,6 +19,7 @@ from rest_framework.parsers import JSONParser
 
 
 def body_too_large() -> str:
+    """The 413 message for a request body past LIMITS["REQUEST_BYTES"]."""
     return f"request body larger than {settings.LIMITS['REQUEST_BYTES']} bytes (REVIEWAPP_MAX_REQUEST_BYTES)"
 
 
@@ -44,7 +45,7 @@ class BoundedJSONParser(JSONParser):
             raise TooLarge(body_too_large())
         encoding = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
         try:
-            if not codecs.lookup(encoding)._is_text_encoding:
+            if not codecs.lookup(encoding)._is_text_encoding:  # rot13, base64...: codecs that bytes.decode refuses
                 raise LookupError(encoding)
             text = raw.decode(encoding)
         except LookupError as exc:
