@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST := $(VENV)/bin/pytest
 PORT ?= 8000
+# Django debug pages (tracebacks, settings, every URL pattern on a 404) only when asked: `make run DEBUG=1`.
+DEBUG ?= 0
 STAMP := $(VENV)/.installed
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 
@@ -55,7 +57,7 @@ run: venv
 	  echo "(or REVIEWAPP_ALLOW_UNSANDBOXED=1 make run, and every result is flagged 'unsandboxed')"; exit 1; }
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
-	DEBUG=1 $(PY) manage.py serve --port $(PORT)
+	DEBUG=$(DEBUG) $(PY) manage.py serve --port $(PORT)
 
 test: system-deps venv
 	@mkdir -p build

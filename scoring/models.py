@@ -14,6 +14,9 @@ class Task(models.Model):
     base_sha256 = models.CharField(max_length=64)
     hidden_sha256 = models.CharField(max_length=64, blank=True, default="")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    shared = models.BooleanField(
+        default=False, help_text="Other clients may see and score this task; otherwise only the one who registered it."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     is_demo = models.BooleanField(default=False)
 

@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from scoring.client import reward_for
 from scoring.core import policy
@@ -14,7 +14,7 @@ from scoring.core.aggregate import default_weights
 from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.core.registry import CRITERIA, REGISTRY
 from scoring.core.types import Weights
-from scoring.models import Evaluation, Patch, PatchStatus, WeightProfile
+from scoring.models import Evaluation, Patch, PatchStatus, Task, WeightProfile
 
 #: Statuses in which a patch will not change without a person: /rewards/ stops waiting for it.
 DONE = frozenset(
@@ -176,4 +176,14 @@ def patches_visible_to(user: Any) -> QuerySet[Patch]:
     queryset = Patch.objects.all()
     if not is_staff_reader(user):
         queryset = queryset.filter(client=user)
+    return queryset
+
+
+def tasks_visible_to(user: Any) -> QuerySet[Task]:
+    """Clients see (and score) the tasks they registered and the shared ones; reviewers and admins see all."""
+    from scoring.roles import is_staff_reader
+
+    queryset = Task.objects.all()
+    if not is_staff_reader(user):
+        queryset = queryset.filter(Q(shared=True) | Q(created_by=user))
     return queryset

@@ -77,19 +77,21 @@ def task_create(
     hidden_tests: BinaryIO | None,
     user: Any,
     is_demo: bool = False,
+    shared: bool = False,
 ) -> Task:
     """Register a task from its spec (API form) and uploaded archives. Raises ServiceError on bad input.
 
     The archives are stored by sha256 and extracted once into the base-tree cache right away, so a hostile
     archive is refused at the door instead of failing every patch later.
     """
+    spec_data, spec_shared = _split_shared(spec_data)
     try:
         spec = parse_spec(spec_data, api=True)
     except SpecError as exc:
         raise ServiceError(f"spec: {exc}") from exc
     if Task.objects.filter(name=spec.name).exists():
         raise Conflict(f"a task named {spec.name!r} already exists")
-    max_bytes = settings.REVIEWAPP["MAX_ARCHIVE_BYTES"]
+    max_bytes = settings.LIMITS["ARCHIVE_BYTES"]
     shas = {}
     for field, stream in (("repo", repo), ("hidden_tests", hidden_tests)):
         if stream is None:
@@ -112,13 +114,32 @@ def task_create(
                 base_sha256=shas["repo"],
                 hidden_sha256=shas.get("hidden_tests", ""),
                 created_by=user if getattr(user, "is_authenticated", False) else None,
+                shared=shared or spec_shared,
                 is_demo=is_demo,
             )
     except IntegrityError as exc:
         raise Conflict(f"a task named {spec.name!r} already exists") from exc
 
 
-def task_create_from_dirs(*, spec: TaskSpec, user: Any = None, is_demo: bool = False) -> Task:
+def _split_shared(spec_data: Mapping[str, Any] | str | bytes) -> tuple[Mapping[str, Any] | str | bytes, bool]:
+    """(the spec without its "shared" key, that key's value). Sharing is the service's business, not the pipeline's,
+    so scoring.core.spec never sees the key. Raises ServiceError when it is not true or false; a spec that is not
+    a JSON object goes on unchanged, for parse_spec to name what is wrong with it."""
+    data: Any = spec_data
+    if isinstance(spec_data, str | bytes | bytearray):
+        try:
+            data = json.loads(spec_data)
+        except (ValueError, RecursionError):
+            return spec_data, False
+    if not isinstance(data, Mapping) or "shared" not in data:
+        return spec_data, False
+    shared = data["shared"]
+    if not isinstance(shared, bool):
+        raise ServiceError("spec: shared: must be true or false")
+    return {k: v for k, v in data.items() if k != "shared"}, shared
+
+
+def task_create_from_dirs(*, spec: TaskSpec, user: Any = None, is_demo: bool = False, shared: bool = False) -> Task:
     """Register a task from a CLI spec whose repo / hidden_tests are folders or archives on this machine."""
     with tempfile.TemporaryDirectory() as tmp:
         streams = {}
@@ -137,6 +158,7 @@ def task_create_from_dirs(*, spec: TaskSpec, user: Any = None, is_demo: bool = F
                 hidden_tests=streams["hidden_tests"],
                 user=user,
                 is_demo=is_demo,
+                shared=shared,
             )
         finally:
             for stream in streams.values():
@@ -154,7 +176,7 @@ def diff_validate(*, task: Task, diff: str, in_process_only: bool = False) -> di
     in a subprocess), with git's message. See workspace.check_applies. With `in_process_only`, None means "git
     must decide": nothing was refused yet.
     """
-    parsed = diffcheck.parse_diff(diff, max_bytes=settings.REVIEWAPP["MAX_DIFF_BYTES"])
+    parsed = diffcheck.parse_diff(diff, max_bytes=settings.LIMITS["DIFF_BYTES"])
     base = workspace.base_tree(
         storage.archive_path(task.base_sha256), cache_root=pipeline_settings().cache_root, sha256=task.base_sha256
     )
