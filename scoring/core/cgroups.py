@@ -32,7 +32,10 @@ import itertools
 import logging
 import os
 import re
+import select
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +49,8 @@ _counter = itertools.count()
 _pending: list[RunGroup] = []
 #: The process that last swept the cgroups of dead workers (each process does it at its first run).
 _swept_by: int | None = None
+#: This process's watcher (see `watch`).
+_watcher: subprocess.Popen | None = None
 
 
 @dataclass(frozen=True)
@@ -92,19 +97,19 @@ class RunGroup:
             raise
         return fds
 
-    def set_limits(self, *, memory_bytes: int, max_pids: int) -> None:
-        """Set the memory limit (swap included: none is allowed) and the process limit of the whole group."""
+    def set_limits(self, *, memory_bytes: int | None, max_pids: int | None) -> None:
+        """Set the memory limit (no swap on top) and the process limit of the whole group; None: no limit."""
         if self.layout.version == 2:
-            (self.memory / "memory.max").write_text(str(memory_bytes))
+            (self.memory / "memory.max").write_text("max" if memory_bytes is None else str(memory_bytes))
             _write_if_present(self.memory / "memory.swap.max", "0")
         else:
             # v1 keeps memory+swap (memsw, when swap is accounted) at or above memory: raise it first, lower it last.
             files = [self.memory / "memory.limit_in_bytes", self.memory / "memory.memsw.limit_in_bytes"]
-            if memory_bytes > int(files[0].read_text()):
+            if memory_bytes is None or memory_bytes > int(files[0].read_text()):
                 files.reverse()
             for path in files:
-                _write_if_present(path, str(memory_bytes))
-        (self.pids / "pids.max").write_text(str(max_pids))
+                _write_if_present(path, "-1" if memory_bytes is None else str(memory_bytes))
+        (self.pids / "pids.max").write_text("max" if max_pids is None else str(max_pids))
 
     def finish(self) -> Usage:
         """Kill every process still in the cgroup, read what the kernel accounted, remove the cgroup. Safe twice."""
@@ -176,19 +181,20 @@ class RunGroup:
         return None
 
 
-def create(*, memory_bytes: int, max_pids: int) -> RunGroup | None:
-    """A new cgroup for one run with these limits for all its processes together; None when cgroups are unusable.
+def create(*, memory_bytes: int | None, max_pids: int | None) -> RunGroup | None:
+    """A new cgroup with these limits for all its processes together (None: no limit); None when unusable.
 
-    The first call in a process checks the layout (and logs once why it is unusable) and removes the cgroups
-    that dead workers left behind, killing what is still in them.
+    The first call in a process checks the layout (and logs once why it is unusable), removes the cgroups that
+    dead workers left behind, killing what is still in them, and starts this process's watcher (`watch`).
     """
     global _swept_by
     layout = usable_layout()
     if layout is None:
         return None
-    if _swept_by != os.getpid():  # once per process: a pool child forked after the check sweeps too
+    if _swept_by != os.getpid():  # once per process: a pool child forked after the check does it too
         _swept_by = os.getpid()
         sweep(layout)
+        _start_watcher()
     for group in list(_pending):
         if group.remove():
             _pending.remove(group)
@@ -241,7 +247,7 @@ def sweep(layout: Layout) -> None:
                 group.remove()
 
 
-def _make(layout: Layout, *, memory_bytes: int, max_pids: int) -> RunGroup | None:
+def _make(layout: Layout, *, memory_bytes: int | None, max_pids: int | None) -> RunGroup | None:
     """Create the folders of a new run cgroup and set its limits; None (and nothing left behind) on failure."""
     group = RunGroup(layout, f"reviewapp-{os.getpid()}.{_start_time(os.getpid())}-{next(_counter)}")
     try:
@@ -253,6 +259,41 @@ def _make(layout: Layout, *, memory_bytes: int, max_pids: int) -> RunGroup | Non
         group.remove()
         return None
     return group
+
+
+def watch(owner: int, start: int) -> None:
+    """Wait until process `owner` (started at `start`) has exited, then kill and remove the cgroups it left.
+
+    A worker killed with SIGKILL cannot clean up after itself, and the parent-death signal does not reach
+    everything: bwrap's child, for one, is not tied to its parent until the sandbox is set up. Whatever is in
+    the worker's run cgroups dies here, whenever the worker died. The watcher is a process of its own (one per
+    worker process, started with its first run cgroup) in a session of its own, so no kill aimed at the worker
+    or at a run reaches it.
+    """
+    with contextlib.suppress(OSError):
+        worker = os.pidfd_open(owner)
+        if _start_time(owner) == start:  # the same process, not one that reused its pid
+            select.select([worker], [], [])  # readable once it has exited
+    layout, _ = _find_layout()
+    if layout is not None:
+        sweep(layout)
+
+
+def _start_watcher() -> None:
+    global _watcher
+    me = os.getpid()
+    command = [sys.executable, "-I", "-S", __file__, "--watch", str(me), str(_start_time(me))]
+    try:
+        # Nothing of the worker's is held (its output pipes above all: whoever reads them would wait for this).
+        _watcher = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        _log.warning("no watcher for this worker's run cgroups (%s): they are removed at the next worker's start", exc)
 
 
 def _find_layout() -> tuple[Layout | None, str | None]:
@@ -334,8 +375,15 @@ def _write_if_present(path: Path, value: str) -> None:
 
 
 def _start_time(pid: int) -> int | None:
-    """The start time of process `pid` (clock ticks since boot, from /proc), None when it is gone."""
+    """The start time of process `pid` (clock ticks since boot, from /proc), None when it is gone or a zombie."""
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+if __name__ == "__main__":
+    # python -I -S cgroups.py --watch PID START: the watcher of one worker process.
+    if sys.argv[1:2] == ["--watch"]:
+        watch(int(sys.argv[2]), int(sys.argv[3]))

@@ -165,19 +165,31 @@ class Zygote:
             sys.executable, ZYGOTE_INSIDE, str(theirs.fileno()),
             json.dumps([str(path) for path in sandbox._python_prefixes()]),
         ]  # fmt: skip
-        # Tied to this process (sandbox.spawn): the zygote, and every run in it, dies with the worker.
-        self.process = sandbox.spawn(
-            command,
-            lasting=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-            start_new_session=True,
-            pass_fds=(theirs.fileno(), side_write),
-            env={},
-        )
-        theirs.close()
-        os.close(side_write)
+        # Tied to this process (sandbox.spawn): the zygote, and every run in it, dies with the worker. In a cgroup
+        # of its own (no limits: it is not a run) that the worker's watcher empties if the worker is killed while
+        # bwrap is still setting the zygote's sandbox up (cgroups.watch).
+        self.group = cgroups.create(memory_bytes=None, max_pids=None)
+        join = self.group.open_procs() if self.group else []
+        try:
+            self.process = sandbox.spawn(
+                command,
+                join=join,
+                lasting=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self.log,
+                start_new_session=True,
+                pass_fds=(theirs.fileno(), side_write),
+                env={},
+            )
+        except BaseException:
+            if self.group is not None:
+                self.group.finish()
+            raise
+        finally:
+            cgroups.close(join)
+            theirs.close()
+            os.close(side_write)
         self.channel = ours
         self.side_read = side_read
         self.channel.settimeout(_START_TIMEOUT_S)
@@ -336,8 +348,9 @@ class Zygote:
         with contextlib.suppress(OSError):
             os.close(self.side_read)
         self.log.close()
-        if prepared is not None:
-            prepared.finish()
+        for group in (prepared, self.group):
+            if group is not None:
+                group.finish()
 
 
 def _zygote(runs_root: Path, env_dir: Path | None) -> Zygote | None:
