@@ -161,7 +161,8 @@ from scoring.core import cgroups, sandbox, warm
 
 delay, folder, kind, marker = float(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
 sandbox.sandbox_mode(False)
-cgroups.create(memory_bytes=None, max_pids=None).finish()  # the layout checked, this process's watcher started
+if (group := cgroups.create(memory_bytes=None, max_pids=None)) is not None:
+    group.finish()  # the layout checked, this process's watcher started
 start_popen = subprocess.Popen.__init__
 
 
