@@ -5,8 +5,9 @@
 run the machinery fails to start (never because of the patch: a run cannot reach it); a zygote lost during a run
 raises WarmRunLost, and the stage is retried on fresh copies. scoring/core/zygote.py describes what a warm run
 gets, which is what a cold one gets: its own mount, PID, IPC and network namespaces (only `lo`), the same
-read-only system, a fresh uid without capabilities, the same rlimits, the same wall clock enforced from here,
-the same output cap.
+read-only system, a fresh uid without capabilities, the same rlimits, a cgroup of its own with the same limits
+for the run as a whole (scoring.core.cgroups), the same wall clock enforced from here, the same output cap.
+The zygote is tied to the worker like a cold run's bwrap (sandbox.spawn), and has a cgroup of its own.
 
 One zygote per worker process and (runs folder, task environment); the two most recent are kept. A run that
 outlives its wall clock takes its zygote down with it (SIGKILL to the whole bwrap), and the next run starts a

@@ -196,9 +196,11 @@ def leftovers(marker: str, folder: Path) -> list[str]:
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):
         cmdline = proc.info["cmdline"] or []
-        if proc.info["status"] != psutil.STATUS_ZOMBIE and (
-            marker in cmdline or any(str(folder) in part for part in cmdline[1:] if part != "-c")
-        ) and cmdline[1:2] != ["-c"]:  # not the holder, a fork of the worker
+        if (
+            proc.info["status"] != psutil.STATUS_ZOMBIE
+            and (marker in cmdline or any(str(folder) in part for part in cmdline[1:] if part != "-c"))
+            and cmdline[1:2] != ["-c"]
+        ):  # not the holder, a fork of the worker
             found.append(" ".join(cmdline)[:200])
     return found
 
