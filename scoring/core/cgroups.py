@@ -5,8 +5,8 @@ A cgroup counts every process of the run together, whoever forked it and whateve
 a thread, a child of a child), and the kernel's CPU accounting of it includes children nobody waited for.
 
 A run's cgroup is a child of the worker's own cgroup in each hierarchy (so every limit set above the worker,
-by systemd or a container, still binds the run), named `reviewapp-PID.START-N` after the worker process that
-owns it (START: that process's start time, so a reused pid is not mistaken for the owner). Two layouts:
+by systemd or a container, still binds the run), named `reviewapp-NS.PID.START-N` after the worker process that
+owns it (NS: its PID namespace; START: its start time, so a reused pid is not mistaken for the owner). Two layouts:
 
 - cgroup v1 (separate hierarchies): `memory` (memory.limit_in_bytes, memory.memsw.limit_in_bytes when swap is
   accounted), `pids` (pids.max) and, when mounted, `cpuacct` (cpuacct.usage); an OOM kill is read from
@@ -17,9 +17,10 @@ owns it (START: that process's start time, so a reused pid is not mistaken for t
   (a v2 cgroup holding processes cannot: delegate a subtree to the worker, see docs/sandbox.md).
 
 A process joins by writing "0" (itself) to each cgroup.procs, through descriptors opened here: a cold run does it
-in the child before exec (scoring.core.sandbox.spawn), a warm run in its init, with the descriptors sent to the
-zygote (scoring.core.zygote). Without a usable layout (not root, a controller missing) `create` returns None,
-runs keep their per-process limits only, and a warning is logged once per process.
+in the child before exec (scoring.core.sandbox.spawn), a warm run in its supervisor, forked one run ahead, with
+the descriptors sent to the zygote (scoring.core.zygote). A worker killed with SIGKILL leaves its cgroups to its
+watcher (`watch`), or to the next worker's sweep. Without a usable layout (not root, a controller missing)
+`create` returns None, runs keep their per-process limits only, and a warning is logged once per process.
 
 Pure Python, standard library only, no Django.
 """
@@ -42,7 +43,7 @@ from pathlib import Path
 
 #: How long to wait for the processes of a run to leave its cgroup after SIGKILL before giving up on removal.
 _EMPTY_WAIT_S = 5.0
-_NAME = re.compile(r"reviewapp-(\d+)\.(\d+)-\d+")
+_NAME = re.compile(r"reviewapp-(\d+)\.(\d+)\.(\d+)-\d+")
 _log = logging.getLogger(__name__)
 _counter = itertools.count()
 #: Cgroups this process could not remove yet (a process was slow to die): retried at the next create.
@@ -140,9 +141,12 @@ class RunGroup:
                 found.update(int(line) for line in (folder / "cgroup.procs").read_text().split())
         return found
 
-    def remove(self) -> bool:
-        """Remove the cgroup's folders (a folder can go once no process is in it); True when all are gone."""
-        give_up = time.monotonic() + _EMPTY_WAIT_S
+    def remove(self, wait_s: float = _EMPTY_WAIT_S) -> bool:
+        """Remove the cgroup's folders (a folder can go once no process is in it); True when all are gone.
+
+        A process just killed may take a moment to leave: retried for up to `wait_s` seconds.
+        """
+        give_up = time.monotonic() + wait_s
         for folder in self.folders:
             while True:
                 try:
@@ -196,7 +200,7 @@ def create(*, memory_bytes: int | None, max_pids: int | None) -> RunGroup | None
         sweep(layout)
         _start_watcher()
     for group in list(_pending):
-        if group.remove():
+        if group.remove(wait_s=0):
             _pending.remove(group)
     group = _make(layout, memory_bytes=memory_bytes, max_pids=max_pids)
     if group is None:
@@ -240,7 +244,10 @@ def sweep(layout: Layout) -> None:
             continue
         for entry in entries:
             match = _NAME.fullmatch(entry.name)
-            if match and entry.is_dir() and _start_time(int(match.group(1))) != int(match.group(2)):
+            # Only owners this process can see: a worker in another PID namespace may share the parent folder.
+            if not (match and entry.is_dir() and int(match.group(1)) == _pid_namespace()):
+                continue
+            if _start_time(int(match.group(2))) != int(match.group(3)):
                 # One hierarchy at a time (v1 has one per controller): a group of just that folder.
                 group = RunGroup(Layout(layout.version, parent, parent, None), entry.name)
                 group.kill()
@@ -249,7 +256,8 @@ def sweep(layout: Layout) -> None:
 
 def _make(layout: Layout, *, memory_bytes: int | None, max_pids: int | None) -> RunGroup | None:
     """Create the folders of a new run cgroup and set its limits; None (and nothing left behind) on failure."""
-    group = RunGroup(layout, f"reviewapp-{os.getpid()}.{_start_time(os.getpid())}-{next(_counter)}")
+    me = os.getpid()
+    group = RunGroup(layout, f"reviewapp-{_pid_namespace()}.{me}.{_start_time(me)}-{next(_counter)}")
     try:
         for folder in group.folders:
             folder.mkdir()
@@ -372,6 +380,11 @@ def _field(path: Path, name: str) -> int | None:
 def _write_if_present(path: Path, value: str) -> None:
     if path.exists():
         path.write_text(value)
+
+
+def _pid_namespace() -> int:
+    """The inode of this process's PID namespace: owner pids in cgroup names mean something only within it."""
+    return os.stat("/proc/self/ns/pid").st_ino
 
 
 def _start_time(pid: int) -> int | None:

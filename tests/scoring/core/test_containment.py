@@ -42,7 +42,7 @@ def no_cgroup_left() -> Iterator[None]:
     warm.close_all()
     layout = cgroups.usable_layout()
     assert layout is not None, "cgroups must be usable on the test machine (root, cgroup v1 or v2)"
-    mine = f"reviewapp-{os.getpid()}."
+    mine = f"reviewapp-{os.stat('/proc/self/ns/pid').st_ino}.{os.getpid()}."
     assert [entry for entry in os.listdir(layout.memory) if entry.startswith(mine)] == []
 
 
