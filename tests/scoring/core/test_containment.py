@@ -149,7 +149,8 @@ def test_cpu_time_counts_children_nobody_waited_for(tmp_path: Path) -> None:
     """
     tree = tmp_path / "tree"
     tree.mkdir()
-    result = sandbox.run(["python", "-c", textwrap.dedent(code)], tree=tree, limits=RunLimits(wall_s=20))
+    limits = RunLimits(wall_s=20)
+    result = sandbox.run(["python", "-c", textwrap.dedent(code)], tree=tree, limits=limits, allow_unsandboxed=True)
     assert result.returncode == 0, result.output
     assert result.cpu_s >= 0.75
 
@@ -257,3 +258,30 @@ def test_a_zygote_started_from_a_passing_thread_outlives_the_thread(tmp_path: Pa
     result = sandbox.run([*PYTEST, "test_one.py"], tree=tree, limits=RunLimits(wall_s=30), warm=True)
     assert result.returncode == 0, result.output
     assert list(warm._zygotes.values()) == [zygote]
+
+
+def test_an_unsandboxed_run_leaves_no_daemon_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without bubblewrap there is no PID namespace to take a `setsid` daemon down: the run's cgroup does."""
+    monkeypatch.setattr(sandbox, "_bwrap_problem", lambda: "bwrap is not installed")
+    marker = f"{2000 + os.getpid() % 1000}.5"
+    code = f"""
+        import os, subprocess
+        subprocess.Popen(["setsid", "sleep", "{marker}1"], start_new_session=True)
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.execvp("sleep", ["sleep", "{marker}2"])
+            os._exit(0)
+        print("parent leaves")
+    """
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    limits = RunLimits(wall_s=20)
+    result = sandbox.run(["python", "-c", textwrap.dedent(code)], tree=tree, limits=limits, allow_unsandboxed=True)
+    try:
+        assert result.sandbox == "unsandboxed" and "parent leaves" in result.output, result.output
+        assert leftovers(f"{marker}1", tree) == [] and leftovers(f"{marker}2", tree) == []
+    finally:
+        for proc in psutil.process_iter(["cmdline"]):
+            if (proc.info["cmdline"] or [])[-1:] in ([f"{marker}1"], [f"{marker}2"]):
+                proc.kill()
