@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from scoring import selectors, services
+from scoring.core.aggregate import Route
 from scoring.core.diffcheck import DiffError
 from scoring.core.text import unstorable
 from scoring.limits import BoundedJSONParser, Pagination, body_too_large, check_batch_bytes
@@ -79,7 +80,7 @@ class ResultSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=PatchStatus.choices)
     final_score = serializers.FloatField(allow_null=True)
     weight_profile = serializers.JSONField(allow_null=True)
-    route = serializers.ChoiceField(choices=["auto", "review", "audit"], allow_null=True)
+    route = serializers.ChoiceField(choices=[r.value for r in Route], allow_null=True)
     flags = serializers.ListField(child=serializers.CharField())
     subscores = serializers.JSONField()
     comments = serializers.CharField(allow_blank=True)
