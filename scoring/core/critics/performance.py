@@ -1,8 +1,12 @@
 """The performance critic: the task's benchmark on the base and the patched tree, compared with statistics.
 
 Both trees run from scratch copies, in the sandbox, one warm-up run each and then interleaved A B A B,
-while this host's benchmark lock keeps test runs off the cores. The measurement is the command's CPU time
-(user + system); a benchmark that prints a JSON object with "seconds" on its last line times itself instead.
+while this host's benchmark lock keeps test runs off the cores. The harness times every run itself, outside
+the patched process: CPU time from the kernel's accounting of the sandboxed command, wall time from this
+process. The verdict is computed from the CPU time only, less the interpreter's start-up (measured with
+`python -c pass` in the same sandbox) so a small workload is not diluted by it. A "seconds" figure the
+benchmark prints about itself runs inside the patched process, where the patch can rewrite the clock: it is
+kept as a second opinion, and flagged `tamper` when it contradicts the harness in the patch's favour.
 Evaluation takes the first `bench_min_runs` pairs; healing adds runs only while the verdict is inconclusive.
 The score comes from the stored ratio through the weight profile's knots, so another profile re-scores
 without a re-run.
@@ -29,6 +33,12 @@ from scoring.core.types import CriticResult, RunLimits, RunResult, ScoringContex
 STEP = "Step: performance check."
 #: The flags this critic owns; re-scoring replaces them and keeps everyone else's.
 PERF_FLAGS = frozenset({"perf_regression", "faster", "perf_inconclusive"})
+#: What the verdict is computed from: the harness's CPU time of each run (RunResult.cpu_s).
+METRIC = "cpu_s"
+#: The start-up calibration: an interpreter that does nothing, in the same sandbox as the benchmark.
+START_UP_COMMAND = "python -c pass"
+#: Calibration runs after the warm-up; their median CPU time is the start-up both sides share.
+START_UP_RUNS = 3
 #: Characters of a failing benchmark's output quoted in the rationale.
 EXCERPT_CHARS = 600
 #: A "seconds" line may exceed the run's wall time by this much (clock granularity), never more.
@@ -37,7 +47,7 @@ SIDES = ("base", "patched")
 
 
 class BenchmarkFailed(Exception):
-    """The benchmark did not complete on one side: non-zero exit, timeout, a limit, or a lost timing line."""
+    """The benchmark did not complete on one side: non-zero exit, timeout or a limit."""
 
     def __init__(self, side: str, result: RunResult, why: str) -> None:
         super().__init__(f"{side}: {why}")
@@ -88,7 +98,7 @@ class PerformanceCritic(BaseCritic):
             return result
         return _judged(
             self.name,
-            rationale=result.rationale[:-1],  # the last step is always the verdict, rebuilt here
+            rationale=_body(result),  # the closing steps are rebuilt here
             evidence=result.evidence,
             knots=weights.perf_knots,
             other_flags=result.flags - PERF_FLAGS,
@@ -101,9 +111,9 @@ class PerformanceCritic(BaseCritic):
         settings = ctx.settings
         argv = ctx.spec.argv(ctx.spec.benchmark_command)
         old = dict(previous.evidence) if previous else {}
-        # Healing drops the closing verdict and the look that stopped evaluation: the first look logged here
+        # Healing drops the closing steps and the look that stopped evaluation: the first look logged here
         # repeats that look and says what happens next ("adding 5 runs").
-        head = previous.rationale[:-2] if previous else ()
+        head = _body(previous)[:-1] if previous else ()
         limits = RunLimits(
             wall_s=float(ctx.spec.timeout_s),
             cpu_s=float(ctx.spec.timeout_s),
@@ -114,11 +124,13 @@ class PerformanceCritic(BaseCritic):
             scratch_copy(ctx.patched_dir, work_root=settings.work_root, prefix="bench-patched-") as patched_tree,
         ):
             restored = _restore_benchmark_files(argv, ctx.base_dir, patched_tree)
-            bench = _Bench(ctx, argv, {"base": base_tree, "patched": patched_tree}, limits, old.get("metric"))
+            bench = _Bench(ctx, argv, {"base": base_tree, "patched": patched_tree}, limits)
             with host_lock(settings.cache_root / "locks", exclusive=True):
                 started = time.monotonic()
                 try:
                     bench.warm_up()
+                    # Healing keeps the first estimate: every look of one comparison takes off the same start-up.
+                    start_up_runs = old.get("start_up_runs_s") if previous else bench.calibrate()
                     decision = perfstats.sequential_compare(
                         bench.pair,
                         base=old.get("base_s", ()),
@@ -128,13 +140,14 @@ class PerformanceCritic(BaseCritic):
                         step=settings.bench_min_runs,
                         budget_s=budget_s - (time.monotonic() - started),
                         slower_at=perfstats.slower_threshold(perfstats.DEFAULT_KNOTS),
+                        start_up_s=_start_up(start_up_runs),
                     )
                 except BenchmarkFailed as failure:
                     return _failed(self.name, ctx, failure, head)
                 elapsed = time.monotonic() - started
         if not previous:
-            head = (_method_step(ctx.spec.benchmark_command, bench.metric, restored),)
-        evidence = _evidence(old, ctx.spec.benchmark_command, bench, decision, elapsed, restored)
+            head = (_method_step(ctx.spec.benchmark_command, start_up_runs, restored),)
+        evidence = _evidence(old, ctx.spec.benchmark_command, bench, decision, elapsed, restored, start_up_runs)
         steps = tuple(f"{STEP} {line}" for line in decision.steps)
         return _judged(
             self.name,
@@ -149,22 +162,37 @@ class PerformanceCritic(BaseCritic):
 class _Bench:
     """Runs the benchmark on one side at a time and keeps every measurement (warm-up runs excluded).
 
-    `metric` is "seconds" when the base's warm-up run printed a valid timing line, else "cpu_s"; once chosen
-    it holds for every later run of both sides, so the two samples always measure the same thing.
+    What counts is what the harness measures from outside the run: its CPU time, the kernel's accounting of
+    the sandboxed command and the children it waited for, and its wall time seen from this process. The
+    "seconds" a run prints about itself is kept per run (None when absent or implausible), as a second opinion.
     """
 
     ctx: ScoringContext
     argv: Sequence[str]
     trees: Mapping[str, Path]
     limits: RunLimits
-    metric: str | None = None
     cpu_s: dict[str, list[float]] = field(default_factory=lambda: {side: [] for side in SIDES})
     wall_s: dict[str, list[float]] = field(default_factory=lambda: {side: [] for side in SIDES})
+    reported_s: dict[str, list[float | None]] = field(default_factory=lambda: {side: [] for side in SIDES})
 
     def warm_up(self) -> None:
-        """One discarded run per side: fills caches and settles the metric."""
+        """One discarded run per side: fills the file cache (the interpreter's files included)."""
         self._once("base", keep=False)
         self._once("patched", keep=False)
+
+    def calibrate(self) -> list[float]:
+        """CPU times of START_UP_RUNS runs of START_UP_COMMAND in the base tree, the ones that completed.
+
+        An interpreter that does nothing costs what every run of a Python benchmark pays before its own work.
+        A calibration that fails leaves no estimate: nothing is taken off and the ratio is only more diluted.
+        """
+        argv = self.ctx.spec.argv(START_UP_COMMAND)
+        runs = []
+        for _ in range(START_UP_RUNS):
+            result = self.ctx.run(argv, tree=self.trees["base"], env_dir=self.ctx.env_dir, limits=self.limits)
+            if _failure(result) is None:
+                runs.append(result.cpu_s)
+        return runs
 
     def pair(self) -> tuple[float, float]:
         """One base run then one patched run: the interleaving that cancels slow drift of the machine."""
@@ -175,15 +203,16 @@ class _Bench:
         problem = _failure(result)
         if problem:
             raise BenchmarkFailed(side, result, problem)
-        reported = _reported_seconds(result)
-        if self.metric is None:
-            self.metric = "seconds" if reported is not None else "cpu_s"
-        if self.metric == "seconds" and reported is None:
-            raise BenchmarkFailed(side, result, 'its last line is no longer a JSON object with "seconds"')
         if keep:
             self.cpu_s[side].append(result.cpu_s)
             self.wall_s[side].append(result.wall_s)
-        return reported if self.metric == "seconds" and reported is not None else result.cpu_s
+            self.reported_s[side].append(_reported_seconds(result))
+        return result.cpu_s
+
+
+def _start_up(runs: Sequence[float] | None) -> float:
+    """The start-up estimate from the calibration runs: their median, or 0 without any."""
+    return float(np.median(runs)) if runs else 0.0
 
 
 def _failure(result: RunResult) -> str | None:
@@ -253,15 +282,22 @@ def _script_paths(argv: Sequence[str], base_dir: Path) -> list[str]:
     return found
 
 
-def _method_step(command: str, metric: str | None, restored: Sequence[str]) -> str:
-    """The first rationale step: what was run and what was measured."""
-    measured = (
-        'the "seconds" the benchmark reports on its last line' if metric == "seconds" else "CPU time (user + system)"
-    )
+def _method_step(command: str, start_up_runs: Sequence[float] | None, restored: Sequence[str]) -> str:
+    """The first rationale step: what was run, what was measured and by whom."""
     step = (
-        f"{STEP} Ran `{command}` on copies of the base and patched trees in the sandbox, alone on the host: "
-        f"one warm-up run each, then interleaved A B A B, measuring {measured}."
+        f"{STEP} Timed by the harness: CPU time (user + system, the kernel's accounting of the sandboxed "
+        f"process and the children it waited for) of each whole run of `{command}`, on copies of the base and "
+        "patched trees in the sandbox, alone on the host: one warm-up run each, then interleaved A B A B."
     )
+    if start_up_runs:
+        step += (
+            f" Start-up baseline: `{START_UP_COMMAND}` in the same sandbox, median "
+            f"{_duration(_start_up(start_up_runs))} over {len(start_up_runs)} runs, taken off both sides "
+            f"(at most {perfstats.MAX_START_UP_SHARE:.0%} of the base's time)."
+        )
+    else:
+        step += f" Start-up baseline: `{START_UP_COMMAND}` did not run, so nothing is taken off."
+    step += ' Wall time is recorded beside it; a "seconds" figure the benchmark prints is only a second opinion.'
     if restored:
         step += f" The patch edited the benchmark itself ({', '.join(restored)}); the base version was used."
     return step
@@ -274,16 +310,20 @@ def _evidence(
     decision: perfstats.Decision,
     elapsed: float,
     restored: Sequence[str],
+    start_up_runs: Sequence[float] | None,
 ) -> dict[str, Any]:
-    """JSON-serialisable evidence: every sample (metric, CPU and wall time) and the last look's statistics."""
+    """JSON-serialisable evidence: every sample (CPU, wall, self-reported) and the last look's statistics."""
     look = decision.comparison
     evidence: dict[str, Any] = {
         "command": command,
-        "metric": bench.metric,
+        "metric": METRIC,
         "base_s": list(decision.base),
         "patched_s": list(decision.patched),
         "base_median_s": float(np.median(decision.base)),
         "patched_median_s": float(np.median(decision.patched)),
+        "start_up_runs_s": list(start_up_runs or ()),
+        "start_up_s": _start_up(start_up_runs),
+        "start_up_subtracted_s": look.start_up_s,
         "ratio": look.ratio,
         "ci_low": look.ci_low,
         "ci_high": look.ci_high,
@@ -298,9 +338,47 @@ def _evidence(
         "restored_files": sorted(set(old.get("restored_files", ())) | set(restored)),
     }
     for side in SIDES:
-        evidence[f"{side}_cpu_s"] = list(old.get(f"{side}_cpu_s", ())) + bench.cpu_s[side]
         evidence[f"{side}_wall_s"] = list(old.get(f"{side}_wall_s", ())) + bench.wall_s[side]
+        evidence[f"reported_{side}_s"] = list(old.get(f"reported_{side}_s", ())) + bench.reported_s[side]
+    evidence["reported"] = _second_opinion(evidence["reported_base_s"], evidence["reported_patched_s"], look)
     return evidence
+
+
+def _second_opinion(
+    base: Sequence[float | None], patched: Sequence[float | None], measured: perfstats.Comparison
+) -> dict[str, Any] | None:
+    """The benchmark's own "seconds", compared like the harness's timings and checked against them.
+
+    None when the base never reports a figure (nothing to compare). `contradicts` is perfstats.contradicts:
+    the report favours the patch far beyond the noise of either measurement, which only a patch that changed
+    what the benchmark's clock says produces.
+    """
+    kept = {side: [s for s in values if s is not None] for side, values in (("base", base), ("patched", patched))}
+    if not kept["base"]:
+        return None
+    opinion: dict[str, Any] = {
+        "n_base": len(kept["base"]),
+        "n_patched": len(kept["patched"]),
+        "missing": len(patched) - len(kept["patched"]),
+    }
+    if min(len(values) for values in kept.values()) < 2:
+        return opinion
+    reported = perfstats.compare(kept["base"], kept["patched"])
+    opinion.update(
+        ratio=reported.ratio,
+        ci_low=reported.ci_low,
+        ci_high=reported.ci_high,
+        p_value=reported.p_value,
+        contradicts=perfstats.contradicts(measured, reported),
+        factor=perfstats.TAMPER_FACTOR,
+    )
+    return opinion
+
+
+def _body(result: CriticResult) -> tuple[str, ...]:
+    """The rationale without its closing steps (the second opinion, if any, and the verdict)."""
+    closing = 2 if result.evidence.get("reported") else 1
+    return tuple(result.rationale[:-closing])
 
 
 def _judged(
@@ -311,9 +389,11 @@ def _judged(
     knots: Sequence[Sequence[float]],
     other_flags: frozenset[str],
 ) -> CriticResult:
-    """Verdict, score, flags and confidence from stored statistics under `knots`; the verdict step goes last.
+    """Verdict, score, flags and confidence from stored statistics under `knots`; the closing steps go last.
 
     The one place that turns measurements into a subscore, shared by evaluation, healing and re-scoring.
+    The score and the perf flags come from the harness's measurement only; `tamper` comes from the stored
+    second opinion, which does not depend on the knots.
     """
     slower_at = perfstats.slower_threshold(knots)
     verdict = perfstats.decide(
@@ -328,6 +408,10 @@ def _judged(
     # "faster" threshold still scores 1.0 everywhere, so it neither lowers confidence nor goes to review.
     in_doubt = verdict == "inconclusive" and evidence["ci_high"] > slower_at
     flag = {"faster": "faster", "slower": "perf_regression"}.get(verdict, "perf_inconclusive" if in_doubt else None)
+    flags = {flag} if flag else set()
+    opinion = evidence.get("reported")
+    if opinion and opinion.get("contradicts"):
+        flags.add("tamper")
     # How much the score could move inside the interval: a wide interval over a steep knot is doubt.
     spread = perfstats.score_from_ratio(evidence["ci_low"], knots) - perfstats.score_from_ratio(
         evidence["ci_high"], knots
@@ -340,14 +424,39 @@ def _judged(
         "slower_at": slower_at,
         "knots": [list(k) for k in knots],
     }
+    closing = (_opinion_step(new_evidence, opinion),) if opinion else ()
     return CriticResult(
         criterion=criterion,
         score=round(score, 4),
         confidence=round(confidence, 4),
-        rationale=(*rationale, _verdict_step(new_evidence, score)),
+        rationale=(*rationale, *closing, _verdict_step(new_evidence, score)),
         evidence=new_evidence,
-        flags=other_flags | ({flag} if flag else set()),
+        flags=other_flags | flags,
     )
+
+
+def _opinion_step(evidence: Mapping[str, Any], opinion: Mapping[str, Any]) -> str:
+    """The step that weighs the benchmark's own "seconds" against the harness's ratio (never scored)."""
+    if "ratio" not in opinion:
+        return (
+            f'{STEP} The benchmark\'s own "seconds" line is missing from {opinion["missing"]} of the patched '
+            "runs (the base prints it), so there is no second opinion; the harness's measurement stands."
+        )
+    reported = f"ratio {opinion['ratio']:.2f}, CI [{opinion['ci_low']:.2f}, {opinion['ci_high']:.2f}]"
+    measured = f"ratio {evidence['ratio']:.2f}, CI [{evidence['ci_low']:.2f}, {evidence['ci_high']:.2f}]"
+    if opinion["contradicts"]:
+        return (
+            f'{STEP} The benchmark\'s own "seconds" ({reported}; patched median '
+            f"{_duration(_median(evidence['reported_patched_s']))} against base "
+            f"{_duration(_median(evidence['reported_base_s']))}) say the patch is faster, while the harness "
+            f"measured it slower ({measured}): more than {opinion['factor']:g}x apart, beyond the noise of both. "
+            "The patched code changed what the benchmark's own clock reports. Flagged tamper."
+        )
+    return f'{STEP} Second opinion, not scored: the benchmark\'s own "seconds" give {reported}.'
+
+
+def _median(values: Sequence[float | None]) -> float:
+    return float(np.median([v for v in values if v is not None]))
 
 
 def _verdict_step(evidence: Mapping[str, Any], score: float) -> str:
@@ -366,10 +475,12 @@ def _verdict_step(evidence: Mapping[str, Any], score: float) -> str:
         ),
     }[evidence["verdict"]]
     level = f"{evidence['confidence_level'] * 100:.0f}%"
+    start_up = float(evidence.get("start_up_subtracted_s", 0.0))
+    ratio = f"Less the {_duration(start_up)} start-up both share, ratio" if start_up else "Ratio"
     return (
-        f"{STEP} Baseline median {_duration(evidence['base_median_s'])} (n={evidence['n_base']}). "
+        f"{STEP} Baseline median {_duration(evidence['base_median_s'])} CPU (n={evidence['n_base']}). "
         f"Patched {_duration(evidence['patched_median_s'])} (n={evidence['n_patched']}). "
-        f"Ratio {evidence['ratio']:.2f}, {level} CI [{evidence['ci_low']:.2f}, {evidence['ci_high']:.2f}]. "
+        f"{ratio} {evidence['ratio']:.2f}, {level} CI [{evidence['ci_low']:.2f}, {evidence['ci_high']:.2f}]. "
         f"{meaning} Score {score:.2f}."
     )
 

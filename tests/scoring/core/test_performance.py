@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -51,6 +53,8 @@ SELF_TIMED_BENCH = (
 # Seconds drawn from wide, seeded noise: a counter file in the (writable) tree makes every run draw anew.
 NOISY_BENCH = """\
 import json
+import shutil
+import subprocess
 import pathlib
 import random
 
@@ -263,3 +267,50 @@ def test_interval_in_doubt_only_about_a_speed_up_keeps_full_score_without_review
     assert result.confidence >= 0.7
     assert result.rationale[0] == "Step: measured."
     assert "Not slower by more than 5%" in result.rationale[-1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Time measured by the harness, outside the patched process.
+
+DEMO = Path(__file__).resolve().parents[3] / "scoring" / "demo" / "tasks"
+FORGE_ZERO = "\n\nimport time\n\ntime.perf_counter = lambda: 0.0\n"
+FORGE_DIVIDE = "\n\nimport time\n\n_real_clock = time.perf_counter\ntime.perf_counter = lambda: _real_clock() / 100\n"
+
+
+def demo_ctx(tmp_path: Path, task: str, *patches: str, append: dict[str, str] | None = None, **settings):
+    """A ScoringContext over a demo task's base repository and that repository with `patches` applied."""
+    base_dir, patched_dir = tmp_path / "base", tmp_path / "patched"
+    shutil.copytree(DEMO / task / "repo", base_dir)
+    shutil.copytree(DEMO / task / "repo", patched_dir)
+    for name in patches:
+        diff = (DEMO / task / "patches" / name).read_text()
+        subprocess.run(["git", "apply"], cwd=patched_dir, input=diff, text=True, check=True, timeout=30)
+    for path, text in (append or {}).items():
+        with (patched_dir / path).open("a") as handle:
+            handle.write(text)
+    options = {"bench_min_runs": 5, "bench_max_runs": 10, "bench_budget_s": 60.0, **settings}
+    return ScoringContext(
+        spec=TaskSpec(name=task, test_command="python -m pytest -q", benchmark_command="python bench/run.py"),
+        diff=None,
+        base_dir=base_dir,
+        patched_dir=patched_dir,
+        hidden_dir=None,
+        env_dir=None,
+        task_cache_dir=tmp_path / "task-cache",
+        settings=PipelineSettings(cache_root=tmp_path / "cache", work_root=tmp_path / "work", **options),
+        run=sandbox.run,
+    )
+
+
+def assert_caught(result: CriticResult) -> None:
+    """A forged clock never buys a clean 1.0: the harness's regression verdict or `tamper` (here both)."""
+    assert result.score is not None and result.score <= 0.4
+    assert "perf_regression" in result.flags
+    assert "tamper" in result.flags
+    assert "faster" not in result.flags
+
+
+@pytest.mark.parametrize("forge", [FORGE_ZERO, FORGE_DIVIDE], ids=["clock-stopped", "clock-divided-by-100"])
+def test_quadratic_patch_that_forges_the_benchmark_clock_is_still_a_regression_and_flagged_tamper(tmp_path, forge):
+    ctx = demo_ctx(tmp_path, "intervals", "borderline_quadratic.diff", append={"intervals/merge.py": forge})
+    assert_caught(evaluate_and_heal(ctx))
