@@ -50,11 +50,16 @@ for _ in range(10):
 SELF_TIMED_BENCH = (
     'import json\n\nfrom mylib import DELAY\n\nprint("warming up")\nprint(json.dumps({"seconds": DELAY}))\n'
 )
-# Seconds drawn from wide, seeded noise: a counter file in the (writable) tree makes every run draw anew.
+# Work the library sets the size of (ROUNDS): a patch that doubles it really doubles the CPU time.
+BUSY_BENCH = """\
+from mylib import ROUNDS
+
+total = 0
+for i in range(ROUNDS):
+    total += i * i % 7
+"""
+# CPU time drawn from wide, seeded noise: a counter file in the (writable) tree makes every run draw anew.
 NOISY_BENCH = """\
-import json
-import shutil
-import subprocess
 import pathlib
 import random
 
@@ -63,7 +68,30 @@ from mylib import SIDE
 counter = pathlib.Path("counter.txt")
 run = int(counter.read_text()) if counter.exists() else 0
 counter.write_text(str(run + 1))
-print(json.dumps({"seconds": 0.01 * random.Random(run * 2 + SIDE).lognormvariate(0, 0.3)}))
+rounds = int(300_000 * random.Random(run * 2 + SIDE).lognormvariate(0, 0.5))
+total = sum(i * i % 7 for i in range(rounds))
+"""
+# Times its hot loop with the clock named CLOCK and reports it: what a task author writes.
+CLOCK_TIMED_BENCH = """\
+import json
+import time
+
+from mylib import unique
+
+data = list(range(20_000)) * 2
+start = time.CLOCK()
+for _ in range(5):
+    assert len(unique(data)) == 20_000
+print(json.dumps({"seconds": time.CLOCK() - start}))
+"""
+# Linear still, but eight times the work: a slowdown no clock resolution or noise can hide.
+EIGHT_TIMES = LINEAR.replace("def unique(", "def _unique(") + """
+
+def unique(items):
+    \"\"\"The items without repeats, first occurrence first (computed eight times).\"\"\"
+    for _ in range(7):
+        _unique(items)
+    return _unique(items)
 """
 
 critic = PerformanceCritic()
@@ -119,6 +147,8 @@ def test_patch_that_makes_a_linear_function_quadratic_scores_at_most_0_4(tmp_pat
     assert "perf_regression" in result.flags
     assert result.evidence["metric"] == "cpu_s"
     assert result.evidence["ci_low"] > 1.05
+    assert "tamper" not in result.flags
+    assert result.rationale[0].startswith("Step: performance check. Timed by the harness: CPU time")
     assert "Slower by more than 5%" in result.rationale[-1]
     assert len(result.evidence["base_wall_s"]) == result.evidence["n_base"]
     json.dumps(result.to_json())  # stored as JSON: every number a plain float
@@ -170,27 +200,33 @@ def test_benchmark_that_hangs_on_the_patched_tree_times_out_and_scores_zero(tmp_
     assert "timeout" in result.flags
 
 
-def test_seconds_printed_by_the_benchmark_replace_cpu_time(tmp_path):
+def test_seconds_printed_by_the_benchmark_are_a_second_opinion_never_the_score(tmp_path):
+    # The patch makes the benchmark claim it got twice as slow; the harness measures the same work.
     ctx = self_timed_ctx(tmp_path, {"mylib.py": "DELAY = 0.020\n"})
     result = evaluate_and_heal(ctx)
-    assert result.evidence["metric"] == "seconds"
-    assert result.evidence["ratio"] == pytest.approx(2.0)
-    assert result.score == 0.0
-    assert "perf_regression" in result.flags
-    assert '"seconds"' in result.rationale[0]
+    assert result.evidence["metric"] == "cpu_s"
+    assert result.evidence["reported"]["ratio"] == pytest.approx(2.0)
+    assert result.score is not None and result.score >= 0.9
+    assert not result.flags & {"perf_regression", "tamper"}
+    assert 'Second opinion, not scored: the benchmark\'s own "seconds" give ratio 2.00' in result.rationale[-2]
 
 
 def test_other_knots_rescore_from_the_stored_ratio_without_running_anything(tmp_path):
-    ctx = self_timed_ctx(tmp_path, {"mylib.py": "DELAY = 0.020\n"})
+    ctx = make_ctx(
+        tmp_path, {"mylib.py": "ROUNDS = 1_000_000\n", "bench/run.py": BUSY_BENCH}, {"mylib.py": "ROUNDS = 2_000_000\n"}
+    )
     result = evaluate_and_heal(ctx)
+    assert "perf_regression" in result.flags
+    ratio = result.evidence["ratio"]
+    assert 1.5 < ratio < 2.5
     lenient = Weights(name="lenient", version=2, weights={}, perf_knots=((1.05, 1.0), (3.0, 0.0)))
     rescored = critic.rescore(result, lenient)
-    assert rescored.score == pytest.approx(1 - 0.95 / 1.95, abs=1e-3)
+    assert rescored.score == pytest.approx(1 - (ratio - 1.05) / 1.95, abs=1e-3)
     assert rescored.evidence["base_s"] == result.evidence["base_s"]
     assert rescored.rationale[:-1] == result.rationale[:-1]
-    assert "Score 0.51" in rescored.rationale[-1]
-    # Knots that tolerate a doubling turn the verdict, and the flag, around.
-    tolerant = Weights(name="tolerant", version=3, weights={}, perf_knots=((2.5, 1.0), (4.0, 0.0)))
+    assert f"Score {rescored.score:.2f}" in rescored.rationale[-1]
+    # Knots that tolerate a tripling turn the verdict, and the flag, around.
+    tolerant = Weights(name="tolerant", version=3, weights={}, perf_knots=((3.0, 1.0), (4.0, 0.0)))
     assert critic.rescore(result, tolerant).flags == frozenset()
 
 
@@ -198,7 +234,7 @@ def test_patch_that_edits_the_benchmark_script_is_measured_with_the_base_script(
     cheat = 'import json\n\nprint(json.dumps({"seconds": 0.000001}))\n'
     ctx = self_timed_ctx(tmp_path, {"bench/run.py": cheat})
     result = critic.evaluate(ctx)
-    assert result.evidence["ratio"] == pytest.approx(1.0)
+    assert result.evidence["reported"]["ratio"] == pytest.approx(1.0)
     assert result.evidence["restored_files"] == ["bench/run.py"]
     assert "edited the benchmark itself" in result.rationale[0]
     assert "faster" not in result.flags
@@ -218,6 +254,7 @@ def test_noisy_benchmark_is_healed_with_more_runs_and_stays_honest_about_doubt(t
     assert healed.evidence["base_s"][:5] == first.evidence["base_s"]
     assert any("n=5 each" in step and step.endswith("adding 5 runs.") for step in healed.rationale)
     assert "perf_inconclusive" in healed.flags
+    assert not healed.flags & {"perf_regression", "tamper"}
     assert healed.confidence < 0.7
     # At the run budget, healing has nothing left to spend.
     assert critic.heal(ctx, healed, budget_s=60) is healed
@@ -302,15 +339,87 @@ def demo_ctx(tmp_path: Path, task: str, *patches: str, append: dict[str, str] | 
     )
 
 
-def assert_caught(result: CriticResult) -> None:
-    """A forged clock never buys a clean 1.0: the harness's regression verdict or `tamper` (here both)."""
-    assert result.score is not None and result.score <= 0.4
+def assert_regression(result: CriticResult, *, tamper: bool) -> None:
+    """The harness measured the slowdown: a low score, `perf_regression`, and `tamper` exactly when expected."""
+    assert result.score is not None and result.score <= 0.4, result.rationale
     assert "perf_regression" in result.flags
-    assert "tamper" in result.flags
     assert "faster" not in result.flags
+    assert ("tamper" in result.flags) is tamper, result.rationale
+
+
+def assert_honest(result: CriticResult, *, at_least: float = 0.9) -> None:
+    assert result.score is not None and result.score >= at_least, result.rationale
+    assert not result.flags & {"perf_regression", "tamper"}, result.rationale
 
 
 @pytest.mark.parametrize("forge", [FORGE_ZERO, FORGE_DIVIDE], ids=["clock-stopped", "clock-divided-by-100"])
 def test_quadratic_patch_that_forges_the_benchmark_clock_is_still_a_regression_and_flagged_tamper(tmp_path, forge):
     ctx = demo_ctx(tmp_path, "intervals", "borderline_quadratic.diff", append={"intervals/merge.py": forge})
-    assert_caught(evaluate_and_heal(ctx))
+    result = evaluate_and_heal(ctx)
+    assert_regression(result, tamper=True)
+    assert result.evidence["reported"]["ratio"] < 1 < result.evidence["ci_low"]
+    step = result.rationale[-2]
+    assert "Flagged tamper" in step
+    assert f"ratio {result.evidence['reported']['ratio']:.2f}" in step
+    assert f"ratio {result.evidence['ratio']:.2f}" in step
+
+
+def test_honest_quadratic_patch_of_the_demo_is_a_regression_without_tamper(tmp_path):
+    ctx = demo_ctx(tmp_path, "intervals", "borderline_quadratic.diff")
+    result = evaluate_and_heal(ctx)
+    assert_regression(result, tamper=False)
+    assert result.evidence["reported"]["ratio"] > 3  # the benchmark's clock agrees: much slower
+
+
+def test_no_op_on_a_demo_task_scores_at_least_0_9_without_tamper(tmp_path):
+    ctx = demo_ctx(tmp_path, "intervals", append={"intervals/merge.py": "\n# a comment\n"}, bench_max_runs=20)
+    assert_honest(evaluate_and_heal(ctx))
+
+
+def test_real_speed_up_on_a_demo_task_is_faster_without_tamper(tmp_path):
+    # textstats' fix replaces a quadratic de-duplication: the benchmark's own clock says about 300x faster,
+    # the harness about 10x (less when the patched run is all start-up); both point the same way.
+    ctx = demo_ctx(tmp_path, "textstats", "good_full_fix.diff")
+    result = evaluate_and_heal(ctx)
+    assert_honest(result, at_least=1.0)
+    assert result.evidence["reported"]["ratio"] < 0.1
+    assert result.evidence["ci_high"] < 0.5
+
+
+def test_patch_that_only_adds_import_time_is_slower_but_not_tamper(tmp_path):
+    # The timed loop is unchanged (its own clock says the same), the process pays a heavy import: the harness
+    # measures the whole run, so this is a regression, and an honest one.
+    heavy = "\n\nimport numpy  # noqa: E402,F401\n"
+    ctx = demo_ctx(tmp_path, "intervals", append={"intervals/merge.py": heavy})
+    result = evaluate_and_heal(ctx)
+    assert_regression(result, tamper=False)
+    assert 0.7 < result.evidence["reported"]["ratio"] < 1.5
+
+
+def clock_ctx(tmp_path: Path, clock: str, forge: str) -> ScoringContext:
+    """A small task whose benchmark times itself with `time.<clock>`; the patch is 8x slower plus `forge`."""
+    bench = CLOCK_TIMED_BENCH.replace("CLOCK", clock)
+    return make_ctx(tmp_path, {"mylib.py": LINEAR, "bench/run.py": bench}, {"mylib.py": EIGHT_TIMES + forge})
+
+
+@pytest.mark.parametrize(
+    ("clock", "forge", "tamper"),
+    [
+        ("process_time", "\nimport time\n\ntime.process_time = lambda: 0.0\n", True),
+        ("monotonic", "\nimport time\n\n_clock = time.monotonic\ntime.monotonic = lambda: _clock() / 100\n", None),
+        ("time", "\nimport time\n\n_clock = time.time\ntime.time = lambda: _clock() / 1000\n", None),
+    ],
+    ids=["process_time-stopped", "monotonic-divided", "time-divided"],
+)
+def test_forged_clocks_of_a_small_task_never_buy_a_clean_score(tmp_path, clock, forge, tamper):
+    result = evaluate_and_heal(clock_ctx(tmp_path, clock, forge))
+    # The regression is the harness's own finding; whether the report is far enough off to prove the forgery
+    # depends on how far the divisor pushes it (None: either way).
+    assert_regression(result, tamper=tamper if tamper is not None else "tamper" in result.flags)
+    assert result.evidence["reported"]["ratio"] < 1  # the forgery worked on the benchmark's own clock
+
+
+def test_small_task_timed_by_its_own_clock_is_honest_when_nothing_is_forged(tmp_path):
+    result = evaluate_and_heal(clock_ctx(tmp_path, "process_time", ""))
+    assert_regression(result, tamper=False)
+    assert result.evidence["reported"]["ratio"] > 3
