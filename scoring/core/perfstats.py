@@ -33,10 +33,11 @@ BOOTSTRAP_RESAMPLES = 2000
 #: Significance a rank test must reach before "slower" or "faster" is claimed. Strict on purpose: a sequential
 #: comparison looks up to max_runs / step times, and every look is another chance for noise to pass.
 CLAIM_ALPHA = 0.001
-#: At most this share of the base's median is taken off as shared start-up, so the slowdown measured on the
-#: whole process is at most doubled ((p - s) / (b - s) - 1 <= 2 (p / b - 1) when s <= b / 2), and the relative
-#: noise at most doubled too, even when the start-up estimate is as large as the whole run.
-MAX_START_UP_SHARE = 0.5
+#: At most this share of either side's median is taken off as shared start-up. Taking off s multiplies the
+#: relative noise by b / (b - s) and the measured change by as much ((p - s) / (b - s) - 1 = (p / b - 1) * b /
+#: (b - s)): a third caps both at 1.5x. A half (2x) sent most no-ops of a start-up-dominated benchmark to review
+#: on a loaded machine; docs/performance.md has the numbers.
+MAX_START_UP_SHARE = 1 / 3
 #: How far apart (a factor between interval ends) a self-reported ratio and the harness's must be before the
 #: report counts as contradicting the measurement. Honest reports differ from the harness's ratio because they
 #: time a part of the process (a hot loop, without imports); 3x leaves room for that. See `contradicts`.
@@ -102,9 +103,13 @@ def _median_ratio(base: np.ndarray, patched: np.ndarray, axis: int = -1, start_u
     )
 
 
-def shared_start_up(base: Sequence[float], start_up_s: float) -> float:
-    """The start-up seconds to take off every timing: `start_up_s`, capped at MAX_START_UP_SHARE of the base."""
-    return float(min(max(start_up_s, 0.0), MAX_START_UP_SHARE * float(np.median(base))))
+def shared_start_up(base: Sequence[float], patched: Sequence[float], start_up_s: float) -> float:
+    """The start-up seconds to take off every timing: `start_up_s`, capped at MAX_START_UP_SHARE of either median.
+
+    Capping by the faster side too keeps a noisy start-up estimate from swallowing a fast patched run whole.
+    """
+    shorter = min(float(np.median(base)), float(np.median(patched)))
+    return float(min(max(start_up_s, 0.0), MAX_START_UP_SHARE * shorter))
 
 
 def compare(
@@ -128,7 +133,7 @@ def compare(
         raise ValueError("compare needs at least two timings per side")
     b = np.maximum(np.asarray(base, dtype=float), TIME_FLOOR_S)
     p = np.maximum(np.asarray(patched, dtype=float), TIME_FLOOR_S)
-    shared = shared_start_up(b, start_up_s)
+    shared = shared_start_up(b, p, start_up_s)
     ratio = float(_median_ratio(b, p, start_up_s=shared))
     low, high = _bootstrap_interval(b, p, confidence_level, seed, shared)
     # An interval must contain its own point estimate; BCa can miss it by a hair on tiny, tied samples.

@@ -293,7 +293,7 @@ def _method_step(command: str, start_up_runs: Sequence[float] | None, restored: 
         step += (
             f" Start-up baseline: `{START_UP_COMMAND}` in the same sandbox, median "
             f"{_duration(_start_up(start_up_runs))} over {len(start_up_runs)} runs, taken off both sides "
-            f"(at most {perfstats.MAX_START_UP_SHARE:.0%} of the base's time)."
+            f"(at most {perfstats.MAX_START_UP_SHARE:.0%} of either side's median)."
         )
     else:
         step += f" Start-up baseline: `{START_UP_COMMAND}` did not run, so nothing is taken off."
