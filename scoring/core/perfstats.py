@@ -243,6 +243,7 @@ def sequential_compare(
     alpha: float = CLAIM_ALPHA,
     seed: int = 0,
     start_up_s: float = 0.0,
+    follow_up: Callable[[Comparison], str | None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Decision:
     """Measure pairs until the verdict is clear, `max_runs` per side are in, or `budget_s` would be exceeded.
@@ -251,7 +252,9 @@ def sequential_compare(
     the caller's job). Samples already taken (`base`, `patched`, equal lengths) are kept and extended, so
     healing continues where evaluation stopped. A pair is started only when the mean pair time so far says it
     fits in the budget; the first MIN_PAIRS are measured regardless, since no statistic exists without them.
-    `start_up_s` goes to every look's `compare`. Exceptions from `measure_pair` propagate.
+    `start_up_s` goes to every look's `compare`. `follow_up(look)`, asked when a look is decided, may name a
+    doubt the caller still has about the same runs (another measurement of them); runs are added while it does,
+    within the same limits. Exceptions from `measure_pair` propagate.
     """
     if len(base) != len(patched):
         raise ValueError("base and patched must have the same number of timings")
@@ -271,14 +274,15 @@ def sequential_compare(
             start_up_s=start_up_s,
         )
         more = min(step, max_runs - samples.n, samples.affordable())
-        if look.verdict != "inconclusive":
+        doubt = follow_up(look) if follow_up and look.verdict != "inconclusive" else None
+        if look.verdict != "inconclusive" and not doubt:
             stop, note = "decided", "."
         elif samples.n >= max_runs:
             stop, note = "max_runs", f" at {max_runs} runs per side."
         elif more < 1:
             stop, note = "budget", f", time budget of {budget_s:g} s spent."
         else:
-            steps.append(f"{look.describe()}, adding {more} runs.")
+            steps.append(f"{look.describe()}{f' ({doubt})' if doubt else ''}, adding {more} runs.")
             target = samples.n + more
             continue
         steps.append(look.describe() + note)

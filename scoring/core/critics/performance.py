@@ -19,7 +19,6 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -124,13 +123,13 @@ class PerformanceCritic(BaseCritic):
             scratch_copy(ctx.patched_dir, work_root=settings.work_root, prefix="bench-patched-") as patched_tree,
         ):
             restored = _restore_benchmark_files(argv, ctx.base_dir, patched_tree)
-            bench = _Bench(ctx, argv, {"base": base_tree, "patched": patched_tree}, limits)
+            bench = _Bench(ctx, argv, {"base": base_tree, "patched": patched_tree}, limits, old)
             with host_lock(settings.cache_root / "locks", exclusive=True):
                 started = time.monotonic()
                 try:
                     bench.warm_up()
-                    # Healing keeps the first estimate: every look of one comparison takes off the same start-up.
-                    start_up_runs = old.get("start_up_runs_s") if previous else bench.calibrate()
+                    if not previous:  # healing keeps the first estimate: every look takes off the same start-up
+                        bench.calibrate()
                     decision = perfstats.sequential_compare(
                         bench.pair,
                         base=old.get("base_s", ()),
@@ -140,14 +139,15 @@ class PerformanceCritic(BaseCritic):
                         step=settings.bench_min_runs,
                         budget_s=budget_s - (time.monotonic() - started),
                         slower_at=perfstats.slower_threshold(perfstats.DEFAULT_KNOTS),
-                        start_up_s=_start_up(start_up_runs),
+                        start_up_s=_start_up(bench.start_up["cpu"]),
+                        follow_up=bench.wall_doubt,
                     )
                 except BenchmarkFailed as failure:
                     return _failed(self.name, ctx, failure, head)
                 elapsed = time.monotonic() - started
         if not previous:
-            head = (_method_step(ctx.spec.benchmark_command, start_up_runs, restored),)
-        evidence = _evidence(old, ctx.spec.benchmark_command, bench, decision, elapsed, restored, start_up_runs)
+            head = (_method_step(ctx.spec.benchmark_command, bench.start_up["cpu"], restored),)
+        evidence = _evidence(old, ctx.spec.benchmark_command, bench, decision, elapsed, restored)
         steps = tuple(f"{STEP} {line}" for line in decision.steps)
         return _judged(
             self.name,
@@ -158,45 +158,67 @@ class PerformanceCritic(BaseCritic):
         )
 
 
-@dataclass
 class _Bench:
     """Runs the benchmark on one side at a time and keeps every measurement (warm-up runs excluded).
 
     What counts is what the harness measures from outside the run: its CPU time, the kernel's accounting of
     the sandboxed command and the children it waited for, and its wall time seen from this process. The
     "seconds" a run prints about itself is kept per run (None when absent or implausible), as a second opinion.
+    Samples start from `old` (the evidence healing continues from), so every list covers every run.
     """
 
-    ctx: ScoringContext
-    argv: Sequence[str]
-    trees: Mapping[str, Path]
-    limits: RunLimits
-    cpu_s: dict[str, list[float]] = field(default_factory=lambda: {side: [] for side in SIDES})
-    wall_s: dict[str, list[float]] = field(default_factory=lambda: {side: [] for side in SIDES})
-    reported_s: dict[str, list[float | None]] = field(default_factory=lambda: {side: [] for side in SIDES})
+    def __init__(
+        self,
+        ctx: ScoringContext,
+        argv: Sequence[str],
+        trees: Mapping[str, Path],
+        limits: RunLimits,
+        old: Mapping[str, Any],
+    ) -> None:
+        self.ctx, self.argv, self.trees, self.limits = ctx, argv, trees, limits
+        self.wall_s = {side: list(old.get(f"{side}_wall_s", ())) for side in SIDES}
+        self.reported_s = {side: list(old.get(f"reported_{side}_s", ())) for side in SIDES}
+        self.start_up = {"cpu": list(old.get("start_up_runs_s", ())), "wall": list(old.get("start_up_wall_runs_s", ()))}
 
     def warm_up(self) -> None:
         """One discarded run per side: fills the file cache (the interpreter's files included)."""
         self._once("base", keep=False)
         self._once("patched", keep=False)
 
-    def calibrate(self) -> list[float]:
-        """CPU times of START_UP_RUNS runs of START_UP_COMMAND in the base tree, the ones that completed.
+    def calibrate(self) -> None:
+        """Time START_UP_RUNS runs of START_UP_COMMAND in the base tree (CPU and wall), the ones that completed.
 
         An interpreter that does nothing costs what every run of a Python benchmark pays before its own work.
         A calibration that fails leaves no estimate: nothing is taken off and the ratio is only more diluted.
         """
         argv = self.ctx.spec.argv(START_UP_COMMAND)
-        runs = []
         for _ in range(START_UP_RUNS):
             result = self.ctx.run(argv, tree=self.trees["base"], env_dir=self.ctx.env_dir, limits=self.limits)
             if _failure(result) is None:
-                runs.append(result.cpu_s)
-        return runs
+                self.start_up["cpu"].append(result.cpu_s)
+                self.start_up["wall"].append(result.wall_s)
 
     def pair(self) -> tuple[float, float]:
         """One base run then one patched run: the interleaving that cancels slow drift of the machine."""
         return self._once("base", keep=True), self._once("patched", keep=True)
+
+    def wall_comparison(self) -> perfstats.Comparison:
+        """The same comparison on wall time, less the calibration's wall time."""
+        return perfstats.compare(
+            self.wall_s["base"], self.wall_s["patched"], start_up_s=_start_up(self.start_up["wall"])
+        )
+
+    def wall_doubt(self, look: perfstats.Comparison) -> str | None:
+        """Why more runs are needed although the CPU time is decided: wall time points to a hidden slowdown.
+
+        Work the CPU accounting cannot see (sleeping, waiting, or processes the command did not wait for)
+        still takes wall time. When CPU time shows no slowdown but the wall-time interval lies above the
+        threshold without the rank test to claim it yet, more runs settle it.
+        """
+        if look.verdict == "slower" or len(self.wall_s["base"]) < 2:
+            return None
+        wall = self.wall_comparison()
+        return "wall time says slower, not yet shown" if _wall_in_doubt(wall.ci_low, wall.verdict) else None
 
     def _once(self, side: str, *, keep: bool) -> float:
         result = self.ctx.run(self.argv, tree=self.trees[side], env_dir=self.ctx.env_dir, limits=self.limits)
@@ -204,10 +226,14 @@ class _Bench:
         if problem:
             raise BenchmarkFailed(side, result, problem)
         if keep:
-            self.cpu_s[side].append(result.cpu_s)
             self.wall_s[side].append(result.wall_s)
             self.reported_s[side].append(_reported_seconds(result))
         return result.cpu_s
+
+
+def _wall_in_doubt(ci_low: float, verdict: str, slower_at: float = perfstats.slower_threshold()) -> bool:
+    """A wall-time interval wholly above the threshold whose rank test cannot claim "slower" yet."""
+    return verdict != "slower" and ci_low > slower_at
 
 
 def _start_up(runs: Sequence[float] | None) -> float:
@@ -310,7 +336,6 @@ def _evidence(
     decision: perfstats.Decision,
     elapsed: float,
     restored: Sequence[str],
-    start_up_runs: Sequence[float] | None,
 ) -> dict[str, Any]:
     """JSON-serialisable evidence: every sample (CPU, wall, self-reported) and the last look's statistics."""
     look = decision.comparison
@@ -321,8 +346,9 @@ def _evidence(
         "patched_s": list(decision.patched),
         "base_median_s": float(np.median(decision.base)),
         "patched_median_s": float(np.median(decision.patched)),
-        "start_up_runs_s": list(start_up_runs or ()),
-        "start_up_s": _start_up(start_up_runs),
+        "start_up_runs_s": bench.start_up["cpu"],
+        "start_up_wall_runs_s": bench.start_up["wall"],
+        "start_up_s": _start_up(bench.start_up["cpu"]),
         "start_up_subtracted_s": look.start_up_s,
         "ratio": look.ratio,
         "ci_low": look.ci_low,
@@ -337,21 +363,33 @@ def _evidence(
         "elapsed_s": round(float(old.get("elapsed_s", 0.0)) + elapsed, 4),
         "restored_files": sorted(set(old.get("restored_files", ())) | set(restored)),
     }
+    wall = bench.wall_comparison()
     for side in SIDES:
-        evidence[f"{side}_wall_s"] = list(old.get(f"{side}_wall_s", ())) + bench.wall_s[side]
-        evidence[f"reported_{side}_s"] = list(old.get(f"reported_{side}_s", ())) + bench.reported_s[side]
-    evidence["reported"] = _second_opinion(evidence["reported_base_s"], evidence["reported_patched_s"], look)
+        evidence[f"{side}_wall_s"] = bench.wall_s[side]
+        evidence[f"reported_{side}_s"] = bench.reported_s[side]
+    evidence["wall"] = {
+        "base_median_s": float(np.median(bench.wall_s["base"])),
+        "patched_median_s": float(np.median(bench.wall_s["patched"])),
+        "start_up_subtracted_s": wall.start_up_s,
+        "ratio": wall.ratio,
+        "ci_low": wall.ci_low,
+        "ci_high": wall.ci_high,
+        "p_value": wall.p_value,
+    }
+    evidence["reported"] = _second_opinion(evidence["reported_base_s"], evidence["reported_patched_s"], look, wall)
     return evidence
 
 
 def _second_opinion(
-    base: Sequence[float | None], patched: Sequence[float | None], measured: perfstats.Comparison
+    base: Sequence[float | None],
+    patched: Sequence[float | None],
+    *measured: perfstats.Comparison,
 ) -> dict[str, Any] | None:
     """The benchmark's own "seconds", compared like the harness's timings and checked against them.
 
-    None when the base never reports a figure (nothing to compare). `contradicts` is perfstats.contradicts:
-    the report favours the patch far beyond the noise of either measurement, which only a patch that changed
-    what the benchmark's clock says produces.
+    None when the base never reports a figure (nothing to compare). `contradicts` is perfstats.contradicts
+    against any of the harness's `measured` comparisons (CPU, wall): the report favours the patch far beyond
+    the noise of both, which only a patch that changed what the benchmark's clock says produces.
     """
     kept = {side: [s for s in values if s is not None] for side, values in (("base", base), ("patched", patched))}
     if not kept["base"]:
@@ -369,7 +407,7 @@ def _second_opinion(
         ci_low=reported.ci_low,
         ci_high=reported.ci_high,
         p_value=reported.p_value,
-        contradicts=perfstats.contradicts(measured, reported),
+        contradicts=any(perfstats.contradicts(look, reported) for look in measured),
         factor=perfstats.TAMPER_FACTOR,
     )
     return opinion
@@ -396,30 +434,49 @@ def _judged(
     second opinion, which does not depend on the knots.
     """
     slower_at = perfstats.slower_threshold(knots)
-    verdict = perfstats.decide(
-        evidence["ci_low"],
-        evidence["ci_high"],
-        evidence["p_value"],
-        slower_at=slower_at,
-        alpha=evidence["claim_alpha"],
+
+    def verdict_of(stats: Mapping[str, Any]) -> str:
+        return perfstats.decide(
+            stats["ci_low"], stats["ci_high"], stats["p_value"], slower_at=slower_at, alpha=evidence["claim_alpha"]
+        )
+
+    # CPU time is the measurement; wall time only ever adds a slowdown CPU time cannot see (the patch sleeps,
+    # waits, or works in processes the command did not wait for): when it claims "slower" and CPU time does
+    # not, or when its whole interval lies above CPU time's.
+    verdict = verdict_of(evidence)
+    wall = evidence.get("wall")
+    wall_verdict = verdict_of(wall) if wall else None
+    hidden = wall_verdict == "slower" and (verdict != "slower" or wall["ci_low"] > evidence["ci_high"])
+    judged_on = "wall" if hidden else "cpu"
+    stats = wall if hidden else evidence
+    verdict = wall_verdict if hidden else verdict
+    wall_doubt = (
+        verdict != "slower" and wall_verdict is not None and _wall_in_doubt(wall["ci_low"], wall_verdict, slower_at)
     )
-    score = 1.0 if verdict == "faster" else perfstats.score_from_ratio(evidence["ratio"], knots)
+    doubt_stats = wall if wall_doubt else stats
+    score = 1.0 if verdict == "faster" and not wall_doubt else perfstats.score_from_ratio(doubt_stats["ratio"], knots)
     # Only an interval reaching past the first knot leaves the score in doubt; one that straddles just the
     # "faster" threshold still scores 1.0 everywhere, so it neither lowers confidence nor goes to review.
-    in_doubt = verdict == "inconclusive" and evidence["ci_high"] > slower_at
-    flag = {"faster": "faster", "slower": "perf_regression"}.get(verdict, "perf_inconclusive" if in_doubt else None)
-    flags = {flag} if flag else set()
+    in_doubt = (verdict == "inconclusive" and stats["ci_high"] > slower_at) or wall_doubt
+    if verdict == "slower":
+        flags = {"perf_regression"}
+    elif in_doubt:
+        flags = {"perf_inconclusive"}
+    else:
+        flags = {"faster"} if verdict == "faster" else set()
     opinion = evidence.get("reported")
     if opinion and opinion.get("contradicts"):
         flags.add("tamper")
     # How much the score could move inside the interval: a wide interval over a steep knot is doubt.
-    spread = perfstats.score_from_ratio(evidence["ci_low"], knots) - perfstats.score_from_ratio(
-        evidence["ci_high"], knots
+    spread = perfstats.score_from_ratio(doubt_stats["ci_low"], knots) - perfstats.score_from_ratio(
+        doubt_stats["ci_high"], knots
     )
     confidence = 0.5 * (1 - spread) if in_doubt else 0.75 + 0.2 * (1 - spread)
     new_evidence = {
         **evidence,
         "verdict": verdict,
+        "judged_on": judged_on,
+        "wall_in_doubt": wall_doubt,
         "score_in_doubt": in_doubt,
         "slower_at": slower_at,
         "knots": [list(k) for k in knots],
@@ -462,26 +519,50 @@ def _median(values: Sequence[float | None]) -> float:
 def _verdict_step(evidence: Mapping[str, Any], score: float) -> str:
     """The closing step: medians, ratio, interval, the verdict in words and the score."""
     band = f"{(evidence['slower_at'] - 1) * 100:.0f}%"
+    n = evidence["n_base"]
+    wall = evidence.get("wall") or {}
     meaning = {
-        "slower": f"Slower by more than {band} (Mann-Whitney p={evidence['p_value']:.2g}).",
-        "faster": f"Faster by more than {band} (Mann-Whitney p={evidence['p_value']:.2g}); flagged faster.",
+        "slower": f"Slower by more than {band} (Mann-Whitney p={{p:.2g}}).",
+        "faster": f"Faster by more than {band} (Mann-Whitney p={{p:.2g}}); flagged faster.",
         "same": f"Within {band} of the base either way.",
         "inconclusive": (
-            f"The interval straddles the {band} slowdown threshold after {evidence['n_base']} runs per side, "
+            f"The interval straddles the {band} slowdown threshold after {n} runs per side, "
             "so the score comes from the point estimate, with low confidence."
             if evidence["score_in_doubt"]
             else f"Not slower by more than {band} (the whole interval is below {evidence['slower_at']:.2f}); "
-            f"whether it is faster by {band} stays open after {evidence['n_base']} runs per side."
+            f"whether it is faster by {band} stays open after {n} runs per side."
         ),
     }[evidence["verdict"]]
-    level = f"{evidence['confidence_level'] * 100:.0f}%"
-    start_up = float(evidence.get("start_up_subtracted_s", 0.0))
+    cpu = _figures(evidence, "CPU")
+    if evidence.get("judged_on") == "wall":
+        text = (
+            f"CPU time shows less slowdown (ratio {evidence['ratio']:.2f}, CI [{evidence['ci_low']:.2f}, "
+            f"{evidence['ci_high']:.2f}]) than wall time, beyond the noise of both: only waiting, or work outside "
+            f"the command's own accounting, explains that. {_figures(wall, 'wall')} "
+            + meaning.format(p=wall["p_value"])
+        )
+    else:
+        text = f"{cpu} {meaning.format(p=evidence['p_value'])}"
+        if evidence.get("wall_in_doubt"):
+            text = (
+                f"{cpu} By CPU time: {evidence['verdict']}. But wall time is higher on the patched side "
+                f"(ratio {wall['ratio']:.2f}, CI [{wall['ci_low']:.2f}, {wall['ci_high']:.2f}]) than the CPU "
+                f"time shows, without a significant rank test after {n} runs per side: the score comes from the "
+                "wall time's point estimate, with low confidence."
+            )
+    return f"{STEP} {text} Score {score:.2f}."
+
+
+def _figures(stats: Mapping[str, Any], what: str) -> str:
+    """Medians, the start-up taken off, ratio and interval of one measurement, in words."""
+    start_up = float(stats.get("start_up_subtracted_s", 0.0))
     ratio = f"Less the {_duration(start_up)} start-up both share, ratio" if start_up else "Ratio"
+    level = f"{stats.get('confidence_level', 0.95) * 100:.0f}%"
+    n = f" (n={stats['n_base']})" if "n_base" in stats else ""
     return (
-        f"{STEP} Baseline median {_duration(evidence['base_median_s'])} CPU (n={evidence['n_base']}). "
-        f"Patched {_duration(evidence['patched_median_s'])} (n={evidence['n_patched']}). "
-        f"{ratio} {evidence['ratio']:.2f}, {level} CI [{evidence['ci_low']:.2f}, {evidence['ci_high']:.2f}]. "
-        f"{meaning} Score {score:.2f}."
+        f"Baseline median {_duration(stats['base_median_s'])} {what}{n}. "
+        f"Patched {_duration(stats['patched_median_s'])}. "
+        f"{ratio} {stats['ratio']:.2f}, {level} CI [{stats['ci_low']:.2f}, {stats['ci_high']:.2f}]."
     )
 
 

@@ -130,9 +130,9 @@ def make_ctx(
     )
 
 
-def self_timed_ctx(tmp_path: Path, patched: dict[str, str]) -> ScoringContext:
+def self_timed_ctx(tmp_path: Path, patched: dict[str, str], **settings: float) -> ScoringContext:
     """A task whose benchmark reports its own "seconds": DELAY from the library, 0.010 on the base."""
-    return make_ctx(tmp_path, {"mylib.py": "DELAY = 0.010\n", "bench/run.py": SELF_TIMED_BENCH}, patched)
+    return make_ctx(tmp_path, {"mylib.py": "DELAY = 0.010\n", "bench/run.py": SELF_TIMED_BENCH}, patched, **settings)
 
 
 def evaluate_and_heal(ctx: ScoringContext):
@@ -204,8 +204,9 @@ def test_benchmark_that_hangs_on_the_patched_tree_times_out_and_scores_zero(tmp_
 
 
 def test_seconds_printed_by_the_benchmark_are_a_second_opinion_never_the_score(tmp_path):
-    # The patch makes the benchmark claim it got twice as slow; the harness measures the same work.
-    ctx = self_timed_ctx(tmp_path, {"mylib.py": "DELAY = 0.020\n"})
+    # The patch makes the benchmark claim it got twice as slow; the harness measures the same work (all of it
+    # start-up: room for healing, like any no-op on a loaded machine).
+    ctx = self_timed_ctx(tmp_path, {"mylib.py": "DELAY = 0.020\n"}, bench_max_runs=20)
     result = evaluate_and_heal(ctx)
     assert result.evidence["metric"] == "cpu_s"
     assert result.evidence["reported"]["ratio"] == pytest.approx(2.0)
@@ -441,3 +442,63 @@ def test_small_task_timed_by_its_own_clock_is_honest_when_nothing_is_forged(tmp_
     result = evaluate_and_heal(clock_ctx(tmp_path, "process_time", ""))
     assert_regression(result, tamper=False)
     assert result.evidence["reported"]["ratio"] > 3
+
+
+# Work moved out of the command's CPU accounting: an orphaned grandchild is reaped by the sandbox's init, so
+# the run's CPU time does not include it; the run still has to wait for its answer.
+ESCAPE = """
+
+import json as _json
+import os as _os
+
+_slow_unique = unique
+
+
+def unique(items):
+    \"\"\"The slow unique, computed in an orphaned grandchild that nobody waits for.\"\"\"
+    read_end, write_end = _os.pipe()
+    if _os.fork() == 0:
+        if _os.fork() == 0:
+            _os.close(read_end)
+            data = _json.dumps(_slow_unique(items)).encode()
+            while data:
+                data = data[_os.write(write_end, data) :]
+            _os._exit(0)
+        _os._exit(0)
+    _os.close(write_end)
+    _os.wait()
+    chunks = []
+    while chunk := _os.read(read_end, 65536):
+        chunks.append(chunk)
+    _os.close(read_end)
+    return _json.loads(b"".join(chunks))
+"""
+SLEEPS = """
+
+import time as _time
+
+_fast_unique = unique
+
+
+def unique(items):
+    \"\"\"The same unique, after a nap.\"\"\"
+    _time.sleep(0.05)
+    return _fast_unique(items)
+"""
+
+
+@pytest.mark.parametrize(
+    ("patched", "escaped"),
+    [(LINEAR + SLEEPS, False), (EIGHT_TIMES + ESCAPE, True)],
+    ids=["sleeps", "work-in-an-orphaned-process"],
+)
+def test_slowdown_the_cpu_time_cannot_see_is_judged_on_wall_time(tmp_path, patched, escaped):
+    bench = CLOCK_TIMED_BENCH.replace("CLOCK", "perf_counter")
+    # Wall time is the noisier clock: room for healing to show the slowdown beyond it.
+    ctx = make_ctx(tmp_path, {"mylib.py": LINEAR, "bench/run.py": bench}, {"mylib.py": patched}, bench_max_runs=20)
+    result = evaluate_and_heal(ctx)
+    assert_regression(result, tamper=False)
+    assert result.evidence["judged_on"] == "wall"
+    assert "than wall time, beyond the noise of both" in result.rationale[-1]
+    if escaped:  # the escape worked on CPU time: without wall time this patch would look no slower
+        assert result.evidence["ci_low"] < 1.3
