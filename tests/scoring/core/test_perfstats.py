@@ -200,3 +200,20 @@ def test_a_report_faster_by_less_than_the_tamper_factor_is_not_tamper():
     report = compare(*stream("normal 5%", 0.9, seed=1))
     assert report.ci_high < 1.0 and harness.ci_low < TAMPER_FACTOR * report.ci_high
     assert not contradicts(harness, report)
+
+
+def test_a_doubt_the_caller_still_has_keeps_a_decided_comparison_measuring():
+    bench = SyntheticBench("normal 5%", 1.0, seed=3)  # decided "same" at the second look
+    plain = sequential_compare(bench.pair, clock=bench.clock, max_runs=15)
+    bench = SyntheticBench("normal 5%", 1.0, seed=3)
+    asked = []
+
+    def follow_up(look):
+        asked.append(look.verdict)
+        return "wall time says slower, not yet shown"
+
+    doubted = sequential_compare(bench.pair, clock=bench.clock, max_runs=15, follow_up=follow_up)
+    assert plain.verdict == "same" and plain.n_base == 10
+    assert doubted.n_base == 15 and doubted.stop == "max_runs"
+    assert asked and "inconclusive" not in asked  # asked only about decided looks
+    assert doubted.steps[1].endswith(": same (wall time says slower, not yet shown), adding 5 runs.")
