@@ -3,11 +3,12 @@
 Both trees run from scratch copies, in the sandbox, one warm-up run each and then interleaved A B A B,
 while this host's benchmark lock keeps test runs off the cores. The harness times every run itself, outside
 the patched process: CPU time from the kernel's accounting of the sandboxed command, wall time from this
-process. The verdict is computed from the CPU time only, less the interpreter's start-up (measured with
-`python -c pass` in the same sandbox) so a small workload is not diluted by it. A "seconds" figure the
-benchmark prints about itself runs inside the patched process, where the patch can rewrite the clock: it is
-kept as a second opinion, and flagged `tamper` when it contradicts the harness in the patch's favour.
-Evaluation takes the first `bench_min_runs` pairs; healing adds runs only while the verdict is inconclusive.
+process. The verdict is computed from these only: CPU time, less the interpreter's start-up (measured with
+`python -c pass` in the same sandbox) so a small workload is not diluted by it, and wall time for a slowdown
+CPU time cannot see. A "seconds" figure the benchmark prints about itself runs inside the patched process,
+where the patch can rewrite the clock: it is kept as a second opinion, and flagged `tamper` when it
+contradicts the harness in the patch's favour.
+Evaluation takes the first `bench_min_runs` pairs; healing adds runs only while the verdict is in doubt.
 The score comes from the stored ratio through the weight profile's knots, so another profile re-scores
 without a re-run.
 """
@@ -82,9 +83,9 @@ class PerformanceCritic(BaseCritic):
         )
 
     def heal(self, ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult:
-        """Add runs while the verdict is inconclusive, up to `bench_max_runs` per side and within budget."""
+        """Add runs while the verdict is in doubt, up to `bench_max_runs` per side and within budget."""
         evidence = previous.evidence
-        if evidence.get("verdict") != "inconclusive":
+        if evidence.get("verdict") != "inconclusive" and not evidence.get("wall_in_doubt"):
             return previous
         budget = min(budget_s, ctx.settings.bench_budget_s - float(evidence.get("elapsed_s", 0.0)))
         if budget <= 0 or int(evidence["n_base"]) >= ctx.settings.bench_max_runs:
@@ -323,7 +324,10 @@ def _method_step(command: str, start_up_runs: Sequence[float] | None, restored: 
         )
     else:
         step += f" Start-up baseline: `{START_UP_COMMAND}` did not run, so nothing is taken off."
-    step += ' Wall time is recorded beside it; a "seconds" figure the benchmark prints is only a second opinion.'
+    step += (
+        ' Wall time is measured too, for a slowdown CPU time cannot see; a "seconds" figure the benchmark prints'
+        " is only a second opinion."
+    )
     if restored:
         step += f" The patch edited the benchmark itself ({', '.join(restored)}); the base version was used."
     return step
