@@ -276,9 +276,10 @@ def test_benchmark_waits_until_no_test_run_holds_the_host(tmp_path):
     assert results and results[0].evidence["n_base"] == 5
 
 
-def stored(ci_low: float, ci_high: float, ratio: float, p_value: float) -> CriticResult:
+def stored(ci_low: float, ci_high: float, ratio: float, p_value: float, **extra) -> CriticResult:
     """A stored performance subscore, as the database hands it back for re-scoring."""
     evidence = {
+        **extra,
         "ratio": ratio,
         "ci_low": ci_low,
         "ci_high": ci_high,
@@ -502,3 +503,20 @@ def test_slowdown_the_cpu_time_cannot_see_is_judged_on_wall_time(tmp_path, patch
     assert "than wall time, beyond the noise of both" in result.rationale[-1]
     if escaped:  # the escape worked on CPU time: without wall time this patch would look no slower
         assert result.evidence["ci_low"] < 1.3
+
+
+def wall(ci_low: float, ci_high: float, ratio: float, p_value: float) -> dict:
+    medians = {"base_median_s": 0.06, "patched_median_s": 0.06 * ratio, "start_up_subtracted_s": 0.0}
+    return {"ratio": ratio, "ci_low": ci_low, "ci_high": ci_high, "p_value": p_value, **medians}
+
+
+def test_wall_time_in_doubt_over_a_decided_cpu_time_is_low_confidence_not_a_clean_score():
+    doubted = stored(0.98, 1.03, 1.0, 0.5, wall=wall(1.3, 2.0, 1.6, 0.004))
+    result = critic.rescore(doubted, DEFAULT_WEIGHTS)
+    assert result.evidence["verdict"] == "same" and result.evidence["wall_in_doubt"]
+    assert result.flags == {"perf_inconclusive"}
+    assert result.score == pytest.approx(0.4 - 0.2 * 0.30 / 0.35, abs=1e-3)
+    assert result.confidence < 0.5
+    assert "wall time is higher on the patched side" in result.rationale[-1]
+    claimed = critic.rescore(stored(0.98, 1.03, 1.0, 0.5, wall=wall(1.3, 2.0, 1.6, 0.0002)), DEFAULT_WEIGHTS)
+    assert claimed.flags == {"perf_regression"} and claimed.evidence["judged_on"] == "wall"
