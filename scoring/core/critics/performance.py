@@ -1,6 +1,6 @@
 """The performance critic: the task's benchmark on the base and the patched tree, compared with statistics.
 
-Both trees run from scratch copies, in the sandbox, one warm-up run each and then interleaved A B A B,
+Every run uses a fresh scratch copy of its tree, in the sandbox: one warm-up run each, then interleaved A B A B,
 while this host's benchmark lock keeps test runs off the cores. The harness times every run itself, outside
 the patched process: CPU time from the kernel's accounting of the sandboxed command, wall time from this
 process. The verdict is computed from these only: CPU time, less the interpreter's start-up (measured with
@@ -222,7 +222,11 @@ class _Bench:
         return "wall time says slower, not yet shown" if _wall_in_doubt(wall.ci_low, wall.verdict) else None
 
     def _once(self, side: str, *, keep: bool) -> float:
-        result = self.ctx.run(self.argv, tree=self.trees[side], env_dir=self.ctx.env_dir, limits=self.limits)
+        # Every run gets a fresh copy of the side's pristine tree: a run that leaves something behind (a cache
+        # of its answers, a rewritten module) must not make the next run cheaper. Copying is outside the timing.
+        work_root = self.ctx.settings.work_root
+        with scratch_copy(self.trees[side], work_root=work_root, prefix=f"bench-{side}-run-") as tree:
+            result = self.ctx.run(self.argv, tree=tree, env_dir=self.ctx.env_dir, limits=self.limits)
         problem = _failure(result)
         if problem:
             raise BenchmarkFailed(side, result, problem)

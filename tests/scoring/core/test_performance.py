@@ -58,17 +58,12 @@ total = 0
 for i in range(ROUNDS):
     total += i * i % 7
 """
-# CPU time drawn from wide, seeded noise: a counter file in the (writable) tree makes every run draw anew.
+# CPU time drawn from wide noise, the same on both sides (every run starts from a fresh tree, so the draw is
+# fresh entropy, not a counter).
 NOISY_BENCH = """\
-import pathlib
 import random
 
-from mylib import SIDE
-
-counter = pathlib.Path("counter.txt")
-run = int(counter.read_text()) if counter.exists() else 0
-counter.write_text(str(run + 1))
-rounds = int(300_000 * random.Random(run * 2 + SIDE).lognormvariate(0, 0.5))
+rounds = int(300_000 * random.lognormvariate(0, 0.5))
 total = sum(i * i % 7 for i in range(rounds))
 """
 # Times its hot loop with the clock named CLOCK and reports it: what a task author writes.
@@ -248,7 +243,7 @@ def test_noisy_benchmark_is_healed_with_more_runs_and_stays_honest_about_doubt(t
     ctx = make_ctx(
         tmp_path,
         {"mylib.py": "SIDE = 0\n", "bench/run.py": NOISY_BENCH},
-        {"mylib.py": "SIDE = 1\n"},
+        {"mylib.py": "SIDE = 1\n"},  # a no-op for the benchmark
     )
     first = critic.evaluate(ctx)
     assert first.evidence["verdict"] == "inconclusive"
@@ -520,3 +515,43 @@ def test_wall_time_in_doubt_over_a_decided_cpu_time_is_low_confidence_not_a_clea
     assert "wall time is higher on the patched side" in result.rationale[-1]
     claimed = critic.rescore(stored(0.98, 1.03, 1.0, 0.5, wall=wall(1.3, 2.0, 1.6, 0.0002)), DEFAULT_WEIGHTS)
     assert claimed.flags == {"perf_regression"} and claimed.evidence["judged_on"] == "wall"
+
+
+# Answers kept from one run for the next: in a file the run leaves in the tree, or in the module's own source.
+CACHE_IN_A_FILE = """
+
+import json as _json
+import os as _os
+
+_slow_merge = merge
+_CACHE = _os.path.join(_os.path.dirname(__file__), ".merge-cache.json")
+
+
+def merge(intervals):
+    \"\"\"The quadratic merge, computed once and then read back from a file the next runs find.\"\"\"
+    if _os.path.exists(_CACHE):
+        with open(_CACHE) as handle:
+            return [tuple(pair) for pair in _json.load(handle)]
+    result = _slow_merge(intervals)
+    with open(_CACHE, "w") as handle:
+        _json.dump(result, handle)
+    return result
+"""
+CACHE_IN_THE_SOURCE = """
+
+_slow_merge = merge
+
+
+def merge(intervals):
+    \"\"\"The quadratic merge, whose first answer is written into this module's source for the next runs.\"\"\"
+    result = _slow_merge(intervals)
+    with open(__file__, "a") as handle:
+        handle.write(f"\\n\\ndef merge(intervals):\\n    return {result!r}\\n")
+    return result
+"""
+
+
+@pytest.mark.parametrize("cache", [CACHE_IN_A_FILE, CACHE_IN_THE_SOURCE], ids=["file", "own-source"])
+def test_answers_cached_by_one_run_do_not_speed_up_the_next(tmp_path, cache):
+    ctx = demo_ctx(tmp_path, "intervals", "borderline_quadratic.diff", append={"intervals/merge.py": cache})
+    assert_regression(evaluate_and_heal(ctx), tamper=False)
