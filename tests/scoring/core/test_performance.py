@@ -161,6 +161,15 @@ def test_no_op_patch_scores_at_least_0_9(tmp_path):
     assert "faster" not in result.flags
 
 
+def test_patch_that_makes_a_quadratic_function_linear_scores_at_least_0_9_without_tamper(tmp_path):
+    bench = CLOCK_TIMED_BENCH.replace("CLOCK", "perf_counter").replace("20_000", "2_000")
+    ctx = make_ctx(tmp_path, {"mylib.py": QUADRATIC, "bench/run.py": bench}, {"mylib.py": LINEAR})
+    result = evaluate_and_heal(ctx)
+    assert_honest(result, at_least=1.0)
+    assert result.evidence["ci_high"] < 1
+    assert result.evidence["reported"]["ratio"] < 0.1
+
+
 def test_task_without_benchmark_gets_no_score_and_says_why(tmp_path):
     ctx = make_ctx(tmp_path, {"mylib.py": LINEAR}, {}, command=None)
     result = critic.evaluate(ctx)
