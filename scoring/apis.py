@@ -1,4 +1,4 @@
-"""The HTTP API of DESIGN.md. Thin: parse input, call a service or selector, shape the output."""
+"""The HTTP API of docs/contract.md. Thin: parse input, call a service or selector, shape the output."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def _summary(errors: Any, prefix: str = "") -> str:
 
 
 class ResultSerializer(serializers.Serializer):
-    """The Result of DESIGN.md (documentation only: the selector builds the dict)."""
+    """The Result of docs/contract.md (documentation only: the selector builds the dict)."""
 
     id = serializers.IntegerField()
     task = serializers.CharField()
@@ -108,8 +108,8 @@ class TaskListCreateApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         spec = serializers.CharField(
-            help_text='The task spec as JSON (DESIGN.md), without repo / hidden_tests; "shared": true lets other '
-            "clients see and score the task."
+            help_text="The task spec as JSON (docs/contract.md), without repo / hidden_tests; "
+            '"shared": true lets other clients see and score the task.'
         )
         repo = serializers.FileField(help_text="The base repository as .tar.gz or .zip.")
         hidden_tests = serializers.FileField(required=False, help_text="Held-out tests as .tar.gz or .zip.")

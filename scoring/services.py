@@ -38,7 +38,7 @@ from scoring.models import Evaluation, Patch, PatchStatus, StageResult, Task, We
 log = logging.getLogger(__name__)
 
 S = PatchStatus
-#: The status machine of DESIGN.md: from -> allowed targets.
+#: The status machine of docs/contract.md: from -> allowed targets.
 TRANSITIONS: dict[str, frozenset[str]] = {
     S.QUEUED: frozenset({S.RUNNING, S.CANCELLED, S.FAILED}),
     S.RUNNING: frozenset({S.QUEUED, S.SCORED, S.NEEDS_REVIEW, S.FAILED}),

@@ -271,7 +271,7 @@ def reaggregation_enqueue(*, job: ReaggregationJob) -> None:
 
 
 def queue_move(status: str, route: str, *, held: bool) -> str | None:
-    """The status a patch moves to under a new route, or None: only scored <-> needs_review (DESIGN.md).
+    """The status a patch moves to under a new route, or None: only scored <-> needs_review (docs/contract.md).
 
     A patch enters the queue when its route is no longer `auto`; it leaves only when nobody holds it (a live
     claim or any label). Reviewed, failed and every other status stay where they are.

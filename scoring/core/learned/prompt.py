@@ -69,7 +69,7 @@ def build_messages(
 ) -> list[dict[str, str]]:
     """Return the critic's chat input `[system, user]` for one patch; the same inputs give the same text.
 
-    `task` is a task spec mapping (`name`, `test_command`, ...), `result` a Result (DESIGN.md) as JSON data.
+    `task` is a task spec mapping (`name`, `test_command`, ...), `result` a Result (docs/contract.md) as JSON data.
     """
     user = "\n".join(
         [
