@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from scoring.core import combine
+from scoring.core import combine, discriminator
 from scoring.core.critics.base import BaseCritic
 from scoring.core.trees import scratch_copy
 from scoring.core.types import CriticResult, RunLimits, RunResult, ScoringContext
@@ -121,7 +121,7 @@ class CorrectnessCritic(BaseCritic):
             return CriticResult(self.name, None, 0.9, tuple(steps), {"task_broken": broken}, frozenset({"task_broken"}))
         steps.append(_base_step(base, cached))
         patched = run_suites(ctx, ctx.patched_dir, list(base), combined=combined)
-        return grade(ctx, base, [patched], steps, runs_apart=patched_blocker)
+        return discriminator.judge(ctx, grade(ctx, base, [patched], steps, runs_apart=patched_blocker))
 
     def heal(self, ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult:
         """Re-run the patched suites to tell flaky tests from failing ones; flaky tests leave both sets.
@@ -149,7 +149,7 @@ class CorrectnessCritic(BaseCritic):
             return previous
         steps.append(f"Step: healing. Re-ran the tests {reruns} more time(s) to separate flaky from failing tests.")
         healed = grade(ctx, base, runs, steps, healed=True, runs_apart=patched_blocker)
-        return healed
+        return discriminator.judge(ctx, healed, previous)
 
 
 def base_facts(ctx: ScoringContext, *, combined: bool) -> tuple[dict[str, SuiteRun], bool]:
