@@ -30,14 +30,14 @@ from scoring.core.types import CriticResult, PipelineSettings, Runner, ScoringCo
 __all__ = ["ReferenceError", "check_reference", "combined_score", "judge", "task_facts"]
 
 #: Bumped when the cached task facts change meaning.
-FACTS_FORMAT = 1
+FACTS_FORMAT = 3
 #: The seed of every generated input (recorded in the evidence): the same seed, the same inputs.
 DEFAULT_SEED = 18
 #: Inputs per task (traced, the author's and generated), split evenly among the entry points.
 INPUT_BUDGET = 300
 MAX_ENTRY_POINTS = 8
 #: The reference's cap per input (a hang drops the input) and for all its inputs together.
-REFERENCE_CAP_S = 2.0
+REFERENCE_CAP_S = 1.0
 REFERENCE_BUDGET_S = 120.0
 #: The patch's cap per input: this many times the reference's time, and never less than MIN_CAP_S.
 CAP_FACTOR = 20.0
@@ -151,6 +151,9 @@ def _combine(result: CriticResult, verdict: dict[str, Any]) -> CriticResult:
     score = combined_score(tests_score, agreement)
     verdict = {**verdict, "agreement": round(agreement, 4), "tests_score": round(tests_score, 4)}
     parts = [f"{STEP} {total} generated inputs (seed {verdict['seed']}), {disagree} disagree."]
+    if verdict.get("dropped"):
+        why = "; ".join(f"{reason}: {count}" for reason, count in sorted(verdict["dropped"].items()))
+        parts.append(f"Inputs left out ({why}).")
     if disagree == 0:
         parts.append("The patch agrees with the reference on every one.")
     for example in verdict["counterexamples"][:RATIONALE_COUNTEREXAMPLES]:
@@ -268,6 +271,9 @@ def _compute_facts(ctx: ScoringContext, *, seed: int, budget: int) -> dict[str, 
             missing[item["entry"]] = str(outcome.get("reason", ""))
     facts["cases"] = kept
     facts["dropped"] = dropped
+    for entry in entry_points:
+        if entry not in missing and not any(item["entry"] == entry for item in cases):
+            facts["notes"].append(f"the visible tests never call {entry} and no input of the task names it")
     for entry, why in sorted(missing.items()):
         facts["notes"].append(f"the entry point {entry} cannot be found on the reference tree ({why})")
     if not kept:

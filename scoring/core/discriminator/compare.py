@@ -69,8 +69,10 @@ def _same_pairs(x: list[Any], y: list[Any]) -> bool:
 def expected_of(outcome: Mapping[str, Any]) -> dict[str, Any] | None:
     """What the reference's outcome makes the expected outcome of a case; None when the case is dropped.
 
-    A return keeps the value and the arguments after the call; a raise keeps the exception type. A hang, a
-    crash or an unrepresentable result drops the case (the reason is counted by the caller).
+    A return keeps the value and the arguments after the call; a raise keeps the exception type, which the patch
+    must match when the reference raised it with a `raise` statement (its contract); an exception from inside an
+    operation (unpacking a malformed record, say) only asks the patch to raise too. A hang, a crash or an
+    unrepresentable result drops the case (the reason is counted by the caller).
     """
     status = outcome.get("status")
     if status == "ok":
@@ -82,7 +84,12 @@ def expected_of(outcome: Mapping[str, Any]) -> dict[str, Any] | None:
             "time_s": float(outcome.get("time_s") or 0.0),
         }
     if status == "raised":
-        return {"status": "raised", "exc": str(outcome.get("exc")), "time_s": float(outcome.get("time_s") or 0.0)}
+        return {
+            "status": "raised",
+            "exc": str(outcome.get("exc")),
+            "deliberate": bool(outcome.get("deliberate")),
+            "time_s": float(outcome.get("time_s") or 0.0),
+        }
     return None
 
 
@@ -102,7 +109,7 @@ def verdict(expected: Mapping[str, Any], got: Mapping[str, Any]) -> tuple[str, s
                     )
             return None
         return _what_patch_did(got), f"the reference returns {render(expected['result'])}"
-    if status == "raised" and got.get("exc") == expected["exc"]:
+    if status == "raised" and (got.get("exc") == expected["exc"] or not expected.get("deliberate", True)):
         return None
     return _what_patch_did(got), f"the reference raises {_short(expected['exc'])}"
 

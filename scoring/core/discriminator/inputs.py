@@ -283,9 +283,7 @@ def _infer_type(st: Any, kind: type, values: list[Any]) -> Any:
         by_length: dict[int, list[tuple]] = {}
         for value in values:
             by_length.setdefault(len(value), []).append(value)
-        return st.one_of(
-            [st.tuples(*[_infer(st, [v[i] for v in group]) for i in range(n)]) for n, group in by_length.items()]
-        )
+        return st.one_of([_record(st, n, group) for n, group in by_length.items()])
     if kind in (set, frozenset):
         make = st.sets if kind is set else st.frozensets
         return make(_elements(st, [item for value in values for item in value]), max_size=size)
@@ -294,6 +292,16 @@ def _infer_type(st: Any, kind: type, values: list[Any]) -> Any:
         items = [item for value in values for item in value.values()]
         return st.dictionaries(_elements(st, keys), _elements(st, items), max_size=size)
     return None
+
+
+def _record(st: Any, length: int, group: list[tuple]) -> Any:
+    """Tuples of this length, field by field; when every observed one has ascending numbers ((start, end)),
+    mostly ascending ones too, so that generated records are valid as often as the observed ones."""
+    raw = st.tuples(*[_infer(st, [v[i] for v in group]) for i in range(length)])
+    numeric = all(type(x) in (int, float) for v in group for x in v)
+    if length > 1 and numeric and all(list(v) == sorted(v) for v in group):
+        return st.one_of(raw.map(lambda v: tuple(sorted(v))), raw.map(lambda v: tuple(sorted(v))), raw)
+    return raw
 
 
 def _elements(st: Any, items: list[Any]) -> Any:

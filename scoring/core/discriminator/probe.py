@@ -21,6 +21,7 @@ import contextlib
 import enum
 import importlib
 import json
+import linecache
 import math
 import os
 import signal
@@ -263,6 +264,7 @@ def _outcome(function, case):
         return {
             "status": "raised",
             "exc": f"{kind.__module__}.{kind.__qualname__}",
+            "deliberate": _deliberate(exc),
             "time_s": time.perf_counter() - started,
         }
     finally:
@@ -278,6 +280,18 @@ def _outcome(function, case):
         }
     except Unrepresentable as exc:
         return {"status": "unrepresentable", "reason": str(exc), "time_s": elapsed}
+
+
+def _deliberate(exc):
+    """True when the exception came from a `raise` statement of Python code (not from inside an operation such
+    as unpacking or indexing): only then is its type part of the function's contract."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    line = linecache.getline(tb.tb_frame.f_code.co_filename, tb.tb_lineno).strip()
+    return line.startswith("raise")
 
 
 def main(argv):

@@ -80,12 +80,10 @@ def _apply(reference: Path, tree: Path) -> None:
     except UnicodeDecodeError as exc:
         raise ReferenceError("the reference is neither a .tar.gz / .zip archive nor a UTF-8 diff") from exc
     except DiffError as exc:
-        raise ReferenceError(f"the reference diff {_strip(str(exc), tree)}") from exc
-
-
-def _strip(message: str, tree: Path) -> str:
-    message = message.replace(str(tree), "")
-    return message if message.startswith(("does not", "the diff")) else f"is refused: {message}"
+        message = str(exc).replace(str(tree), "")
+        if message.startswith("the diff "):
+            raise ReferenceError(f"the reference diff {message.removeprefix('the diff ')}") from exc
+        raise ReferenceError(f"the reference diff is refused: {message}") from exc
 
 
 def _overlay(files: Path, tree: Path) -> None:
