@@ -258,9 +258,11 @@ def test_a_reference_that_does_not_apply_is_refused(tmp_path) -> None:
     spec, base, settings = it.task(tmp_path)
     bad = tmp_path / "bad.diff"
     bad.write_text(it.make_diff({"intervals/__init__.py": it.FIXED}, base={"intervals/__init__.py": "other\n"}))
-    with it.prepared((spec, base, settings), it.patch(it.FIXED)) as ctx:
-        with pytest.raises(discriminator.ReferenceError, match="the reference diff does not apply"):
-            _check(ctx, bad)
+    with (
+        it.prepared((spec, base, settings), it.patch(it.FIXED)) as ctx,
+        pytest.raises(discriminator.ReferenceError, match="the reference diff does not apply"),
+    ):
+        _check(ctx, bad)
 
 
 def test_a_reference_that_fails_the_visible_tests_is_refused(tmp_path) -> None:
