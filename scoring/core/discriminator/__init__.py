@@ -48,8 +48,21 @@ RATIONALE_COUNTEREXAMPLES = 2
 STEP = "Step: discriminator."
 
 
+def agreement_rate(per_entry: Mapping[str, Mapping[str, int]]) -> float:
+    """The product over entry points of the share of that entry point's inputs on which the patch agrees.
+
+    A product, like the tests' F2P x P2P: an entry point the patch did not touch (and agrees on everywhere) must
+    not dilute the disagreement of the one it got wrong.
+    """
+    rate = 1.0
+    for counts in per_entry.values():
+        if counts["inputs"]:
+            rate *= (counts["inputs"] - counts["disagree"]) / counts["inputs"]
+    return rate
+
+
 def combined_score(tests_score: float, agreement: float) -> float:
-    """Correctness with a reference: the tests' score times the agreement rate on generated inputs.
+    """Correctness with a reference: the tests' score times the agreement rate (`agreement_rate`).
 
     The one place the formula lives (docs/correctness.md, "Discriminator"): a no-op keeps the tests' 0, an honest
     fix keeps its 1.0, and a patch that only satisfies the visible tests loses the share of inputs it gets wrong.
@@ -119,8 +132,12 @@ def _verdict(ctx: ScoringContext, facts: Mapping[str, Any]) -> dict[str, Any]:
         budget_s=budget,
     )
     found = []
+    per_entry = {entry: {"inputs": 0, "disagree": 0} for entry in facts["entry_points"]}
     for case in cases:
         verdict = compare.verdict(case["expected"], outcomes.get(case["id"], {"status": "not_run"}))
+        counts = per_entry.setdefault(case["entry"], {"inputs": 0, "disagree": 0})
+        counts["inputs"] += 1
+        counts["disagree"] += verdict is not None
         if verdict is not None:
             size = len(canonical([case["args"], case["kwargs"]]))
             call = compare.describe_call(case["entry"], case["args"], case["kwargs"])
@@ -135,6 +152,7 @@ def _verdict(ctx: ScoringContext, facts: Mapping[str, Any]) -> dict[str, Any]:
         "entry_points": facts["entry_points"],
         "inputs": len(cases),
         "disagree": len(found),
+        "per_entry": per_entry,
         "timeouts": timeouts,
         "sources": facts["sources"],
         "dropped": facts["dropped"],
@@ -146,7 +164,7 @@ def _verdict(ctx: ScoringContext, facts: Mapping[str, Any]) -> dict[str, Any]:
 def _combine(result: CriticResult, verdict: dict[str, Any]) -> CriticResult:
     """The tests' result with the verdict folded in: score, flag, one rationale step, the evidence."""
     total, disagree = verdict["inputs"], verdict["disagree"]
-    agreement = (total - disagree) / total if total else 1.0
+    agreement = agreement_rate(verdict["per_entry"])
     tests_score = float(result.score or 0.0)
     score = combined_score(tests_score, agreement)
     verdict = {**verdict, "agreement": round(agreement, 4), "tests_score": round(tests_score, 4)}
