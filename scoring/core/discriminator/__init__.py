@@ -113,7 +113,9 @@ def judge(ctx: ScoringContext, result: CriticResult, previous: CriticResult | No
 def _not_run(result: CriticResult, why: str) -> CriticResult:
     evidence = {**result.evidence, "discriminator": {"ran": False, "reason": why}}
     step = f"{STEP} Did not run: {why}."
-    return replace(result, rationale=(*result.rationale, step), evidence=evidence)
+    # Before the tests' own score step, which stays last: it still gives the score.
+    steps = (*result.rationale[:-1], step, *result.rationale[-1:])
+    return replace(result, rationale=steps, evidence=evidence)
 
 
 def _verdict(ctx: ScoringContext, facts: Mapping[str, Any]) -> dict[str, Any]:
