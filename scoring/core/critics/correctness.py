@@ -130,7 +130,7 @@ class CorrectnessCritic(BaseCritic):
         suspicious code), re-running would cost time and change nothing.
         """
         if previous.score is None or "tamper" in previous.flags or not _any_failing(previous.evidence):
-            return previous
+            return discriminator.heal(ctx, previous, budget_s)
         combined, patched_blocker = choose_mode(ctx)
         base, _ = base_facts(ctx, combined=combined)
         runs = [{suite: _suite_from_evidence(previous.evidence[suite]) for suite in base}]

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from scoring.core.discriminator.probe import Unrepresentable, canonical, decode
 from scoring.core.discriminator.reference import ReferenceError
 from scoring.core.types import CriticResult, PipelineSettings, Runner, ScoringContext
 
-__all__ = ["ReferenceError", "check_reference", "combined_score", "judge", "task_facts"]
+__all__ = ["ReferenceError", "check_reference", "combined_score", "heal", "judge", "task_facts"]
 
 #: Bumped when the cached task facts change meaning.
 FACTS_FORMAT = 3
@@ -46,6 +47,14 @@ MIN_CAP_S = 0.5
 EVIDENCE_COUNTEREXAMPLES = 5
 RATIONALE_COUNTEREXAMPLES = 2
 STEP = "Step: discriminator."
+HEAL_STEP = "Step: discriminator healing."
+#: Perfect agreement on fewer inputs than this is a doubt that healing spends more inputs on.
+FEW_INPUTS = 60
+#: Confidence of such a result until healing has looked further.
+FEW_INPUTS_CONFIDENCE = 0.65
+#: Healing's inputs per round (a fresh seed each round) and the least time a round needs.
+HEAL_INPUTS = 600
+HEAL_ROUND_MIN_S = 3.0
 
 
 def agreement_rate(per_entry: Mapping[str, Mapping[str, int]]) -> float:
@@ -184,10 +193,88 @@ def _combine(result: CriticResult, verdict: dict[str, Any]) -> CriticResult:
     if disagree:
         flags.add("overfit")
         parts.append("Flagged overfit.")
+    confidence = result.confidence
+    if disagree == 0 and total < FEW_INPUTS and not verdict.get("healed"):
+        confidence = min(confidence, FEW_INPUTS_CONFIDENCE)
+        parts.append(f"Perfect agreement on fewer than {FEW_INPUTS} inputs: healing may try more.")
+    verdict["tests_confidence"] = result.confidence
     evidence = {**result.evidence, "discriminator": verdict}
+    steps = (*result.rationale, " ".join(parts))
     return replace(
-        result, score=score, rationale=(*result.rationale, " ".join(parts)), evidence=evidence, flags=frozenset(flags)
+        result, score=score, confidence=confidence, rationale=steps, evidence=evidence, flags=frozenset(flags)
     )
+
+
+def heal(ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult:
+    """More inputs for a verdict of perfect agreement on few inputs, within `budget_s`; else `previous` unchanged.
+
+    Each round draws a fresh seed's inputs (their reference outputs cached per task like the first ones), keeps
+    those not tried yet, runs the patch on them and merges the counts. Healing stops at the budget, after three
+    rounds, or when a round brings nothing new (the entry points' input space is small: the doubt is settled).
+    """
+    verdict = dict(previous.evidence.get("discriminator") or {})
+    if not verdict.get("ran") or verdict["disagree"] or verdict["inputs"] >= FEW_INPUTS or verdict.get("healed"):
+        return previous
+    deadline = time.monotonic() + budget_s
+    tried = {_case_key(case) for case in task_facts(ctx, seed=verdict["seed"]).get("cases", [])}
+    rounds: list[tuple[int, int]] = []
+    exhausted = False
+    for round_seed in range(verdict["seed"] + 1, verdict["seed"] + 4):
+        if deadline - time.monotonic() < HEAL_ROUND_MIN_S:
+            break
+        facts = task_facts(ctx, seed=round_seed, budget=HEAL_INPUTS)
+        fresh = [case for case in facts.get("cases", []) if _case_key(case) not in tried]
+        if not fresh:
+            exhausted = True
+            break
+        tried.update(_case_key(case) for case in fresh)
+        rounds.append((round_seed, len(fresh)))
+        verdict = _merge(verdict, _verdict(ctx, {**facts, "cases": fresh}))
+        if verdict["disagree"] or verdict["inputs"] >= FEW_INPUTS:
+            break
+    if not rounds and not exhausted:
+        return previous  # no time for a round: the doubt stands
+    verdict["healed"] = True
+    tests = replace(
+        previous,
+        score=verdict["tests_score"],
+        confidence=verdict["tests_confidence"],
+        rationale=tuple(step for step in previous.rationale if not step.startswith(STEP)),
+        evidence={k: v for k, v in previous.evidence.items() if k != "discriminator"},
+    )
+    healed = _combine(tests, verdict)
+    added = sum(count for _, count in rounds)
+    if rounds:
+        seeds = ", ".join(str(seed) for seed, _ in rounds)
+        total = f"{verdict['inputs']} in all, {verdict['disagree']} disagree"
+        step = f"{HEAL_STEP} {added} more inputs (seeds {seeds}); {total}."
+    else:
+        step = f"{HEAL_STEP} No new input could be generated: the entry points' inputs are few, and all agree."
+    return replace(healed, rationale=(*healed.rationale, step))
+
+
+def _case_key(case: Mapping[str, Any]) -> str:
+    return canonical([case["entry"], case["args"], case["kwargs"]])
+
+
+def _merge(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """Two verdicts on disjoint cases of one patch as one: counts added, counterexamples smallest first."""
+    per_entry = {entry: dict(counts) for entry, counts in first["per_entry"].items()}
+    for entry, counts in second["per_entry"].items():
+        mine = per_entry.setdefault(entry, {"inputs": 0, "disagree": 0})
+        mine["inputs"] += counts["inputs"]
+        mine["disagree"] += counts["disagree"]
+    examples = sorted(
+        [*first["counterexamples"], *second["counterexamples"]], key=lambda e: (len(e["call"]), e["call"])
+    )
+    return {
+        **first,
+        "inputs": first["inputs"] + second["inputs"],
+        "disagree": first["disagree"] + second["disagree"],
+        "timeouts": first["timeouts"] + second["timeouts"],
+        "per_entry": per_entry,
+        "counterexamples": examples[:EVIDENCE_COUNTEREXAMPLES],
+    }
 
 
 # --- task facts: computed once per task and cached -----------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from scoring.core import discriminator
+from scoring.core.critics.correctness import CorrectnessCritic
 from scoring.core.discriminator import inputs
 from scoring.core.spec import parse_spec
 from tests.scoring.core.fixtures import intervals_task as it
@@ -304,3 +305,39 @@ def test_spec_takes_entry_points_and_inline_inputs_and_keeps_them_in_its_stored_
     assert spec.entry_points == ("pkg.mod:f",)
     assert parse_spec(spec.to_json(), api=True) == spec
     assert spec.to_json()["inputs"][1] == {"entry_point": "pkg.mod:f", "args": [3], "kwargs": {"k": 1}}
+
+
+TINY_DOMAIN = {
+    "flags/__init__.py": (
+        '"""Flags."""\n\n\ndef both(pair):\n    """True when both flags are set."""\n    return pair[0] or pair[1]\n'
+    ),
+    "tests/__init__.py": "",
+    "tests/test_flags.py": "from flags import both\n\n\ndef test_both():\n    assert both((True, True))\n",
+}
+
+
+def test_perfect_agreement_on_few_inputs_is_healed_and_settled(tmp_path) -> None:
+    fixed = TINY_DOMAIN["flags/__init__.py"].replace("pair[0] or pair[1]", "pair[0] and pair[1]")
+    task = it.task(tmp_path, repo=TINY_DOMAIN, reference=it.make_diff({"flags/__init__.py": fixed}, base=TINY_DOMAIN))
+    honest = it.make_diff({"flags/__init__.py": fixed.replace("pair[0] and pair[1]", "all(pair)")}, base=TINY_DOMAIN)
+    with it.prepared(task, honest) as ctx:
+        first = CorrectnessCritic().evaluate(ctx)
+        assert first.evidence["discriminator"]["inputs"] < discriminator.FEW_INPUTS
+        assert first.confidence < 0.7  # a doubt healing can act on
+        healed = CorrectnessCritic().heal(ctx, first, budget_s=60)
+    assert healed.confidence == first.evidence["discriminator"]["tests_confidence"]
+    assert healed.score == 1.0
+    assert healed.rationale[-1].startswith("Step: discriminator healing. No new input could be generated")
+
+
+def test_healing_buys_more_inputs_when_agreement_rests_on_few(task, monkeypatch) -> None:
+    monkeypatch.setattr(discriminator, "FEW_INPUTS", 700)
+    with it.prepared(task, it.patch(it.FIXED_OTHER)) as ctx:
+        first = CorrectnessCritic().evaluate(ctx)
+        assert first.confidence == discriminator.FEW_INPUTS_CONFIDENCE
+        healed = CorrectnessCritic().heal(ctx, first, budget_s=120)
+    verdict = healed.evidence["discriminator"]
+    assert verdict["inputs"] > first.evidence["discriminator"]["inputs"]
+    assert verdict["disagree"] == 0 and verdict["healed"]
+    assert healed.rationale[-1].startswith("Step: discriminator healing.")
+    assert "more inputs (seeds 19" in healed.rationale[-1]
