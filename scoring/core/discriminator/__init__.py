@@ -96,10 +96,9 @@ def check_reference(
 def judge(ctx: ScoringContext, result: CriticResult, previous: CriticResult | None = None) -> CriticResult:
     """The tests' result combined with the discriminator's verdict on this patch (never raises on the patch).
 
-    `previous` (from healing) carries an earlier verdict for the same patch: it is reused, not run again.
+    `previous` (from healing) carries an earlier verdict for the same patch: it is reused, not run again, and a
+    new step is appended after the healed tests' steps (a healed rationale extends the old one).
     """
-    steps = [step for step in result.rationale if not step.startswith(STEP)]
-    result = replace(result, rationale=tuple(steps))
     if result.score is None:
         return result
     spec_reference = getattr(ctx.spec, "reference", None)
@@ -122,6 +121,8 @@ def judge(ctx: ScoringContext, result: CriticResult, previous: CriticResult | No
 def _not_run(result: CriticResult, why: str) -> CriticResult:
     evidence = {**result.evidence, "discriminator": {"ran": False, "reason": why}}
     step = f"{STEP} Did not run: {why}."
+    if step in result.rationale:  # healing extends a rationale that already says it
+        return replace(result, evidence=evidence)
     # Before the tests' own score step, which stays last: it still gives the score.
     steps = (*result.rationale[:-1], step, *result.rationale[-1:])
     return replace(result, rationale=steps, evidence=evidence)
@@ -239,7 +240,6 @@ def heal(ctx: ScoringContext, previous: CriticResult, budget_s: float) -> Critic
         previous,
         score=verdict["tests_score"],
         confidence=verdict["tests_confidence"],
-        rationale=tuple(step for step in previous.rationale if not step.startswith(STEP)),
         evidence={k: v for k, v in previous.evidence.items() if k != "discriminator"},
     )
     healed = _combine(tests, verdict)
