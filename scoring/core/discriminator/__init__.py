@@ -31,7 +31,7 @@ from scoring.core.types import CriticResult, PipelineSettings, Runner, ScoringCo
 __all__ = ["ReferenceError", "check_reference", "combined_score", "heal", "judge", "task_facts"]
 
 #: Bumped when the cached task facts change meaning.
-FACTS_FORMAT = 3
+FACTS_FORMAT = 4
 #: The seed of every generated input (recorded in the evidence): the same seed, the same inputs.
 DEFAULT_SEED = 18
 #: Inputs per task (traced, the author's and generated), split evenly among the entry points.

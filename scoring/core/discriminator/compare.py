@@ -95,7 +95,17 @@ def expected_of(outcome: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def verdict(expected: Mapping[str, Any], got: Mapping[str, Any]) -> tuple[str, str] | None:
     """None when the patch's outcome agrees with the expected one; else (what the patch did, what the reference
-    did), as phrases: ("the patch returns [(1, 3)]", "the reference [(1, 5)]")."""
+    did), as phrases: ("the patch returns [(1, 3)]", "the reference [(1, 5)]").
+
+    `got` is whatever the patch's process wrote: a value nested too deeply to compare is a disagreement.
+    """
+    try:
+        return _verdict(expected, got)
+    except RecursionError:
+        return "the patch returns a value nested too deeply to compare", "the reference does not"
+
+
+def _verdict(expected: Mapping[str, Any], got: Mapping[str, Any]) -> tuple[str, str] | None:
     status = got.get("status")
     if expected["status"] == "ok":
         if status == "ok":

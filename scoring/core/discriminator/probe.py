@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import time
+import types
 
 #: Size caps of one encoded value: nesting depth, number of nodes, characters of one string.
 MAX_DEPTH = 24
@@ -34,6 +35,17 @@ MAX_NODES = 20_000
 MAX_TEXT = 100_000
 #: Traced calls kept per entry point (the first ones, distinct).
 MAX_SEEDS_PER_ENTRY = 60
+
+
+#: Values that are code, not data: their state says nothing about what they compute.
+_CODE_LIKE = (
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.ModuleType,
+    types.CodeType,
+    type,
+)
 
 
 class Unrepresentable(ValueError):
@@ -86,6 +98,8 @@ def _encode_object(value, sub):
     cls = f"{kind.__module__}.{kind.__qualname__}"
     if isinstance(value, enum.Enum):
         return {"t": "enum", "cls": cls, "v": value.name}
+    if isinstance(value, _CODE_LIKE):
+        raise Unrepresentable(f"a {cls} is code, not data")
     state = {}
     for base in (list, tuple, dict, set, frozenset, str, int, float, bytes):
         if isinstance(value, base):

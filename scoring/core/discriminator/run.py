@@ -132,7 +132,7 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     for line in text.splitlines():
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # the patch's process may write anything
             continue
         if isinstance(value, dict):
             out.append(value)

@@ -6,6 +6,7 @@ comparison happens in the harness.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from scoring.core import discriminator
 from scoring.core.critics.correctness import CorrectnessCritic
-from scoring.core.discriminator import inputs
+from scoring.core.discriminator import compare, inputs, probe
 from scoring.core.spec import parse_spec
 from tests.scoring.core.fixtures import intervals_task as it
 from tests.scoring.core.fixtures.gcd_task import CountingRunner
@@ -341,3 +342,41 @@ def test_healing_buys_more_inputs_when_agreement_rests_on_few(task, monkeypatch)
     assert verdict["disagree"] == 0 and verdict["healed"]
     assert healed.rationale[-1].startswith("Step: discriminator healing.")
     assert "more inputs (seeds 19" in healed.rationale[-1]
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: float
+
+
+class Agreeable(list):
+    def __eq__(self, other: object) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "equal"),
+    [
+        ([(1, 5)], [(1, 5)], True),
+        ([(1, 5)], [[1, 5]], False),  # a tuple is not a list
+        (True, 1, False),  # True is not 1
+        (1, 1.0, True),
+        (0.1 + 0.2, 0.3, True),  # relative tolerance 1e-9
+        ({3, 1, 2}, {1, 2, 3}, True),
+        ({"b": 1, "a": 2}, {"a": 2, "b": 1}, True),
+        (float("nan"), float("nan"), True),
+        (Point(1, 2.0), Point(1, 2.0), True),  # objects: class and state
+        (Point(1, 2.0), Point(1, 3.0), False),
+        (Agreeable([1]), [2], False),  # a lying __eq__ is never asked
+        (Agreeable([1]), [1], False),  # and a subclass is not the builtin it imitates
+    ],
+)
+def test_outputs_compare_as_plain_data_in_the_harness(left, right, equal) -> None:
+    assert compare.same(probe.encode(left), probe.encode(right)) is equal
+
+
+def test_values_past_the_size_caps_or_without_a_stable_form_are_not_plain_data() -> None:
+    for value in (list(range(probe.MAX_NODES + 1)), "x" * (probe.MAX_TEXT + 1), object(), lambda: 1):
+        with pytest.raises(probe.Unrepresentable):
+            probe.encode(value)
