@@ -98,3 +98,25 @@ def test_score_patch_with_a_reference_flags_hard_coded_answers(tmp_path, capsys)
     assert correctness["score"] < 0.5
     assert correctness["evidence"]["discriminator"]["counterexamples"][0]["call"].startswith("add(")
     assert "add(" in result["comments"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("as_folder", [False, True], ids=["diff-file", "folder-of-files"])
+def test_cli_specs_register_their_reference_as_a_diff_or_a_folder(tmp_path, as_folder):
+    from scoring.core.spec import parse_spec
+
+    if as_folder:
+        files = tmp_path / "reference" / "calc"
+        files.mkdir(parents=True)
+        fixed = (TINY / "repo" / "calc" / "__init__.py").read_text().replace("return a - b", "return a + b")
+        (files / "__init__.py").write_text(fixed)
+        reference = "reference"
+    else:
+        (tmp_path / "reference.diff").write_text(FIX)
+        reference = "reference.diff"
+    spec = json.loads((TINY / "spec.json").read_text())
+    spec.update(repo=str(TINY / "repo"), hidden_tests=str(TINY / "hidden"), reference=reference)
+    task = services.task_create_from_dirs(spec=parse_spec(spec, spec_dir=tmp_path))
+    stored = services.task_spec(task).reference
+    assert stored is not None and stored.is_file()
+    assert (stored.read_bytes() == FIX.encode()) is not as_folder
