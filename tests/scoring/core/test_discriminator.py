@@ -17,6 +17,7 @@ from scoring.core import discriminator
 from scoring.core.critics.correctness import CorrectnessCritic
 from scoring.core.discriminator import compare, inputs, probe
 from scoring.core.spec import parse_spec
+from scoring.core.trees import pack_tree
 from tests.scoring.core.fixtures import intervals_task as it
 from tests.scoring.core.fixtures.gcd_task import CountingRunner
 
@@ -277,12 +278,16 @@ def test_a_reference_that_fails_the_visible_tests_is_refused(tmp_path) -> None:
             _check(ctx, wrong)
 
 
-def test_a_reference_given_as_files_overlays_the_base(tmp_path) -> None:
+@pytest.mark.parametrize("packed", [False, True], ids=["folder", "archive"])
+def test_a_reference_given_as_files_overlays_the_base(tmp_path, packed) -> None:
     files = tmp_path / "reference-files" / "intervals"
     files.mkdir(parents=True)
     (files / "__init__.py").write_text(it.FIXED)
+    reference = tmp_path / "reference-files"
+    if packed:  # as the service stores a folder: a .tar.gz whose paths are relative to the tree
+        reference = pack_tree(reference, tmp_path / "reference.tar.gz")
     spec, base, settings = it.task(tmp_path / "t")
-    task = (replace(spec, reference=tmp_path / "reference-files"), base, settings)
+    task = (replace(spec, reference=reference), base, settings)
     assert it.evaluate(task, it.patch(it.FIXED_OTHER)).score == 1.0
     assert "overfit" in it.evaluate(task, it.patch(it.hardcoded(VISIBLE_ANSWERS))).flags
 
