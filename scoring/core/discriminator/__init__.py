@@ -113,6 +113,8 @@ def judge(ctx: ScoringContext, result: CriticResult, previous: CriticResult | No
         facts = task_facts(ctx)
     except ReferenceError as exc:
         return _not_run(result, str(exc))
+    except FileNotFoundError:
+        return _not_run(result, "the task's stored reference is missing")
     if facts.get("error"):
         return _not_run(result, facts["error"])
     return _combine(result, _verdict(ctx, facts))
