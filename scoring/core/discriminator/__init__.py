@@ -31,13 +31,13 @@ from scoring.core.types import CriticResult, PipelineSettings, Runner, ScoringCo
 __all__ = ["ReferenceError", "check_reference", "combined_score", "heal", "judge", "task_facts"]
 
 #: Bumped when the cached task facts change meaning.
-FACTS_FORMAT = 4
+FACTS_FORMAT = 5
 #: The seed of every generated input (recorded in the evidence): the same seed, the same inputs.
 DEFAULT_SEED = 18
 #: Inputs per task (traced, the author's and generated), split evenly among the entry points.
 INPUT_BUDGET = 300
 MAX_ENTRY_POINTS = 8
-#: The reference's cap per input (a hang drops the input) and for all its inputs together.
+#: The reference's cap per input (a hang drops the input) and for all its inputs together (its two runs).
 REFERENCE_CAP_S = 1.0
 REFERENCE_BUDGET_S = 120.0
 #: The patch's cap per input: this many times the reference's time, and never less than MIN_CAP_S.
@@ -352,20 +352,29 @@ def _compute_facts(ctx: ScoringContext, *, seed: int, budget: int) -> dict[str, 
         facts["sources"] = sources
         for ident, item in enumerate(cases):
             item["id"] = ident
-        outcomes = run.call_cases(
-            run=ctx.run,
-            tree=tree,
-            cases=[{**item, "cap_s": REFERENCE_CAP_S} for item in cases],
-            work_root=ctx.settings.work_root,
-            env_dir=ctx.env_dir,
-            budget_s=REFERENCE_BUDGET_S,
+        # Twice, in two processes: an answer that changes between them (randomness, the clock, the order of a
+        # set of strings under hash randomisation) cannot be asked of the patch.
+        outcomes, again = (
+            run.call_cases(
+                run=ctx.run,
+                tree=tree,
+                cases=[{**item, "cap_s": REFERENCE_CAP_S} for item in cases],
+                work_root=ctx.settings.work_root,
+                env_dir=ctx.env_dir,
+                budget_s=REFERENCE_BUDGET_S / 2,
+            )
+            for _ in range(2)
         )
     kept, dropped, missing = [], {}, {}
     for item in cases:
         outcome = outcomes.get(item["id"], {"status": "not_run"})
         expected = compare.expected_of(outcome)
         if expected is not None:
-            kept.append({**item, "expected": expected})
+            if compare.verdict(expected, again.get(item["id"], {"status": "not_run"})) is None:
+                kept.append({**item, "expected": expected})
+            else:
+                reason = "the reference answers differently each time"
+                dropped[reason] = dropped.get(reason, 0) + 1
             continue
         status = outcome.get("status")
         reason = {

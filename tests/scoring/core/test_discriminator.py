@@ -385,3 +385,15 @@ def test_values_past_the_size_caps_or_without_a_stable_form_are_not_plain_data()
     for value in (list(range(probe.MAX_NODES + 1)), "x" * (probe.MAX_TEXT + 1), object(), lambda: 1):
         with pytest.raises(probe.Unrepresentable):
             probe.encode(value)
+
+
+def test_inputs_on_which_the_reference_answers_differently_each_time_are_dropped(tmp_path) -> None:
+    moody = "import random\n" + it.FIXED.replace(
+        "    return [tuple(pair) for pair in merged]",
+        "    if len(merged) > 1:\n        return [tuple(pair) for pair in merged] + [random.random()]\n"
+        "    return [tuple(pair) for pair in merged]",
+    )
+    task = it.task(tmp_path, reference=it.make_diff({"intervals/__init__.py": moody}, base=it.REPO))
+    result = it.evaluate(task, it.patch(it.FIXED))
+    assert result.evidence["discriminator"]["dropped"]["the reference answers differently each time"] > 0
+    assert result.score == 1.0
