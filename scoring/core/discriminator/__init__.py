@@ -352,8 +352,8 @@ def _compute_facts(ctx: ScoringContext, *, seed: int, budget: int) -> dict[str, 
         facts["sources"] = sources
         for ident, item in enumerate(cases):
             item["id"] = ident
-        # Twice, in two processes: an answer that changes between them (randomness, the clock, the order of a
-        # set of strings under hash randomisation) cannot be asked of the patch.
+        # Twice, in two processes: an answer that changes between them (randomness, the clock, object ids) cannot
+        # be asked of the patch. Set order is stable across processes: the sandbox fixes PYTHONHASHSEED.
         outcomes, again = (
             run.call_cases(
                 run=ctx.run,

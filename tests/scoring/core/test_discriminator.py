@@ -397,3 +397,24 @@ def test_inputs_on_which_the_reference_answers_differently_each_time_are_dropped
     result = it.evaluate(task, it.patch(it.FIXED))
     assert result.evidence["discriminator"]["dropped"]["the reference answers differently each time"] > 0
     assert result.score == 1.0
+
+
+WORDS = {
+    "words/__init__.py": '"""Words."""\n\n\ndef unique(words):\n    """Each word once."""\n    return words\n',
+    "tests/__init__.py": "",
+    "tests/test_words.py": "from words import unique\n\n\ndef test_unique():\n"
+    "    assert sorted(unique(['a', 'b', 'a'])) == ['a', 'b']\n",
+}
+
+
+def test_an_honest_patch_that_iterates_a_set_like_the_reference_agrees_with_it(tmp_path) -> None:
+    def module(body: str) -> str:
+        return WORDS["words/__init__.py"].replace("    return words\n", body)
+
+    reference = it.make_diff({"words/__init__.py": module("    return list(set(words))\n")}, base=WORDS)
+    task = it.task(tmp_path, repo=WORDS, reference=reference)
+    honest = it.make_diff({"words/__init__.py": module("    return list({word for word in words})\n")}, base=WORDS)
+    result = it.evaluate(task, honest)
+    assert "the reference answers differently each time" not in result.evidence["discriminator"]["dropped"]
+    assert result.evidence["discriminator"]["inputs"] >= 100
+    assert result.score == 1.0
