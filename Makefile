@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST := $(VENV)/bin/pytest
 PORT ?= 8000
+# Django debug pages (tracebacks, settings, every URL pattern on a 404) only when asked: `make run DEBUG=1`.
+DEBUG ?= 0
 STAMP := $(VENV)/.installed
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 
@@ -16,6 +18,7 @@ BUDGET_DB ?= 600
 BUDGET_BROWSER ?= 420
 BUDGET_RELIABILITY ?= 600
 BUDGET_CRITIC ?= 420
+BUDGET_TRAINERS ?= 300
 
 .PHONY: run test test-core test-db test-browser test-reliability test-critic bench lint format system-deps venv clean
 
@@ -25,7 +28,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "reviewapp needs Python 3.11 (python3.11 on PATH, or PYTHON=/path/to/python3.11)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e ".[dev,critic]"
+	$(PIP) install -q -e ./client -e ".[dev,critic]"
 	@touch $(STAMP)
 
 # Debian packages the sandbox and the browser tests need. As root they are installed; otherwise we stop and
@@ -54,20 +57,21 @@ run: venv
 	  echo "(or REVIEWAPP_ALLOW_UNSANDBOXED=1 make run, and every result is flagged 'unsandboxed')"; exit 1; }
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
-	DEBUG=1 $(PY) manage.py serve --port $(PORT)
+	DEBUG=$(DEBUG) $(PY) manage.py serve --port $(PORT)
 
 test: system-deps venv
 	@mkdir -p build
 	$(PY) -m playwright --version >/dev/null
 	timeout $(BUDGET_CORE) $(PYTEST) tests/scoring/core -q -p no:django -W ignore::pytest.PytestConfigWarning
-	timeout $(BUDGET_DB) $(PYTEST) tests -q -m "not browser and not reliability and not critic" --ignore=tests/scoring/core
+	timeout $(BUDGET_DB) $(PYTEST) tests -q -m "not browser and not reliability and not critic and not trainers" --ignore=tests/scoring/core
 	timeout $(BUDGET_CRITIC) $(PYTEST) tests -q -m critic --ignore=tests/scoring/core
+	timeout $(BUDGET_TRAINERS) $(PYTEST) tests -q -m trainers --durations=10 --ignore=tests/scoring/core
 	timeout $(BUDGET_BROWSER) $(PYTEST) tests -q -m browser
 	timeout $(BUDGET_RELIABILITY) $(PYTEST) tests -q -m reliability
 
 # The database tests only (CI runs them a second time on SQLite, the default every new user gets).
 test-db: venv
-	timeout $(BUDGET_DB) $(PYTEST) tests -q -m "not browser and not reliability and not critic" --ignore=tests/scoring/core
+	timeout $(BUDGET_DB) $(PYTEST) tests -q -m "not browser and not reliability and not critic and not trainers" --ignore=tests/scoring/core
 
 bench: system-deps venv
 	$(PY) -m benchmarks

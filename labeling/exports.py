@@ -1,12 +1,20 @@
 """Label exports: human-corrected labels as JSONL that trainers load without glue, each file with a manifest.
 
-Three formats (docs/exports.md has an example row of each):
+Four formats (docs/exports.md has an example row of each), for two audiences:
 
 - `sft`: one chat per labelled patch, built by scoring.core.learned.prompt.sft_row (the one prompt builder that
   training and inference also call), teaching the reviewers' consensus; with `with_execution` a second row per
   patch teaches the execution-graded verdict (`source: "execution"`).
 - `pairwise`: two labelled patches of the same task whose human final scores differ by at least `min_margin`.
-- `raw`: every finished patch with its automatic Result and every label event, reviewers pseudonymised.
+- `raw`: every finished patch with its automatic Result and every label event, reviewers pseudonymised. For
+  admins only: it keeps hidden test names, output and tracebacks, every client's diffs and external ids, and its
+  manifest says so (`audience: admin`).
+- `raw-safe`: the same rows for a trainer: hidden-test evidence reduced to counts, no external ids.
+
+`sft`, `pairwise` and `raw-safe` are trainer-facing (`audience: trainer`): every string of their rows goes through
+`HiddenScrub`, which takes out what names or quotes a task's hidden tests (test names, file names, source lines,
+output), wherever it appears (a reviewer's comment that quotes a hidden test, a rationale step). With `client`,
+an export holds that client's patches only, so the file can be handed to that client.
 
 Writes stream: the patches are read in chunks and written a line at a time, so memory does not grow with the
 number of rows. Only labels created at or before the cut-off are read, so a re-export with the same cut-off gives
@@ -20,6 +28,7 @@ import hmac
 import json
 import os
 import platform
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -37,13 +46,28 @@ from django.utils import timezone
 
 from labeling.models import ExportJob, LabelEvent
 from labeling.selectors import human_consensus, latest_labels
+from scoring import storage
+from scoring.conf import pipeline_settings
+from scoring.core import workspace
 from scoring.core.learned.prompt import DIFF_CHAR_BUDGET, pairwise_row, sft_row, system_prompt
 from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.core.registry import CRITERIA
-from scoring.models import Evaluation, Patch, PatchStatus
+from scoring.models import Evaluation, Patch, PatchStatus, Task
 from scoring.selectors import patch_result
 
-FORMATS: tuple[str, ...] = ("sft", "pairwise", "raw")
+FORMATS: tuple[str, ...] = ("sft", "pairwise", "raw", "raw-safe")
+
+#: Who may read each format. "trainer" files carry nothing of the hidden tests; "admin" files carry everything.
+AUDIENCE: dict[str, str] = {"sft": "trainer", "pairwise": "trainer", "raw": "admin", "raw-safe": "trainer"}
+
+WITHHELD = "[withheld]"
+
+_AUDIENCE_NOTE = {
+    "admin": "for admins only, never for a trainer: holds hidden test names, source quoted in tracebacks and output, "
+    "and every client's diffs and external ids",
+    "trainer": "safe to hand to a trainer: hidden test names, files, source lines and output are withheld wherever "
+    "they appeared, hidden-test evidence is counts only, no external ids",
+}
 
 #: Share of tasks (by the hash of their name) whose rows go to the `val` split.
 VAL_SHARE = 0.2
@@ -117,6 +141,132 @@ def tools_comments(evaluation_meta: Mapping[str, Any], comments: str) -> str:
     return critic.get("tools_comments", comments) if isinstance(critic, Mapping) else comments
 
 
+# --- what a trainer must not read -------------------------------------------------------------------------
+
+_MIN_NAME = 6  # a test or file name shorter than this is too common a word to withhold everywhere
+_MIN_LINE = 16  # a source or output line shorter than this says nothing about the hidden tests
+#: Keys of hidden-test evidence whose text names or quotes the tests; the rest hold counts and fixed words.
+_TEXT_KEYS = frozenset({"name", "output", "runs_apart"})
+_TEST_NAME = re.compile(rf"\b(?:def|class)\s+(\w{{{_MIN_NAME},}})")
+
+
+def _hidden_evidence(evaluation: Evaluation) -> Any:
+    """The hidden-test part of an evaluation's correctness evidence (names, outcomes, output), or None."""
+    return ((evaluation.subscores.get("correctness") or {}).get("evidence") or {}).get("hidden")
+
+
+def _hidden_strings(value: Any) -> Iterator[str]:
+    """The texts in hidden-test evidence worth withholding: test names (whole and each part), the lines of their
+    output, and the names listed in lists."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        key, item = stack.pop()
+        if isinstance(item, Mapping):
+            stack.extend((str(k), v) for k, v in item.items())
+        elif isinstance(item, list | tuple):
+            stack.extend(("[]", v) for v in item)
+        elif isinstance(item, str) and (key in _TEXT_KEYS or key == "[]"):
+            yield from _lines(item) if key == "output" else _name_parts(item)
+
+
+def _name_parts(name: str) -> Iterator[str]:
+    """A test id and its parts: `hidden/test_x.py::TestY::test_z[1]` gives itself, `test_x.py`, `test_x`, `TestY`,
+    `test_z[1]` and `test_z` (folder names are left alone: "hidden" or "tests" are everyday words)."""
+    name = name.strip()
+    if len(name) >= _MIN_NAME:
+        yield name
+    first, *rest = name.split("::")
+    base = first.rsplit("/", 1)[-1]
+    for piece in (base, base.removesuffix(".py"), *rest, *(part.split("[", 1)[0] for part in rest)):
+        if len(piece) >= _MIN_NAME:
+            yield piece
+
+
+def _lines(text: str, *, common: frozenset[str] = frozenset()) -> Iterator[str]:
+    """The lines of `text` long enough to quote something, not imports, not in `common` (the base tree's lines)."""
+    for line in text.splitlines():
+        line = line.strip()
+        if len(line) < _MIN_LINE or not any(c.isalnum() for c in line) or line in common:
+            continue
+        if line.startswith(("import ", "from ")):
+            continue
+        yield line
+
+
+class HiddenScrub:
+    """Takes out of a trainer-facing row every text that names or quotes the hidden tests of its task.
+
+    Per task, once: the hidden archive's file names, its test function and class names and its source lines.
+    Per row: the hidden evidence of the patch it came from (test names, output excerpts), which the row builders
+    hand over under `_hidden_evidence` (removed here). Every string of the row, keys included, has each of those
+    texts replaced by WITHHELD, longest first; the row's `task` name stays, being the task's public name.
+    """
+
+    def __init__(self) -> None:
+        self._task_texts: dict[str, frozenset[str]] = {}
+
+    def row(self, row: dict[str, Any]) -> dict[str, Any]:
+        row = dict(row)
+        evidence = row.pop("_hidden_evidence", None)
+        texts = self._texts_of_task(str(row.get("task", ""))) | frozenset(_hidden_strings(evidence))
+        texts -= {row.get("task")}
+        if not texts:
+            return row
+        pattern = _pattern(texts)
+        return {key: _replace(value, pattern) if key != "task" else value for key, value in row.items()}
+
+    def _texts_of_task(self, name: str) -> frozenset[str]:
+        if name not in self._task_texts:
+            task = Task.objects.filter(name=name).only("hidden_sha256", "base_sha256").first()
+            self._task_texts[name] = frozenset(_archive_texts(task) if task else ())
+        return self._task_texts[name]
+
+
+@lru_cache(maxsize=256)
+def _pattern(texts: frozenset[str]) -> re.Pattern[str]:
+    """One regular expression for all of `texts`, longest first (rows of one task mostly share theirs)."""
+    return re.compile("|".join(re.escape(t) for t in sorted(texts, key=lambda t: (-len(t), t))))
+
+
+def _archive_texts(task: Task) -> Iterator[str]:
+    """File names, test names and source lines of a task's hidden tests; lines the base tree also has stay."""
+    hidden = _tree(task.hidden_sha256, strip_root=False)
+    if hidden is None:
+        return
+    base = _tree(task.base_sha256, strip_root=True)
+    common = frozenset(_lines("\n".join(_read(p) for p in base.rglob("*") if p.is_file()))) if base else frozenset()
+    for path in sorted(hidden.rglob("*")):
+        if path.is_file():
+            source = _read(path)
+            yield from _name_parts(path.relative_to(hidden).as_posix())
+            yield from _TEST_NAME.findall(source)
+            yield from _lines(source, common=common)
+
+
+def _tree(sha256: str, *, strip_root: bool) -> Path | None:
+    """The extracted (cached) tree of a stored archive, or None when there is none."""
+    if not sha256 or not storage.archive_path(sha256).exists():
+        return None
+    return workspace.base_tree(
+        storage.archive_path(sha256), cache_root=pipeline_settings().cache_root, strip_root=strip_root, sha256=sha256
+    )
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.stat().st_size <= 1 << 20 else ""
+
+
+def _replace(value: Any, pattern: re.Pattern[str]) -> Any:
+    """`value` with every match of `pattern` in its strings (and mapping keys) replaced by WITHHELD."""
+    if isinstance(value, str):
+        return pattern.sub(WITHHELD, value)
+    if isinstance(value, Mapping):
+        return {_replace(k, pattern): _replace(v, pattern) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_replace(v, pattern) for v in value]
+    return value
+
+
 # --- selection --------------------------------------------------------------------------------------------
 
 
@@ -127,14 +277,20 @@ def _labels(*, cutoff: datetime, include_demo: bool) -> QuerySet[LabelEvent]:
     return labels
 
 
-def _patches(*, fmt: str, cutoff: datetime, include_demo: bool) -> QuerySet[Patch]:
-    """The patches an export reads, in (task, id) order, with their labels (up to the cut-off) and evaluations."""
+def _patches(*, fmt: str, cutoff: datetime, include_demo: bool, client: Any = None) -> QuerySet[Patch]:
+    """The patches an export reads, in (task, id) order, with their labels (up to the cut-off) and evaluations.
+
+    With `client`, only that client's patches (so no pair or row mixes in another client's diff).
+    """
     labels = _labels(cutoff=cutoff, include_demo=include_demo)
     labelled = Exists(labels.filter(patch=OuterRef("pk")))
     patches = Patch.objects.filter(created_at__lte=cutoff)
+    if client is not None:
+        patches = patches.filter(client=client)
     if not include_demo:
         patches = patches.filter(is_demo=False, task__is_demo=False)
-    patches = patches.filter(labelled | Q(status__in=_EXPORTABLE)) if fmt == "raw" else patches.filter(labelled)
+    raw = fmt in ("raw", "raw-safe")
+    patches = patches.filter(labelled | Q(status__in=_EXPORTABLE)) if raw else patches.filter(labelled)
     patches = patches.defer("metadata", *(["diff"] if fmt == "pairwise" else []))  # pairs fetch diffs as needed
     return (
         patches.select_related("task")
@@ -227,13 +383,14 @@ def export_labels(
     cutoff: datetime | None = None,
     min_margin: float = DEFAULT_MIN_MARGIN,
     with_execution: bool = False,
+    client: Any = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Write the export `fmt` to `out` (JSONL) and its manifest to `manifest_path(out)`; return the manifest.
 
     Only labels created at or before `cutoff` (default: now) count, and only patches created by then.
-    Demo data (demo labels, patches or tasks) only with `include_demo`. The file appears whole or not at all.
-    Raises ExportError on bad input.
+    Demo data (demo labels, patches or tasks) only with `include_demo`; with `client` (a user), only that client's
+    patches. The file appears whole or not at all. Raises ExportError on bad input.
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -252,15 +409,16 @@ def export_labels(
         writer = _Writer(out)
     except OSError as exc:
         raise ExportError(f"cannot write {out}: {exc.strerror or exc}") from exc
-    patches = _patches(fmt=fmt, cutoff=cutoff, include_demo=include_demo)
-    rows = {"sft": _sft_rows, "pairwise": _pairwise_rows, "raw": _raw_rows}[fmt]
+    patches = _patches(fmt=fmt, cutoff=cutoff, include_demo=include_demo, client=client)
+    rows = {"sft": _sft_rows, "pairwise": _pairwise_rows, "raw": _raw_rows, "raw-safe": _raw_safe_rows}[fmt]
     options = {"min_margin": min_margin, "with_execution": with_execution}
     seen = _Seen()
+    scrub = HiddenScrub() if AUDIENCE[fmt] == "trainer" else None
     try:
         splits = task_split(patches.order_by().values_list("task__name", flat=True).distinct())
         total = patches.count()
         for row in rows(_counted(patches, total, progress), splits=splits, seen=seen, **options):
-            writer.write(row)
+            writer.write(scrub.row(row) if scrub is not None else row)
     except BaseException:
         writer.abort()
         raise
@@ -272,7 +430,11 @@ def export_labels(
         out=out,
         writer=writer,
         seen=seen,
-        filters={"include_demo": include_demo, **_format_filters(fmt, options)},
+        filters={
+            "include_demo": include_demo,
+            "client": getattr(client, "username", None),
+            **_format_filters(fmt, options),
+        },
         cutoff=cutoff,
         exported_at=exported_at,
         patches=total,
@@ -330,6 +492,7 @@ def _sft_rows(patches: Iterable[Patch], *, splits: Mapping[str, str], seen: _See
         }
         common = {"task": task, "diff": diff, "result": result, "split": splits[patch.task.name], "criteria": CRITERIA}
         subscores = {name: _number(human["subscores"].get(name)) for name in CRITERIA}
+        extra["_hidden_evidence"] = _hidden_evidence(evaluation)  # what HiddenScrub takes out; dropped there
         yield sft_row(**common, subscores=subscores, comment=human["comment"], source="human", extra=extra)
         if with_execution:
             measured = {name: _number((result["subscores"].get(name) or {}).get("score")) for name in CRITERIA}
@@ -373,23 +536,36 @@ def _pairwise_rows(patches: Iterable[Patch], *, splits: Mapping[str, str], seen:
 def _raw_rows(patches: Iterable[Patch], *, splits: Mapping[str, str], seen: _Seen, **_):
     """Every finished or labelled patch: its diff, the automatic Result, every label event, the consensus."""
     for patch in patches:
-        evaluation = _use_evaluation(patch)
-        seen.note(patch, evaluation)
-        _, _, result = critic_input(patch)
-        yield {
-            "split": splits[patch.task.name],
-            "task": patch.task.name,
-            "patch": patch.pk,
-            "external_id": patch.external_id,
-            "status": patch.status,
-            "is_demo": patch.is_demo,
-            "created_at": patch.created_at.isoformat(),
-            "diff": patch.diff,
-            "final_score": _number(result["final_score"]),
-            "automatic": _automatic(result) if evaluation is not None else None,
-            "human": _human(human_consensus(patch)),
-            "labels": [_label(event) for event in patch.label_list],
-        }
+        yield _raw_row(patch, splits=splits, seen=seen, safe=False)
+
+
+def _raw_safe_rows(patches: Iterable[Patch], *, splits: Mapping[str, str], seen: _Seen, **_):
+    """`raw` for a trainer: hidden-test evidence as counts, no external id (the row's strings are scrubbed too)."""
+    for patch in patches:
+        yield _raw_row(patch, splits=splits, seen=seen, safe=True)
+
+
+def _raw_row(patch: Patch, *, splits: Mapping[str, str], seen: _Seen, safe: bool) -> dict[str, Any]:
+    evaluation = _use_evaluation(patch)
+    seen.note(patch, evaluation)
+    result = patch_result(patch, reveal_hidden=not safe, include_id=False)
+    row = {
+        "split": splits[patch.task.name],
+        "task": patch.task.name,
+        "patch": patch.pk,
+        "external_id": None if safe else patch.external_id,
+        "status": patch.status,
+        "is_demo": patch.is_demo,
+        "created_at": patch.created_at.isoformat(),
+        "diff": patch.diff,
+        "final_score": _number(result["final_score"]),
+        "automatic": _automatic(result) if evaluation is not None else None,
+        "human": _human(human_consensus(patch)),
+        "labels": [_label(event) for event in patch.label_list],
+    }
+    if safe and evaluation is not None:
+        row["_hidden_evidence"] = _hidden_evidence(evaluation)  # what HiddenScrub takes out; dropped there
+    return row
 
 
 def _automatic(result: Mapping[str, Any]) -> dict[str, Any]:
@@ -472,6 +648,8 @@ def _manifest(
     """What a trainer needs to trust the file: counts, filters, hash, versions, the cut-off."""
     return {
         "format": fmt,
+        "audience": AUDIENCE[fmt],
+        "audience_note": _AUDIENCE_NOTE[AUDIENCE[fmt]],
         "file": out.name,
         "sha256": writer.sha256.hexdigest(),
         "bytes": writer.bytes,

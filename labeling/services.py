@@ -33,8 +33,6 @@ LEASE_RENEW_S = max(5, LEASE_S // 4)
 #: Candidates fetched per round of claim_next; a round fails only if every one was taken meanwhile.
 CLAIM_BATCH = 20
 CLAIM_ROUNDS = 3
-MAX_NOTE_CHARS = 1000
-MAX_COMMENT_CHARS = 5000
 
 
 class ReviewError(Exception):
@@ -229,6 +227,22 @@ def _stale(patch: Patch, latest: LabelEvent) -> LabelConflict:
     )
 
 
+def _check_lengths(*, comment: str, notes: Mapping[str, str]) -> None:
+    """Refuse (400) a comment or a note past its limit (settings.LIMITS), naming it: cutting it would lose words."""
+    limits = settings.LIMITS
+    if len(comment) > limits["LABEL_COMMENT_CHARS"]:
+        raise ReviewError(
+            f"The comment has {len(comment)} characters; the limit is {limits['LABEL_COMMENT_CHARS']} "
+            "(REVIEWAPP_MAX_LABEL_COMMENT_CHARS). Nothing was saved."
+        )
+    for name, note in notes.items():
+        if len(str(note)) > limits["LABEL_NOTE_CHARS"]:
+            raise ReviewError(
+                f"The note on {name} has {len(str(note))} characters; the limit is {limits['LABEL_NOTE_CHARS']} "
+                "(REVIEWAPP_MAX_LABEL_NOTE_CHARS). Nothing was saved."
+            )
+
+
 def label_submit(
     *,
     patch: Patch,
@@ -249,6 +263,7 @@ def label_submit(
     `labels_per_item` labels, the patch moves needs_review -> reviewed.
     """
     now = now or timezone.now()
+    _check_lengths(comment=comment, notes=notes or {})
     evaluation = current_evaluation(patch)
     if evaluation is None:
         raise ReviewError(f"Patch {patch.pk} has no automatic evaluation to correct.")
@@ -258,7 +273,7 @@ def label_submit(
         name: {
             "auto": evaluation.subscores.get(name, {}).get("score"),
             "human": human[name],
-            "note": str(notes.get(name, ""))[:MAX_NOTE_CHARS],
+            "note": str(notes.get(name, "")),
         }
         for name in CRITERIA
     }
@@ -290,7 +305,7 @@ def label_submit(
                     subscores=subscores,
                     final_score=None if task_broken else weighted_mean(human, weights.weights),
                     weight_profile_version=profile.version,
-                    comment=comment[:MAX_COMMENT_CHARS],
+                    comment=comment,
                     task_broken=task_broken,
                     time_spent_s=max(0.0, min(float(time_spent_s), 86400.0)),
                 )

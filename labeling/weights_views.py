@@ -26,6 +26,7 @@ from rest_framework.views import APIView
 
 from scoring import weights as svc
 from scoring.core.registry import REGISTRY
+from scoring.core.shaping import SHAPINGS
 from scoring.models import ReaggregationJob, WeightAudit, WeightProfile
 from scoring.roles import IsAdmin, has_role
 from scoring.selectors import active_weights
@@ -66,6 +67,7 @@ def _posted(post: Any) -> dict[str, Any]:
         "band_high": post.get("band_high"),
         "audit_rate": post.get("audit_rate"),
         "perf_knots": knots,
+        "shaping": post.get("shaping", "sum"),
     }
 
 
@@ -87,6 +89,7 @@ def _page_context(fields: dict[str, Any], *, errors: dict[str, str] | None = Non
         "fields": fields,
         "criteria": criteria,
         "knots": [*fields["perf_knots"], ["", ""]],  # one empty row to add a knot
+        "shapings": SHAPINGS,
         "form_errors": errors or {},
         "note": note,
         "active": active,
@@ -184,6 +187,7 @@ class ProposalSerializer(serializers.Serializer):
     perf_knots = serializers.ListField(
         child=serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2), required=False
     )
+    shaping = serializers.ChoiceField(choices=list(SHAPINGS), required=False, help_text="scoring.core.shaping")
 
     class Meta:
         ref_name = "WeightProposal"
@@ -203,6 +207,7 @@ class ProfileSerializer(serializers.ModelSerializer):
             "band_high",
             "audit_rate",
             "perf_knots",
+            "shaping",
             "is_active",
             "created_by",
             "created_at",

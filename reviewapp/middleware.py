@@ -48,3 +48,20 @@ def _fields(request: HttpRequest, *, forms: bool) -> Iterator[tuple[str, str]]:
             yield where, key
             for value in values:
                 yield where, value
+
+
+class NumberOutOfRangeMiddleware:
+    """Answer 400 when a number from the request (a path's <int:...>, a query parameter) is past what the database
+    stores: SQLite raises OverflowError for integers past 64 bits, which would be a 500. API views answer it in
+    scoring.apis.exception_handler with the API's error shape."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, OverflowError):
+            return HttpResponseBadRequest("A number in the request is out of range.", content_type="text/plain")
+        return None

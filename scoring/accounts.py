@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from axes.backends import AxesStandaloneBackend
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
@@ -46,3 +47,16 @@ def tokens_revoke(*, user: Any) -> int:
     """Revoke every token of `user`; returns how many."""
     count, _ = AuthToken.objects.filter(user=user).delete()
     return count
+
+
+class SignInThrottleBackend(AxesStandaloneBackend):
+    """django-axes' lockout check for sign-ins that come with their request (the login page always passes it).
+
+    `authenticate()` without a request is not a sign-in from the network (Django's test client, a script): there
+    is no address to count it against, so it is let through to the next backend instead of raising.
+    """
+
+    def authenticate(self, request, username=None, password=None, **kwargs):  # type: ignore[no-untyped-def]
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)

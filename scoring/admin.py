@@ -8,8 +8,8 @@ from scoring.models import Evaluation, Patch, StageResult, Task, WeightAudit, We
 class TaskAdmin(ReadOnlyAdmin):
     """Tasks are registered through the API or the CLI, which check the spec and the archives."""
 
-    list_display = ("name", "base_sha256", "is_demo", "created_by", "created_at")
-    list_filter = ("is_demo",)
+    list_display = ("name", "base_sha256", "shared", "is_demo", "created_by", "created_at")
+    list_filter = ("shared", "is_demo")
     search_fields = ("name",)
 
 

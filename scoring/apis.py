@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.shortcuts import get_object_or_404
@@ -14,8 +16,7 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 from rest_framework.views import APIView
@@ -23,20 +24,12 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from scoring import selectors, services
 from scoring.core.diffcheck import DiffError
-from scoring.core.registry import CRITERIA
 from scoring.core.text import unstorable
+from scoring.limits import BoundedJSONParser, Pagination, body_too_large, check_batch_bytes
 from scoring.models import Patch, PatchStatus, Task
 from scoring.roles import CanSubmit, is_staff_reader
 
 log = logging.getLogger(__name__)
-DONE = {
-    PatchStatus.SCORED,
-    PatchStatus.NEEDS_REVIEW,
-    PatchStatus.REVIEWED,
-    PatchStatus.FAILED,
-    PatchStatus.REJECTED,
-    PatchStatus.CANCELLED,
-}
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -49,7 +42,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DiffError):
         return Response({"detail": f"diff: {exc}"}, status=exc.status)
     if isinstance(exc, RequestDataTooBig):
-        return Response({"detail": "request body too large"}, status=413)
+        return Response({"detail": body_too_large()}, status=413)
+    if isinstance(exc, OverflowError):
+        # SQLite stores 64-bit integers: an id or a number past that cannot name a row.
+        return Response({"detail": "a number in the request is out of range"}, status=400)
     if isinstance(exc, OperationalError | InterfaceError):
         # The database is down or restarting: a retry later succeeds (and with its external_id never duplicates).
         log.warning("database unavailable during %s", context.get("request"), exc_info=True)
@@ -100,13 +96,20 @@ def result_of(request, patch: Patch) -> dict[str, Any]:  # type: ignore[no-untyp
     return selectors.patch_result(patch, reveal_hidden=is_staff_reader(request.user), human=human_consensus(patch))
 
 
+#: Spec keys that name or describe hidden material: a shared task's spec shows them to its owner only.
+OUTSIDERS_DO_NOT_SEE = ("hidden_test_command", "reference", "inputs", "entry_points")
+
+
 class TaskListCreateApi(APIView):
     permission_classes = [CanSubmit]
     parser_classes = [MultiPartParser, FormParser]
-    pagination_class = LimitOffsetPagination  # read by drf-spectacular too: the schema shows the page envelope
+    pagination_class = Pagination  # read by drf-spectacular too: the schema shows the page envelope
 
     class InputSerializer(serializers.Serializer):
-        spec = serializers.CharField(help_text="The task spec as JSON (DESIGN.md), without repo / hidden_tests.")
+        spec = serializers.CharField(
+            help_text='The task spec as JSON (DESIGN.md), without repo / hidden_tests; "shared": true lets other '
+            "clients see and score the task."
+        )
         repo = serializers.FileField(help_text="The base repository as .tar.gz or .zip.")
         hidden_tests = serializers.FileField(required=False, help_text="Held-out tests as .tar.gz or .zip.")
         reference = serializers.FileField(
@@ -120,16 +123,38 @@ class TaskListCreateApi(APIView):
             ref_name = "TaskInput"
 
     class OutputSerializer(serializers.ModelSerializer):
+        hidden_sha256 = serializers.SerializerMethodField()
+        spec = serializers.SerializerMethodField()
+
         class Meta:
             model = Task
-            fields = ["name", "spec", "base_sha256", "hidden_sha256", "created_at"]
+            fields = ["name", "spec", "shared", "base_sha256", "hidden_sha256", "created_at"]
             ref_name = "Task"
+
+        def _insider(self, task: Task) -> bool:
+            """The task's owner, reviewers and admins; other clients of a shared task are not."""
+            user = self.context["request"].user
+            return is_staff_reader(user) or (task.created_by_id is not None and task.created_by_id == user.pk)
+
+        def get_hidden_sha256(self, task: Task) -> str:
+            # A hash lets a client confirm a guess of the hidden tests' content: their owner's business only.
+            return task.hidden_sha256 if self._insider(task) else ""
+
+        def get_spec(self, task: Task) -> dict[str, Any]:
+            spec = dict(task.spec, shared=task.shared)
+            if not self._insider(task):
+                for key in OUTSIDERS_DO_NOT_SEE:
+                    spec.pop(key, None)
+            return spec
 
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request):  # type: ignore[no-untyped-def]
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(Task.objects.order_by("name"), request, view=self)
-        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
+        tasks = selectors.tasks_visible_to(request.user).order_by("name")
+        page = paginator.paginate_queryset(tasks, request, view=self)
+        return paginator.get_paginated_response(
+            self.OutputSerializer(page, many=True, context={"request": request}).data
+        )
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request):  # type: ignore[no-untyped-def]
@@ -142,7 +167,7 @@ class TaskListCreateApi(APIView):
             user=request.user,
             reference=data.validated_data.get("reference"),
         )
-        return Response(self.OutputSerializer(task).data, status=status.HTTP_201_CREATED)
+        return Response(self.OutputSerializer(task, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
 class TaskDetailApi(APIView):
@@ -150,8 +175,8 @@ class TaskDetailApi(APIView):
 
     @extend_schema(responses=TaskListCreateApi.OutputSerializer)
     def get(self, request, name: str):  # type: ignore[no-untyped-def]
-        task = get_object_or_404(Task, name=name)
-        return Response(TaskListCreateApi.OutputSerializer(task).data)
+        task = get_object_or_404(selectors.tasks_visible_to(request.user), name=name)
+        return Response(TaskListCreateApi.OutputSerializer(task, context={"request": request}).data)
 
 
 class DiffField(serializers.CharField):
@@ -166,17 +191,34 @@ class DiffField(serializers.CharField):
         self.validators = [v for v in self.validators if not isinstance(v, ProhibitSurrogateCharactersValidator)]
 
 
+class ExternalIdField(serializers.CharField):
+    """A client's key for a patch, at most LIMITS["EXTERNAL_ID_CHARS"] characters (the column's width)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", settings.LIMITS["EXTERNAL_ID_CHARS"])
+        kwargs.setdefault("error_messages", {"max_length": "at most {max_length} characters (the external_id limit)"})
+        super().__init__(**kwargs)
+
+
 class PatchInputSerializer(serializers.Serializer):
     task = serializers.CharField(max_length=100)
     diff = DiffField()
-    external_id = serializers.CharField(max_length=200, required=False, allow_null=True)
-    metadata = serializers.DictField(required=False, default=dict)
+    external_id = ExternalIdField(required=False, allow_null=True)
+    metadata = serializers.DictField(
+        required=False, default=dict, help_text="Any JSON object, up to REVIEWAPP_MAX_METADATA_BYTES as UTF-8 JSON."
+    )
 
     class Meta:
         ref_name = "PatchInput"
 
     def validate_metadata(self, value: dict) -> dict:
-        """Refuse text no database stores (scoring.core.text), in keys and values at any depth."""
+        """Refuse metadata past its size limit, and text no database stores (scoring.core.text) at any depth."""
+        limit = settings.LIMITS["METADATA_BYTES"]
+        size = len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        if size > limit:
+            raise ValidationError(
+                f"metadata is {size} bytes as JSON; the limit is {limit} (REVIEWAPP_MAX_METADATA_BYTES)"
+            )
         for text in _strings(value):
             if reason := unstorable(text):
                 raise ValidationError(f"metadata {reason}")
@@ -209,8 +251,8 @@ class AcceptedSerializer(serializers.Serializer):
 
 class PatchListCreateApi(APIView):
     permission_classes = [CanSubmit]
-    parser_classes = [JSONParser]
-    pagination_class = LimitOffsetPagination  # read by drf-spectacular too: the schema shows the page envelope
+    parser_classes = [BoundedJSONParser]
+    pagination_class = Pagination  # read by drf-spectacular too: the schema shows the page envelope
 
     @extend_schema(
         parameters=[
@@ -236,8 +278,9 @@ class PatchListCreateApi(APIView):
             queryset = queryset.filter(created_at__gte=moment)
         if ids := request.query_params.get("ids"):
             wanted_ids = ids.split(",")
-            if len(wanted_ids) > 1000 or not all(i.strip().isdigit() for i in wanted_ids):
-                raise ValidationError({"ids": "a comma-separated list of at most 1000 patch ids"})
+            limit = settings.LIMITS["BATCH_ITEMS"]
+            if len(wanted_ids) > limit or not all(i.strip().isdigit() and len(i.strip()) <= 18 for i in wanted_ids):
+                raise ValidationError({"ids": f"a comma-separated list of at most {limit} patch ids"})
             queryset = queryset.filter(pk__in=[int(i) for i in wanted_ids])
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.with_results(queryset), request, view=self)
@@ -254,7 +297,7 @@ class PatchListCreateApi(APIView):
         data = PatchInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         item = data.validated_data
-        task = Task.objects.filter(name=item["task"]).first()
+        task = selectors.tasks_visible_to(request.user).filter(name=item["task"]).first()
         if task is None:
             raise ValidationError({"task": f"unknown task {item['task']!r}"})
         submission = services.patch_submit(
@@ -268,13 +311,14 @@ class PatchListCreateApi(APIView):
         return Response({"id": submission.patch.pk, "status": submission.patch.status}, status=code)
 
     def _post_many(self, request):  # type: ignore[no-untyped-def]
-        limit = 1000
+        limit = settings.LIMITS["BATCH_ITEMS"]
         if not request.data or len(request.data) > limit:
             raise ValidationError({"detail": f"a batch holds 1 to {limit} patches, got {len(request.data)}"})
+        check_batch_bytes(request.data)
         data = PatchInputSerializer(data=request.data, many=True)
         data.is_valid(raise_exception=True)
         names = {item["task"] for item in data.validated_data}
-        tasks = {t.name: t for t in Task.objects.filter(name__in=names)}
+        tasks = {t.name: t for t in selectors.tasks_visible_to(request.user).filter(name__in=names)}
         out = []
         for sub in services.patch_submit_many(client=request.user, items=data.validated_data, tasks=tasks):
             if sub.error is not None:
@@ -314,14 +358,12 @@ class RewardsApi(APIView):
     """Batch rewards for an RL trainer: submit completions, wait up to wait_s, get rewards in order."""
 
     permission_classes = [CanSubmit]
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
 
     class InputSerializer(serializers.Serializer):
         task = serializers.CharField(max_length=100)
         completions = serializers.ListField(child=serializers.JSONField(), min_length=1, max_length=1000)
-        external_ids = serializers.ListField(
-            child=serializers.CharField(max_length=200, allow_null=True), required=False
-        )
+        external_ids = serializers.ListField(child=ExternalIdField(allow_null=True), required=False)
         wait_s = serializers.FloatField(min_value=0, max_value=600, default=120)
 
         class Meta:
@@ -331,6 +373,7 @@ class RewardsApi(APIView):
             ids = attrs.get("external_ids")
             if ids is not None and len(ids) != len(attrs["completions"]):
                 raise ValidationError({"external_ids": "must have one entry per completion"})
+            check_batch_bytes(attrs["completions"])
             for index, completion in enumerate(attrs["completions"]):
                 if not isinstance(completion, str | list):
                     raise ValidationError({"completions": f"item {index} is neither a string nor a message list"})
@@ -350,7 +393,7 @@ class RewardsApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         body = data.validated_data
-        task = Task.objects.filter(name=body["task"]).first()
+        task = selectors.tasks_visible_to(request.user).filter(name=body["task"]).first()
         if task is None:
             raise ValidationError({"task": f"unknown task {body['task']!r}"})
         external_ids = body.get("external_ids") or [None] * len(body["completions"])
@@ -359,32 +402,40 @@ class RewardsApi(APIView):
         )
         deadline = time.monotonic() + body["wait_s"]
         while True:
-            pending = Patch.objects.filter(pk__in=ids).exclude(status__in=DONE).count()
+            pending = Patch.objects.filter(pk__in=ids).exclude(status__in=selectors.DONE).count()
             if not pending or time.monotonic() >= deadline:
                 break
             time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
-        return Response(self._rewards(ids))
+        return Response(selectors.rewards_of(ids=ids))
 
-    @staticmethod
-    def _rewards(ids: list[int]) -> dict[str, Any]:
-        patches = {p.pk: p for p in selectors.with_results(Patch.objects.filter(pk__in=ids))}
-        out: dict[str, Any] = {
-            "ids": ids,
-            "status": [],
-            "rewards": [],
-            "subscores": {c: [] for c in CRITERIA},
-        }
-        for pk in ids:
-            patch = patches[pk]
-            evaluation = selectors.current_evaluation(patch) if patch.status in DONE else None
-            out["status"].append(patch.status)
-            if evaluation is not None:
-                out["rewards"].append(evaluation.final_score)
-            elif patch.status in DONE:
-                out["rewards"].append(0.0)  # rejected, failed or cancelled: finished, and worth nothing
-            else:
-                out["rewards"].append(None)
-            for criterion in CRITERIA:
-                sub = evaluation.subscores.get(criterion, {}) if evaluation else {}
-                out["subscores"][criterion].append(sub.get("score"))
-        return out
+
+#: OpenAPI links (https://spec.openapis.org/oas/v3.0.3#link-object): what a created resource's answer lets a client
+#: call next. Schemathesis follows them in its stateful tests; a generated client can too.
+#: (producer path, method, status) -> {link name: (target operationId, {parameter: runtime expression})}
+SCHEMA_LINKS: dict[tuple[str, str, str], dict[str, tuple[str, dict[str, str]]]] = {
+    ("/api/v1/patches/", "post", "202"): {
+        "GetPatch": ("v1_patches_retrieve", {"id": "$response.body#/id"}),
+        "CancelPatch": ("v1_patches_destroy", {"id": "$response.body#/id"}),
+    },
+    ("/api/v1/patches/", "post", "200"): {"GetPatch": ("v1_patches_retrieve", {"id": "$response.body#/id"})},
+    ("/api/v1/tasks/", "post", "201"): {"GetTask": ("v1_tasks_retrieve", {"name": "$response.body#/name"})},
+    ("/api/v1/exports/", "post", "202"): {
+        "GetExport": ("v1_exports_retrieve", {"id": "$response.body#/id"}),
+        "GetExportManifest": ("v1_exports_manifest_retrieve", {"id": "$response.body#/id"}),
+    },
+    ("/api/v1/weights/", "post", "201"): {
+        "GetProfile": ("v1_weights_retrieve", {"id": "$response.body#/id"}),
+        "ActivateProfile": ("v1_weights_activate_create", {"id": "$response.body#/id"}),
+    },
+}
+
+
+def schema_links(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular post-processing hook: add SCHEMA_LINKS to the responses they start from."""
+    for (path, method, code), links in SCHEMA_LINKS.items():
+        response = result.get("paths", {}).get(path, {}).get(method, {}).get("responses", {}).get(code)
+        if response is not None:
+            response["links"] = {
+                name: {"operationId": target, "parameters": parameters} for name, (target, parameters) in links.items()
+            }
+    return result

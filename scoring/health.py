@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 import threading
 import time
@@ -16,6 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from scoring.models import Evaluation, Patch, PatchStatus
+from scoring.roles import has_role
 
 log = logging.getLogger(__name__)
 HEARTBEAT_KEY = "reviewapp:heartbeat:"
@@ -54,8 +57,24 @@ def queue_depth() -> int:
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database, the broker and at least one worker answer; 503 with what failed otherwise."""
-    checks: dict[str, object] = {}
+    """200 when the database, the broker and at least one worker answer; 503 otherwise.
+
+    Anyone (a load balancer, a stranger) gets `status` and `queue_depth` only; admins get each check, the worker
+    names and the check's timing, which tell an attacker which hosts to aim at.
+    """
+    started = time.monotonic()
+    checks = _checks()
+    healthy = all(checks.get(k) == "ok" for k in ("database", "broker", "worker_heartbeat"))
+    status = 200 if healthy else 503
+    summary = {"status": "ok" if healthy else "error", "queue_depth": checks.get("queue_depth")}
+    if not has_role(request.user, "admin"):
+        return JsonResponse(summary, status=status)
+    return JsonResponse({**checks, **summary, "took_s": round(time.monotonic() - started, 4)}, status=status)
+
+
+def _checks() -> dict[str, object]:
+    """Each dependency's state, the worker names and the queue depth (None when the database is down)."""
+    checks: dict[str, object] = {"queue_depth": None}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -73,9 +92,25 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except (redis.RedisError, OSError) as exc:
         checks["broker"] = f"error: {type(exc).__name__}"
         checks["worker_heartbeat"] = "unknown: broker down"
-    healthy = all(checks.get(k) == "ok" for k in ("database", "broker", "worker_heartbeat"))
-    checks["status"] = "ok" if healthy else "error"
-    return JsonResponse(checks, status=200 if healthy else 503)
+    return checks
+
+
+def metrics_allowed(request: HttpRequest) -> bool:
+    """True for `Authorization: Bearer <METRICS_TOKEN>` (compared in constant time) or a REMOTE_ADDR inside one of
+    METRICS_ALLOW's addresses or networks. Nothing configured: nobody."""
+    token = settings.METRICS_TOKEN
+    sent = request.headers.get("Authorization", "")
+    if (
+        token
+        and sent.startswith("Bearer ")
+        and hmac.compare_digest(sent.removeprefix("Bearer ").encode(), token.encode())
+    ):
+        return True
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(allowed, strict=False) for allowed in settings.METRICS_ALLOW)
 
 
 class _DatabaseCollector:
@@ -108,6 +143,13 @@ class _DatabaseCollector:
 
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics for a scraper with the metrics token or from an allowed address; 403 for anyone else."""
+    if not metrics_allowed(request):
+        return HttpResponse(
+            "metrics need REVIEWAPP_METRICS_TOKEN as a Bearer token, or an address in REVIEWAPP_METRICS_ALLOW\n",
+            status=403,
+            content_type="text/plain; charset=utf-8",
+        )
     registry = CollectorRegistry()
     registry.register(_DatabaseCollector())
     return HttpResponse(generate_latest(registry), content_type="text/plain; version=0.0.4")

@@ -17,6 +17,9 @@ class Task(models.Model):
         max_length=64, blank=True, default="", help_text="The stored reference solution (diff or archive), if any."
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    shared = models.BooleanField(
+        default=False, help_text="Other clients may see and score this task; otherwise only the one who registered it."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     is_demo = models.BooleanField(default=False)
 
@@ -103,6 +106,7 @@ class WeightProfile(models.Model):
     band_high = models.FloatField(default=0.7)
     audit_rate = models.FloatField(default=0.02)
     perf_knots = models.JSONField(help_text="[[ratio, score], ...]")
+    shaping = models.CharField(max_length=20, default="sum", help_text="scoring.core.shaping: sum or gated")
     is_active = models.BooleanField(default=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

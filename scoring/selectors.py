@@ -1,17 +1,32 @@
-"""Reads: the active weight profile, a patch's Result as DESIGN.md fixes it, filtered patch lists."""
+"""Reads: the active weight profile, a patch's Result as DESIGN.md fixes it, a batch's rewards, patch lists."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.conf import settings
+from django.db.models import Prefetch, Q, QuerySet
 
+from scoring.client import reward_for
+from scoring.core import policy
 from scoring.core.aggregate import default_weights
 from scoring.core.pipeline import PIPELINE_VERSION
-from scoring.core.registry import REGISTRY
+from scoring.core.registry import CRITERIA, REGISTRY
 from scoring.core.types import Weights
-from scoring.models import Evaluation, Patch, PatchStatus, WeightProfile
+from scoring.models import Evaluation, Patch, PatchStatus, Task, WeightProfile
+
+#: Statuses in which a patch will not change without a person: /rewards/ stops waiting for it.
+DONE = frozenset(
+    {
+        PatchStatus.SCORED,
+        PatchStatus.NEEDS_REVIEW,
+        PatchStatus.REVIEWED,
+        PatchStatus.FAILED,
+        PatchStatus.REJECTED,
+        PatchStatus.CANCELLED,
+    }
+)
 
 
 def weights_of(profile: WeightProfile) -> Weights:
@@ -24,6 +39,7 @@ def weights_of(profile: WeightProfile) -> Weights:
         band_high=profile.band_high,
         audit_rate=profile.audit_rate,
         perf_knots=tuple(tuple(k) for k in profile.perf_knots),
+        shaping=profile.shaping,
     )
 
 
@@ -69,12 +85,22 @@ def with_results(queryset: QuerySet[Patch]) -> QuerySet[Patch]:
 
 
 def hide_hidden_tests(subscores: dict[str, Any]) -> dict[str, Any]:
-    """API clients see counts and pass/fail of hidden tests only: no names, no source, no output."""
+    """API clients see counts and pass/fail of hidden tests only: no names, no source, no output.
+
+    Nor the output of visible tests that shared a process with the hidden ones (`client_output: false`): code
+    under test could have copied hidden values into a visible test's failure message.
+    """
     subscores = copy.deepcopy(subscores)
     for sub in subscores.values():
-        hidden = sub.get("evidence", {}).get("hidden")
+        evidence = sub.get("evidence", {})
+        hidden = evidence.get("hidden")
         if isinstance(hidden, dict):
-            sub["evidence"]["hidden"] = {k: v for k, v in hidden.items() if k in ("passed", "failed", "total")}
+            evidence["hidden"] = {k: v for k, v in hidden.items() if k in ("passed", "failed", "total")}
+        visible = evidence.get("visible")
+        if isinstance(visible, dict) and visible.get("client_output") is False:
+            for test in visible.get("tests", []):
+                if isinstance(test, dict) and test.get("output"):
+                    test["output"] = "(withheld: this run also held the hidden tests)"
     return subscores
 
 
@@ -114,6 +140,35 @@ def patch_result(patch: Patch, *, reveal_hidden: bool, include_id: bool = True, 
     return result
 
 
+def rewards_of(*, ids: list[int]) -> dict[str, Any]:
+    """The /rewards/ answer for patches `ids`, in order: {"ids", "status", "rewards", "subscores"}.
+
+    A reward is null while a patch is unfinished, and while the flag policy withholds it (scoring.core.policy: a
+    `suspicious` patch not yet labelled, when REVIEWAPP_WITHHOLD_SUSPICIOUS is on); its subscores are null too, so
+    no per-criterion reward function trains on it either. Rejected patches get 0.0; failed and cancelled ones null
+    (an infrastructure outcome, not the patch's).
+    """
+    patches = {p.pk: p for p in with_results(Patch.objects.filter(pk__in=ids))}
+    withholding = settings.REVIEWAPP["WITHHOLD_SUSPICIOUS"]
+    out: dict[str, Any] = {"ids": ids, "status": [], "rewards": [], "subscores": {c: [] for c in CRITERIA}}
+    for pk in ids:
+        patch = patches[pk]
+        evaluation = current_evaluation(patch) if patch.status in DONE else None
+        # Only a reviewer's labels end withholding; `reviewed` is the status they give (scoring cannot see labels).
+        labelled = patch.status == PatchStatus.REVIEWED
+        withheld = evaluation is not None and policy.withheld(
+            evaluation.flags, labelled=labelled, withholding=withholding
+        )
+        # One table says what each status is worth (scoring.client.reward_for); None: nothing to train on.
+        reward = reward_for(patch.status, evaluation.final_score if evaluation else None, withheld=withheld)
+        subscores = evaluation.subscores if evaluation is not None and not withheld else {}
+        out["status"].append(patch.status)
+        out["rewards"].append(reward)
+        for criterion in CRITERIA:
+            out["subscores"][criterion].append(subscores.get(criterion, {}).get("score"))
+    return out
+
+
 def patches_visible_to(user: Any) -> QuerySet[Patch]:
     """Clients see their own patches; reviewers and admins see all."""
     from scoring.roles import is_staff_reader
@@ -121,4 +176,14 @@ def patches_visible_to(user: Any) -> QuerySet[Patch]:
     queryset = Patch.objects.all()
     if not is_staff_reader(user):
         queryset = queryset.filter(client=user)
+    return queryset
+
+
+def tasks_visible_to(user: Any) -> QuerySet[Task]:
+    """Clients see (and score) the tasks they registered and the shared ones; reviewers and admins see all."""
+    from scoring.roles import is_staff_reader
+
+    queryset = Task.objects.all()
+    if not is_staff_reader(user):
+        queryset = queryset.filter(Q(shared=True) | Q(created_by=user))
     return queryset

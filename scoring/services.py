@@ -79,6 +79,7 @@ def task_create(
     hidden_tests: BinaryIO | None,
     user: Any,
     is_demo: bool = False,
+    shared: bool = False,
     reference: BinaryIO | None = None,
 ) -> Task:
     """Register a task from its spec (API form) and uploaded archives. Raises ServiceError on bad input.
@@ -87,13 +88,14 @@ def task_create(
     archive is refused at the door instead of failing every patch later. A `reference` (a diff against the base,
     or a .tar.gz / .zip of files) must apply and pass the visible tests, in the sandbox, before the task exists.
     """
+    spec_data, spec_shared = _split_shared(spec_data)
     try:
         spec = parse_spec(spec_data, api=True)
     except SpecError as exc:
         raise ServiceError(f"spec: {exc}") from exc
     if Task.objects.filter(name=spec.name).exists():
         raise Conflict(f"a task named {spec.name!r} already exists")
-    max_bytes = settings.REVIEWAPP["MAX_ARCHIVE_BYTES"]
+    max_bytes = settings.LIMITS["ARCHIVE_BYTES"]
     shas = {}
     for field, stream in (("repo", repo), ("hidden_tests", hidden_tests)):
         if stream is None:
@@ -119,6 +121,7 @@ def task_create(
                 hidden_sha256=shas.get("hidden_tests", ""),
                 reference_sha256=shas.get("reference", ""),
                 created_by=user if getattr(user, "is_authenticated", False) else None,
+                shared=shared or spec_shared,
                 is_demo=is_demo,
             )
     except IntegrityError as exc:
@@ -129,7 +132,7 @@ def _reference_store(*, spec: TaskSpec, reference: BinaryIO, base_sha: str) -> s
     """Store an uploaded reference and check it against the base in the sandbox; its sha256, or ServiceError."""
     conf = pipeline_settings()
     try:
-        sha = storage.store_archive(reference, max_bytes=settings.REVIEWAPP["MAX_ARCHIVE_BYTES"])
+        sha = storage.store_archive(reference, max_bytes=settings.LIMITS["ARCHIVE_BYTES"])
     except ValueError as exc:
         raise ServiceError(f"reference: {exc}", status=413) from exc
     base_dir = workspace.base_tree(storage.archive_path(base_sha), cache_root=conf.cache_root)
@@ -156,7 +159,25 @@ def task_spec(task: Task) -> TaskSpec:
     return spec
 
 
-def task_create_from_dirs(*, spec: TaskSpec, user: Any = None, is_demo: bool = False) -> Task:
+def _split_shared(spec_data: Mapping[str, Any] | str | bytes) -> tuple[Mapping[str, Any] | str | bytes, bool]:
+    """(the spec without its "shared" key, that key's value). Sharing is the service's business, not the pipeline's,
+    so scoring.core.spec never sees the key. Raises ServiceError when it is not true or false; a spec that is not
+    a JSON object goes on unchanged, for parse_spec to name what is wrong with it."""
+    data: Any = spec_data
+    if isinstance(spec_data, str | bytes | bytearray):
+        try:
+            data = json.loads(spec_data)
+        except (ValueError, RecursionError):
+            return spec_data, False
+    if not isinstance(data, Mapping) or "shared" not in data:
+        return spec_data, False
+    shared = data["shared"]
+    if not isinstance(shared, bool):
+        raise ServiceError("spec: shared: must be true or false")
+    return {k: v for k, v in data.items() if k != "shared"}, shared
+
+
+def task_create_from_dirs(*, spec: TaskSpec, user: Any = None, is_demo: bool = False, shared: bool = False) -> Task:
     """Register a task from a CLI spec whose repo / hidden_tests / reference are folders or files on this machine."""
     with tempfile.TemporaryDirectory() as tmp:
         streams = {}
@@ -175,6 +196,7 @@ def task_create_from_dirs(*, spec: TaskSpec, user: Any = None, is_demo: bool = F
                 hidden_tests=streams["hidden_tests"],
                 user=user,
                 is_demo=is_demo,
+                shared=shared,
                 reference=streams["reference"],
             )
         finally:
@@ -193,7 +215,7 @@ def diff_validate(*, task: Task, diff: str, in_process_only: bool = False) -> di
     in a subprocess), with git's message. See workspace.check_applies. With `in_process_only`, None means "git
     must decide": nothing was refused yet.
     """
-    parsed = diffcheck.parse_diff(diff, max_bytes=settings.REVIEWAPP["MAX_DIFF_BYTES"])
+    parsed = diffcheck.parse_diff(diff, max_bytes=settings.LIMITS["DIFF_BYTES"])
     base = workspace.base_tree(
         storage.archive_path(task.base_sha256), cache_root=pipeline_settings().cache_root, sha256=task.base_sha256
     )

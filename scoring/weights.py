@@ -26,6 +26,7 @@ from scoring.conf import pipeline_settings
 from scoring.core.aggregate import weighted_mean
 from scoring.core.pipeline import PIPELINE_VERSION, build_result
 from scoring.core.registry import BY_NAME, CRITERIA
+from scoring.core.shaping import SHAPINGS
 from scoring.core.types import CriticResult, PipelineSettings, Weights
 from scoring.models import Evaluation, ReaggregationJob, WeightAudit, WeightProfile
 from scoring.models import PatchStatus as S
@@ -103,12 +104,14 @@ def proposal_validate(
     band_high: Any,
     audit_rate: Any,
     perf_knots: Any,
+    shaping: Any = "sum",
     version: int = 0,
 ) -> Weights:
     """The pure Weights of a proposed profile, weights normalised to sum to 1. Raises WeightsInvalid.
 
     Rules: one non-negative weight per registry criterion, summing to more than 0; 0 <= band_low <= band_high
-    <= 1; audit rate in [0, 1]; performance knots with increasing ratios and non-increasing scores.
+    <= 1; audit rate in [0, 1]; performance knots with increasing ratios and non-increasing scores; a shaping
+    named in scoring.core.shaping.SHAPINGS.
     """
     errors: dict[str, str] = {}
     if not isinstance(name, str) or not re.fullmatch(r"[-a-zA-Z0-9_]{1,50}", name):
@@ -120,6 +123,8 @@ def proposal_validate(
     if rate is None or not 0 <= rate <= 1:
         errors["audit_rate"] = "need a rate in [0, 1]"
     knots = _clean_knots(perf_knots, errors)
+    if shaping not in SHAPINGS:
+        errors["shaping"] = f"choose one of {', '.join(SHAPINGS)}"
     if errors:
         raise WeightsInvalid(errors)
     return Weights(
@@ -130,6 +135,7 @@ def proposal_validate(
         band_high=high,  # type: ignore[arg-type]
         audit_rate=rate,  # type: ignore[arg-type]
         perf_knots=knots,
+        shaping=shaping,
     )
 
 
@@ -141,6 +147,7 @@ def _columns(weights: Weights) -> dict[str, Any]:
         "band_high": weights.band_high,
         "audit_rate": weights.audit_rate,
         "perf_knots": [list(k) for k in weights.perf_knots],
+        "shaping": weights.shaping,
     }
 
 
@@ -171,6 +178,7 @@ def profile_create_version(
     audit_rate: Any,
     perf_knots: Any,
     actor: Any,
+    shaping: Any = "sum",
     note: str = "",
 ) -> WeightProfile:
     """Store a validated proposal as the next version of profile `name` (1 for a new name), with an audit row.
@@ -185,6 +193,7 @@ def profile_create_version(
         band_high=band_high,
         audit_rate=audit_rate,
         perf_knots=perf_knots,
+        shaping=shaping,
     )
     for _ in range(3):
         previous = WeightProfile.objects.filter(name=name).order_by("-version").first()

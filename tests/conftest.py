@@ -142,13 +142,14 @@ def api(client_token):
 
 @pytest.fixture
 def tiny_task(db):
-    """The `tiny` task (a calc package whose add() subtracts) registered through the service."""
+    """The `tiny` task (a calc package whose add() subtracts) registered through the service, shared, so every
+    test client may score it (tasks belong to their client otherwise)."""
     from scoring.core.spec import parse_spec
     from scoring.services import task_create_from_dirs
     from tests.helpers import TINY
 
     spec = parse_spec((TINY / "spec.json").read_text(), spec_dir=TINY)
-    return task_create_from_dirs(spec=spec)
+    return task_create_from_dirs(spec=spec, shared=True)
 
 
 @pytest.fixture

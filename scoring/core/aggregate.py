@@ -1,7 +1,7 @@
-"""Weighted mean, routing and the audit sample: pure functions over stored subscores.
+"""Flag policy, weighted mean, routing and the audit sample: pure functions over stored subscores.
 
 The same functions score a fresh patch and re-aggregate stored ones when an admin activates another weight
-profile, so the two can never disagree.
+profile (and answer the what-if), so the two can never disagree.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from scoring.core.types import REVIEW_FLAGS, Critic, CriticResult, Weights
+from scoring.core import policy
+from scoring.core.shaping import shaped_scores
+from scoring.core.types import Critic, CriticResult, Weights
 
 
 def default_weights(critics: Iterable[Critic], *, name: str = "default", version: int = 1) -> Weights:
@@ -47,6 +49,8 @@ class Aggregate:
     route: str  # "auto" | "review" | "audit"
     flags: tuple[str, ...]
     reasons: tuple[str, ...]  # why it is routed to review, for the rationale and the queue
+    #: The subscores after the flag policy (scoring.core.policy): what the Result shows and stores.
+    results: Mapping[str, CriticResult]
 
 
 def aggregate(
@@ -56,20 +60,26 @@ def aggregate(
     audit_key: str,
     confidence_threshold: float,
 ) -> Aggregate:
-    """Final score and route for a set of subscores under one weight profile (DESIGN.md, "Result")."""
+    """Final score and route for a set of subscores under one weight profile, after the flag policy.
+
+    docs/scoring.md, "Routing" and "Flag policy": `tamper` from any critic sets correctness to 0 before the mean.
+    """
+    results = policy.apply(results)
     flags = sorted({flag for r in results.values() for flag in r.flags})
     correctness = results.get("correctness")
     if correctness is None or correctness.score is None:
         final = None
     else:
-        final = weighted_mean({name: r.score for name, r in results.items()}, weights.weights)
+        # Reward shaping hook (scoring.core.shaping): the profile may gate the other subscores on correctness.
+        scores = shaped_scores({name: r.score for name, r in results.items()}, weights.shaping)
+        final = weighted_mean(scores, weights.weights)
 
     reasons = []
     if final is None:
         reasons.append("correctness could not be measured")
     elif weights.band_low <= final <= weights.band_high:
         reasons.append(f"reward {final:.2f} is in the borderline band [{weights.band_low}, {weights.band_high}]")
-    reasons.extend(f"flag {flag}" for flag in flags if flag in REVIEW_FLAGS)
+    reasons.extend(f"flag {flag}" for flag in policy.review_flags(flags))
     reasons.extend(
         f"{name} is still uncertain (confidence {results[name].confidence:.2f})"
         for name in in_doubt(results, confidence_threshold)
@@ -81,4 +91,4 @@ def aggregate(
         reasons.append("picked by the audit sample")
     else:
         route = "auto"
-    return Aggregate(final_score=final, route=route, flags=tuple(flags), reasons=tuple(reasons))
+    return Aggregate(final_score=final, route=route, flags=tuple(flags), reasons=tuple(reasons), results=results)

@@ -12,7 +12,6 @@ the patched tree with one configuration, caching base-tree results per task.
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import hashlib
 import json
@@ -22,12 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scoring.core import configread
+from scoring.core.configread import ConfigError
 from scoring.core.findings import Finding, FindingDiff, diff_findings
 from scoring.core.types import ScoringContext
 from scoring.core.versions import package_version
@@ -515,11 +515,11 @@ def lint_configuration(ctx: ScoringContext) -> tuple[Path, str, tuple[str, ...]]
         )
     try:
         options = read_pylint_options(source)
-    except (OSError, ValueError, configparser.Error, tomllib.TOMLDecodeError) as exc:
+    except ConfigError as exc:
         return (
             REVIEW_PYLINTRC,
             "the review configuration",
-            (f"lint_config {name} could not be read ({exc}); the review configuration applies",),
+            (f"lint_config {name} could not be read (it {exc}); the review configuration applies",),
         )
     dropped = sorted(option for option in options if option in BLOCKED_OPTIONS)
     lines = ["[MAIN]"] + [f"{key}={value}" for key, value in options.items() if key not in BLOCKED_OPTIONS]
@@ -532,21 +532,24 @@ def lint_configuration(ctx: ScoringContext) -> tuple[Path, str, tuple[str, ...]]
 
 
 def read_pylint_options(path: Path) -> dict[str, str]:
-    """The pylint options in a pylintrc, setup.cfg, tox.ini or pyproject.toml, read the way pylint reads them."""
+    """The pylint options in a pylintrc, setup.cfg, tox.ini or pyproject.toml, read the way pylint reads them.
+
+    Raises configread.ConfigError (a ValueError) when the file is missing or cannot be read, whatever it holds.
+    """
     options: dict[str, str] = {}
+    text = configread.read_text(path, encoding="utf-8-sig")
+    if text is None:
+        raise ConfigError("is not a file")
     if path.suffix == ".toml":
-        with path.open("rb") as handle:
-            section = tomllib.load(handle).get("tool", {}).get("pylint", {})
+        section = configread.table(configread.load_toml(text), "tool", "pylint")
         for key, value in section.items():
             for option, raw in value.items() if isinstance(value, dict) else [(key, value)]:
                 options[option] = ",".join(map(str, raw)) if isinstance(raw, list) else str(raw)
     else:
-        parser = configparser.ConfigParser(inline_comment_prefixes=("#", ";"), interpolation=None)
-        parser.read_string(path.read_text(encoding="utf-8-sig"))
         only_pylint_sections = path.name in ("setup.cfg", "tox.ini")
-        for section in parser.sections():
+        for section, items in configread.configparser_sections(text, inline_comments=True).items():
             if not only_pylint_sections or section.startswith("pylint"):
-                options.update(parser[section].items())
+                options.update(items)
     return {key.replace("_", "-").lower(): " ".join(value.split()) for key, value in options.items()}
 
 
@@ -570,9 +573,12 @@ def lint_config_edits(ctx: ScoringContext) -> tuple[str, ...]:
     return tuple(edited)
 
 
-def _pylint_section(path: Path) -> dict[str, str] | None:
-    """The pylint options a configuration file holds, or None when it is missing or unreadable."""
+def _pylint_section(path: Path) -> dict[str, str] | str:
+    """The pylint options a configuration file holds ({} when it is missing), or why it cannot be read: a file
+    made unreadable is an edit too, never "absent"."""
+    if not path.is_file():
+        return {}
     try:
         return read_pylint_options(path)
-    except (OSError, ValueError, configparser.Error, tomllib.TOMLDecodeError):
-        return None
+    except ConfigError as exc:
+        return str(exc)

@@ -6,16 +6,16 @@ Pure: no sandbox, no Django. scoring.core.critics.correctness runs the two suite
 
 from __future__ import annotations
 
-import configparser
 import functools
 import os
 import re
 import shlex
-import tomllib
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from scoring.core import configread
+from scoring.core.configread import ConfigError
 from scoring.core.spec import PYTEST_PREFIXES
 
 #: Options that change only what pytest prints; `-r<chars>` (the summary) too, see `_combinable_option`.
@@ -195,34 +195,37 @@ def cached_tree_files(tree: Path) -> frozenset[str]:
 def root_addopts(tree: Path) -> list[str] | None:
     """The addopts of every pytest configuration file at the root of `tree`, split; None if one cannot be read.
 
-    All of them, not only the file pytest would pick: more options can only rule a combined run out.
+    All of them, not only the file pytest would pick: more options can only rule a combined run out. Total: a
+    hostile file (scoring.core.configread) or value (`addopts = 7`) gives None, never an exception.
     """
     options: list[str] = []
     for name in sorted(_PYTEST_CONFIG_NAMES - {"setup.py"}):
-        path = tree / name
-        if not path.is_file():
-            continue
         try:
-            for value in _addopts_values(name, path.read_text()):
-                items = [value] if isinstance(value, str) else value
-                if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-                    return None
+            text = configread.read_text(tree / name)
+            values = _addopts_values(name, text) if text is not None else []
+        except ConfigError:
+            return None
+        for value in values:
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+                return None
+            try:
                 options += [option for item in items for option in shlex.split(item)]
-        except (OSError, UnicodeDecodeError, ValueError, AttributeError, configparser.Error):
-            return None  # tomllib.TOMLDecodeError is a ValueError
+            except ValueError:  # unbalanced quotes: pytest would refuse them too
+                return None
     return options
 
 
 def _addopts_values(name: str, text: str) -> list[Any]:
     """The raw `addopts` values of one configuration file: TOML tables [tool.pytest], [tool.pytest.ini_options],
-    [pytest] (pytest.toml) and its ini_options; ini sections [pytest] and [tool:pytest]."""
+    [pytest] (pytest.toml) and its ini_options; ini sections [pytest] and [tool:pytest], as pytest's parser and
+    configparser read them (both: the union can only rule more out). Raises ConfigError."""
     if name.endswith(".toml"):
-        data = tomllib.loads(text)
-        tables = [data.get("tool", {}).get("pytest"), data.get("pytest")]
-        tables += [table.get("ini_options") for table in tables if isinstance(table, dict)]
-        return [table["addopts"] for table in tables if isinstance(table, dict) and "addopts" in table]
-    parser = configparser.RawConfigParser()
-    parser.read_string(text)
-    return [
-        parser.get(section, "addopts") for section in ("pytest", "tool:pytest") if parser.has_option(section, "addopts")
-    ]
+        data = configread.load_toml(text)
+        tables = [configread.table(data, "tool", "pytest"), configread.table(data, "pytest")]
+        tables += [configread.table(table, "ini_options") for table in tables]
+        return [table["addopts"] for table in tables if "addopts" in table]
+    values = []
+    for sections in (configread.pytest_ini_sections(text, path=name), configread.configparser_sections(text)):
+        values += [sections[s]["addopts"] for s in ("pytest", "tool:pytest") if "addopts" in sections.get(s, {})]
+    return values

@@ -155,15 +155,15 @@ def build_result(
     flags = set(agg.flags)
     if meta.get("sandbox") == "unsandboxed":
         flags.add("unsandboxed")
-    ordered = [c.name for c in critics if c.name in rescored]
+    ordered = [c.name for c in critics if c.name in agg.results]
     return {
         "task": task_name,
         "final_score": agg.final_score,
         "weight_profile": {"name": weights.name, "version": weights.version},
         "route": agg.route,
         "flags": sorted(flags),
-        "subscores": {name: rescored[name].to_json() for name in ordered},
-        "comments": summarize(rescored, agg.reasons),
+        "subscores": {name: agg.results[name].to_json() for name in ordered},
+        "comments": summarize(agg.results, agg.reasons),
         "meta": dict(meta),
     }
 

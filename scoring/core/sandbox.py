@@ -10,8 +10,11 @@ What a sandboxed command sees (see docs/sandbox.md for what this does and does n
   tmpfs mounts at /tmp and /dev/shm; the task environment read-only at /sandbox/env, on PYTHONPATH;
 - an unprivileged uid, fresh for each run, without capabilities, so RLIMIT_NPROC binds (it does not bind root);
 - RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE and RLIMIT_NPROC set by prlimit before the uid switch;
+- a cgroup for the whole run (scoring.core.cgroups), joined before bwrap starts: memory and process limits for
+  all its processes together, the kernel's CPU accounting, and a kill of whatever is left at the end;
 - a wall clock enforced from here: SIGKILL to bwrap's process group and to the namespace's PID 1, which takes
-  every process of the namespace with it (a `setsid` daemon included).
+  every process of the namespace with it (a `setsid` daemon included);
+- no sandbox outlives the worker (`spawn`): bwrap dies with it, and so does a sandbox whose set-up was under way.
 
 Arguments may contain the placeholders `{tree}`, `{report_dir}` and `{env_dir}`; they are replaced by the paths
 the command sees, so a caller can write `--junitxml={report_dir}/junit.xml` in either mode.
@@ -20,8 +23,10 @@ the command sees, so a caller can write `--junitxml={report_dir}/junit.xml` in e
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import os
+import queue
 import random
 import re
 import selectors
@@ -29,11 +34,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from scoring.core import cgroups
 from scoring.core.text import storable
 from scoring.core.types import RunLimits, RunResult
 
@@ -51,6 +59,10 @@ _UID_BASE, _UID_SPAN = 1_500_000_000, 500_000_000
 #: How long to wait for the namespace's processes to be reaped after a kill.
 _REAP_WAIT_S = 3.0
 _READ_CHUNK = 1 << 16
+_PR_SET_PDEATHSIG = 1
+#: Exit status of a child whose parent was gone before it could tie itself to it (nothing was started).
+_ORPHANED = 125
+_libc = ctypes.CDLL(None, use_errno=True)
 
 _SIGNAL_LIMITS = {signal.SIGXCPU: "cpu", signal.SIGXFSZ: "file_size"}
 # Heuristics on the (untrusted) output text; a patch gains nothing by faking them: the flag only explains a failure.
@@ -300,31 +312,48 @@ def _processes_of(uid: int) -> int:
 
 
 def _supervise(outer: list[str], inner: list[str], *, cwd: str, limits: RunLimits, mode: str) -> RunResult:
-    """Start the command in its own process group, stream its output under the cap, enforce the wall clock.
+    """Start the command in its own process group and cgroup, stream its output under the cap, enforce the wall clock.
 
     A side pipe carries bwrap's --info-fd JSON (the host pid of the namespace's PID 1, to kill it) and, at the
-    end, the output of bash's `times` (the command's CPU time: bwrap does not pass its children's rusage
-    on). The untrusted command never holds that pipe: bash closes it for the command.
+    end, the output of bash's `times` (the command's CPU time when there is no cgroup to ask: bwrap does not
+    pass its children's rusage on). The untrusted command never holds that pipe: bash closes it for the command.
     """
     side_read, side_write = os.pipe()
     times_write = os.dup(side_write)  # bwrap closes its --info-fd after writing; bash needs its own copy
     if mode == "bwrap":
         outer = [*outer[:3], "--info-fd", str(side_write), *outer[3:]]
-    script = f'"$@" {times_write}>&-; status=$?; times >&{times_write}; exit $status'
-    command = [*outer, "/bin/bash", "-c", script, "bash", *inner]  # dash cannot redirect fds above 9
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        command,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        pass_fds=(side_write, times_write),
-        env={},
+    # bash first writes a byte to the side pipe, which only this process reads: if it is gone (killed while bwrap
+    # was setting the sandbox up, before bwrap's own --die-with-parent was armed), bash dies of SIGPIPE and the
+    # command never starts.
+    script = (
+        f'printf . >&{times_write} || exit 1; "$@" {times_write}>&-; status=$?; times >&{times_write}; exit $status'
     )
-    os.close(side_write)
-    os.close(times_write)
+    command = [*outer, "/bin/bash", "-c", script, "bash", *inner]  # dash cannot redirect fds above 9
+    group = cgroups.create(memory_bytes=limits.run_memory_bytes, max_pids=limits.run_max_pids)
+    started = time.monotonic()
+    try:
+        join = group.open_procs() if group else []
+        try:
+            proc = spawn(
+                command,
+                join=join,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=(side_write, times_write),
+                env={},
+            )
+        finally:
+            cgroups.close(join)
+            os.close(side_write)
+            os.close(times_write)
+    except BaseException:
+        os.close(side_read)
+        if group:
+            group.finish()
+        raise
     side = bytearray()
     status: int | None = None
 
@@ -348,10 +377,83 @@ def _supervise(outer: list[str], inner: list[str], *, cwd: str, limits: RunLimit
         proc.returncode = os.waitstatus_to_exitcode(status)
         proc.stdout.close()
         _wait_reaped(child_pid)
+        usage = group.finish() if group else None  # what is left in the cgroup (unsandboxed: a setsid daemon) dies
         side += _drain(side_read)
         os.close(side_read)
-    cpu = _children_cpu(side)
-    return run_result(collected, code=proc.returncode, cpu_s=cpu, started=started, limits=limits, mode=mode)
+    cpu = usage.cpu_s if usage and usage.cpu_s is not None else _children_cpu(side)
+    limit_hit = usage.limit_hit if usage else None
+    return run_result(
+        collected, code=proc.returncode, cpu_s=cpu, started=started, limits=limits, mode=mode, limit_hit=limit_hit
+    )
+
+
+def spawn(command: Sequence[str], *, join: Sequence[int] = (), lasting: bool = False, **popen: Any) -> subprocess.Popen:
+    """subprocess.Popen(command, **popen), tied to this process: the child dies with it, even if it dies first.
+
+    In the child, before exec: PR_SET_PDEATHSIG(SIGKILL), then an immediate exit if this process is already gone
+    (killed between fork and prctl: the signal would never come), then b"0" written to each descriptor of `join`
+    (cgroups.RunGroup.open_procs), so that everything the command starts is in the run's cgroup from the start.
+    The parent-death signal fires when the parent *thread* exits: a child that must outlive this call
+    (`lasting`, the warm zygote) is started from a thread that lives as long as the process.
+    """
+    parent = os.getpid()
+    prctl = _libc.prctl  # looked up here, so the child does as little as possible between fork and exec
+
+    def tie() -> None:
+        if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
+            os._exit(_ORPHANED)
+        for fd in join:
+            os.write(fd, b"0")
+
+    # A preexec_fn is unsafe in a threaded process when it takes a lock another thread may hold at fork; tie() takes
+    # none (three system calls). It also makes Popen fork instead of vfork: a cost of well under a millisecond here.
+    start = functools.partial(subprocess.Popen, command, preexec_fn=tie, **popen)
+    if lasting and threading.current_thread() is not threading.main_thread():
+        return _LastingThread.of_this_process().call(start)
+    return start()
+
+
+class _LastingThread:
+    """A daemon thread that lives as long as its process and runs calls for others: the parent of lasting children.
+
+    A thread pool's worker exits when its pool shuts down, and a child it started would get its parent-death
+    signal then; this one never exits (a forked child process gets its own).
+    """
+
+    _current: _LastingThread | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.owner = os.getpid()
+        self.calls: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="reviewapp-lasting", daemon=True).start()
+
+    @classmethod
+    def of_this_process(cls) -> _LastingThread:
+        with cls._lock:
+            if cls._current is None or cls._current.owner != os.getpid():
+                cls._current = cls()
+            return cls._current
+
+    def call(self, function: Callable[[], Any]) -> Any:
+        """function() run on the lasting thread; its result, or its exception raised here."""
+        done = threading.Event()
+        outcome: list = []
+        self.calls.put((function, outcome, done))
+        done.wait()
+        value, error = outcome[0]
+        if error is not None:
+            raise error
+        return value
+
+    def _serve(self) -> None:
+        while True:
+            function, outcome, done = self.calls.get()
+            try:
+                outcome.append((function(), None))
+            except BaseException as exc:  # handed to the caller
+                outcome.append((None, exc))
+            done.set()
 
 
 @dataclass(frozen=True)
@@ -396,9 +498,19 @@ def collect_output(fd: int, *, deadline: float, limits: RunLimits, exited: Calla
 
 
 def run_result(
-    collected: Collected, *, code: int, cpu_s: float, started: float, limits: RunLimits, mode: str = "bwrap"
+    collected: Collected,
+    *,
+    code: int,
+    cpu_s: float,
+    started: float,
+    limits: RunLimits,
+    mode: str = "bwrap",
+    limit_hit: str | None = None,
 ) -> RunResult:
-    """The RunResult of a run from its output, its exit code as a shell reports it, and its CPU time."""
+    """The RunResult of a run from its output, its exit code as a shell reports it, and its CPU time.
+
+    `limit_hit`: the limit the kernel saw the run hit in its cgroup ("memory", "pids"), if any.
+    """
     # The command's output is the patch's to write: a NUL in it would make the stored evidence unstorable.
     output = storable(collected.output.decode("utf-8", errors="replace"))
     returncode = None if collected.timed_out else _exit_code(code)
@@ -407,7 +519,7 @@ def run_result(
         output=output,
         truncated=collected.truncated,
         timed_out=collected.timed_out,
-        resource_limit=None if collected.timed_out else _limit_hit(returncode, output, cpu_s, limits),
+        resource_limit=None if collected.timed_out else _limit_hit(returncode, output, cpu_s, limits, limit_hit),
         wall_s=round(time.monotonic() - started, 4),
         cpu_s=round(cpu_s, 4),
         sandbox=mode,
@@ -482,21 +594,23 @@ def _exit_code(code: int) -> int:
     return code
 
 
-def _limit_hit(code: int | None, output: str, cpu_s: float, limits: RunLimits) -> str | None:
-    """Best guess at which limit stopped the command: a signal first, then the error text it printed.
+def _limit_hit(code: int | None, output: str, cpu_s: float, limits: RunLimits, kernel: str | None) -> str | None:
+    """Best guess at which limit stopped the command: a signal first, then the kernel's word, then the output.
 
-    Heuristics: SIGXCPU, or SIGKILL with the CPU time at the limit, means "cpu"; SIGXFSZ or "File too large"
-    means "file_size"; MemoryError and allocation failures mean "memory"; EAGAIN from fork or thread creation
-    means "pids". A command that succeeded hit nothing.
+    SIGXCPU means "cpu", SIGXFSZ "file_size"; then what the run's cgroup recorded (`kernel`: an OOM kill is
+    "memory", a fork refused at the run's process limit "pids"), which the command cannot fake or hide. Then
+    heuristics: SIGKILL with the CPU time at the limit means "cpu"; "File too large" means "file_size";
+    MemoryError and allocation failures mean "memory"; EAGAIN from fork or thread creation means "pids".
+    A command that succeeded hit nothing.
     """
     if code is None or code == 0:
         return None
-    if code < 0:
-        sig = -code
-        if sig in _SIGNAL_LIMITS:
-            return _SIGNAL_LIMITS[sig]
-        if sig == signal.SIGKILL and cpu_s >= limits.cpu_s * 0.95:
-            return "cpu"
+    if -code in _SIGNAL_LIMITS:
+        return _SIGNAL_LIMITS[-code]
+    if kernel is not None:
+        return kernel
+    if code == -signal.SIGKILL and cpu_s >= limits.cpu_s * 0.95:
+        return "cpu"
     for name, pattern in _TEXT_LIMITS:
         if pattern.search(output):
             return name

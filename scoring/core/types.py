@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-#: The whole flag vocabulary (DESIGN.md, "Flags"). A flag outside this set is a bug.
+#: The whole flag vocabulary (docs/scoring.md, "Flags"). A flag outside this set is a bug; what each one does is
+#: scoring.core.policy.POLICY.
 FLAGS: frozenset[str] = frozenset(
     {
         "tamper",
@@ -29,11 +30,6 @@ FLAGS: frozenset[str] = frozenset(
         "unsandboxed",
         "critic_disagrees",
     }
-)
-
-#: Flags that send a patch to human review whatever its reward.
-REVIEW_FLAGS: frozenset[str] = frozenset(
-    {"tamper", "suspicious", "perf_inconclusive", "task_broken", "critic_disagrees"}
 )
 
 
@@ -84,7 +80,12 @@ class CriticResult:
 
 @dataclass(frozen=True)
 class RunLimits:
-    """Resource limits for one sandboxed command."""
+    """Resource limits for one sandboxed command (docs/sandbox.md says how each is enforced).
+
+    `cpu_s`, `memory_bytes` (address space) and `file_size_bytes` bind each process of the run; `max_pids` binds the
+    run's fresh uid (RLIMIT_NPROC). `run_memory_bytes` and `run_max_pids` bind all the run's processes together
+    (its cgroup, when cgroups are usable): a run that forks cannot multiply the per-process limits.
+    """
 
     wall_s: float = 60.0
     cpu_s: float = 60.0
@@ -92,6 +93,11 @@ class RunLimits:
     max_pids: int = 128
     file_size_bytes: int = 64 << 20
     output_bytes: int = 1 << 20
+    #: Resident memory of the whole run, tmpfs (/tmp, /dev/shm) and page cache included: one process at its
+    #: address-space limit fits, with room for the sandbox's tmpfs; N such processes do not.
+    run_memory_bytes: int = 2 << 30
+    #: Processes and threads of the whole run, the sandbox's own few (bwrap, its init, the shell) included.
+    run_max_pids: int = 160
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,7 @@ class RunResult:
     timed_out: bool
     resource_limit: str | None  # "memory" | "cpu" | "pids" | "file_size" | None
     wall_s: float
-    cpu_s: float  # user + system time of the command and its children, from rusage
+    cpu_s: float  # user + system time of the whole run: its cgroup's accounting, else rusage of waited children
     sandbox: str  # "bwrap" | "unsandboxed"
 
 
@@ -176,6 +182,8 @@ class Weights:
     audit_rate: float = 0.02
     # (ratio, score) knots for the performance critic, linear between, clamped outside.
     perf_knots: tuple[tuple[float, float], ...] = ((1.05, 1.0), (1.30, 0.4), (2.0, 0.0))
+    # How subscores combine before the mean: "sum" (plain) or "gated" (scoring.core.shaping).
+    shaping: str = "sum"
 
 
 @dataclass

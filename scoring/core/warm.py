@@ -5,8 +5,9 @@
 run the machinery fails to start (never because of the patch: a run cannot reach it); a zygote lost during a run
 raises WarmRunLost, and the stage is retried on fresh copies. scoring/core/zygote.py describes what a warm run
 gets, which is what a cold one gets: its own mount, PID, IPC and network namespaces (only `lo`), the same
-read-only system, a fresh uid without capabilities, the same rlimits, the same wall clock enforced from here,
-the same output cap.
+read-only system, a fresh uid without capabilities, the same rlimits, a cgroup of its own with the same limits
+for the run as a whole (scoring.core.cgroups), the same wall clock enforced from here, the same output cap.
+The zygote is tied to the worker like a cold run's bwrap (sandbox.spawn), and has a cgroup of its own.
 
 One zygote per worker process and (runs folder, task environment); the two most recent are kept. A run that
 outlives its wall clock takes its zygote down with it (SIGKILL to the whole bwrap), and the next run starts a
@@ -33,7 +34,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
-from scoring.core import sandbox
+from scoring.core import cgroups, sandbox
 from scoring.core.types import RunLimits, RunResult
 
 ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
@@ -144,6 +145,8 @@ class Zygote:
 
     def __init__(self, runs_root: Path, env_dir: Path | None) -> None:
         self.dead = False
+        #: The cgroup of the next run, which its supervisor (standing by in the zygote) has joined or is joining.
+        self.prepared: cgroups.RunGroup | None = None
         self.owner = os.getpid()
         self.requests = 0
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - the zygote's stderr for its whole life
@@ -163,17 +166,31 @@ class Zygote:
             sys.executable, ZYGOTE_INSIDE, str(theirs.fileno()),
             json.dumps([str(path) for path in sandbox._python_prefixes()]),
         ]  # fmt: skip
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-            start_new_session=True,
-            pass_fds=(theirs.fileno(), side_write),
-            env={},
-        )
-        theirs.close()
-        os.close(side_write)
+        # Tied to this process (sandbox.spawn): the zygote, and every run in it, dies with the worker. In a cgroup
+        # of its own (no limits: it is not a run) that the worker's watcher empties if the worker is killed while
+        # bwrap is still setting the zygote's sandbox up (cgroups.watch).
+        self.group = cgroups.create(memory_bytes=None, max_pids=None)
+        join = self.group.open_procs() if self.group else []
+        try:
+            self.process = sandbox.spawn(
+                command,
+                join=join,
+                lasting=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self.log,
+                start_new_session=True,
+                pass_fds=(theirs.fileno(), side_write),
+                env={},
+            )
+        except BaseException:
+            if self.group is not None:
+                self.group.finish()
+            raise
+        finally:
+            cgroups.close(join)
+            theirs.close()
+            os.close(side_write)
         self.channel = ours
         self.side_read = side_read
         self.channel.settimeout(_START_TIMEOUT_S)
@@ -195,6 +212,16 @@ class Zygote:
             self.close()
             self.log.seek(0)
             _log.warning("warm test runs unavailable, running pytest cold: %s", self.log.read()[-2000:].decode())
+            return
+        self.prepared = _new_group(RunLimits())
+        if self.prepared is not None:
+            join = self.prepared.open_procs()
+            try:
+                socket.send_fds(self.channel, [b'{"prepare": true}'], join)
+            except OSError:
+                self.close()
+            finally:
+                cgroups.close(join)
 
     def run(self, request: dict, limits: RunLimits) -> RunResult | None:
         """Send one request and supervise it like a cold run.
@@ -211,17 +238,47 @@ class Zygote:
 
     def _run(self, request: dict, limits: RunLimits) -> RunResult | None:
         started = time.monotonic()
+        # The run's cgroup was made ahead (its supervisor joined it during the previous run); its limits are set
+        # now, before the run starts. The next run's cgroup goes with this request.
+        group, self.prepared = self.prepared, None
+        try:
+            if group is not None:
+                group.set_limits(memory_bytes=limits.run_memory_bytes, max_pids=limits.run_max_pids)
+            self.prepared = _new_group(limits)
+            request = {**request, "in_cgroup": group is not None}
+            ran = self._exchange(request, limits, started, self.prepared.open_procs() if self.prepared else [])
+        finally:
+            usage = group.finish() if group else None  # kills what is left of the run even if the worker failed
+        if ran is None:
+            return None
+        collected, code, cpu_s = ran
+        if usage is not None and usage.cpu_s is not None:
+            cpu_s = usage.cpu_s
+        limit_hit = usage.limit_hit if usage else None
+        return sandbox.run_result(
+            collected, code=code, cpu_s=cpu_s, started=started, limits=limits, limit_hit=limit_hit
+        )
+
+    def _exchange(
+        self, request: dict, limits: RunLimits, started: float, join: list[int]
+    ) -> tuple[sandbox.Collected, int, float] | None:
+        """Send the request (with the run's output pipe and the next run's cgroup), collect its output and reply.
+
+        (output, exit code as a shell reports it, CPU seconds by the zygote's count), or None when the run did
+        not start. Closes the descriptors of `join`.
+        """
         self.requests += 1
         request = {**request, "id": self.requests}
         output_read, output_write = os.pipe()
         try:
-            socket.send_fds(self.channel, [json.dumps(request).encode()], [output_write])
+            socket.send_fds(self.channel, [json.dumps(request).encode()], [output_write, *join])
         except OSError:
             os.close(output_read)
             self.close()
             return None  # not delivered: nothing ran
         finally:
             os.close(output_write)
+            cgroups.close(join)
         reply: dict = {}
         self.channel.setblocking(False)
 
@@ -238,22 +295,21 @@ class Zygote:
             os.close(output_read)
         if collected.timed_out:
             self.close()  # kills the run with everything else in this sandbox
-            return sandbox.run_result(collected, code=0, cpu_s=0.0, started=started, limits=limits)
+            return collected, 0, 0.0
         if not reply:
             # The output closed but the run has not ended: as on a cold run, it is killed there and then.
             self.channel.settimeout(max(0.01, min(deadline - time.monotonic(), _EXIT_GRACE_S)))
             reply = self._reply(blocking=True)
             if not reply:
                 self.close()
-                killed = 128 + signal.SIGKILL
-                return sandbox.run_result(collected, code=killed, cpu_s=0.0, started=started, limits=limits)
+                return collected, 128 + signal.SIGKILL, 0.0
         if reply.get("id") != request["id"] or "code" not in reply:
             self.close()
             if reply.get("ran") is False:
                 _log.warning("warm test run could not start, running it cold: %s", reply.get("error"))
                 return None
             raise WarmRunLost(f"the warm test runner failed during a run: {reply.get('error', 'unexpected reply')}")
-        return sandbox.run_result(collected, code=reply["code"], cpu_s=reply["cpu_s"], started=started, limits=limits)
+        return collected, reply["code"], reply["cpu_s"]
 
     def _reply(self, *, blocking: bool) -> dict:
         """The zygote's reply; {} when none is there yet (or none came within the channel's timeout)."""
@@ -275,6 +331,7 @@ class Zygote:
         if self.dead or self.owner != os.getpid():
             return
         self.dead = True
+        prepared, self.prepared = self.prepared, None
         with contextlib.suppress(OSError):
             self.channel.close()
         if self.process.poll() is None:  # not reaped yet, so its pid (and process group) is still its own
@@ -292,6 +349,9 @@ class Zygote:
         with contextlib.suppress(OSError):
             os.close(self.side_read)
         self.log.close()
+        for group in (prepared, self.group):
+            if group is not None:
+                group.finish()
 
 
 def _zygote(runs_root: Path, env_dir: Path | None) -> Zygote | None:
@@ -310,6 +370,10 @@ def _zygote(runs_root: Path, env_dir: Path | None) -> Zygote | None:
             _forget(next(iter(_zygotes.values())))
     _zygotes.move_to_end(key)
     return zygote
+
+
+def _new_group(limits: RunLimits) -> cgroups.RunGroup | None:
+    return cgroups.create(memory_bytes=limits.run_memory_bytes, max_pids=limits.run_max_pids)
 
 
 def _forget(zygote: Zygote) -> None:

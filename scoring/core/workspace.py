@@ -12,7 +12,6 @@ libgit2 says no or git might answer differently, so git's verdict and git's mess
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import fnmatch
 import hashlib
@@ -24,12 +23,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
-from scoring.core import applycheck
+from scoring.core import applycheck, configread
 from scoring.core.archive import safe_extract, sha256_file
+from scoring.core.configread import ConfigError
 from scoring.core.diffcheck import DiffError, FileChange, ParsedDiff, parse_diff
 from scoring.core.trees import make_read_only, remove_tree, scratch_copy
 from scoring.core.types import PipelineSettings, Runner, ScoringContext
@@ -60,9 +59,14 @@ _INFRA_NAMES = frozenset(
 #: names (or a standard library name) would be imported instead, and would run the tests itself.
 _RUNNER_MODULES = frozenset({"pytest", "_pytest", "pluggy", "iniconfig", "packaging", "py", "pygments"})
 _MODULE_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
-#: Sections of pyproject.toml (table prefixes) and setup.cfg whose edits are infrastructure edits.
+#: Files that mix project metadata with test or lint configuration: only changes to the configuring part are
+#: infrastructure edits. Sections of pyproject.toml ([tool.*] prefixes) and setup.cfg that configure tools:
+_SECTIONED_CONFIG_NAMES = frozenset({"pyproject.toml", "setup.cfg"})
 _PYPROJECT_TABLES = ("pytest", "pylint", "bandit")
-_SETUP_CFG_SECTIONS = ("tool:pytest", "pytest", "pylint", "bandit")
+#: setup.cfg: the sections pytest reads ([pytest] only to fail on it, a way to make every test fail), read with
+#: pytest's own parser, and the linters' sections, read with configparser as pylint does.
+_SETUP_CFG_PYTEST_SECTIONS = frozenset({"tool:pytest", "pytest"})
+_SETUP_CFG_LINT_SECTIONS = ("pylint", "bandit")
 
 
 class WorkspaceError(RuntimeError):
@@ -258,36 +262,48 @@ def _shadow_reason(path: str, base: Path) -> str | None:
 
 
 def _config_section_changed(path: str, base: Path, patched: Path) -> str | None:
-    """For pyproject.toml / setup.cfg: why the edit touches test or lint configuration, else None."""
+    """For a pyproject.toml / setup.cfg the patch adds, edits, renames or deletes: why the change touches test or
+    lint configuration, else None. A patched file that cannot be read the way pytest and the linters read it is
+    hostile, never "absent": pytest might read it differently, or fail on it on purpose."""
     name = PurePosixPath(path).name
-    if name not in ("pyproject.toml", "setup.cfg"):
+    if name not in _SECTIONED_CONFIG_NAMES:
         return None
-    before, after = _config_sections(base / path, name), _config_sections(patched / path, name)
-    if after is None:
-        return f"{name} no longer parses, so its test configuration cannot be checked"
-    if before != after:
-        return f"{name}: its pytest / lint sections changed"
-    return None
-
-
-def _config_sections(path: Path, name: str) -> dict[str, object] | None:
-    """The pytest / pylint / bandit parts of a pyproject.toml or setup.cfg ({} if absent, None if unparsable)."""
-    if not path.is_file():
-        return {}
-    text = path.read_text(errors="replace")
     try:
-        if name == "pyproject.toml":
-            tool = tomllib.loads(text).get("tool", {})
-            return {key: value for key, value in tool.items() if key.startswith(_PYPROJECT_TABLES)}
-        parser = configparser.RawConfigParser()
-        parser.read_string(text)
-        return {
-            section: dict(parser.items(section))
-            for section in parser.sections()
-            if section.startswith(_SETUP_CFG_SECTIONS)
-        }
-    except (tomllib.TOMLDecodeError, configparser.Error, AttributeError):
+        after = _config_sections(patched / path, name)
+    except ConfigError as exc:
+        return f"{path} {exc}, so the test and lint configuration in it cannot be checked"
+    try:
+        before = _config_sections(base / path, name)
+    except ConfigError:
+        return f"the base's {path} cannot be read, so no change to it can be checked"
+    if before == after:
         return None
+    changed = sorted(key for key in {*before, *after} if before.get(key) != after.get(key))
+    return f"{path}: the patch changes its {', '.join(changed)} configuration"
+
+
+def _config_sections(path: Path, name: str) -> dict[str, object]:
+    """The pytest / pylint / bandit parts of a pyproject.toml or setup.cfg, keyed by section ({} when absent).
+
+    Raises ConfigError when the file cannot be read by pytest's parser or by configparser (pylint's).
+    """
+    text = configread.read_text(path)
+    if text is None:
+        return {}
+    if name == "pyproject.toml":
+        tool = configread.table(configread.load_toml(text), "tool")
+        return {f"[tool.{key}]": value for key, value in tool.items() if key.startswith(_PYPROJECT_TABLES)}
+    sections = {
+        f"[{section}]": items
+        for section, items in configread.pytest_ini_sections(text, path=name).items()
+        if section in _SETUP_CFG_PYTEST_SECTIONS
+    }
+    sections.update(
+        (f"[{section}]", items)
+        for section, items in configread.configparser_sections(text).items()
+        if section.startswith(_SETUP_CFG_LINT_SECTIONS)
+    )
+    return sections
 
 
 def _revert(change: FileChange, base: Path, tree: Path) -> None:
@@ -312,8 +328,8 @@ def _review_changes(
     for change in diff.files:
         paths = [p for p in (change.path, change.old_path) if p]
         infra = next(filter(None, (infra_reason(p, spec) for p in paths)), None)
-        if infra is None and change.kind == "modify":
-            infra = _config_section_changed(change.path, base, tree)
+        if infra is None:  # added, edited, renamed into place or away, deleted: all change the configuration
+            infra = next(filter(None, (_config_section_changed(p, base, tree) for p in paths)), None)
         if infra is None and change.kind in ("add", "rename"):
             infra = _shadow_reason(change.path, base)
         if infra is not None:

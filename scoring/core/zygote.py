@@ -21,14 +21,20 @@ a fresh bubblewrap would give it (docs/sandbox.md, "Warm test runs"):
 - rlimits (CPU, address space, file size, processes), then the capability bounding set is emptied, groups
   cleared, a fresh uid and gid set, every capability cleared and no_new_privs armed, all before any file of the
   tree or the task environment is read;
-- every file descriptor but 0, 1 and 2 is closed, so the run cannot reach the worker's socket or the zygote.
+- every file descriptor but 0, 1 and 2 is closed, so the run cannot reach the worker's socket or the zygote;
+- the supervisor is in the run's cgroup before the run starts: the worker sends the cgroup.procs descriptors of
+  the NEXT run's cgroup with each request, and the zygote forks that run's supervisor at once, which joins and
+  waits for its request (a standby: joining costs an RCU grace period, so it is paid during the previous run).
+  The run's processes together are held to its memory and process limits; the worker kills what is left.
 
 Protocol: the zygote sends {"ready": true, "modules": [...]} once warm (the top-level modules it imported). Each
-request is one JSON message with the write end of the run's output pipe attached (SCM_RIGHTS): {"id", "tree",
+request is one JSON message with the write end of the run's output pipe attached (SCM_RIGHTS), followed by the
+next run's cgroup.procs descriptors, if any: {"id", "in_cgroup" (run it in the standby's cgroup), "tree",
 "report" (paths under /sandbox/runs, report may be null), "args" (pytest's arguments), "env" (extra variables),
 "uid", "limits"}. The answer echoes the id with {"code", "cpu_s"} (`code` as a shell reports it: 128 + N for a
 death by signal N), or {"error", "ran": false} when the run could not be set up (no untrusted code ran, so the
-worker runs it the ordinary way), or another {"error"}.
+worker runs it the ordinary way), or another {"error"}. {"prepare": true} with cgroup.procs descriptors attached
+(no answer) makes a standby for the first run, or a new one.
 """
 
 from __future__ import annotations
@@ -45,14 +51,13 @@ import os
 import random
 import resource
 import runpy
+import select
 import shutil
 import socket
 import struct
 import sys
 import tempfile
 import traceback
-
-import pytest
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID = 0x00020000, 0x08000000, 0x40000000, 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
@@ -64,6 +69,8 @@ RUNS, TREE, REPORT, ENV = "/sandbox/runs", "/sandbox/tree", "/sandbox/report", "
 PYTHON_PREFIXES: tuple[str, ...] = ()
 #: Requests carry pytest's arguments (hidden test files included): room for long lists.
 MAX_MESSAGE = 1 << 20
+#: Descriptors a request may carry: the output pipe, then a cgroup.procs per cgroup v1 hierarchy (at most 3).
+MAX_FDS = 8
 TMPFS_SIZE = "256m"
 #: Exit status of init when it could not set the run up (never reached by the untrusted code).
 SETUP_FAILED = 125
@@ -76,6 +83,12 @@ def main() -> None:
     global PYTHON_PREFIXES
     channel = socket.socket(fileno=int(sys.argv[1]))
     PYTHON_PREFIXES = tuple(json.loads(sys.argv[2]))
+    # bwrap arms its --die-with-parent only once the sandbox is set up: a worker killed during the set-up leaves
+    # this process alone. Its socket tells (the worker's end is closed); ask before the slow warm-up.
+    hung_up = select.poll()
+    hung_up.register(channel, 0)  # POLLHUP is always reported
+    if hung_up.poll(0):
+        return
     warm_up()
     # Every run is a fork: a collection in the child would touch the header of every object the zygote holds and
     # copy the pages they live on. Frozen objects are left out of collections; the warm-up's garbage goes first.
@@ -85,20 +98,31 @@ def main() -> None:
     # cold run but not here, so the worker runs such a task cold.
     modules = sorted({name.split(".")[0] for name in sys.modules})
     channel.send(json.dumps({"ready": True, "modules": modules}).encode())
+    standby: Standby | None = None
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(channel, MAX_MESSAGE, 1)
+            message, fds, _, _ = socket.recv_fds(channel, MAX_MESSAGE, MAX_FDS)
         except OSError:
             return
         if not message:
             return
-        for fd in fds[1:]:
-            os.close(fd)
-        if not fds:
-            channel.send(json.dumps({"error": "no output pipe came with the request"}).encode())
-            continue
         request = json.loads(message)
-        channel.send(json.dumps({**serve(request, fds[0]), "id": request.get("id")}).encode())
+        if request.get("prepare"):
+            _discard(standby)
+            standby = prepare(fds)
+            continue
+        in_cgroup = bool(request.get("in_cgroup"))
+        if not fds or (in_cgroup and standby is None):
+            for fd in fds:
+                os.close(fd)
+            why = "no output pipe came with the request" if not fds else "no supervisor stands by in the run's cgroup"
+            channel.send(json.dumps({"error": why, "ran": False, "id": request.get("id")}).encode())
+            continue
+        if not in_cgroup:
+            _discard(standby)
+        run = start(request, fds[0], standby if in_cgroup else None)
+        standby = prepare(fds[1:]) if len(fds) > 1 else None  # the next run's, joining while this one runs
+        channel.send(json.dumps({**finish(*run), "id": request.get("id")}).encode())
 
 
 def warm_up() -> None:
@@ -106,6 +130,8 @@ def warm_up() -> None:
 
     Plugins installed beside pytest are not auto-loaded here: the harness never auto-loads them either.
     """
+    import pytest  # here, not at the top: after the check in main(), the slowest import of the zygote
+
     folder = tempfile.mkdtemp()
     saved_environ = dict(os.environ)
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
@@ -132,12 +158,62 @@ def warm_up() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def serve(request: dict, output_fd: int) -> dict:
-    """Run one request in a supervisor child and return what it reports."""
+#: A supervisor forked ahead of its request: (pid, the socket its request comes on, the pipe its answer comes on).
+Standby = tuple[int, socket.socket, int]
+
+
+def prepare(join: list[int]) -> Standby:
+    """Fork the next run's supervisor ahead of its request; it joins the run's cgroup (`join`) while it waits.
+
+    Moving a process into a cgroup waits for an RCU grace period (about 10 ms here, a fifth of a small warm
+    run): done this way, during the previous run, it is off the run's path. Closes the descriptors of `join`.
+    """
+    control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     result_read, result_write = os.pipe()
-    pid = _spawn(supervise, request, output_fd, result_write, close=(result_read,))
+    pid = _spawn(stand_by, theirs.fileno(), result_write, join, close=(result_read, control.fileno()))
+    theirs.close()
+    for fd in (result_write, *join):
+        os.close(fd)
+    return pid, control, result_read
+
+
+def stand_by(control_fd: int, result_fd: int, join: list[int]) -> None:
+    """In the standby supervisor: join the run's cgroup, wait for the request and its output pipe, supervise it."""
+    _close_all_but(control_fd, result_fd, *join)  # the zygote's socket above all
+    failed = None
+    try:
+        for fd in join:  # whatever the run does is counted, limited and killed together
+            os.write(fd, b"0")
+            os.close(fd)
+    except OSError as exc:
+        failed = f"could not join the run's cgroup: {exc}"
+    with socket.socket(fileno=control_fd) as control:
+        message, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, 1)
+    if not message or not fds:
+        os._exit(0)  # discarded, or the zygote is gone
+    if failed:
+        os.write(result_fd, json.dumps({"error": failed, "ran": False}).encode())
+        os._exit(0)
+    supervise(json.loads(message), fds[0], result_fd)
+
+
+def start(request: dict, output_fd: int, standby: Standby | None) -> tuple[int, int]:
+    """Start a run: hand it to the standby supervisor, or fork one. (supervisor pid, its answer's pipe)."""
+    if standby is None:
+        result_read, result_write = os.pipe()
+        pid = _spawn(supervise, request, output_fd, result_write, close=(result_read,))
+        os.close(result_write)
+    else:
+        pid, control, result_read = standby
+        with contextlib.suppress(OSError):  # a standby that died answers nothing: finish() says so
+            socket.send_fds(control, [json.dumps(request).encode()], [output_fd])
+        control.close()
     os.close(output_fd)
-    os.close(result_write)
+    return pid, result_read
+
+
+def finish(pid: int, result_read: int) -> dict:
+    """What the run's supervisor reports, once it has ended."""
     with os.fdopen(result_read, "rb") as result:
         data = result.read()
     os.waitpid(pid, 0)
@@ -145,6 +221,15 @@ def serve(request: dict, output_fd: int) -> dict:
         return json.loads(data)
     except ValueError:
         return {"error": "the run's supervisor died without an answer"}
+
+
+def _discard(standby: Standby | None) -> None:
+    """Send a standby supervisor away (it exits when its socket closes) and reap it."""
+    if standby is not None:
+        pid, control, result_read = standby
+        control.close()
+        os.close(result_read)
+        os.waitpid(pid, 0)
 
 
 def supervise(request: dict, output_fd: int, result_fd: int) -> None:

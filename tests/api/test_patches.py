@@ -133,7 +133,7 @@ def test_completions_no_database_could_store_are_rejected_with_reward_zero(api, 
 
 
 def test_too_large_diff_gets_413(api, tiny_task, fix_diff, settings):
-    settings.REVIEWAPP = dict(settings.REVIEWAPP, MAX_DIFF_BYTES=200)
+    settings.LIMITS = dict(settings.LIMITS, DIFF_BYTES=200)
     response = api.post("/api/v1/patches/", {"task": "tiny", "diff": fix_diff + "#" * 500}, format="json")
     assert response.status_code == 413
     assert not Patch.objects.exists()

@@ -30,7 +30,7 @@ def second_task(tiny_task):
     from tests.helpers import TINY
 
     spec = parse_spec((TINY / "spec.json").read_text(), spec_dir=TINY)
-    return task_create_from_dirs(spec=dataclasses.replace(spec, name="tiny2"))
+    return task_create_from_dirs(spec=dataclasses.replace(spec, name="tiny2"), shared=True)
 
 
 class FlakyProxy:

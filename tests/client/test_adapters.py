@@ -1,5 +1,5 @@
-"""The trainer adapters, called exactly the way TRL, verifiers and OpenRLHF call them, against the live server
-with a real Celery worker scoring through the real pipeline."""
+"""The TRL and OpenRLHF adapters, called the way the libraries call them, against the live server with a real
+Celery worker scoring through the real pipeline (the libraries themselves run in test_trainers_real.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from scoring.client import (
     AsyncRewardClient,
     trl_reward_func,
     trl_reward_funcs_per_criterion,
-    verifiers_reward_funcs,
 )
 from scoring.models import Patch
 from scoring.openrlhf_reward import reward_func
@@ -83,29 +82,6 @@ def test_trainer_adapters_score_chat_batches_in_order_with_one_call_per_batch(
     )
     assert again == results
 
-    # verifiers: group functions, called with the keyword arguments Rubric._call_group_reward_func passes;
-    # the task name comes from the dataset's info column. Run concurrently, as verifiers may.
-    made = Patch.objects.count()
-    vf_functions = verifiers_reward_funcs(AsyncRewardClient(live_server.url, client_token), criteria=True)
-    assert all({"completions", "infos"} <= set(inspect.signature(f).parameters) for f in vf_functions)
-    group = {
-        "prompts": [[{"role": "user", "content": "Fix calc.add"}]] * 2,
-        "completions": [_chat(fenced), _chat(GARBAGE)],
-        "answers": ["", ""],
-        "states": [{}, {}],
-        "tasks": ["default", "default"],
-        "infos": [{"task": "tiny"}, {"task": "tiny"}],
-        "parser": None,
-    }
-
-    async def rubric_scores():  # type: ignore[no-untyped-def]
-        return await asyncio.gather(*(f(**group) for f in vf_functions))
-
-    vf_reward, vf_correctness, *_ = asyncio.run(rubric_scores())
-    assert Patch.objects.count() == made + 2  # five functions, one call
-    assert vf_reward == [rewards[0], 0.0]
-    assert vf_correctness == [1.0, 0.0]  # verifiers needs floats: unmeasured counts as 0.0
-
     # OpenRLHF: queries are prompt + response, labels name the task, the service from the environment.
     monkeypatch.setenv("REVIEWAPP_URL", live_server.url)
     monkeypatch.setenv("REVIEWAPP_TOKEN", client_token)
@@ -114,7 +90,8 @@ def test_trainer_adapters_score_chat_batches_in_order_with_one_call_per_batch(
     assert out["rewards"].tolist() == pytest.approx([rewards[0], 0.0])
     assert out["scores"].tolist() == out["rewards"].tolist()
     assert out["extra_logs"]["correctness"].tolist() == [1.0, 0.0]
-    assert set(out["extra_logs"]) == {"correctness", "style", "performance", "security"}
+    assert out["extra_logs"]["reviewapp/unscored"].tolist() == [0.0, 0.0]
+    assert set(out["extra_logs"]) == {"correctness", "style", "performance", "security", "reviewapp/unscored"}
 
 
 def test_a_short_wait_gives_none_for_unfinished_and_zero_for_unusable_completions(
@@ -132,14 +109,15 @@ def test_a_short_wait_gives_none_for_unfinished_and_zero_for_unusable_completion
     results = reward_client.score("tiny", [fix_diff], wait_s=0)
     assert (results[0]["status"], results[0]["final_score"]) == ("queued", None)
 
-    # OpenRLHF tensors cannot hold None: unfinished counts as 0.0, with a warning in the log.
+    # OpenRLHF tensors cannot hold None: unfinished counts as 0.0, marked in extra_logs and warned about.
     monkeypatch.setenv("REVIEWAPP_URL", live_server.url)
     monkeypatch.setenv("REVIEWAPP_TOKEN", client_token)
     monkeypatch.setenv("REVIEWAPP_WAIT_S", "0")
-    with caplog.at_level(logging.WARNING, logger="scoring.client"):
+    with caplog.at_level(logging.WARNING, logger="reviewapp_client.openrlhf"):
         out = reward_func(["P" + fix_diff], ["P"], ["tiny"])
     assert out["rewards"].tolist() == [0.0]
-    assert "1 of 1 rewards not finished within wait_s" in caplog.text
+    assert out["extra_logs"]["reviewapp/unscored"].tolist() == [1.0]
+    assert "1 of 1 rollouts have no reward (['queued']), counted as 0.0" in caplog.text
 
 
 def test_async_trl_reward_function_is_awaitable_and_reports_a_missing_task_column(reward_client, live_server):

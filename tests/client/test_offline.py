@@ -52,3 +52,36 @@ def test_openrlhf_reward_func_without_service_address_says_which_variable_is_mis
     monkeypatch.setenv("REVIEWAPP_TOKEN", "t")
     with pytest.raises(RuntimeError, match="REVIEWAPP_URL"):
         reward_func(["q"], ["q"], ["tiny"])
+
+
+@pytest.mark.parametrize("old", ["0.23.1", "1.5.2"])
+def test_trl_adapter_refuses_a_trl_that_would_train_a_crash_as_zero(monkeypatch, old):
+    import importlib.metadata
+
+    from scoring.client import RewardClient, trl_reward_func, trl_reward_funcs_per_criterion
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: old if name == "trl" else real(name))
+    client = RewardClient("http://127.0.0.1:9", "t")
+    with pytest.raises(RuntimeError, match=rf"trl {old} counts a None reward .* needs trl>=1\.6"):
+        trl_reward_func(client)
+    with pytest.raises(RuntimeError, match=r"needs trl>=1\.6"):
+        trl_reward_funcs_per_criterion(client)
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "1.16.0" if name == "trl" else real(name))
+    assert trl_reward_func(client).__name__ == "reviewapp_reward"
+
+
+def test_a_batch_that_cannot_be_sent_fails_every_caller_of_that_batch():
+    from concurrent.futures import wait
+
+    from reviewapp_client.batcher import RewardBatcher
+
+    from scoring.client import RewardClient, RewardServiceError
+
+    batcher = RewardBatcher(RewardClient("http://127.0.0.1:9", "t", retries=0), wait_s=0, linger_s=0.2)
+    futures = [batcher.submit("tiny", f"completion {i}") for i in range(5)]
+    wait(futures, timeout=30)
+    assert batcher.calls == 1
+    for future in futures:
+        with pytest.raises(RewardServiceError, match="unreachable"):
+            future.result()

@@ -42,14 +42,17 @@ def chromium() -> Iterator[object]:
 
 @pytest.fixture
 def new_page(chromium, live_server):
-    """Open a fresh browser context (its own cookies) logged in as `username`."""
+    """Open a fresh browser context (its own cookies) logged in as `username`. The pages run under the
+    Content-Security-Policy; anything it refuses (the browser logs it) fails the test at the end."""
     contexts = []
+    refused: list[str] = []
 
     def open_as(username: str):
         context = chromium.new_context(viewport={"width": 1440, "height": 1000}, base_url=live_server.url)
         context.set_default_timeout(10_000)
         contexts.append(context)
         page = context.new_page()
+        page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
         page.goto("/review/")
         assert "/accounts/login/" in page.url  # anonymous visitors are sent to log in
         page.get_by_label("Username").fill(username)
@@ -58,9 +61,11 @@ def new_page(chromium, live_server):
         page.wait_for_url("**/review/")
         return page
 
+    open_as.refused = refused  # a test that attacks the policy on purpose takes its own refusals out
     yield open_as
     for context in contexts:
         context.close()
+    assert refused == [], "the Content-Security-Policy refused:\n" + "\n".join(refused)
 
 
 def screenshot(page, name: str) -> Path:

@@ -59,7 +59,7 @@ def test_manifest_counts_and_hash_describe_the_file(labelled, tmp_path):
     }
     assert manifest["counts"] == {"train": 6, "val": 6}
     assert manifest["counts_by_source"] == {"execution": {"train": 3, "val": 3}, "human": {"train": 3, "val": 3}}
-    assert manifest["filters"] == {"include_demo": False, "with_execution": True}
+    assert manifest["filters"] == {"include_demo": False, "client": None, "with_execution": True}
     assert manifest["pipeline_versions"] and manifest["weight_profiles"]
     assert manifest["tool_versions"] == {"bandit": ["1.8.0"], "pylint": ["3.3.0"]}
     assert manifest["label_cutoff"] == manifest["exported_at"]
@@ -143,7 +143,7 @@ def test_pairwise_pairs_patches_of_one_task_by_human_final_above_the_margin(revi
     row = rows_of(out)[0]
     assert diff_for(0).strip() in row["chosen"][0]["content"] and diff_for(2).strip() in row["rejected"][0]["content"]
     assert row["prompt"][1]["content"].startswith("Task: pairs")
-    assert manifest["filters"] == {"include_demo": False, "min_margin": 0.2}
+    assert manifest["filters"] == {"include_demo": False, "client": None, "min_margin": 0.2}
     export_labels(fmt="pairwise", out=out, min_margin=0.15)
     assert len(rows_of(out)) == 3
 

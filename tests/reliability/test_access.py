@@ -1,5 +1,6 @@
 """Who may reach what: every route of the URL resolver against anonymous visitors, reviewers, admins and API
-clients; clients kept apart; tokens hashed, expiring and revocable; `check --deploy` clean in production.
+clients; clients kept apart (their patches and their tasks); tokens hashed, expiring and revocable; `check
+--deploy` clean in production. The matrix goes into the report as a table by endpoint and role.
 
 The route list comes from the resolver itself, so a new page or endpoint is in the matrix the day it is added.
 """
@@ -29,12 +30,15 @@ CONVERTER_SAMPLES = {
     "path": "999999",
     "uuid": "0" * 8 + "-0000-0000-0000-" + "0" * 12,
 }
-#: Open to everyone: logging in and out, the probes of the load balancer and Prometheus, the root redirect.
-#: The API's description is public too: it holds no data, and clients build on it before they have a token.
+#: Open to everyone: logging in and out, the load balancer's probe (up or down and the queue depth only; the
+#: detail is for admins), the root redirect. The API's description is public too: it holds no data, and clients
+#: build on it before they have a token.
 PUBLIC = {
-    *("/", "/accounts/login/", "/accounts/logout/", "/admin/logout/", "/healthz", "/metrics"),
+    *("/", "/accounts/login/", "/accounts/logout/", "/admin/logout/", "/healthz"),
     *("/api/schema/", "/api/docs/"),
 }
+#: For a scraper with the metrics token or from an allowed address, none of which the matrix's roles have.
+SCRAPER_ONLY = ("/metrics",)
 ADMIN_ONLY = ("/weights/", "/exports/", "/admin/", "/api/v1/weights/", "/api/v1/exports/")
 REVIEW_PAGES = ("/review/", "/dashboard/")
 CLIENT_APIS = ("/api/v1/tasks/", "/api/v1/patches/", "/api/v1/rewards/")
@@ -78,6 +82,8 @@ def audience(url: str, method: str) -> set[str]:
     """The roles DESIGN.md lets through to `url` (anonymous users only reach PUBLIC)."""
     if url in PUBLIC:
         return {"anonymous", "reviewer", "admin", "client"}
+    if url in SCRAPER_ONLY:
+        return set()
     if url.startswith(ADMIN_ONLY):
         return {"admin"}
     if url.startswith(REVIEW_PAGES):
@@ -85,6 +91,19 @@ def audience(url: str, method: str) -> set[str]:
     if url.startswith(CLIENT_APIS):
         return {"client", "admin", "reviewer"} if method == "get" else {"client", "admin"}
     pytest.fail(f"{url} is in no access class of this test: decide who may reach it and add it above")
+
+
+def endpoint(url: str) -> str:
+    """The endpoint a URL belongs to, for the report's table: /api/v1/<name>/, /accounts/<page>/, /admin/<page>/
+    (the admin's model pages folded into one row), the first path segment elsewhere."""
+    parts = [p for p in url.split("/") if p]
+    if not parts:
+        return "/"
+    if parts[0] == "admin":
+        return "/admin/ (every model page)" if len(parts) > 2 else "/" + "/".join(parts[:2]) + "/"
+    keep = 3 if parts[0] == "api" and len(parts) > 2 else 2 if parts[0] in ("api", "accounts") else 1
+    tail = "/" if url.endswith("/") or len(parts) > keep else ""
+    return "/" + "/".join(parts[:keep]) + tail
 
 
 def verdict(url: str, response) -> str:  # type: ignore[no-untyped-def]
@@ -115,6 +134,7 @@ def test_every_route_lets_in_exactly_its_audience(sessions, report):
     urls = all_urls()
     wrong = []
     counts = {"ok": 0, "login": 0, "denied": 0}
+    matrix: dict[str, dict[str, set[str]]] = {}
     for url in urls:
         method = method_of(url, sessions["admin"])
         allowed = audience(url, method)
@@ -122,6 +142,8 @@ def test_every_route_lets_in_exactly_its_audience(sessions, report):
             got = verdict(url, getattr(client, method)(url))
             if url in PUBLIC:
                 expected = {"ok", "login"}  # logging out ends on the login page
+            elif url in SCRAPER_ONLY:
+                expected = {"denied"}
             elif role in allowed:
                 expected = {"ok", "denied"} if role == "admin" and ADMIN_MODEL_PAGES.match(url) else {"ok"}
             elif role == "anonymous":
@@ -133,8 +155,17 @@ def test_every_route_lets_in_exactly_its_audience(sessions, report):
             if got not in expected:
                 wrong.append(f"{method.upper()} {url} as {role}: {got}, expected {'/'.join(sorted(expected))}")
             counts[got] = counts.get(got, 0) + 1
+            matrix.setdefault(f"{method.upper()} {endpoint(url)}", {}).setdefault(role, set()).add(got)
     assert len(urls) > 60
     assert wrong == [], "\n".join(wrong)
+    report.inputs_tried(len(urls) * len(sessions), server_errors=counts.get("error", 0))
+    report.matrix(
+        "Access matrix",
+        "Every route of the URL resolver, grouped by endpoint; each cell is what the role got: `ok` (served), "
+        "`login` (sent to the login page), `denied` (401/403). No cell holds an error (5xx).",
+        columns=list(sessions),
+        rows={name: {role: "/".join(sorted(got)) for role, got in cells.items()} for name, cells in matrix.items()},
+    )
     report.record(
         "Access",
         f"every route of the URL resolver ({len(urls)} URLs) as anonymous, reviewer, admin and API client",
@@ -179,6 +210,86 @@ def test_one_client_cannot_see_or_cancel_another_clients_patches(make_user, tiny
         times=5,
         outcome="404 / empty lists; the reused external_id made the second client's own patch",
     )
+
+
+def _register(api, name: str, tmp_path, *, shared: bool | None = None) -> int:  # type: ignore[no-untyped-def]
+    """Register the tiny fixture under `name` through POST /api/v1/tasks/ as `api`'s account; the status."""
+    import json
+
+    from scoring.core.trees import pack_tree
+    from tests.helpers import TINY
+
+    spec = {"name": name, "test_command": "python -m pytest -q tests", "hidden_test_command": "pytest -q hidden_x"}
+    if shared is not None:
+        spec["shared"] = shared
+    folder = tmp_path / name
+    folder.mkdir()
+    repo = pack_tree(TINY / "repo", folder / "repo.tar.gz")
+    hidden = pack_tree(TINY / "hidden", folder / "hidden.tar.gz")
+    with repo.open("rb") as r, hidden.open("rb") as h:
+        response = api.post(
+            "/api/v1/tasks/", {"spec": json.dumps(spec), "repo": r, "hidden_tests": h}, format="multipart"
+        )
+    return response.status_code
+
+
+def test_a_client_sees_and_scores_only_its_own_and_shared_tasks(make_user, fix_diff, tmp_path, report):
+    from rest_framework.test import APIClient
+
+    apis = {}
+    for name, role in (("alice", "client"), ("bob", "client"), ("ada", "admin"), ("rita", "reviewer")):
+        _, token = make_user(name, role)
+        if token is None:
+            from scoring.accounts import token_create
+
+            token = token_create(user=_user(name))
+        apis[name] = APIClient()
+        apis[name].credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    alice, bob = apis["alice"], apis["bob"]
+    assert _register(alice, "alice-private", tmp_path) == 201
+    assert _register(alice, "alice-shared", tmp_path, shared=True) == 201
+    assert _register(bob, "bob-bad-shared", tmp_path, shared="yes") == 400  # not a boolean
+
+    def names(api) -> set[str]:  # type: ignore[no-untyped-def]
+        return {t["name"] for t in api.get("/api/v1/tasks/").json()["results"]}
+
+    assert names(alice) == {"alice-private", "alice-shared"}
+    assert names(bob) == {"alice-shared"}
+    assert names(apis["ada"]) == names(apis["rita"]) == {"alice-private", "alice-shared"}
+    # Bob cannot read, score (one, a batch, or rewards) the private task: it does not exist for him.
+    assert bob.get("/api/v1/tasks/alice-private/").status_code == 404
+    one = bob.post("/api/v1/patches/", {"task": "alice-private", "diff": fix_diff}, format="json")
+    assert one.status_code == 400 and "unknown task" in one.json()["detail"]
+    many = bob.post("/api/v1/patches/", [{"task": "alice-private", "diff": fix_diff}], format="json")
+    assert many.status_code == 202 and many.json()[0]["status"] == "error"
+    rewards = {"task": "alice-private", "completions": [fix_diff], "wait_s": 0}
+    assert bob.post("/api/v1/rewards/", rewards, format="json").status_code == 400
+    assert bob.get("/api/v1/patches/", {"task": "alice-private"}).json()["count"] == 0
+    # The shared task: Bob scores it, without its hidden tests' hash or hidden command; its owner sees both.
+    assert bob.post("/api/v1/patches/", {"task": "alice-shared", "diff": fix_diff}, format="json").status_code == 202
+    seen_by_bob = bob.get("/api/v1/tasks/alice-shared/").json()
+    assert seen_by_bob["hidden_sha256"] == "" and "hidden_test_command" not in seen_by_bob["spec"]
+    assert seen_by_bob["shared"] is True
+    seen_by_alice = alice.get("/api/v1/tasks/alice-shared/").json()
+    assert len(seen_by_alice["hidden_sha256"]) == 64 and seen_by_alice["spec"]["hidden_test_command"]
+    assert (
+        apis["ada"].post("/api/v1/patches/", {"task": "alice-private", "diff": fix_diff}, format="json").status_code
+        == 202
+    )
+    report.record(
+        "Access",
+        "tenants: a client listing, reading and scoring (one patch, a batch, /rewards/) another client's private "
+        "task, and reading a shared one; admins and reviewers listing all",
+        times=9,
+        outcome="private tasks do not exist for other clients (404 / unknown task / error item); shared tasks are "
+        "scored by others without their hidden tests' hash or command; admins and reviewers see every task",
+    )
+
+
+def _user(name: str):  # type: ignore[no-untyped-def]
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.get(username=name)
 
 
 def test_tokens_are_stored_hashed_expire_and_can_be_revoked(make_user, report):

@@ -77,7 +77,16 @@ def test_illegal_transitions_are_refused(patch):
         services.patch_transition(patch_id=patch.pk, source=("queued",), target="scored")
 
 
-def test_healthz_is_503_naming_the_broker_when_redis_is_down(client, settings, tmp_path):
+@pytest.fixture
+def admin_page(client, make_user):
+    """The test client signed in as an admin: /healthz gives its detail to admins only."""
+    admin, _ = make_user("health-admin", "admin")
+    client.force_login(admin)
+    return client
+
+
+def test_healthz_is_503_naming_the_broker_when_redis_is_down(admin_page, settings, tmp_path):
+    client = admin_page
     settings.REDIS_URL = f"redis+socket://{tmp_path}/nothing.sock"
     response = client.get("/healthz")
     assert response.status_code == 503
@@ -87,8 +96,10 @@ def test_healthz_is_503_naming_the_broker_when_redis_is_down(client, settings, t
     assert "queue_depth" in body
 
 
-def test_healthz_is_200_with_a_live_worker_heartbeat(client, redis_server):
+def test_healthz_is_200_with_a_live_worker_heartbeat(admin_page, redis_server):
     from scoring.health import HEARTBEAT_KEY, redis_client
+
+    client = admin_page
 
     redis_client().set(HEARTBEAT_KEY + "test-host", "1", ex=30)
     try:
@@ -99,8 +110,9 @@ def test_healthz_is_200_with_a_live_worker_heartbeat(client, redis_server):
         redis_client().delete(HEARTBEAT_KEY + "test-host")
 
 
-def test_metrics_expose_queue_depth_and_patches_by_status(client, patch):
-    text = client.get("/metrics").content.decode()
+def test_metrics_expose_queue_depth_and_patches_by_status(client, patch, settings):
+    settings.METRICS_TOKEN = "scrape-token"
+    text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token").content.decode()
     assert "reviewapp_queue_depth 1.0" in text
     assert 'reviewapp_patches{status="queued"} 1.0' in text
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -33,7 +34,9 @@ def parse_cutoff(value: str | None) -> datetime | None:
 
 
 class Command(BaseCommand):
-    help = "Export human-corrected labels as JSONL (sft, pairwise or raw) with a manifest."
+    help = (
+        "Export human-corrected labels as JSONL (sft, pairwise, raw-safe for trainers; raw for admins) with a manifest."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--format", required=True, dest="fmt", help=f"one of: {', '.join(FORMATS)}")
@@ -55,10 +58,19 @@ class Command(BaseCommand):
             help="only labels created at or before this ISO 8601 moment (default: now); the same cut-off "
             "gives the same file later",
         )
+        parser.add_argument(
+            "--client",
+            help="only this API client's patches (a file to hand to that client; never mixes in another's)",
+        )
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def handle(self, *args: Any, fmt: str, out: Path, **options: Any) -> None:
         cutoff = parse_cutoff(options["cutoff"])
+        client = None
+        if options["client"]:
+            client = get_user_model().objects.filter(username=options["client"]).first()
+            if client is None:
+                raise CommandError(f"--client {options['client']!r}: no such account", returncode=2)
         bar: list[tqdm] = []
 
         def progress(done: int, total: int) -> None:
@@ -74,6 +86,7 @@ class Command(BaseCommand):
                 cutoff=cutoff,
                 min_margin=options["min_margin"],
                 with_execution=options["with_execution"],
+                client=client,
                 progress=None if options["no_progress"] else progress,
             )
         except ExportError as exc:
@@ -86,5 +99,7 @@ class Command(BaseCommand):
             f"Wrote {manifest['rows']} {fmt} rows to {out} (train {counts['train']}, val {counts['val']}); "
             f"manifest {manifest_path(out)}"
         )
+        if manifest["audience"] == "admin":
+            self.stderr.write(f"{fmt}: {manifest['audience_note']}.")
         if not manifest["rows"]:
             self.stderr.write("No labels matched: the file is empty. Label some patches, or add --include-demo.")

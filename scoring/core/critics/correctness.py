@@ -1,105 +1,40 @@
 """Correctness: the task's visible and hidden tests, on the base and on the patched tree (DESIGN.md, exactly).
 
-How a run is trusted (docs/correctness.md has the full story):
+How a run is trusted (docs/correctness.md has the full story; the runs themselves are scoring/core/critics/runner.py):
 
 - every run happens in the sandbox, in a scratch copy (never in the shared base or the patched tree itself);
 - the visible and hidden suites share one pytest process when `combine_blocker` finds nothing in the spec, the
-  hidden tests or the tree that one process could change; the report is split back by each test's file;
-- pytest plugin auto-loading is off (the task's own requirements' plugins are loaded by name), the cache plugin
-  is off, and per-test results come from a JUnit XML file the harness asks for in the report folder;
-- the harness adds a randomly named canary test that must fail. The patched code runs in the same process as
-  pytest and can write to the report folder, so the canary and the expected-test set are what make a forged or
-  bent report visible: a passing canary, a report without it, or an exit status claiming success is `tamper`;
+  hidden tests or the tree that one process could change; the outcomes are split back by each test's file;
+- a verdict is read only from what the patch's code could not write: outcomes streamed as they happen over a
+  pipe the harness opened, on a pytest configuration the harness owns, with canaries that look like real tests;
+  hidden tests are served from memory. A passing canary, outcomes that contradict each other or the report, or
+  a run claiming success is `tamper`, and `tamper` sets the score to 0;
 - added code that reaches into the test machinery is `suspicious` (see `suspicious_findings`).
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import errno
 import json
 import os
-import secrets
-import shlex
-import shutil
 import tempfile
 import time
-import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from scoring.core import combine, discriminator
+from scoring.core.critics import runner, static_check
 from scoring.core.critics.base import BaseCritic
-from scoring.core.trees import scratch_copy
-from scoring.core.types import CriticResult, RunLimits, RunResult, ScoringContext
+from scoring.core.critics.runner import MISSING, PASSED, SuiteRun
+from scoring.core.types import CriticResult, ScoringContext
 
-#: Outcomes in a run; only "passed" counts as passing.
-PASSED = "passed"
-MISSING = "missing"
-_REPORT_MAX_BYTES = 20 << 20
-#: Free space in the workspace below which a run without a report is blamed on the disk, not on the patch.
-_MIN_FREE_BYTES = 1 << 20
-_EXCERPT_CHARS = 600
-_BASE_FACTS_FILE = "correctness_base.json"
+_BASE_FACTS_FILE = "correctness_base.v2.json"
 #: Base facts of a task whose suites run as one process: a file of their own, so that a patched tree that must
 #: run its suites apart is graded against base runs made apart too.
-_COMBINED_BASE_FACTS_FILE = "correctness_base_combined.json"
+_COMBINED_BASE_FACTS_FILE = "correctness_base_combined.v2.json"
 #: The suites of a task with hidden tests, in the order runs and evidence list them.
 SUITES = ("visible", "hidden")
-_HARNESS_OPTIONS = (
-    "-p",
-    "no:cacheprovider",
-    "-o",
-    "junit_family=xunit1",
-    "-o",
-    "console_output_style=classic",
-    "--continue-on-collection-errors",
-    "--tb=short",
-)
-
-
-@dataclass
-class SuiteRun:
-    """One pytest run: per-test outcomes (canary excluded), the canary's outcome, and how the run ended."""
-
-    tests: dict[str, str] = field(default_factory=dict)
-    excerpts: dict[str, str] = field(default_factory=dict)
-    canary: str = MISSING
-    returncode: int | None = None
-    timed_out: bool = False
-    resource_limit: str | None = None
-    report_found: bool = False
-    output_tail: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "tests": self.tests,
-            "canary": self.canary,
-            "returncode": self.returncode,
-            "timed_out": self.timed_out,
-            "resource_limit": self.resource_limit,
-            "report_found": self.report_found,
-            "output_tail": self.output_tail,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> SuiteRun:
-        return cls(**{key: data[key] for key in cls().to_json()})
-
-    def broken_reason(self) -> str | None:
-        """Why this run cannot serve as the base reference (None when it can)."""
-        if self.timed_out:
-            return "the tests timed out on the base tree"
-        if self.resource_limit:
-            return f"the tests hit the {self.resource_limit} limit on the base tree"
-        if not self.report_found:
-            return f"pytest wrote no report on the base tree (exit status {self.returncode})"
-        if not self.tests:
-            return "no test was collected on the base tree"
-        return None
 
 
 class CorrectnessCritic(BaseCritic):
@@ -121,7 +56,9 @@ class CorrectnessCritic(BaseCritic):
             return CriticResult(self.name, None, 0.9, tuple(steps), {"task_broken": broken}, frozenset({"task_broken"}))
         steps.append(_base_step(base, cached))
         patched = run_suites(ctx, ctx.patched_dir, list(base), combined=combined)
-        return discriminator.judge(ctx, grade(ctx, base, [patched], steps, runs_apart=patched_blocker))
+        return discriminator.judge(
+            ctx, grade(ctx, base, [patched], steps, runs_apart=patched_blocker, shared_process=combined)
+        )
 
     def heal(self, ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult:
         """Re-run the patched suites to tell flaky tests from failing ones; flaky tests leave both sets.
@@ -148,7 +85,7 @@ class CorrectnessCritic(BaseCritic):
         if reruns == 0:
             return previous
         steps.append(f"Step: healing. Re-ran the tests {reruns} more time(s) to separate flaky from failing tests.")
-        healed = grade(ctx, base, runs, steps, healed=True, runs_apart=patched_blocker)
+        healed = grade(ctx, base, runs, steps, healed=True, runs_apart=patched_blocker, shared_process=combined)
         return discriminator.judge(ctx, healed, previous)
 
 
@@ -213,24 +150,30 @@ def run_suites(ctx: ScoringContext, source: Path, suites: Sequence[str], *, comb
 
 
 def run_suite(ctx: ScoringContext, source: Path, suite: str) -> SuiteRun:
-    """Run the visible or hidden suite on a scratch copy of `source`, with the canary, and read its report."""
-    runs = _run_pytest(
-        ctx, source, _suite_command(ctx, suite), overlay=suite == "hidden", suites=(suite,), suite_of=lambda _: (suite,)
+    """Run the visible or hidden suite on a scratch copy of `source`, with canaries, and read its outcomes."""
+    hidden = suite == "hidden"
+    default_hidden = hidden and not getattr(ctx.spec, "hidden_test_command", None)
+    runs = runner.run_pytest(
+        ctx,
+        source,
+        "python -m pytest -q" if default_hidden else _suite_command(ctx, suite),
+        hidden=hidden,
+        suites=(suite,),
+        suite_of=lambda _: (suite,),
+        hidden_args=_hidden_test_args if default_hidden else None,
     )
     return runs[suite]
 
 
 def run_combined(ctx: ScoringContext, source: Path) -> dict[str, SuiteRun]:
-    """Run both suites as one pytest process (the visible command plus the hidden test files) and split the report.
+    """Run both suites as one pytest process (the visible command plus the hidden test files) and split the outcomes.
 
-    Call only when `combine_blocker` allows it for `source`. A test belongs to the hidden suite when the `file` of
-    its JUnit testcase (xunit1 writes it for tests and collection errors alike) is a hidden file, to the visible
-    suite otherwise. A testcase without a usable `file` goes to both: pytest writes one only for a run-wide event
-    (an internal error ends the whole run). Both suites keep the run's canary, exit status, timeout, limit and
-    output; the run gets the wall-clock and CPU budgets of the two runs it replaces.
+    Call only when `combine_blocker` allows it for `source`. A test belongs to the hidden suite when its file is a
+    hidden file, to the visible suite otherwise. Both suites keep the run's canaries, exit status, timeout, limit
+    and output; the run gets the wall-clock and CPU budgets of the two runs it replaces. The visible tests shared a
+    process with the hidden ones, so their output is never shown to API clients (`client_output` in the evidence).
     """
     hidden = combine.cached_tree_files(ctx.hidden_dir)
-    command = shlex.join([*shlex.split(ctx.spec.test_command), *combine.hidden_test_files(hidden)])
 
     def suite_of(file: str) -> tuple[str, ...]:
         path = PurePosixPath(file)
@@ -238,169 +181,27 @@ def run_combined(ctx: ScoringContext, source: Path) -> dict[str, SuiteRun]:
             return SUITES
         return ("hidden",) if path.as_posix() in hidden else ("visible",)
 
-    return _run_pytest(ctx, source, command, overlay=True, suites=SUITES, suite_of=suite_of)
-
-
-def _run_pytest(
-    ctx: ScoringContext,
-    source: Path,
-    command: str,
-    *,
-    overlay: bool,
-    suites: tuple[str, ...],
-    suite_of: Callable[[str], tuple[str, ...]],
-) -> dict[str, SuiteRun]:
-    """One sandboxed pytest run of `command` on a scratch copy of `source` (hidden tests overlaid when `overlay`),
-    with the canary; its report read into one SuiteRun per suite."""
-    with scratch_copy(source, work_root=ctx.settings.work_root, prefix="tests-") as tree:
-        if overlay:
-            _overlay(ctx.hidden_dir, tree)
-        token = secrets.token_hex(6)
-        canary = f"test_canary_{token}"
-        (tree / f"{canary}.py").write_text(f"def {canary}():\n    assert False, 'the harness canary must fail'\n")
-        (tree / f"_harness_{token}.py").write_text(
-            "import pathlib\n\n\ndef pytest_configure(config):\n"
-            f"    config.args.append(str(pathlib.Path(__file__).with_name('{canary}.py')))\n"
-        )
-        report = tree.parent / "report"
-        report.mkdir()
-        argv = _pytest_argv(command, plugins=[f"_harness_{token}", *_env_plugins(ctx.env_dir)])
-        budget = float(getattr(ctx.spec, "timeout_s", 60)) * len(suites)
-        limits = RunLimits(wall_s=budget, cpu_s=budget, output_bytes=ctx.settings.output_bytes)
-        result = ctx.run(argv, tree=tree, report_dir=report, env_dir=ctx.env_dir, limits=limits)
-        runs = _read_runs(report / "junit.xml", result, canary, suites=suites, suite_of=suite_of)
-        if not any(run.report_found for run in runs.values()):
-            _refuse_full_disk(tree)
-        return runs
-
-
-def _refuse_full_disk(tree: Path) -> None:
-    """Raise OSError(ENOSPC) when the workspace is (nearly) full after a run that left no report.
-
-    The missing report then says nothing about the patch (pytest could not write it), so the stage must fail and
-    be retried instead of counting every test as failing.
-    """
-    free = shutil.disk_usage(tree).free
-    if free < _MIN_FREE_BYTES:
-        raise OSError(errno.ENOSPC, f"No space left on device: {free} bytes free in the workspace, no test report")
-
-
-def _suite_command(ctx: ScoringContext, suite: str) -> str:
-    """The pytest command of a suite: the spec's, or for hidden tests by default pytest on the files they add."""
-    if suite == "visible":
-        return ctx.spec.test_command
-    if getattr(ctx.spec, "hidden_test_command", None):
-        return ctx.spec.hidden_test_command
-    return shlex.join(
-        ["python", "-m", "pytest", "-q", *combine.hidden_test_files(combine.cached_tree_files(ctx.hidden_dir))]
+    return runner.run_pytest(
+        ctx,
+        source,
+        ctx.spec.test_command,
+        hidden=True,
+        suites=SUITES,
+        suite_of=suite_of,
+        hidden_args=_hidden_test_args,
     )
 
 
-def _pytest_argv(command: str, *, plugins: Iterable[str]) -> list[str]:
-    """The spec's pytest command as `python -m pytest` (so the tree is importable) plus the harness options."""
-    argv = shlex.split(command)
-    if argv[:1] == ["pytest"]:
-        argv = ["python", "-m", "pytest", *argv[1:]]
-    elif argv[:1] == ["python3"]:
-        argv = ["python", *argv[1:]]
-    plugin_args = [arg for name in plugins for arg in ("-p", name)]
-    return [
-        "env",
-        "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1",  # a patch must not be able to register a plugin through metadata
-        *argv,
-        *plugin_args,
-        *_HARNESS_OPTIONS,
-        "--junitxml={report_dir}/junit.xml",
-    ]
+def _hidden_test_args(layout: runner.HiddenLayout) -> list[str]:
+    """The hidden test files, as their stand-ins in the run's tree."""
+    return [layout.stub_of.get(path, path) for path in combine.hidden_test_files(layout.stub_of)]
 
 
-def _env_plugins(env_dir: Path | None) -> list[str]:
-    """The pytest plugins the task's own requirements declare (entry point group pytest11), loaded by name."""
-    names: list[str] = []
-    if env_dir is None:
-        return names
-    for entry_points in sorted(env_dir.glob("*.dist-info/entry_points.txt")):
-        section = None
-        for line in entry_points.read_text(errors="replace").splitlines():
-            line = line.strip()
-            if line.startswith("["):
-                section = line.strip("[]")
-            elif section == "pytest11" and "=" in line:
-                names.append(line.split("=", 1)[0].strip())
-    return names
-
-
-def _overlay(hidden: Path | None, tree: Path) -> None:
-    """Copy the hidden tests over the tree (a hidden file replaces a visible one of the same name)."""
-    if hidden is None:
-        return
-    for source in hidden.rglob("*"):
-        target = tree / source.relative_to(hidden)
-        if source.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-        elif source.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists():
-                target.unlink()
-            shutil.copyfile(source, target)
-
-
-def _read_runs(
-    report: Path,
-    result: RunResult,
-    canary: str,
-    *,
-    suites: tuple[str, ...],
-    suite_of: Callable[[str], tuple[str, ...]],
-) -> dict[str, SuiteRun]:
-    """Turn a run and its JUnit report into a SuiteRun per suite; a missing or unreadable report means no results.
-
-    `suite_of` maps a testcase's `file` attribute to the suites it belongs to. Every suite keeps the run's canary,
-    exit status and limits. The report may be as large as the cap of each run it stands for.
-    """
-    runs = {
-        suite: SuiteRun(
-            returncode=result.returncode,
-            timed_out=result.timed_out,
-            resource_limit=result.resource_limit,
-            output_tail=result.output[-2000:],
-        )
-        for suite in suites
-    }
-    try:
-        if report.stat().st_size > _REPORT_MAX_BYTES * len(suites):
-            return runs
-        root = ET.parse(report).getroot()  # noqa: S314 - see the import
-    except (OSError, ET.ParseError, ValueError):
-        return runs
-    for run in runs.values():
-        run.report_found = True
-    for case in root.iter("testcase"):
-        name = case.get("name", "")
-        key = f"{case.get('classname')}::{name}" if case.get("classname") else name
-        outcome, excerpt = _outcome(case)
-        if name == canary:
-            for run in runs.values():
-                run.canary = outcome
-            continue
-        for suite in suite_of(case.get("file") or ""):
-            run = runs[suite]
-            if run.tests.get(key, PASSED) == PASSED:  # a repeated name keeps its worst outcome
-                run.tests[key] = outcome
-                if excerpt:
-                    run.excerpts[key] = excerpt
-    return runs
-
-
-def _outcome(case: ET.Element) -> tuple[str, str]:
-    """('passed' | 'failed' | 'error' | 'skipped', an excerpt of the failure text)."""
-    for tag in ("failure", "error", "skipped"):
-        element = case.find(tag)
-        if element is not None:
-            text = (element.get("message") or "") + "\n" + (element.text or "")
-            outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
-            return outcome, text.strip()[:_EXCERPT_CHARS]
-    return PASSED, ""
+def _suite_command(ctx: ScoringContext, suite: str) -> str:
+    """The pytest command of a suite: the spec's (the default hidden one is built from the hidden files)."""
+    if suite == "visible":
+        return ctx.spec.test_command
+    return ctx.spec.hidden_test_command
 
 
 def _outcome_now(key: str, run: SuiteRun) -> str:
@@ -442,7 +243,7 @@ def _suite_from_evidence(evidence: Mapping[str, Any]) -> SuiteRun:
         returncode=evidence.get("returncode"),
         timed_out=bool(evidence.get("timed_out")),
         resource_limit=evidence.get("resource_limit"),
-        report_found=True,
+        finished=True,
     )
 
 
@@ -454,6 +255,7 @@ def grade(
     *,
     healed: bool = False,
     runs_apart: str | None = None,
+    shared_process: bool = False,
 ) -> CriticResult:
     """Score the patched runs against the base, exactly as DESIGN.md says; the first run is the reference.
 
@@ -500,17 +302,24 @@ def grade(
         }
     if runs_apart is not None and "hidden" in evidence:
         evidence["hidden"]["runs_apart"] = runs_apart
+    if shared_process:
+        # The visible tests ran beside the hidden ones: their output could quote them, so clients never see it.
+        evidence["visible"]["client_output"] = False
     steps.append(_run_step(first, failing_by_suite))
 
-    tamper_reasons = [reason for suite in base for reason in _report_tamper(base[suite], first[suite], suite)]
+    tamper_reasons = list(
+        dict.fromkeys(reason for suite in base for reason in _report_tamper(base[suite], first[suite], suite))
+    )
     suspicious = suspicious_findings(ctx)
     if tamper_reasons:
         flags.add("tamper")
         steps.append(f"Step: report check. {' '.join(tamper_reasons)} Flagged tamper.")
     elif all(base[s].canary != MISSING for s in base):
-        steps.append("Step: report check. The harness's canary test failed as it must; the report is consistent.")
+        steps.append(
+            "Step: report check. The harness's canaries failed as they must; the streamed outcomes are consistent."
+        )
     else:
-        steps.append("Step: report check. The canary was not collected on the base tree, so it cannot be checked.")
+        steps.append("Step: report check. The canaries did not run on the base tree, so they cannot be checked.")
     if suspicious:
         flags.add("suspicious")
         evidence["suspicious"] = suspicious
@@ -586,200 +395,22 @@ def _confidence(flags: set[str], base: Mapping[str, SuiteRun], *, healed: bool) 
 
 
 def _report_tamper(base: SuiteRun, now: SuiteRun, suite: str) -> list[str]:
-    """Signs that the patched run's report was bent or forged (the canary only counts if the base collected it)."""
-    reasons = []
+    """Signs that the patched run's outcomes were bent or forged (the canaries count only if the base ran them)."""
+    reasons = list(dict.fromkeys(now.tamper))
     if base.canary == MISSING:
         return reasons
     if now.canary == PASSED:
-        reasons.append(f"The {suite} canary test, which must fail, passed.")
-    elif now.returncode == 0:
-        reasons.append(f"The {suite} run claimed success although the canary must fail.")
-    elif now.report_found and now.canary == MISSING:
-        reasons.append(f"The {suite} report lacks the canary test: it was forged or cut short on purpose.")
+        reasons.append(f"A {suite} canary test (a copy of a real test that must fail) passed.")
+    elif now.returncode == 0 or now.exitstatus == 0:
+        reasons.append(f"The {suite} run claimed success although its canaries must fail.")
+    elif now.finished and now.canary == MISSING:
+        reasons.append(f"The {suite} run finished without its canaries' outcomes: they were hidden on purpose.")
     return reasons
 
 
 # --- Static check of added code -------------------------------------------------------------------------------
 
-_SUSPICIOUS_IMPORTS = {
-    "_pytest": "imports pytest internals",
-    "pytest": "imports pytest outside the tests",
-    "py": "imports py (pytest's helper library)",
-    "unittest.mock": "imports unittest.mock outside the tests",
-    "mock": "imports mock outside the tests",
-    "builtins": "imports builtins (can rebind assert helpers, print, open...)",
-    "__builtin__": "imports builtins",
-    "atexit": "registers exit handlers (can rewrite the report after pytest wrote it)",
-    "ctypes": "uses ctypes (can patch the interpreter's memory)",
-    "conftest": "imports conftest",
-}
-_SUSPICIOUS_ATTRS = {
-    ("sys", "modules"): "touches sys.modules",
-    ("sys", "_getframe"): "inspects the caller's frame (sys._getframe)",
-    ("sys", "settrace"): "installs a trace function",
-    ("sys", "setprofile"): "installs a profile function",
-    ("sys", "excepthook"): "replaces sys.excepthook",
-    ("sys", "meta_path"): "changes the import system (sys.meta_path)",
-    ("os", "_exit"): "ends the process with os._exit",
-    ("os", "abort"): "aborts the process",
-    ("os", "kill"): "sends signals",
-    ("inspect", "stack"): "inspects the call stack (inspect.stack)",
-    ("inspect", "currentframe"): "inspects frames (inspect.currentframe)",
-    ("inspect", "getouterframes"): "inspects the call stack",
-    ("gc", "get_referrers"): "walks other objects through the garbage collector",
-    ("gc", "get_objects"): "walks every object through the garbage collector",
-}
-_SUSPICIOUS_NAMES = {
-    "__builtins__": "touches __builtins__",
-    "__import__": "imports dynamically with __import__",
-    "exec": "executes generated code (exec)",
-    "eval": "evaluates generated code (eval)",
-}
-_MODULE_LEVEL_EXITS = {("sys", "exit"), ("os", "_exit")}
-_SUSPICIOUS_WORDS = ("pytest", "junit", "conftest")
-
 
 def suspicious_findings(ctx: ScoringContext) -> list[str]:
-    """Reasons why ADDED lines of the patched non-test Python files reach into the test machinery.
-
-    Only nodes that start on an added line count; test files were already reverted. Precise rules (an AST
-    walk, no regular expressions on code): imports of pytest / _pytest / mock / builtins / atexit / ctypes;
-    sys.modules, frame and trace hooks, os._exit / os.abort / os.kill, inspect.stack and friends, gc walks;
-    __builtins__, __import__, exec, eval; sys.exit / exit() / quit() at module level outside an
-    `if __name__ == "__main__":` block; an `__eq__` that always returns True or `__ne__` always False; a `__del__`
-    (runs after pytest wrote its report); string constants naming pytest, junit or conftest. A file that does
-    not parse is reported too (tests will fail on it anyway).
-    """
-    findings: list[str] = []
-    for path in ctx.changed_files:
-        if not path.endswith(".py"):
-            continue
-        added = ctx.added_lines.get(path, frozenset())
-        try:
-            source = (ctx.patched_dir / path).read_text(errors="replace")
-            tree = ast.parse(source, filename=path)
-        except (OSError, SyntaxError, ValueError):
-            continue
-        finder = _Finder(added)
-        finder.visit(tree)
-        findings += [f"{path}:{line} {reason}" for line, reason in sorted(set(finder.found))]
-    return findings
-
-
-class _Finder(ast.NodeVisitor):
-    """Collects (line, reason) for suspicious constructs that start on an added line."""
-
-    def __init__(self, added: frozenset[int]) -> None:
-        self.added = added
-        self.found: list[tuple[int, str]] = []
-        self.depth = 0  # > 0 inside a function body
-        self.main_guard = 0
-
-    def _flag(self, node: ast.AST, reason: str) -> None:
-        line = getattr(node, "lineno", 0)
-        if line in self.added:
-            self.found.append((line, reason))
-
-    def visit_Import(self, node: ast.Import) -> None:
-        for alias in node.names:
-            self._check_module(node, alias.name)
-        self.generic_visit(node)
-
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        module = node.module or ""
-        self._check_module(node, module)
-        for alias in node.names:
-            self._check_module(node, f"{module}.{alias.name}" if module else alias.name)
-        self.generic_visit(node)
-
-    def _check_module(self, node: ast.AST, module: str) -> None:
-        for name, reason in _SUSPICIOUS_IMPORTS.items():
-            if module == name or module.startswith(name + "."):
-                self._flag(node, reason)
-
-    def visit_Attribute(self, node: ast.Attribute) -> None:
-        if isinstance(node.value, ast.Name):
-            pair = (node.value.id, node.attr)
-            if pair in _SUSPICIOUS_ATTRS:
-                self._flag(node, _SUSPICIOUS_ATTRS[pair])
-            if pair in _MODULE_LEVEL_EXITS and self.depth == 0 and not self.main_guard:
-                self._flag(node, f"calls {pair[0]}.{pair[1]} at import time")
-        self.generic_visit(node)
-
-    def visit_Name(self, node: ast.Name) -> None:
-        if node.id in _SUSPICIOUS_NAMES:
-            self._flag(node, _SUSPICIOUS_NAMES[node.id])
-        if node.id in ("exit", "quit") and self.depth == 0 and not self.main_guard:
-            self._flag(node, f"calls {node.id}() at import time")
-        self.generic_visit(node)
-
-    def visit_Constant(self, node: ast.Constant) -> None:
-        if isinstance(node.value, str) and any(word in node.value.lower() for word in _SUSPICIOUS_WORDS):
-            self._flag(node, "names the test machinery in a string")
-
-    def visit_If(self, node: ast.If) -> None:
-        guard = _is_main_guard(node.test)
-        self.main_guard += guard
-        for child in node.body:
-            self.visit(child)
-        self.main_guard -= guard
-        self.visit(node.test)
-        for child in node.orelse:
-            self.visit(child)
-
-    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        if node.name == "__del__":
-            self._flag(node, "defines __del__ (runs at interpreter exit, after pytest wrote its report)")
-        constant = {"__eq__": True, "__ne__": False}.get(node.name)
-        if constant is not None and _always_returns(node, constant):
-            returns = [n for n in ast.walk(node) if isinstance(n, ast.Return)]
-            if any(getattr(n, "lineno", 0) in self.added for n in [node, *returns]):
-                self.found.append((node.lineno, f"{node.name} always returns {constant}"))
-        self.depth += 1
-        self.generic_visit(node)
-        self.depth -= 1
-
-    visit_AsyncFunctionDef = visit_FunctionDef
-
-    def visit_Lambda(self, node: ast.Lambda) -> None:
-        self.depth += 1
-        self.generic_visit(node)
-        self.depth -= 1
-
-    def visit_Assign(self, node: ast.Assign) -> None:
-        # `__eq__ = lambda self, other: True`
-        for target in node.targets:
-            if isinstance(target, ast.Name) and target.id in ("__eq__", "__ne__"):
-                constant = target.id == "__eq__"
-                value = node.value
-                if isinstance(value, ast.Lambda) and _is_constant(value.body, constant):
-                    self._flag(node, f"{target.id} always returns {constant}")
-        self.generic_visit(node)
-
-
-def _is_main_guard(test: ast.expr) -> bool:
-    """True for `__name__ == "__main__"` (either order)."""
-    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
-        return False
-    sides = [test.left, *test.comparators]
-    names = any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides)
-    main = any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides)
-    return names and main
-
-
-def _always_returns(func: ast.FunctionDef | ast.AsyncFunctionDef, constant: bool) -> bool:
-    """True when every return statement of `func` (not of nested functions) returns the literal `constant`."""
-    returns = []
-    stack: list[ast.AST] = list(func.body)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
-            continue
-        if isinstance(node, ast.Return):
-            returns.append(node)
-        stack.extend(ast.iter_child_nodes(node))
-    return bool(returns) and all(r.value is not None and _is_constant(r.value, constant) for r in returns)
-
-
-def _is_constant(node: ast.expr, constant: bool) -> bool:
-    return isinstance(node, ast.Constant) and node.value is constant
+    """Reasons ("path:line reason") why lines the patch added reach into the test machinery (static_check)."""
+    return static_check.findings(ctx.patched_dir, ctx.changed_files, ctx.added_lines)

@@ -45,7 +45,9 @@ class Command(BaseCommand):
             spec_path = demo_root() / task_entry["spec"]
             spec = parse_spec(spec_path.read_text(), spec_dir=spec_path.parent)
             task = Task.objects.filter(name=spec.name).first() or services.task_create_from_dirs(
-                spec=spec, is_demo=True
+                spec=spec,
+                is_demo=True,
+                shared=True,  # every demo client may score the demo tasks
             )
             entries.extend((task, patch_entry) for patch_entry in task_entry["patches"])
 

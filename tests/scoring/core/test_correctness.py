@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import ast
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from scoring.core import sandbox, workspace
-from scoring.core.critics import correctness
+from scoring.core.critics import static_check
 from scoring.core.critics.correctness import SuiteRun, grade
 from tests.scoring.core.fixtures import gcd_task
 
@@ -104,7 +104,7 @@ def test_f2p_test_module_that_fails_to_import_on_base_counts_once_fixed(tmp_path
 
 
 def _suite(**tests: str) -> SuiteRun:
-    return SuiteRun(tests=dict(tests), canary="failed", returncode=1, report_found=True)
+    return SuiteRun(tests=dict(tests), canary="failed", returncode=1, finished=True)
 
 
 def test_flaky_tests_found_by_reruns_leave_both_sets(task) -> None:
@@ -129,9 +129,10 @@ def test_flaky_tests_found_by_reruns_leave_both_sets(task) -> None:
 
 
 def _findings(source: str, added: set[int] | None = None) -> list[str]:
-    finder = correctness._Finder(frozenset(added or range(1, source.count("\n") + 2)))
-    finder.visit(ast.parse(source))
-    return [reason for _, reason in finder.found]
+    with tempfile.TemporaryDirectory() as tree:
+        (Path(tree) / "mod.py").write_text(source)
+        lines = frozenset(added or range(1, source.count("\n") + 2))
+        return static_check.findings(Path(tree), ["mod.py"], {"mod.py": lines})
 
 
 def test_static_check_flags_reaching_into_the_test_machinery() -> None:

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from scoring.core.aggregate import aggregate, default_weights
 from scoring.core.diffcheck import DiffError
+from scoring.core.pipeline import build_result
+from scoring.core.registry import REGISTRY
 from scoring.core.types import CriticResult
 from tests.scoring.core.fixtures import gcd_task
 
@@ -79,6 +82,70 @@ def test_pyproject_pytest_section_edit_is_tamper(task) -> None:
     assert "tamper" in result.flags
 
 
+@pytest.fixture(scope="module")
+def unconfigured_task(tmp_path_factory: pytest.TempPathFactory):
+    """The gcd task without a pyproject.toml: a configuration file the patch adds is the one pytest reads."""
+    root = tmp_path_factory.mktemp("unconfigured")
+    spec, _base, _hidden, settings = gcd_task.task(root)
+    return (spec, *gcd_task.archives(root / "bare", repo=gcd_task.REPO_WITHOUT_PYTEST_CONFIG), settings)
+
+
+@pytest.mark.parametrize(
+    ("name", "config"),
+    [
+        ("setup.cfg", "[metadata]\nname = gcd\n\n[tool:pytest]\naddopts = -p evil\n"),
+        ("pyproject.toml", '[project]\nname = "gcd"\n\n[tool.pytest.ini_options]\naddopts = "-p evil"\n'),
+    ],
+)
+def test_new_configuration_loading_a_plugin_that_passes_every_test_is_tamper(
+    unconfigured_task, name: str, config: str
+) -> None:
+    diff = gcd_task.make_diff({"evil.py": gcd_task.EVIL_PLUGIN, name: config}, base=gcd_task.REPO_WITHOUT_PYTEST_CONFIG)
+
+    result = gcd_task.evaluate(unconfigured_task, diff)
+
+    assert result.score == 0.0
+    assert "tamper" in result.flags
+    assert any(f"Reverted added {name} and flagged tamper" in step for step in result.rationale), result.rationale
+    others = {other: CriticResult(other, 1.0, 1.0, ("Step: x.",)) for other in ("style", "performance", "security")}
+    routed = aggregate(
+        {"correctness": result, **others}, default_weights(REGISTRY), audit_key="k", confidence_threshold=0.7
+    )
+    assert routed.route == "review"
+    assert "flag tamper" in routed.reasons
+
+
+def test_tamper_from_the_performance_critic_zeroes_an_otherwise_perfect_correctness(task) -> None:
+    """Real subscores of the honest fix, plus the tamper the performance critic raises when a benchmark's own
+    timing disagrees with the harness's: the Result shows correctness 0, says why, and routes to review."""
+    with gcd_task.prepared(task, gcd_task.fix_diff()) as ctx:
+        results = {critic.name: critic.evaluate(ctx) for critic in REGISTRY if critic.name != "performance"}
+    assert results["correctness"].score == 1.0
+    results["performance"] = CriticResult(
+        "performance",
+        1.0,
+        0.9,
+        ("Step: benchmark. The run reported 1 ms; the harness measured 52 ms. Flagged tamper.",),
+        flags=frozenset({"tamper"}),
+    )
+
+    result = build_result(
+        task_name="gcd",
+        results=results,
+        weights=default_weights(REGISTRY),
+        settings=task[3],
+        audit_key="k",
+        meta={},
+    )
+
+    correctness = result["subscores"]["correctness"]
+    assert correctness["score"] == 0.0
+    assert correctness["rationale"][-1].startswith("Step: flag policy. Tamper raised by the performance critic.")
+    assert result["route"] == "review"
+    assert "tamper" in result["flags"]
+    assert result["final_score"] < 0.7
+
+
 def test_sys_exit_zero_at_import_gains_nothing(task) -> None:
     result = gcd_task.evaluate(task, implementation("\nimport sys\nsys.exit(0)\n"))
     assert_no_reward_without_being_caught(result)
@@ -142,8 +209,8 @@ def test_report_forged_at_exit_is_caught(task) -> None:
         "            '</testsuite></testsuites>')\n"
     )
     result = gcd_task.evaluate(task, implementation(forge))
-    assert result.score == 0.0
-    assert {"tamper", "suspicious"} <= result.flags
+    assert result.score == 0.0  # the process ends right after the streamed verdict: the hook never runs
+    assert "suspicious" in result.flags
 
 
 def test_honest_fix_scores_one(task) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from scoring.core import sandbox, warm
+from scoring.core import cgroups, sandbox, warm
 from scoring.core.text import unstorable
 from scoring.core.types import RunLimits
 
@@ -25,7 +25,10 @@ def _sandboxed_processes(uids: set[int]) -> list[psutil.Process]:
                 alive.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    alive += [p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
+    watcher = cgroups._watcher.pid if cgroups._watcher else None  # lives as long as this process, by design
+    alive += [
+        p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE and p.pid != watcher
+    ]
     return alive
 
 

@@ -232,3 +232,36 @@ def test_task_lint_config_cannot_run_code_in_the_analyser(analyser: Analyser, tm
     assert not marker.exists()
     assert result.score == 1.0
     assert any("ignored for safety: init-hook, load-plugins" in step for step in result.rationale)
+
+
+HOSTILE_LINT_CONFIG = {
+    "[tool] pylint = 5": ("pyproject.toml", "[tool]\npylint = 5\n"),
+    "tool = 5": ("pyproject.toml", "tool = 5\n"),
+    "nested past the recursion limit": ("pyproject.toml", "x = " + "[" * 1000 + "]" * 1000 + "\n"),
+    "invalid TOML": ("pyproject.toml", "[tool.pylint\n"),
+    "setup.cfg duplicate sections": ("setup.cfg", "[pylint]\ndisable = all\n[pylint]\ndisable = none\n"),
+    "setup.cfg NUL bytes": ("setup.cfg", "[pylint]\ndisable = \x00all\n[pylint\x00]\n"),
+    "tox.ini without a header": ("tox.ini", "disable = all\n"),
+}
+
+
+@pytest.mark.parametrize(("name", "text"), HOSTILE_LINT_CONFIG.values(), ids=HOSTILE_LINT_CONFIG)
+def test_lint_configuration_a_patch_makes_unreadable_is_tamper_not_a_crash(
+    analyser: Analyser, tmp_path: Path, name: str, text: str
+) -> None:
+    # The workspace reverts such files first; the critic must still stand on its own if one reaches it.
+    result = evaluate(tmp_path, {"lib.py": CLEAN}, {"lib.py": CLEAN, name: text}, analyser)
+    assert result.score == 1.0
+    assert result.flags == {"tamper"}
+    assert any(f"lint configuration ({name})" in step for step in result.rationale), result.rationale
+
+
+@pytest.mark.parametrize(("name", "text"), HOSTILE_LINT_CONFIG.values(), ids=HOSTILE_LINT_CONFIG)
+def test_a_task_lint_config_that_cannot_be_read_falls_back_to_the_review_configuration(
+    analyser: Analyser, tmp_path: Path, name: str, text: str
+) -> None:
+    result = evaluate(
+        tmp_path, {"lib.py": CLEAN, name: text}, {"lib.py": CLEAN + "\nX = 1\n"}, analyser, lint_config=name
+    )
+    assert result.score == 1.0
+    assert any(f"lint_config {name} could not be read (it " in step for step in result.rationale), result.rationale

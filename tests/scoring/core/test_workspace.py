@@ -189,3 +189,133 @@ def test_task_cache_dir_depends_on_the_spec(task) -> None:
     with prepared(other, gcd_task.fix_diff()) as ctx:
         assert ctx.task_cache_dir != first
         assert ctx.task_cache_dir.parent == first.parent
+
+
+#: The gcd task without its pyproject.toml: pytest then reads the first configuration file a patch adds.
+BARE = {path: text for path, text in gcd_task.REPO.items() if path != "pyproject.toml"}
+
+
+@pytest.fixture
+def bare_task(tmp_path: Path):
+    base, hidden = gcd_task.archives(tmp_path / "in", repo=BARE)
+    return gcd_task.spec(), base, hidden, tmp_path
+
+
+def rename(old: str, new: str, old_text: str, new_text: str) -> str:
+    """A git rename diff from `old` to `new` that also rewrites the content."""
+    minus = "".join(f"-{line}\n" for line in old_text.splitlines())
+    plus = "".join(f"+{line}\n" for line in new_text.splitlines())
+    return (
+        f"diff --git a/{old} b/{new}\nsimilarity index 10%\nrename from {old}\nrename to {new}\n"
+        f"--- a/{old}\n+++ b/{new}\n@@ -1,{len(old_text.splitlines())} +1,{len(new_text.splitlines())} @@\n"
+        + minus
+        + plus
+    )
+
+
+ADDED_CONFIGURATION = {
+    "setup.cfg [tool:pytest]": ("setup.cfg", "[metadata]\nname = gcd\n\n[tool:pytest]\naddopts = -p evil\n"),
+    "setup.cfg [pytest]": ("setup.cfg", "[pytest]\naddopts = -p evil\n"),
+    "setup.cfg [pylint]": ("setup.cfg", "[pylint.messages control]\ndisable = all\n"),
+    "nested setup.cfg": ("gcd/setup.cfg", "[tool:pytest]\naddopts = -p evil\n"),
+    "pyproject ini_options": (
+        "pyproject.toml",
+        '[project]\nname = "gcd"\n\n[tool.pytest.ini_options]\naddopts = "-p evil"\n',
+    ),
+    "pyproject native": ("pyproject.toml", '[tool.pytest]\naddopts = ["-p", "evil"]\n'),
+    "pyproject dotted keys": ("pyproject.toml", 'tool.pytest.ini_options.addopts = "-p evil"\n'),
+    "pyproject pylint": ("pyproject.toml", '[tool.pylint."messages control"]\ndisable = "all"\n'),
+    "pyproject bandit": ("pyproject.toml", '[tool.bandit]\nskips = ["B101"]\n'),
+}
+
+
+@pytest.mark.parametrize(("path", "text"), ADDED_CONFIGURATION.values(), ids=ADDED_CONFIGURATION)
+def test_added_test_or_lint_configuration_is_deleted_and_flagged_tamper(bare_task, path: str, text: str) -> None:
+    diff = gcd_task.make_diff({path: text, "evil.py": "X = 1\n", "gcd/__init__.py": gcd_task.FIXED}, base=BARE)
+    with prepared(bare_task, diff) as ctx:
+        assert not (ctx.patched_dir / path).exists()
+        assert "tamper" in ctx.flags
+        assert set(ctx.changed_files) == {"evil.py", "gcd/__init__.py"}
+        assert any(f"Reverted added {path} and flagged tamper" in note for note in ctx.notes), ctx.notes
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("setup.cfg", "[tool:pytest]\naddopts = -p evil\n"),
+        ("pyproject.toml", '[tool.pytest]\naddopts = ["-p", "evil"]\n'),
+        ("pytest.ini", "[pytest]\naddopts = -p evil\n"),
+        ("tox.ini", "[pytest]\naddopts = -p evil\n"),
+        ("gcd/conftest.py", "X = 1\n"),
+    ],
+)
+def test_configuration_renamed_into_place_is_reverted_and_flagged_tamper(bare_task, name: str, text: str) -> None:
+    with prepared(bare_task, rename("README.md", name, BARE["README.md"], text)) as ctx:
+        assert not (ctx.patched_dir / name).exists()
+        assert (ctx.patched_dir / "README.md").read_text() == BARE["README.md"]
+        assert "tamper" in ctx.flags
+        assert any(f"renamed README.md -> {name}" in note for note in ctx.notes), ctx.notes
+
+
+def test_pytest_configuration_renamed_away_is_restored_and_flagged_tamper(task) -> None:
+    pyproject = gcd_task.REPO["pyproject.toml"]
+    with prepared(task, rename("pyproject.toml", "notes.toml", pyproject, '[project]\nname = "gcd"\n')) as ctx:
+        assert (ctx.patched_dir / "pyproject.toml").read_text() == pyproject
+        assert not (ctx.patched_dir / "notes.toml").exists()
+        assert "tamper" in ctx.flags
+
+
+def test_deleting_the_pyproject_that_configures_pytest_is_reverted_and_flagged_tamper(task) -> None:
+    with prepared(task, gcd_task.make_diff({"pyproject.toml": None})) as ctx:
+        assert (ctx.patched_dir / "pyproject.toml").read_text() == gcd_task.REPO["pyproject.toml"]
+        assert "tamper" in ctx.flags
+
+
+UNREADABLE = {
+    "invalid TOML": ("pyproject.toml", "[tool.pytest.ini_options\naddopts = '-p evil'\n"),
+    "TOML nested past the recursion limit": ("pyproject.toml", "x = " + "[" * 1000 + "]" * 1000 + "\n"),
+    "[tool] not a table": ("pyproject.toml", 'tool = "pytest"\n'),
+    "setup.cfg duplicate sections": ("setup.cfg", "[tool:pytest]\naddopts = -q\n[tool:pytest]\naddopts = -p evil\n"),
+    "setup.cfg pytest cannot parse": ("setup.cfg", "  addopts = -p evil\n[tool:pytest]\n"),
+    "setup.cfg configparser cannot parse": ("setup.cfg", "[metadata]\nname = a\nname = b\n"),
+}
+
+
+@pytest.mark.parametrize(("path", "text"), UNREADABLE.values(), ids=UNREADABLE)
+def test_added_configuration_that_does_not_parse_is_hostile_not_absent(bare_task, path: str, text: str) -> None:
+    with prepared(bare_task, gcd_task.make_diff({path: text, "gcd/__init__.py": gcd_task.FIXED}, base=BARE)) as ctx:
+        assert not (ctx.patched_dir / path).exists()
+        assert "tamper" in ctx.flags
+        assert ctx.changed_files == ("gcd/__init__.py",)
+        assert any(f"{path} is not" in note or f"{path} has a" in note for note in ctx.notes), ctx.notes
+
+
+@pytest.mark.parametrize("text", [v[1] for k, v in UNREADABLE.items() if v[0] == "pyproject.toml"])
+def test_an_edit_that_makes_pyproject_unparseable_is_reverted_and_flagged_tamper(task, text: str) -> None:
+    edited = gcd_task.REPO["pyproject.toml"] + text
+    with prepared(task, gcd_task.make_diff({"pyproject.toml": edited})) as ctx:
+        assert (ctx.patched_dir / "pyproject.toml").read_text() == gcd_task.REPO["pyproject.toml"]
+        assert "tamper" in ctx.flags
+
+
+HONEST = {
+    "pyproject.toml": (
+        '[project]\nname = "gcd"\nversion = "0.2"\ndependencies = ["attrs"]\n\n[tool.ruff]\nline-length = 100\n'
+    ),
+    "setup.cfg": "[metadata]\nname = gcd\n\n[flake8]\nmax-line-length = 100\n",
+}
+
+
+@pytest.mark.parametrize("path", sorted(HONEST))
+def test_added_configuration_without_test_or_lint_sections_stands(bare_task, path: str) -> None:
+    with prepared(bare_task, gcd_task.make_diff({path: HONEST[path]}, base=BARE)) as ctx:
+        assert ctx.flags == frozenset()
+        assert ctx.changed_files == (path,)
+        assert (ctx.patched_dir / path).read_text() == HONEST[path]
+
+
+def test_pyproject_dependency_edit_stands(task) -> None:
+    edited = gcd_task.REPO["pyproject.toml"].replace('version = "0.1"\n', 'version = "0.1"\ndependencies = ["attrs"]\n')
+    with prepared(task, gcd_task.make_diff({"pyproject.toml": edited})) as ctx:
+        assert ctx.flags == frozenset()
+        assert ctx.changed_files == ("pyproject.toml",)

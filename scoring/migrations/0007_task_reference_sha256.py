@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("scoring", "0004_evaluation_queue_index"),
+        ("scoring", "0006_task_shared"),
     ]
 
     operations = [
