@@ -32,7 +32,7 @@ class ReviewAdminSite(admin.AdminSite):
         wrapped = super().admin_view(view, cacheable)
 
         def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not request.user.is_authenticated:  # one login page for the whole site (DESIGN.md)
+            if not request.user.is_authenticated:  # one login page for the whole site (docs/contract.md)
                 return redirect_to_login(request.get_full_path())
             if not self.has_permission(request):
                 raise PermissionDenied("Admins only.")

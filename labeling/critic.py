@@ -22,11 +22,15 @@ from django.utils import timezone
 from labeling.exports import critic_input, tools_comments
 from labeling.models import CriticRun
 from scoring import services  # a module import: scoring.services may import this module lazily
+from scoring.conf import pipeline_settings
+from scoring.core.aggregate import Route
 from scoring.core.learned.model import MODEL_ENV, CriticModel
-from scoring.core.learned.prompt import CRITIC_EVIDENCE_KEY, CRITIC_FLAG
+from scoring.core.learned.prompt import CRITIC_EVIDENCE_KEY
 from scoring.core.learned.verdict import Verdict, VerdictError
 from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.models import Evaluation, Patch, PatchStatus
+from scoring.selectors import weights_of
+from scoring.weights import rebuild
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,7 @@ def worker_critic() -> CriticModel | None:
 
 def review_bound(patch: Patch, evaluation: Evaluation) -> bool:
     """Patches the critic looks at: those going to review, and those with a subscore still in doubt."""
-    if patch.status == PatchStatus.NEEDS_REVIEW or evaluation.route in ("review", "audit"):
+    if patch.status == PatchStatus.NEEDS_REVIEW or evaluation.route != Route.AUTO:
         return True
     return bool(evaluation.doubt)
 
@@ -137,11 +141,10 @@ def _record(
         evaluation.comments = f"{original} Critic: {verdict.comment}".strip() if verdict.comment else original
         fields = ["subscores", "meta", "comments", "updated_at"]
         if disagrees:
-            if CRITIC_FLAG not in evaluation.flags:
-                evaluation.flags = [*evaluation.flags, CRITIC_FLAG]
+            # The view is in meta now: the one scoring path gives the flag and the route (scoring.core.aggregate).
+            result = rebuild(evaluation, weights_of(evaluation.weight_profile), pipeline_settings())
+            evaluation.flags, evaluation.route = result["flags"], result["route"]
             evaluation.min_confidence = min(evaluation.min_confidence, round(1.0 - max(deltas.values()), 4))
-            if evaluation.route == "auto":
-                evaluation.route = "review"
             fields += ["flags", "min_confidence", "route"]
         evaluation.save(update_fields=fields)
         if disagrees:

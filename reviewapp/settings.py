@@ -259,7 +259,10 @@ REST_KNOX = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "reviewapp API",
-    "DESCRIPTION": "Explainable rewards for code patches. See DESIGN.md for the Result shape.",
+    "DESCRIPTION": (
+        "Explainable rewards for code patches. The contract (task spec, Result, flags, statuses, endpoints) is "
+        "docs/contract.md in the repository."
+    ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,

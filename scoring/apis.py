@@ -1,4 +1,4 @@
-"""The HTTP API of DESIGN.md. Thin: parse input, call a service or selector, shape the output."""
+"""The HTTP API of docs/contract.md. Thin: parse input, call a service or selector, shape the output."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from scoring import selectors, services
+from scoring.core.aggregate import Route
 from scoring.core.diffcheck import DiffError
 from scoring.core.text import unstorable
 from scoring.limits import BoundedJSONParser, Pagination, body_too_large, check_batch_bytes
@@ -71,7 +72,7 @@ def _summary(errors: Any, prefix: str = "") -> str:
 
 
 class ResultSerializer(serializers.Serializer):
-    """The Result of DESIGN.md (documentation only: the selector builds the dict)."""
+    """The Result of docs/contract.md (documentation only: the selector builds the dict)."""
 
     id = serializers.IntegerField()
     task = serializers.CharField()
@@ -79,7 +80,7 @@ class ResultSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=PatchStatus.choices)
     final_score = serializers.FloatField(allow_null=True)
     weight_profile = serializers.JSONField(allow_null=True)
-    route = serializers.ChoiceField(choices=["auto", "review", "audit"], allow_null=True)
+    route = serializers.ChoiceField(choices=[r.value for r in Route], allow_null=True)
     flags = serializers.ListField(child=serializers.CharField())
     subscores = serializers.JSONField()
     comments = serializers.CharField(allow_blank=True)
@@ -107,8 +108,8 @@ class TaskListCreateApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         spec = serializers.CharField(
-            help_text='The task spec as JSON (DESIGN.md), without repo / hidden_tests; "shared": true lets other '
-            "clients see and score the task."
+            help_text="The task spec as JSON (docs/contract.md), without repo / hidden_tests; "
+            '"shared": true lets other clients see and score the task.'
         )
         repo = serializers.FileField(help_text="The base repository as .tar.gz or .zip.")
         hidden_tests = serializers.FileField(required=False, help_text="Held-out tests as .tar.gz or .zip.")

@@ -1,4 +1,4 @@
-"""Reads: the active weight profile, a patch's Result as DESIGN.md fixes it, a batch's rewards, patch lists."""
+"""Reads: the active weight profile, a patch's Result as docs/contract.md fixes it, a batch's rewards, patch lists."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def hide_hidden_tests(subscores: dict[str, Any]) -> dict[str, Any]:
 
 
 def patch_result(patch: Patch, *, reveal_hidden: bool, include_id: bool = True, human: Any = None) -> dict[str, Any]:
-    """The Result JSON of DESIGN.md for one patch, whatever its status."""
+    """The Result JSON of docs/contract.md for one patch, whatever its status."""
     evaluation = current_evaluation(patch) if patch.status not in (PatchStatus.REJECTED,) else None
     result: dict[str, Any] = {
         "id": patch.pk,

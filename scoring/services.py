@@ -27,7 +27,7 @@ from django.utils import timezone
 from scoring import selectors, storage
 from scoring.conf import pipeline_settings
 from scoring.core import diffcheck, discriminator, sandbox, workspace
-from scoring.core.aggregate import in_doubt
+from scoring.core.aggregate import Route, in_doubt
 from scoring.core.diffcheck import DiffError
 from scoring.core.pipeline import PIPELINE_VERSION, build_result, run_stage, stages, tool_versions
 from scoring.core.registry import REGISTRY
@@ -40,7 +40,7 @@ from scoring.models import Evaluation, Patch, PatchStatus, StageResult, Task, We
 log = logging.getLogger(__name__)
 
 S = PatchStatus
-#: The status machine of DESIGN.md: from -> allowed targets.
+#: The status machine of docs/contract.md: from -> allowed targets.
 TRANSITIONS: dict[str, frozenset[str]] = {
     S.QUEUED: frozenset({S.RUNNING, S.CANCELLED, S.FAILED}),
     S.RUNNING: frozenset({S.QUEUED, S.SCORED, S.NEEDS_REVIEW, S.FAILED}),
@@ -642,7 +642,7 @@ def patch_finalize(*, patch: Patch) -> Evaluation:
             pipeline_version=PIPELINE_VERSION,
             defaults=evaluation_fields(result, profile),
         )
-        target = S.SCORED if evaluation.route == "auto" else S.NEEDS_REVIEW
+        target = S.SCORED if evaluation.route == Route.AUTO else S.NEEDS_REVIEW
         patch_transition(
             patch_id=patch.pk,
             source=(S.RUNNING,),

@@ -23,7 +23,7 @@ from scipy.optimize import minimize
 from labeling.models import Claim, LabelEvent
 from labeling.selectors import human_consensus
 from scoring.conf import pipeline_settings
-from scoring.core.aggregate import weighted_mean
+from scoring.core.aggregate import Route, weighted_mean
 from scoring.core.pipeline import PIPELINE_VERSION, build_result
 from scoring.core.registry import BY_NAME, CRITERIA
 from scoring.core.shaping import SHAPINGS
@@ -271,14 +271,14 @@ def reaggregation_enqueue(*, job: ReaggregationJob) -> None:
 
 
 def queue_move(status: str, route: str, *, held: bool) -> str | None:
-    """The status a patch moves to under a new route, or None: only scored <-> needs_review (DESIGN.md).
+    """The status a patch moves to under a new route, or None: only scored <-> needs_review (docs/contract.md).
 
     A patch enters the queue when its route is no longer `auto`; it leaves only when nobody holds it (a live
     claim or any label). Reviewed, failed and every other status stay where they are.
     """
-    if status == S.SCORED and route != "auto":
+    if status == S.SCORED and route != Route.AUTO:
         return S.NEEDS_REVIEW
-    if status == S.NEEDS_REVIEW and route == "auto" and not held:
+    if status == S.NEEDS_REVIEW and route == Route.AUTO and not held:
         return S.SCORED
     return None
 
@@ -295,8 +295,11 @@ def current_evaluations() -> QuerySet[Evaluation]:
     return Evaluation.objects.filter(pipeline_version=PIPELINE_VERSION).select_related("patch__task")
 
 
-def rebuild(evaluation: Evaluation, weights: Weights, settings: PipelineSettings) -> dict[str, Any]:
-    """The Result of a stored Evaluation under `weights`: the scoring path itself, run on stored subscores."""
+def rebuild(
+    evaluation: Evaluation, weights: Weights, settings: PipelineSettings, *, held: bool = False
+) -> dict[str, Any]:
+    """The Result of a stored Evaluation under `weights`: the scoring path itself, run on stored subscores (and the
+    learned critic's view stored in its meta). `held`: a reviewer holds the patch, so it stays in the queue."""
     results = {
         name: CriticResult.from_json(name, data) for name, data in evaluation.subscores.items() if name in BY_NAME
     }
@@ -307,6 +310,7 @@ def rebuild(evaluation: Evaluation, weights: Weights, settings: PipelineSettings
         settings=settings,
         audit_key=evaluation.patch.diff_sha256,
         meta=evaluation.meta,
+        held=held,
     )
 
 
@@ -327,8 +331,8 @@ def _reaggregate_one(
             outcome = "left"
         else:
             outcome = "held"
-            # It stays in the queue, so its route must still say so.
-            fields["route"] = evaluation.route if evaluation.route != "auto" else "review"
+            # It stays in the queue, so its route must still say so (route_for, given `held`).
+            fields = evaluation_fields(rebuild(evaluation, weights, settings, held=True), profile)
     Evaluation.objects.filter(pk=evaluation.pk).update(**fields, updated_at=now)
     return outcome
 

@@ -291,7 +291,7 @@ class RewardClient(_Base):
         return out
 
     def result(self, patch_id: int) -> dict[str, Any]:
-        """The Result of one patch (DESIGN.md, "Result"), whatever its status."""
+        """The Result of one patch (docs/contract.md, "Result"), whatever its status."""
         return self._request("GET", f"/api/v1/patches/{int(patch_id)}/")
 
 
@@ -423,7 +423,7 @@ class AsyncRewardClient(_Base):
         return out
 
     async def result(self, patch_id: int) -> dict[str, Any]:
-        """The Result of one patch (DESIGN.md, "Result"), whatever its status."""
+        """The Result of one patch (docs/contract.md, "Result"), whatever its status."""
         async with self._session() as http:
             return await self._request(http, "GET", f"/api/v1/patches/{int(patch_id)}/")
 

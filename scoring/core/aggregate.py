@@ -7,8 +7,9 @@ profile (and answer the what-if), so the two can never disagree.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from scoring.core import policy
 from scoring.core.shaping import shaped_scores
@@ -43,10 +44,54 @@ def in_doubt(results: Mapping[str, CriticResult], threshold: float) -> tuple[str
     return tuple(name for name, r in results.items() if r.score is not None and r.confidence < threshold)
 
 
+class Route(StrEnum):
+    """Where a scored patch goes: accepted as is, or to the review queue (by a reason, or by the audit sample)."""
+
+    AUTO = "auto"
+    REVIEW = "review"
+    AUDIT = "audit"
+
+
+#: The flag a learned critic's disagreement adds (scoring.core.learned); it routes to review like any review flag.
+CRITIC_DISAGREES = "critic_disagrees"
+
+
+def route_for(
+    *,
+    final_score: float | None,
+    flags: Sequence[str],
+    doubt: Mapping[str, float],
+    weights: Weights,
+    audit_key: str,
+    held: bool = False,
+) -> tuple[Route, tuple[str, ...]]:
+    """The route of a patch and every reason for it: the one function that decides a route.
+
+    Every input that can move a patch to the queue is a parameter: the reward against the weight profile's band,
+    the flags (through the flag policy: `critic_disagrees`, the learned critic's disagreement, among them), the
+    criteria still in doubt (name -> confidence), the deterministic audit sample, and `held` (a reviewer holds
+    it, so it stays in the queue).
+    """
+    reasons = []
+    if final_score is None:
+        reasons.append("correctness could not be measured")
+    elif weights.band_low <= final_score <= weights.band_high:
+        reasons.append(f"reward {final_score:.2f} is in the borderline band [{weights.band_low}, {weights.band_high}]")
+    reasons.extend(f"flag {flag}" for flag in policy.review_flags(flags))
+    reasons.extend(f"{name} is still uncertain (confidence {confidence:.2f})" for name, confidence in doubt.items())
+    if reasons:
+        return Route.REVIEW, tuple(reasons)
+    if audit_picked(audit_key, weights.audit_rate):
+        return Route.AUDIT, ("picked by the audit sample",)
+    if held:
+        return Route.REVIEW, ("a reviewer holds it in the queue",)
+    return Route.AUTO, ()
+
+
 @dataclass(frozen=True)
 class Aggregate:
     final_score: float | None
-    route: str  # "auto" | "review" | "audit"
+    route: Route
     flags: tuple[str, ...]
     reasons: tuple[str, ...]  # why it is routed to review, for the rationale and the queue
     #: The subscores after the flag policy (scoring.core.policy): what the Result shows and stores.
@@ -59,8 +104,13 @@ def aggregate(
     *,
     audit_key: str,
     confidence_threshold: float,
+    critic_disagrees: Sequence[str] = (),
+    held: bool = False,
 ) -> Aggregate:
     """Final score and route for a set of subscores under one weight profile, after the flag policy.
+
+    `critic_disagrees`: the criteria on which the learned critic's view (stored in the Result's meta) disagrees
+    (flag `critic_disagrees`); `held`: a reviewer holds the patch in the queue.
 
     docs/scoring.md, "Routing" and "Flag policy": `tamper` from any critic sets correctness to 0 before the mean.
     """
@@ -74,21 +124,16 @@ def aggregate(
         scores = shaped_scores({name: r.score for name, r in results.items()}, weights.shaping)
         final = weighted_mean(scores, weights.weights)
 
-    reasons = []
-    if final is None:
-        reasons.append("correctness could not be measured")
-    elif weights.band_low <= final <= weights.band_high:
-        reasons.append(f"reward {final:.2f} is in the borderline band [{weights.band_low}, {weights.band_high}]")
-    reasons.extend(f"flag {flag}" for flag in policy.review_flags(flags))
-    reasons.extend(
-        f"{name} is still uncertain (confidence {results[name].confidence:.2f})"
-        for name in in_doubt(results, confidence_threshold)
+    disagrees = tuple(critic_disagrees)
+    if disagrees:
+        flags = sorted({*flags, CRITIC_DISAGREES})
+    doubt = {name: results[name].confidence for name in in_doubt(results, confidence_threshold)}
+    route, reasons = route_for(
+        final_score=final,
+        flags=flags,
+        doubt=doubt,
+        weights=weights,
+        audit_key=audit_key,
+        held=held,
     )
-    if reasons:
-        route = "review"
-    elif audit_picked(audit_key, weights.audit_rate):
-        route = "audit"
-        reasons.append("picked by the audit sample")
-    else:
-        route = "auto"
-    return Aggregate(final_score=final, route=route, flags=tuple(flags), reasons=tuple(reasons), results=results)
+    return Aggregate(final_score=final, route=route, flags=tuple(flags), reasons=reasons, results=results)

@@ -1,9 +1,11 @@
 """Statistics on benchmark timings: is the patched tree slower than the base, and can we show it?
 
 Pure functions over lists of seconds, no I/O. `compare` puts a bootstrap confidence interval on the ratio
-of medians (patched / base) and runs a Mann-Whitney U test beside it; `sequential_compare` starts with a few
-runs per side and adds runs only while the interval straddles a decision threshold, within a run and a time
-budget; `score_from_ratio` turns a ratio into a subscore through the weight profile's knots.
+of medians (patched / base), optionally after taking off the start-up time both sides share, and runs a
+Mann-Whitney U test beside it; `sequential_compare` starts with a few runs per side and adds runs only while
+the interval straddles a decision threshold, within a run and a time budget; `score_from_ratio` turns a ratio
+into a subscore through the weight profile's knots; `contradicts` says when a figure a benchmark reports about
+itself disagrees with the harness's own measurement beyond noise, in the patch's favour.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ BOOTSTRAP_RESAMPLES = 2000
 #: Significance a rank test must reach before "slower" or "faster" is claimed. Strict on purpose: a sequential
 #: comparison looks up to max_runs / step times, and every look is another chance for noise to pass.
 CLAIM_ALPHA = 0.001
+#: At most this share of either side's median is taken off as shared start-up. Taking off s multiplies the
+#: relative noise by b / (b - s) and the measured change by as much ((p - s) / (b - s) - 1 = (p / b - 1) * b /
+#: (b - s)): a third caps both at 1.5x. A half (2x) sent most no-ops of a start-up-dominated benchmark to review
+#: on a loaded machine; docs/performance.md has the numbers.
+MAX_START_UP_SHARE = 1 / 3
+#: How far apart (a factor between interval ends) a self-reported ratio and the harness's must be before the
+#: report counts as contradicting the measurement. Honest reports differ from the harness's ratio because they
+#: time a part of the process (a hot loop, without imports); 3x leaves room for that. See `contradicts`.
+TAMPER_FACTOR = 3.0
 
 
 def score_from_ratio(ratio: float, knots: Sequence[Sequence[float]] = DEFAULT_KNOTS) -> float:
@@ -59,6 +70,7 @@ class Comparison:
     n_patched: int
     verdict: str  # one of VERDICTS
     confidence_level: float
+    start_up_s: float = 0.0  # seconds taken off every timing of both sides before the ratio
 
     def describe(self) -> str:
         """The look in words, e.g. "n=5 each, ratio 1.28, CI [0.97, 1.61]: inconclusive"."""
@@ -84,8 +96,20 @@ def decide(ci_low: float, ci_high: float, p_value: float, *, slower_at: float, a
     return "inconclusive"
 
 
-def _median_ratio(base: np.ndarray, patched: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.median(patched, axis=axis) / np.median(base, axis=axis)
+def _median_ratio(base: np.ndarray, patched: np.ndarray, axis: int = -1, start_up_s: float = 0.0) -> np.ndarray:
+    """(median patched - start-up) / (median base - start-up), each part floored at TIME_FLOOR_S."""
+    return np.maximum(np.median(patched, axis=axis) - start_up_s, TIME_FLOOR_S) / np.maximum(
+        np.median(base, axis=axis) - start_up_s, TIME_FLOOR_S
+    )
+
+
+def shared_start_up(base: Sequence[float], patched: Sequence[float], start_up_s: float) -> float:
+    """The start-up seconds to take off every timing: `start_up_s`, capped at MAX_START_UP_SHARE of either median.
+
+    Capping by the faster side too keeps a noisy start-up estimate from swallowing a fast patched run whole.
+    """
+    shorter = min(float(np.median(base)), float(np.median(patched)))
+    return float(min(max(start_up_s, 0.0), MAX_START_UP_SHARE * shorter))
 
 
 def compare(
@@ -96,23 +120,55 @@ def compare(
     confidence_level: float = 0.95,
     alpha: float = CLAIM_ALPHA,
     seed: int = 0,
+    start_up_s: float = 0.0,
 ) -> Comparison:
-    """Compare two samples of timings, reproducibly for a given `seed`. Needs two timings per side or more."""
+    """Compare two samples of timings, reproducibly for a given `seed`. Needs two timings per side or more.
+
+    `start_up_s`: time every run spends before the work both sides share (an interpreter starting), taken off
+    both medians before the ratio (capped by `shared_start_up`), so a small workload is not diluted by it. The
+    rank test is unchanged by a shift common to both samples: only the size of a change is de-diluted, never
+    the evidence that there is one.
+    """
     if min(len(base), len(patched)) < 2:
         raise ValueError("compare needs at least two timings per side")
     b = np.maximum(np.asarray(base, dtype=float), TIME_FLOOR_S)
     p = np.maximum(np.asarray(patched, dtype=float), TIME_FLOOR_S)
-    ratio = float(_median_ratio(b, p))
-    low, high = _bootstrap_interval(b, p, confidence_level, seed)
+    shared = shared_start_up(b, p, start_up_s)
+    ratio = float(_median_ratio(b, p, start_up_s=shared))
+    low, high = _bootstrap_interval(b, p, confidence_level, seed, shared)
     # An interval must contain its own point estimate; BCa can miss it by a hair on tiny, tied samples.
     low, high = min(low, ratio), max(high, ratio)
     p_value = float(stats.mannwhitneyu(p, b, alternative="two-sided").pvalue)
     verdict = decide(low, high, p_value, slower_at=slower_at, alpha=alpha)
-    return Comparison(ratio, low, high, p_value, len(b), len(p), verdict, confidence_level)
+    return Comparison(ratio, low, high, p_value, len(b), len(p), verdict, confidence_level, shared)
 
 
-def _bootstrap_interval(b: np.ndarray, p: np.ndarray, level: float, seed: int) -> tuple[float, float]:
+def contradicts(measured: Comparison, reported: Comparison, *, factor: float = TAMPER_FACTOR) -> bool:
+    """True when a self-reported comparison favours the patch far beyond noise against the harness's measurement.
+
+    All three must hold, each read from an interval (so each side's own noise is already in it):
+    - the harness measured the patched side slower: its whole interval above 1 and its rank test
+      significant at the claim level (the one significance every claim here needs);
+    - the report says the patched side is faster: its whole interval below 1;
+    - the harness's lower end is at least `factor` times the report's upper end.
+    A real slow-down is slow on the benchmark's clock too, and a real speed-up is not measured slower by the
+    harness, so honest patches meet all three only if they make the timed part faster and the rest of the
+    process (its imports, say) so much slower that the whole run is `factor` times worse: rare, and a reviewer
+    sees both figures.
+    """
+    measured_slower = measured.ci_low > 1.0 and measured.p_value < CLAIM_ALPHA
+    reported_faster = reported.ci_high < 1.0
+    return measured_slower and reported_faster and measured.ci_low >= factor * reported.ci_high
+
+
+def _bootstrap_interval(
+    b: np.ndarray, p: np.ndarray, level: float, seed: int, start_up_s: float = 0.0
+) -> tuple[float, float]:
     """BCa bootstrap interval on the ratio of medians; the percentile one when BCa is undefined (ties)."""
+
+    def statistic(base: np.ndarray, patched: np.ndarray, axis: int = -1) -> np.ndarray:
+        return _median_ratio(base, patched, axis, start_up_s)
+
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             # Identical timings make BCa undefined; scipy warns and returns NaN, and we fall back below.
@@ -120,7 +176,7 @@ def _bootstrap_interval(b: np.ndarray, p: np.ndarray, level: float, seed: int) -
             warnings.simplefilter("ignore", category=RuntimeWarning)
             result = stats.bootstrap(
                 (b, p),
-                _median_ratio,
+                statistic,
                 n_resamples=BOOTSTRAP_RESAMPLES,
                 confidence_level=level,
                 method=method,
@@ -130,7 +186,7 @@ def _bootstrap_interval(b: np.ndarray, p: np.ndarray, level: float, seed: int) -
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
         if np.isfinite(low) and np.isfinite(high):
             return low, high
-    ratio = float(_median_ratio(b, p))
+    ratio = float(_median_ratio(b, p, start_up_s=start_up_s))
     return ratio, ratio
 
 
@@ -186,6 +242,8 @@ def sequential_compare(
     confidence_level: float = 0.95,
     alpha: float = CLAIM_ALPHA,
     seed: int = 0,
+    start_up_s: float = 0.0,
+    follow_up: Callable[[Comparison], str | None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Decision:
     """Measure pairs until the verdict is clear, `max_runs` per side are in, or `budget_s` would be exceeded.
@@ -194,7 +252,9 @@ def sequential_compare(
     the caller's job). Samples already taken (`base`, `patched`, equal lengths) are kept and extended, so
     healing continues where evaluation stopped. A pair is started only when the mean pair time so far says it
     fits in the budget; the first MIN_PAIRS are measured regardless, since no statistic exists without them.
-    Exceptions from `measure_pair` propagate.
+    `start_up_s` goes to every look's `compare`. `follow_up(look)`, asked when a look is decided, may name a
+    doubt the caller still has about the same runs (another measurement of them); runs are added while it does,
+    within the same limits. Exceptions from `measure_pair` propagate.
     """
     if len(base) != len(patched):
         raise ValueError("base and patched must have the same number of timings")
@@ -211,16 +271,18 @@ def sequential_compare(
             confidence_level=confidence_level,
             alpha=alpha,
             seed=seed,
+            start_up_s=start_up_s,
         )
         more = min(step, max_runs - samples.n, samples.affordable())
-        if look.verdict != "inconclusive":
+        doubt = follow_up(look) if follow_up and look.verdict != "inconclusive" else None
+        if look.verdict != "inconclusive" and not doubt:
             stop, note = "decided", "."
         elif samples.n >= max_runs:
             stop, note = "max_runs", f" at {max_runs} runs per side."
         elif more < 1:
             stop, note = "budget", f", time budget of {budget_s:g} s spent."
         else:
-            steps.append(f"{look.describe()}, adding {more} runs.")
+            steps.append(f"{look.describe()}{f' ({doubt})' if doubt else ''}, adding {more} runs.")
             target = samples.n + more
             continue
         steps.append(look.describe() + note)

@@ -143,15 +143,25 @@ def build_result(
     audit_key: str,
     meta: Mapping[str, Any],
     critics: Iterable[Critic] = REGISTRY,
+    held: bool = False,
 ) -> dict[str, Any]:
-    """The Result of DESIGN.md (without the Django-only `id`, `status`, `external_id` and `human`).
+    """The Result of docs/contract.md (without the Django-only `id`, `status`, `external_id` and `human`).
 
     Stored subscores are re-scored under `weights` first (e.g. performance knots), so calling this again with
-    another profile re-aggregates without re-running anything.
+    another profile re-aggregates without re-running anything. The learned critic's view, when `meta` holds one,
+    counts too, so a re-aggregation keeps its `critic_disagrees`; `held`: a reviewer holds the patch in the queue.
     """
     by_name = {c.name: c for c in critics}
     rescored = {name: by_name[name].rescore(result, weights) for name, result in results.items()}
-    agg = aggregate(rescored, weights, audit_key=audit_key, confidence_threshold=settings.heal_confidence_threshold)
+    critic = meta.get("critic") or {}
+    agg = aggregate(
+        rescored,
+        weights,
+        audit_key=audit_key,
+        confidence_threshold=settings.heal_confidence_threshold,
+        critic_disagrees=critic.get("disagrees", ()) if critic.get("status") == "ok" else (),
+        held=held,
+    )
     flags = set(agg.flags)
     if meta.get("sandbox") == "unsandboxed":
         flags.add("unsandboxed")
@@ -160,7 +170,7 @@ def build_result(
         "task": task_name,
         "final_score": agg.final_score,
         "weight_profile": {"name": weights.name, "version": weights.version},
-        "route": agg.route,
+        "route": str(agg.route),
         "flags": sorted(flags),
         "subscores": {name: agg.results[name].to_json() for name in ordered},
         "comments": summarize(agg.results, agg.reasons),

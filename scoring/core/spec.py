@@ -1,4 +1,4 @@
-"""The task spec (DESIGN.md, "Task spec"): one schema for the CLI (a JSON file) and the API (a form field).
+"""The task spec (docs/contract.md, "Task spec"): one schema for the CLI (a JSON file) and the API (a form field).
 
 `parse_spec` validates untrusted JSON into a frozen TaskSpec. Every SpecError message starts with the field
 it is about. Commands never reach a shell: they are split with shlex and run as argv, and shell syntax in

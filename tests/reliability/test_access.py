@@ -79,7 +79,7 @@ def method_of(url: str, admin: Client) -> str:
 
 
 def audience(url: str, method: str) -> set[str]:
-    """The roles DESIGN.md lets through to `url` (anonymous users only reach PUBLIC)."""
+    """The roles docs/contract.md lets through to `url` (anonymous users only reach PUBLIC)."""
     if url in PUBLIC:
         return {"anonymous", "reviewer", "admin", "client"}
     if url in SCRAPER_ONLY:

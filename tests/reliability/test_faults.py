@@ -1,6 +1,6 @@
 """Faults injected into a real service (web server, Celery workers, PostgreSQL, Redis, all private to the run).
 
-The promise under test (DESIGN.md, "Nothing lost"): a submission answered 2xx is scored eventually, whatever dies
+The promise under test (docs/contract.md, "Nothing lost"): a submission answered 2xx is scored eventually, whatever dies
 in between, and never scored twice into two different results.
 """
 

@@ -180,6 +180,33 @@ def test_a_claimed_or_labelled_patch_stays_in_the_queue(admin, reviewer, base_pr
     assert held.route == "review" and held.final_score > 0.7  # the new score, routed where the patch is
 
 
+def test_a_learned_critics_disagreement_survives_re_aggregation(admin, base_profile):
+    """The critic's view lives in the Evaluation's meta; the one scoring path reads it, so activating another profile
+    keeps the flag and the queue place instead of rebuilding flags from the subscores alone."""
+    patch = make_scored_patch(IN_BAND_NOW, ratio=1.0)
+    evaluation = Evaluation.objects.get(patch=patch)
+    evaluation.meta = {**evaluation.meta, "critic": {"status": "ok", "disagrees": ["correctness"], "model": "m"}}
+    evaluation.flags = [*evaluation.flags, "critic_disagrees"]
+    evaluation.save(update_fields=["meta", "flags"])
+
+    counts = activate(new_version(admin, weights=EAGER), admin)  # out of the band now: it would leave the queue
+
+    evaluation.refresh_from_db()
+    assert "critic_disagrees" in evaluation.flags
+    assert evaluation.route == "review" and evaluation.final_score > 0.7
+    assert status_of(patch) == PatchStatus.NEEDS_REVIEW and counts["left"] == 0
+
+
+def test_a_failed_critic_view_routes_nothing(admin, base_profile):
+    patch = make_scored_patch(IN_BAND_NOW, ratio=1.0)
+    evaluation = Evaluation.objects.get(patch=patch)
+    evaluation.meta = {**evaluation.meta, "critic": {"status": "failed", "error": "no verdict"}}
+    evaluation.save(update_fields=["meta"])
+    activate(new_version(admin, weights=EAGER), admin)
+    evaluation.refresh_from_db()
+    assert "critic_disagrees" not in evaluation.flags and evaluation.route == "auto"
+
+
 def test_reviewed_and_failed_patches_keep_their_status(admin, base_profile):
     reviewed = make_scored_patch(IN_BAND_NOW, ratio=1.0, status=PatchStatus.REVIEWED)
     activate(new_version(admin, weights=EAGER), admin)

@@ -1,4 +1,4 @@
-"""Correctness: the task's visible and hidden tests, on the base and on the patched tree (DESIGN.md, exactly).
+"""Correctness: the task's visible and hidden tests, on the base and on the patched tree (docs/contract.md, exactly).
 
 How a run is trusted (docs/correctness.md has the full story; the runs themselves are scoring/core/critics/runner.py):
 
@@ -257,7 +257,7 @@ def grade(
     runs_apart: str | None = None,
     shared_process: bool = False,
 ) -> CriticResult:
-    """Score the patched runs against the base, exactly as DESIGN.md says; the first run is the reference.
+    """Score the patched runs against the base, exactly as docs/contract.md says; the first run is the reference.
 
     With several runs (healing), a test whose outcome differs between runs is flaky and leaves both sets.
     `runs_apart` is why the patched tree ruled out one process for both suites (see `choose_mode`); it goes to the
@@ -356,7 +356,7 @@ def grade(
 
 
 def _score(f2p_pass: int, f2p_total: int, p2p_pass: int, p2p_total: int) -> float:
-    """DESIGN.md: (F2P passing / |F2P|) * (P2P passing / |P2P|), each factor 1 when its set is empty."""
+    """docs/contract.md: (F2P passing / |F2P|) * (P2P passing / |P2P|), each factor 1 when its set is empty."""
     p2p = p2p_pass / p2p_total if p2p_total else 1.0
     if f2p_total == 0:
         return p2p

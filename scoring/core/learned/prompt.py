@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from scoring.core.aggregate import CRITIC_DISAGREES
+
 #: The criteria the critic judges, in prompt order. The one list this package iterates over.
 CRITERIA: tuple[str, ...] = ("correctness", "style", "performance", "security")
 
@@ -22,7 +24,7 @@ CRITERIA: tuple[str, ...] = ("correctness", "style", "performance", "security")
 CRITIC_EVIDENCE_KEY = "critic"
 
 #: The flag the critic's own view raises; left out of the prompt for the same reason.
-CRITIC_FLAG = "critic_disagrees"
+CRITIC_FLAG = CRITIC_DISAGREES
 
 #: Whose verdict an sft row teaches: the reviewers' consensus, or the execution-graded subscores.
 SOURCES: tuple[str, ...] = ("human", "execution")
@@ -67,7 +69,7 @@ def build_messages(
 ) -> list[dict[str, str]]:
     """Return the critic's chat input `[system, user]` for one patch; the same inputs give the same text.
 
-    `task` is a task spec mapping (`name`, `test_command`, ...), `result` a Result (DESIGN.md) as JSON data.
+    `task` is a task spec mapping (`name`, `test_command`, ...), `result` a Result (docs/contract.md) as JSON data.
     """
     user = "\n".join(
         [

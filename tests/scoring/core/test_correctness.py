@@ -1,4 +1,4 @@
-"""The correctness critic on the gcd task: the DESIGN.md formula, base facts cached per task, flags, evidence."""
+"""The correctness critic on the gcd task: the docs/contract.md formula, base facts cached per task, flags, evidence."""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -48,19 +50,47 @@ for _ in range(10):
 SELF_TIMED_BENCH = (
     'import json\n\nfrom mylib import DELAY\n\nprint("warming up")\nprint(json.dumps({"seconds": DELAY}))\n'
 )
-# Seconds drawn from wide, seeded noise: a counter file in the (writable) tree makes every run draw anew.
+# Work the library sets the size of (ROUNDS): a patch that doubles it really doubles the CPU time.
+BUSY_BENCH = """\
+from mylib import ROUNDS
+
+total = 0
+for i in range(ROUNDS):
+    total += i * i % 7
+"""
+# CPU time drawn from wide noise, the same on both sides (every run starts from a fresh tree, so the draw is
+# fresh entropy, not a counter).
 NOISY_BENCH = """\
-import json
-import pathlib
 import random
 
-from mylib import SIDE
-
-counter = pathlib.Path("counter.txt")
-run = int(counter.read_text()) if counter.exists() else 0
-counter.write_text(str(run + 1))
-print(json.dumps({"seconds": 0.01 * random.Random(run * 2 + SIDE).lognormvariate(0, 0.3)}))
+rounds = int(300_000 * random.lognormvariate(0, 0.5))
+total = sum(i * i % 7 for i in range(rounds))
 """
+# Times its hot loop with the clock named CLOCK and reports it: what a task author writes.
+CLOCK_TIMED_BENCH = """\
+import json
+import time
+
+from mylib import unique
+
+data = list(range(20_000)) * 2
+start = time.CLOCK()
+for _ in range(5):
+    assert len(unique(data)) == 20_000
+print(json.dumps({"seconds": time.CLOCK() - start}))
+"""
+# Linear still, but eight times the work: a slowdown no clock resolution or noise can hide.
+EIGHT_TIMES = (
+    LINEAR.replace("def unique(", "def _unique(")
+    + """
+
+def unique(items):
+    \"\"\"The items without repeats, first occurrence first (computed eight times).\"\"\"
+    for _ in range(7):
+        _unique(items)
+    return _unique(items)
+"""
+)
 
 critic = PerformanceCritic()
 DEFAULT_WEIGHTS = Weights(name="default", version=1, weights={})
@@ -95,9 +125,9 @@ def make_ctx(
     )
 
 
-def self_timed_ctx(tmp_path: Path, patched: dict[str, str]) -> ScoringContext:
+def self_timed_ctx(tmp_path: Path, patched: dict[str, str], **settings: float) -> ScoringContext:
     """A task whose benchmark reports its own "seconds": DELAY from the library, 0.010 on the base."""
-    return make_ctx(tmp_path, {"mylib.py": "DELAY = 0.010\n", "bench/run.py": SELF_TIMED_BENCH}, patched)
+    return make_ctx(tmp_path, {"mylib.py": "DELAY = 0.010\n", "bench/run.py": SELF_TIMED_BENCH}, patched, **settings)
 
 
 def evaluate_and_heal(ctx: ScoringContext):
@@ -115,6 +145,8 @@ def test_patch_that_makes_a_linear_function_quadratic_scores_at_most_0_4(tmp_pat
     assert "perf_regression" in result.flags
     assert result.evidence["metric"] == "cpu_s"
     assert result.evidence["ci_low"] > 1.05
+    assert "tamper" not in result.flags
+    assert result.rationale[0].startswith("Step: performance check. Timed by the harness: CPU time")
     assert "Slower by more than 5%" in result.rationale[-1]
     assert len(result.evidence["base_wall_s"]) == result.evidence["n_base"]
     json.dumps(result.to_json())  # stored as JSON: every number a plain float
@@ -127,6 +159,15 @@ def test_no_op_patch_scores_at_least_0_9(tmp_path):
     assert result.score is not None and result.score >= 0.9
     assert "perf_regression" not in result.flags
     assert "faster" not in result.flags
+
+
+def test_patch_that_makes_a_quadratic_function_linear_scores_at_least_0_9_without_tamper(tmp_path):
+    bench = CLOCK_TIMED_BENCH.replace("CLOCK", "perf_counter").replace("20_000", "2_000")
+    ctx = make_ctx(tmp_path, {"mylib.py": QUADRATIC, "bench/run.py": bench}, {"mylib.py": LINEAR})
+    result = evaluate_and_heal(ctx)
+    assert_honest(result, at_least=1.0)
+    assert result.evidence["ci_high"] < 1
+    assert result.evidence["reported"]["ratio"] < 0.1
 
 
 def test_task_without_benchmark_gets_no_score_and_says_why(tmp_path):
@@ -166,27 +207,34 @@ def test_benchmark_that_hangs_on_the_patched_tree_times_out_and_scores_zero(tmp_
     assert "timeout" in result.flags
 
 
-def test_seconds_printed_by_the_benchmark_replace_cpu_time(tmp_path):
-    ctx = self_timed_ctx(tmp_path, {"mylib.py": "DELAY = 0.020\n"})
+def test_seconds_printed_by_the_benchmark_are_a_second_opinion_never_the_score(tmp_path):
+    # The patch makes the benchmark claim it got twice as slow; the harness measures the same work (all of it
+    # start-up: room for healing, like any no-op on a loaded machine).
+    ctx = self_timed_ctx(tmp_path, {"mylib.py": "DELAY = 0.020\n"}, bench_max_runs=20)
     result = evaluate_and_heal(ctx)
-    assert result.evidence["metric"] == "seconds"
-    assert result.evidence["ratio"] == pytest.approx(2.0)
-    assert result.score == 0.0
-    assert "perf_regression" in result.flags
-    assert '"seconds"' in result.rationale[0]
+    assert result.evidence["metric"] == "cpu_s"
+    assert result.evidence["reported"]["ratio"] == pytest.approx(2.0)
+    assert result.score is not None and result.score >= 0.9
+    assert not result.flags & {"perf_regression", "tamper"}
+    assert 'Second opinion, not scored: the benchmark\'s own "seconds" give ratio 2.00' in result.rationale[-2]
 
 
 def test_other_knots_rescore_from_the_stored_ratio_without_running_anything(tmp_path):
-    ctx = self_timed_ctx(tmp_path, {"mylib.py": "DELAY = 0.020\n"})
+    ctx = make_ctx(
+        tmp_path, {"mylib.py": "ROUNDS = 1_000_000\n", "bench/run.py": BUSY_BENCH}, {"mylib.py": "ROUNDS = 2_000_000\n"}
+    )
     result = evaluate_and_heal(ctx)
+    assert "perf_regression" in result.flags
+    ratio = result.evidence["ratio"]
+    assert 1.5 < ratio < 2.5
     lenient = Weights(name="lenient", version=2, weights={}, perf_knots=((1.05, 1.0), (3.0, 0.0)))
     rescored = critic.rescore(result, lenient)
-    assert rescored.score == pytest.approx(1 - 0.95 / 1.95, abs=1e-3)
+    assert rescored.score == pytest.approx(1 - (ratio - 1.05) / 1.95, abs=1e-3)
     assert rescored.evidence["base_s"] == result.evidence["base_s"]
     assert rescored.rationale[:-1] == result.rationale[:-1]
-    assert "Score 0.51" in rescored.rationale[-1]
-    # Knots that tolerate a doubling turn the verdict, and the flag, around.
-    tolerant = Weights(name="tolerant", version=3, weights={}, perf_knots=((2.5, 1.0), (4.0, 0.0)))
+    assert f"Score {rescored.score:.2f}" in rescored.rationale[-1]
+    # Knots that tolerate a tripling turn the verdict, and the flag, around.
+    tolerant = Weights(name="tolerant", version=3, weights={}, perf_knots=((3.0, 1.0), (4.0, 0.0)))
     assert critic.rescore(result, tolerant).flags == frozenset()
 
 
@@ -194,7 +242,7 @@ def test_patch_that_edits_the_benchmark_script_is_measured_with_the_base_script(
     cheat = 'import json\n\nprint(json.dumps({"seconds": 0.000001}))\n'
     ctx = self_timed_ctx(tmp_path, {"bench/run.py": cheat})
     result = critic.evaluate(ctx)
-    assert result.evidence["ratio"] == pytest.approx(1.0)
+    assert result.evidence["reported"]["ratio"] == pytest.approx(1.0)
     assert result.evidence["restored_files"] == ["bench/run.py"]
     assert "edited the benchmark itself" in result.rationale[0]
     assert "faster" not in result.flags
@@ -204,7 +252,7 @@ def test_noisy_benchmark_is_healed_with_more_runs_and_stays_honest_about_doubt(t
     ctx = make_ctx(
         tmp_path,
         {"mylib.py": "SIDE = 0\n", "bench/run.py": NOISY_BENCH},
-        {"mylib.py": "SIDE = 1\n"},
+        {"mylib.py": "SIDE = 1\n"},  # a no-op for the benchmark
     )
     first = critic.evaluate(ctx)
     assert first.evidence["verdict"] == "inconclusive"
@@ -214,6 +262,7 @@ def test_noisy_benchmark_is_healed_with_more_runs_and_stays_honest_about_doubt(t
     assert healed.evidence["base_s"][:5] == first.evidence["base_s"]
     assert any("n=5 each" in step and step.endswith("adding 5 runs.") for step in healed.rationale)
     assert "perf_inconclusive" in healed.flags
+    assert not healed.flags & {"perf_regression", "tamper"}
     assert healed.confidence < 0.7
     # At the run budget, healing has nothing left to spend.
     assert critic.heal(ctx, healed, budget_s=60) is healed
@@ -231,9 +280,10 @@ def test_benchmark_waits_until_no_test_run_holds_the_host(tmp_path):
     assert results and results[0].evidence["n_base"] == 5
 
 
-def stored(ci_low: float, ci_high: float, ratio: float, p_value: float) -> CriticResult:
+def stored(ci_low: float, ci_high: float, ratio: float, p_value: float, **extra) -> CriticResult:
     """A stored performance subscore, as the database hands it back for re-scoring."""
     evidence = {
+        **extra,
         "ratio": ratio,
         "ci_low": ci_low,
         "ci_high": ci_high,
@@ -263,3 +313,258 @@ def test_interval_in_doubt_only_about_a_speed_up_keeps_full_score_without_review
     assert result.confidence >= 0.7
     assert result.rationale[0] == "Step: measured."
     assert "Not slower by more than 5%" in result.rationale[-1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Time measured by the harness, outside the patched process.
+
+DEMO = Path(__file__).resolve().parents[3] / "scoring" / "demo" / "tasks"
+FORGE_ZERO = "\n\nimport time\n\ntime.perf_counter = lambda: 0.0\n"
+FORGE_DIVIDE = (
+    "\n\nimport time\n\n_real_clock = time.perf_counter\ntime.perf_counter = lambda: _real_clock() / DIVISOR\n"
+)
+
+
+def demo_ctx(tmp_path: Path, task: str, *patches: str, append: dict[str, str] | None = None, **settings):
+    """A ScoringContext over a demo task's base repository and that repository with `patches` applied."""
+    base_dir, patched_dir = tmp_path / "base", tmp_path / "patched"
+    shutil.copytree(DEMO / task / "repo", base_dir)
+    shutil.copytree(DEMO / task / "repo", patched_dir)
+    for name in patches:
+        diff = (DEMO / task / "patches" / name).read_text()
+        subprocess.run(["git", "apply"], cwd=patched_dir, input=diff, text=True, check=True, timeout=30)
+    for path, text in (append or {}).items():
+        with (patched_dir / path).open("a") as handle:
+            handle.write(text)
+    options = {"bench_min_runs": 5, "bench_max_runs": 10, "bench_budget_s": 60.0, **settings}
+    return ScoringContext(
+        spec=TaskSpec(name=task, test_command="python -m pytest -q", benchmark_command="python bench/run.py"),
+        diff=None,
+        base_dir=base_dir,
+        patched_dir=patched_dir,
+        hidden_dir=None,
+        env_dir=None,
+        task_cache_dir=tmp_path / "task-cache",
+        settings=PipelineSettings(cache_root=tmp_path / "cache", work_root=tmp_path / "work", **options),
+        run=sandbox.run,
+    )
+
+
+def assert_regression(result: CriticResult, *, tamper: bool) -> None:
+    """The harness measured the slowdown: a low score, `perf_regression`, and `tamper` exactly when expected."""
+    assert result.score is not None and result.score <= 0.4, result.rationale
+    assert "perf_regression" in result.flags
+    assert "faster" not in result.flags
+    assert ("tamper" in result.flags) is tamper, result.rationale
+
+
+def assert_honest(result: CriticResult, *, at_least: float = 0.9) -> None:
+    assert result.score is not None and result.score >= at_least, result.rationale
+    assert not result.flags & {"perf_regression", "tamper"}, result.rationale
+
+
+@pytest.mark.parametrize(
+    ("forge", "tamper"),
+    [
+        (FORGE_ZERO, True),
+        (FORGE_DIVIDE.replace("DIVISOR", "1000"), True),
+        (FORGE_DIVIDE.replace("DIVISOR", "100"), None),
+    ],
+    ids=["clock-stopped", "clock-divided-by-1000", "clock-divided-by-100"],
+)
+def test_quadratic_patch_that_forges_the_benchmark_clock_is_still_a_regression(tmp_path, forge, tamper):
+    ctx = demo_ctx(tmp_path, "intervals", "borderline_quadratic.diff", append={"intervals/merge.py": forge})
+    result = evaluate_and_heal(ctx)
+    # The harness's own verdict always catches it. Its clock divided by 100, the quadratic scan still reports
+    # about 0.6x the base: claimed faster, but near the 3x tamper margin from the harness's ratio (either way).
+    assert_regression(result, tamper=tamper if tamper is not None else "tamper" in result.flags)
+    assert result.evidence["reported"]["ratio"] < 1 < result.evidence["ci_low"]
+    if not tamper:
+        return
+    step = result.rationale[-2]
+    assert "Flagged tamper" in step
+    assert f"ratio {result.evidence['reported']['ratio']:.2f}" in step
+    assert f"ratio {result.evidence['ratio']:.2f}" in step
+
+
+def test_honest_quadratic_patch_of_the_demo_is_a_regression_without_tamper(tmp_path):
+    ctx = demo_ctx(tmp_path, "intervals", "borderline_quadratic.diff")
+    result = evaluate_and_heal(ctx)
+    assert_regression(result, tamper=False)
+    assert result.evidence["reported"]["ratio"] > 3  # the benchmark's clock agrees: much slower
+
+
+def test_no_op_on_a_demo_task_scores_at_least_0_9_without_tamper(tmp_path):
+    # intervals is nearly all start-up (about 1 ms of work in 35 ms): the hardest case for a no-op.
+    ctx = demo_ctx(tmp_path, "intervals", append={"intervals/merge.py": "\n# a comment\n"}, bench_max_runs=20)
+    assert_honest(evaluate_and_heal(ctx))
+
+
+def test_real_speed_up_on_a_demo_task_is_faster_without_tamper(tmp_path):
+    # textstats' fix replaces a quadratic de-duplication: the benchmark's own clock says about 300x faster,
+    # the harness about 10x (less when the patched run is all start-up); both point the same way.
+    ctx = demo_ctx(tmp_path, "textstats", "good_full_fix.diff")
+    result = evaluate_and_heal(ctx)
+    assert_honest(result, at_least=1.0)
+    assert result.evidence["reported"]["ratio"] < 0.1
+    assert result.evidence["ci_high"] < 0.5
+
+
+def test_patch_that_only_adds_import_time_is_slower_but_not_tamper(tmp_path):
+    # The timed loop is unchanged (its own clock says the same), the process pays a heavy import: the harness
+    # measures the whole run, so this is a regression, and an honest one.
+    heavy = "\n\nimport numpy  # noqa: E402,F401\n"
+    ctx = demo_ctx(tmp_path, "intervals", append={"intervals/merge.py": heavy})
+    result = evaluate_and_heal(ctx)
+    assert_regression(result, tamper=False)
+    assert 0.7 < result.evidence["reported"]["ratio"] < 1.5
+
+
+def clock_ctx(tmp_path: Path, clock: str, forge: str) -> ScoringContext:
+    """A small task whose benchmark times itself with `time.<clock>`; the patch is 8x slower plus `forge`."""
+    bench = CLOCK_TIMED_BENCH.replace("CLOCK", clock)
+    return make_ctx(tmp_path, {"mylib.py": LINEAR, "bench/run.py": bench}, {"mylib.py": EIGHT_TIMES + forge})
+
+
+@pytest.mark.parametrize(
+    ("clock", "forge", "tamper"),
+    [
+        ("process_time", "\nimport time\n\ntime.process_time = lambda: 0.0\n", True),
+        ("monotonic", "\nimport time\n\n_clock = time.monotonic\ntime.monotonic = lambda: _clock() / 100\n", None),
+        ("time", "\nimport time\n\n_clock = time.time\ntime.time = lambda: _clock() / 1000\n", None),
+    ],
+    ids=["process_time-stopped", "monotonic-divided", "time-divided"],
+)
+def test_forged_clocks_of_a_small_task_never_buy_a_clean_score(tmp_path, clock, forge, tamper):
+    result = evaluate_and_heal(clock_ctx(tmp_path, clock, forge))
+    # The regression is the harness's own finding; whether the report is far enough off to prove the forgery
+    # depends on how far the divisor pushes it (None: either way).
+    assert_regression(result, tamper=tamper if tamper is not None else "tamper" in result.flags)
+    assert result.evidence["reported"]["ratio"] < 1  # the forgery worked on the benchmark's own clock
+
+
+def test_small_task_timed_by_its_own_clock_is_honest_when_nothing_is_forged(tmp_path):
+    result = evaluate_and_heal(clock_ctx(tmp_path, "process_time", ""))
+    assert_regression(result, tamper=False)
+    assert result.evidence["reported"]["ratio"] > 3
+
+
+# Work moved out of the command's CPU accounting: an orphaned grandchild is reaped by the sandbox's init, so
+# the run's CPU time does not include it; the run still has to wait for its answer.
+ESCAPE = """
+
+import json as _json
+import os as _os
+
+_slow_unique = unique
+
+
+def unique(items):
+    \"\"\"The slow unique, computed in an orphaned grandchild that nobody waits for.\"\"\"
+    read_end, write_end = _os.pipe()
+    if _os.fork() == 0:
+        if _os.fork() == 0:
+            _os.close(read_end)
+            data = _json.dumps(_slow_unique(items)).encode()
+            while data:
+                data = data[_os.write(write_end, data) :]
+            _os._exit(0)
+        _os._exit(0)
+    _os.close(write_end)
+    _os.wait()
+    chunks = []
+    while chunk := _os.read(read_end, 65536):
+        chunks.append(chunk)
+    _os.close(read_end)
+    return _json.loads(b"".join(chunks))
+"""
+SLEEPS = """
+
+import time as _time
+
+_fast_unique = unique
+
+
+def unique(items):
+    \"\"\"The same unique, after a nap.\"\"\"
+    _time.sleep(0.05)
+    return _fast_unique(items)
+"""
+
+
+@pytest.mark.parametrize(
+    ("patched", "escaped"),
+    [(LINEAR + SLEEPS, False), (EIGHT_TIMES + ESCAPE, True)],
+    ids=["sleeps", "work-in-an-orphaned-process"],
+)
+def test_slowdown_the_cpu_time_cannot_see_is_judged_on_wall_time(tmp_path, patched, escaped):
+    bench = CLOCK_TIMED_BENCH.replace("CLOCK", "perf_counter")
+    # Wall time is the noisier clock: room for healing to show the slowdown beyond it.
+    ctx = make_ctx(tmp_path, {"mylib.py": LINEAR, "bench/run.py": bench}, {"mylib.py": patched}, bench_max_runs=20)
+    result = evaluate_and_heal(ctx)
+    assert_regression(result, tamper=False)
+    assert result.evidence["judged_on"] == "wall"
+    assert "than wall time, beyond the noise of both" in result.rationale[-1]
+    if escaped:  # the escape worked on CPU time: without wall time this patch would look no slower
+        assert result.evidence["ci_low"] < 1.3
+
+
+def wall(ci_low: float, ci_high: float, ratio: float, p_value: float) -> dict:
+    medians = {"base_median_s": 0.06, "patched_median_s": 0.06 * ratio, "start_up_subtracted_s": 0.0}
+    return {"ratio": ratio, "ci_low": ci_low, "ci_high": ci_high, "p_value": p_value, **medians}
+
+
+def test_wall_time_in_doubt_over_a_decided_cpu_time_is_low_confidence_not_a_clean_score():
+    doubted = stored(0.98, 1.03, 1.0, 0.5, wall=wall(1.3, 2.0, 1.6, 0.004))
+    result = critic.rescore(doubted, DEFAULT_WEIGHTS)
+    assert result.evidence["verdict"] == "same" and result.evidence["wall_in_doubt"]
+    assert result.flags == {"perf_inconclusive"}
+    assert result.score == pytest.approx(0.4 - 0.2 * 0.30 / 0.35, abs=1e-3)
+    assert result.confidence < 0.5
+    assert "wall time is higher on the patched side" in result.rationale[-1]
+    claimed = critic.rescore(stored(0.98, 1.03, 1.0, 0.5, wall=wall(1.3, 2.0, 1.6, 0.0002)), DEFAULT_WEIGHTS)
+    assert claimed.flags == {"perf_regression"} and claimed.evidence["judged_on"] == "wall"
+
+
+# Answers kept from one run for the next (never within a run, where memoizing is the benchmark's business): in a
+# file the run leaves in the tree, or in the module's own source.
+CACHE_IN_A_FILE = """
+
+import json as _json
+import os as _os
+
+_slow_merge = merge
+_CACHE = _os.path.join(_os.path.dirname(__file__), ".merge-cache.json")
+_KEPT = None
+if _os.path.exists(_CACHE):
+    with open(_CACHE) as _handle:
+        _KEPT = [tuple(pair) for pair in _json.load(_handle)]
+
+
+def merge(intervals):
+    \"\"\"The quadratic merge, unless an earlier run left its answer in a file.\"\"\"
+    if _KEPT is not None:
+        return _KEPT
+    result = _slow_merge(intervals)
+    with open(_CACHE, "w") as handle:
+        _json.dump(result, handle)
+    return result
+"""
+CACHE_IN_THE_SOURCE = """
+
+_slow_merge = merge
+
+
+def merge(intervals):
+    \"\"\"The quadratic merge, whose first answer is written into this module's source for the next runs.\"\"\"
+    result = _slow_merge(intervals)
+    with open(__file__, "a") as handle:
+        handle.write(f"\\n\\ndef merge(intervals):\\n    return {result!r}\\n")
+    return result
+"""
+
+
+@pytest.mark.parametrize("cache", [CACHE_IN_A_FILE, CACHE_IN_THE_SOURCE], ids=["file", "own-source"])
+def test_answers_cached_by_one_run_do_not_speed_up_the_next(tmp_path, cache):
+    ctx = demo_ctx(tmp_path, "intervals", "borderline_quadratic.diff", append={"intervals/merge.py": cache})
+    assert_regression(evaluate_and_heal(ctx), tamper=False)

@@ -12,7 +12,9 @@ from benchmarks.perf_bench import NOISE, SyntheticBench, sequential
 from scoring.core.perfstats import (
     DEFAULT_KNOTS,
     MIN_PAIRS,
+    TAMPER_FACTOR,
     compare,
+    contradicts,
     score_from_ratio,
     sequential_compare,
 )
@@ -120,3 +122,98 @@ def test_comparisons_are_reproducible():
 def test_a_zero_timing_does_not_divide_by_zero():
     result = compare([0.0, 0.0, 0.0], [0.01, 0.01, 0.01])
     assert result.ratio > 1000
+
+
+def stream(noise: str, effect: float, seed: int, runs: int = 10, scale: float = 1.0) -> tuple[list, list]:
+    """`runs` interleaved (base, patched) timings of a synthetic benchmark, times `scale`."""
+    bench = SyntheticBench(noise, effect, seed)
+    base, patched = zip(*(bench.pair() for _ in range(runs)), strict=True)
+    return [scale * b for b in base], [scale * p for p in patched]
+
+
+def test_start_up_both_sides_share_no_longer_dilutes_the_ratio():
+    # 20 ms of interpreter start-up, then 45 ms of work on the base and 90 ms on the patched tree.
+    base, patched = [0.065, 0.066, 0.064, 0.065, 0.067], [0.110, 0.111, 0.109, 0.110, 0.112]
+    diluted, measured = compare(base, patched), compare(base, patched, start_up_s=0.020)
+    assert diluted.ratio == pytest.approx(1.69, abs=0.01)
+    assert measured.ratio == pytest.approx(2.0, abs=0.01)
+    assert measured.start_up_s == 0.020
+    # Only the size is de-diluted: the rank test, the evidence that there is a change, is the same.
+    assert measured.p_value == diluted.p_value
+
+
+def test_start_up_is_never_taken_off_beyond_a_third_of_either_side():
+    base, patched = stream("normal 5%", 1.3, seed=0)
+    capped, raw = compare(base, patched, start_up_s=10.0), compare(base, patched)
+    assert capped.start_up_s == pytest.approx(statistics.median(base) / 3)
+    # So the slowdown seen on the whole process is magnified 1.5x at most.
+    assert capped.ratio - 1 == pytest.approx(1.5 * (raw.ratio - 1), rel=1e-9)
+    # A fast patched run caps it too: an estimate larger than the run never swallows it.
+    fast = compare(base, [t / 10 for t in patched], start_up_s=10.0)
+    assert fast.start_up_s == pytest.approx(statistics.median(patched) / 30)
+    assert fast.ratio > 0.05
+
+
+@pytest.mark.parametrize("noise", sorted(NOISE))
+def test_pure_noise_never_claims_a_regression_after_taking_off_the_start_up(noise):
+    verdicts = [sequential(noise, 1.0, seed, start_up_s=0.6 * perf_bench.BASE_S).verdict for seed in range(25)]
+    assert "slower" not in verdicts
+    assert "faster" not in verdicts
+
+
+@pytest.mark.parametrize("noise", sorted(NOISE))
+def test_honest_reports_never_contradict_the_harness(noise):
+    """No-ops, real slow-downs and real speed-ups, on every noise shape: the report agrees in direction.
+
+    The report times only the changed code, so it is more extreme than the harness's whole-run ratio in both
+    directions (a 1.3x run may be a 2x hot loop; a 0.7x run may be a 0.1x hot loop), never the other way.
+    """
+    cases = [(1.0, 1.0), (1.3, 2.0), (2.0, 5.0), (0.7, 0.1), (0.9, 0.01)]
+    for seed in range(15):
+        for measured_effect, reported_effect in cases:
+            harness = compare(*stream(noise, measured_effect, seed, runs=10))
+            report = compare(*stream(noise, reported_effect, seed + 1000, runs=10, scale=0.01))
+            assert not contradicts(harness, report), (seed, measured_effect, reported_effect)
+
+
+@pytest.mark.parametrize("noise", sorted(NOISE))
+def test_a_report_that_a_real_regression_got_faster_contradicts_the_harness(noise):
+    # A 2x slower run whose clock was stopped (reports 0) or divided by 100 (reports 0.02x); 20 runs, so the
+    # harness's rank test is significant under every noise shape (heavy tails need more than 10).
+    for seed in range(5):
+        harness = compare(*stream(noise, 2.0, seed, runs=20))
+        assert harness.ci_low > 1.0
+        for reported_effect in (0.0, 0.02):
+            report = compare(*stream(noise, reported_effect, seed + 1000, runs=10, scale=0.01))
+            assert contradicts(harness, report)
+
+
+def test_a_report_that_merely_understates_a_regression_is_not_tamper():
+    # The forged clock still says "slower" (or "same"): the harness's own verdict already scores the patch.
+    harness = compare(*stream("normal 5%", 2.0, seed=0))
+    for reported_effect in (1.0, 1.5):
+        assert not contradicts(harness, compare(*stream("normal 5%", reported_effect, seed=1)))
+
+
+def test_a_report_faster_by_less_than_the_tamper_factor_is_not_tamper():
+    harness = compare(*stream("normal 5%", 1.5, seed=0))
+    report = compare(*stream("normal 5%", 0.9, seed=1))
+    assert report.ci_high < 1.0 and harness.ci_low < TAMPER_FACTOR * report.ci_high
+    assert not contradicts(harness, report)
+
+
+def test_a_doubt_the_caller_still_has_keeps_a_decided_comparison_measuring():
+    bench = SyntheticBench("normal 5%", 1.0, seed=3)  # decided "same" at the second look
+    plain = sequential_compare(bench.pair, clock=bench.clock, max_runs=15)
+    bench = SyntheticBench("normal 5%", 1.0, seed=3)
+    asked = []
+
+    def follow_up(look):
+        asked.append(look.verdict)
+        return "wall time says slower, not yet shown"
+
+    doubted = sequential_compare(bench.pair, clock=bench.clock, max_runs=15, follow_up=follow_up)
+    assert plain.verdict == "same" and plain.n_base == 10
+    assert doubted.n_base == 15 and doubted.stop == "max_runs"
+    assert asked and "inconclusive" not in asked  # asked only about decided looks
+    assert doubted.steps[1].endswith(": same (wall time says slower, not yet shown), adding 5 runs.")
