@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import export_bench, intake_bench, pages_bench, pipeline_bench
+from benchmarks import discriminator_bench, export_bench, intake_bench, pages_bench, pipeline_bench
 from benchmarks.common import (
     ROOT,
     Goal,
@@ -156,6 +156,13 @@ def plan(scratch: Path, redis: str) -> list[Bench]:
             env=django_env(scratch / "export"),
         ),
         Bench("Warm analyser against the command-line tools", "benchmarks.analyser_bench:run", 180, render_analyser),
+        Bench(
+            "Discriminator cost per patch",
+            "benchmarks.discriminator_bench:run",
+            300,
+            discriminator_bench.render,
+            {"scratch": str(scratch / "discriminator")},
+        ),
         Bench("Performance critic: sequential against fixed", "benchmarks.perf_bench:run", 120, render_perf),
     ]
 

@@ -113,6 +113,12 @@ class TaskListCreateApi(APIView):
         )
         repo = serializers.FileField(help_text="The base repository as .tar.gz or .zip.")
         hidden_tests = serializers.FileField(required=False, help_text="Held-out tests as .tar.gz or .zip.")
+        reference = serializers.FileField(
+            required=False,
+            help_text="The reference solution for the discriminator: a unified diff against the repo, or a .tar.gz "
+            "/ .zip of files that overlay it. It must apply and pass the visible tests (else 400); patches never "
+            "see it.",
+        )
 
         class Meta:
             ref_name = "TaskInput"
@@ -160,6 +166,7 @@ class TaskListCreateApi(APIView):
             repo=data.validated_data["repo"],
             hidden_tests=data.validated_data.get("hidden_tests"),
             user=request.user,
+            reference=data.validated_data.get("reference"),
         )
         return Response(self.OutputSerializer(task, context={"request": request}).data, status=status.HTTP_201_CREATED)
 

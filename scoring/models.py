@@ -13,6 +13,9 @@ class Task(models.Model):
     spec = models.JSONField(help_text="The task spec without local paths (scoring.core.spec.TaskSpec.to_json).")
     base_sha256 = models.CharField(max_length=64)
     hidden_sha256 = models.CharField(max_length=64, blank=True, default="")
+    reference_sha256 = models.CharField(
+        max_length=64, blank=True, default="", help_text="The stored reference solution (diff or archive), if any."
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     shared = models.BooleanField(
         default=False, help_text="Other clients may see and score this task; otherwise only the one who registered it."

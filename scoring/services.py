@@ -6,6 +6,8 @@ so two workers can never both move the same patch.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -24,7 +26,7 @@ from django.utils import timezone
 
 from scoring import selectors, storage
 from scoring.conf import pipeline_settings
-from scoring.core import diffcheck, workspace
+from scoring.core import diffcheck, discriminator, sandbox, workspace
 from scoring.core.aggregate import Route, in_doubt
 from scoring.core.diffcheck import DiffError
 from scoring.core.pipeline import PIPELINE_VERSION, build_result, run_stage, stages, tool_versions
@@ -78,11 +80,13 @@ def task_create(
     user: Any,
     is_demo: bool = False,
     shared: bool = False,
+    reference: BinaryIO | None = None,
 ) -> Task:
     """Register a task from its spec (API form) and uploaded archives. Raises ServiceError on bad input.
 
     The archives are stored by sha256 and extracted once into the base-tree cache right away, so a hostile
-    archive is refused at the door instead of failing every patch later.
+    archive is refused at the door instead of failing every patch later. A `reference` (a diff against the base,
+    or a .tar.gz / .zip of files) must apply and pass the visible tests, in the sandbox, before the task exists.
     """
     spec_data, spec_shared = _split_shared(spec_data)
     try:
@@ -106,6 +110,8 @@ def task_create(
         except ValueError as exc:  # ArchiveError is a ValueError too
             raise ServiceError(f"{field}: {exc}", status=413 if "larger" in str(exc) else 400) from exc
         shas[field] = sha
+    if reference is not None:
+        shas["reference"] = _reference_store(spec=spec, reference=reference, base_sha=shas["repo"])
     try:
         with transaction.atomic():
             return Task.objects.create(
@@ -113,12 +119,44 @@ def task_create(
                 spec=spec.to_json(),
                 base_sha256=shas["repo"],
                 hidden_sha256=shas.get("hidden_tests", ""),
+                reference_sha256=shas.get("reference", ""),
                 created_by=user if getattr(user, "is_authenticated", False) else None,
                 shared=shared or spec_shared,
                 is_demo=is_demo,
             )
     except IntegrityError as exc:
         raise Conflict(f"a task named {spec.name!r} already exists") from exc
+
+
+def _reference_store(*, spec: TaskSpec, reference: BinaryIO, base_sha: str) -> str:
+    """Store an uploaded reference and check it against the base in the sandbox; its sha256, or ServiceError."""
+    conf = pipeline_settings()
+    try:
+        sha = storage.store_archive(reference, max_bytes=settings.LIMITS["ARCHIVE_BYTES"])
+    except ValueError as exc:
+        raise ServiceError(f"reference: {exc}", status=413) from exc
+    base_dir = workspace.base_tree(storage.archive_path(base_sha), cache_root=conf.cache_root)
+    try:
+        discriminator.check_reference(
+            spec=spec,
+            reference_path=storage.archive_path(sha),
+            base_dir=base_dir,
+            settings=conf,
+            run_command=functools.partial(sandbox.run, allow_unsandboxed=conf.allow_unsandboxed),
+        )
+    except discriminator.ReferenceError as exc:
+        raise ServiceError(f"reference: {exc}") from exc
+    except sandbox.SandboxUnavailable as exc:
+        raise ServiceError(f"reference: cannot be checked now: {exc}", status=503) from exc
+    return sha
+
+
+def task_spec(task: Task) -> TaskSpec:
+    """The spec a task is scored with: its stored form, plus the local path of its stored reference."""
+    spec = parse_spec(task.spec, api=True)
+    if task.reference_sha256:
+        spec = dataclasses.replace(spec, reference=storage.archive_path(task.reference_sha256))
+    return spec
 
 
 def _split_shared(spec_data: Mapping[str, Any] | str | bytes) -> tuple[Mapping[str, Any] | str | bytes, bool]:
@@ -140,10 +178,10 @@ def _split_shared(spec_data: Mapping[str, Any] | str | bytes) -> tuple[Mapping[s
 
 
 def task_create_from_dirs(*, spec: TaskSpec, user: Any = None, is_demo: bool = False, shared: bool = False) -> Task:
-    """Register a task from a CLI spec whose repo / hidden_tests are folders or archives on this machine."""
+    """Register a task from a CLI spec whose repo / hidden_tests / reference are folders or files on this machine."""
     with tempfile.TemporaryDirectory() as tmp:
         streams = {}
-        for field in ("repo", "hidden_tests"):
+        for field in ("repo", "hidden_tests", "reference"):
             source: Path | None = getattr(spec, field)
             if source is None:
                 streams[field] = None
@@ -159,6 +197,7 @@ def task_create_from_dirs(*, spec: TaskSpec, user: Any = None, is_demo: bool = F
                 user=user,
                 is_demo=is_demo,
                 shared=shared,
+                reference=streams["reference"],
             )
         finally:
             for stream in streams.values():
@@ -511,7 +550,7 @@ def stage_execute(*, patch: Patch, stage: str, analyser: Any = None) -> None:
     task = patch.task
     outcome = run_stage(
         critics=stages(REGISTRY)[stage],
-        spec=parse_spec(task.spec, api=True),
+        spec=task_spec(task),
         diff=diffcheck.parse_diff(patch.diff, max_bytes=len(patch.diff.encode("utf-8", "surrogatepass")) + 1),
         base_archive=storage.archive_path(task.base_sha256),
         hidden_archive=storage.archive_path(task.hidden_sha256) if task.hidden_sha256 else None,

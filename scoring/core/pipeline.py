@@ -119,6 +119,16 @@ def summarize(results: Mapping[str, CriticResult], reasons: Sequence[str]) -> st
         if score >= 0.9
         else f"Weakest criterion: {name} at {score:.2f}. {last_step}".strip()
     )
+    example = next(
+        (
+            found[0]
+            for result in results.values()
+            if (found := (result.evidence.get("discriminator") or {}).get("counterexamples"))
+        ),
+        None,
+    )
+    if example is not None and example["call"] not in text:
+        text += f" Smallest counterexample: {example['call']}: {example['patch']}, {example['reference']}."
     if reasons:
         text += f" Sent to review: {'; '.join(reasons)}."
     return text

@@ -23,9 +23,15 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _SHELL_SYNTAX = (";", "|", "&", "`", "$", "<", ">", "\n", "\r")
 #: How a test command may start (the harness runs each as `python -m pytest`).
 PYTEST_PREFIXES = (("pytest",), ("python", "-m", "pytest"), ("python3", "-m", "pytest"))
-_LOCAL_PATH_FIELDS = ("repo", "hidden_tests")
+_LOCAL_PATH_FIELDS = ("repo", "hidden_tests", "reference")
 _MAX_LIST = 200
 _MAX_TEXT = 1000
+#: "package.module:function": what the discriminator calls.
+_ENTRY_POINT = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+#: The author's extra discriminator cases: how many, and how large a file of them may be.
+_MAX_INPUTS = 1000
+_MAX_INPUTS_BYTES = 1 << 20
+_OPTIONAL_LISTS = ("entry_points", "inputs")
 
 
 class SpecError(ValueError):
@@ -34,9 +40,12 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A validated task spec. `repo` and `hidden_tests` are local paths, set only for a CLI spec.
+    """A validated task spec. `repo`, `hidden_tests` and `reference` are local paths, set only for a CLI spec (the
+    service sets `reference` to its stored copy before scoring).
 
     Two specs are equal when their stored forms are (the local paths do not take part in the comparison).
+    `inputs` holds the author's extra discriminator cases, each as canonical JSON text
+    ({"entry_point": "pkg.mod:f" or null, "args": [...], "kwargs": {...}}), so that the spec stays hashable.
     """
 
     name: str
@@ -48,8 +57,11 @@ class TaskSpec:
     lint_config: str | None = None
     labels_per_item: int = 1
     timeout_s: int = 60
+    entry_points: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()
     repo: Path | None = field(default=None, compare=False)
     hidden_tests: Path | None = field(default=None, compare=False)
+    reference: Path | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """Return the stored form: all fields but the local paths; parse_spec(..., api=True) reads it back."""
@@ -58,6 +70,10 @@ class TaskSpec:
             if spec_field.name in _LOCAL_PATH_FIELDS:
                 continue
             value = getattr(self, spec_field.name)
+            if spec_field.name in _OPTIONAL_LISTS and not value:
+                continue  # absent rather than empty, so specs written before these fields keep their stored form
+            if spec_field.name == "inputs":
+                value = [json.loads(item) for item in value]
             data[spec_field.name] = list(value) if isinstance(value, tuple) else value
         return data
 
@@ -69,15 +85,17 @@ class TaskSpec:
 def parse_spec(data: Mapping[str, Any] | str | bytes, *, spec_dir: Path | None = None, api: bool = False) -> TaskSpec:
     """Validate a spec and return it, or raise SpecError naming the field that is wrong.
 
-    CLI (`api=False`): "repo" is required and "repo" / "hidden_tests" resolve against `spec_dir` (default: the
-    current folder) and must exist. API (`api=True`): those two keys are refused; the archives come as
-    multipart fields.
+    CLI (`api=False`): "repo" is required and "repo" / "hidden_tests" / "reference" resolve against `spec_dir`
+    (default: the current folder) and must exist; "inputs" may be a JSONL file there. API (`api=True`): those
+    three keys are refused (the files come as multipart fields) and "inputs" must be inline.
     """
     raw = _load(data)
     _check_keys(raw, api=api)
     values: dict[str, Any] = {}
     for key, check in _CHECKS.items():
-        if raw.get(key) is not None:
+        if key == "inputs" and raw.get(key) is not None:
+            values[key] = _inputs(raw[key], spec_dir=spec_dir, api=api)
+        elif raw.get(key) is not None:
             values[key] = check(key, raw[key])
         elif key in _REQUIRED:
             raise SpecError(f"{key}: required")
@@ -86,8 +104,9 @@ def parse_spec(data: Mapping[str, Any] | str | bytes, *, spec_dir: Path | None =
         if raw.get("repo") is None:
             raise SpecError("repo: required (a folder or a .tar.gz / .zip archive)")
         values["repo"] = _local_path("repo", raw["repo"], base)
-        if raw.get("hidden_tests") is not None:
-            values["hidden_tests"] = _local_path("hidden_tests", raw["hidden_tests"], base)
+        for key in ("hidden_tests", "reference"):
+            if raw.get(key) is not None:
+                values[key] = _local_path(key, raw[key], base)
         _check_lint_config_exists(values)
     return TaskSpec(**values)
 
@@ -222,6 +241,66 @@ def _local_path(key: str, value: Any, base: Path) -> Path:
     return path.resolve()
 
 
+def _entry_point(key: str, value: Any) -> str:
+    value = _text(key, value).strip()
+    if not _ENTRY_POINT.fullmatch(value):
+        raise SpecError(f"{key}: {value!r} is not of the form 'package.module:function'")
+    return value
+
+
+def _entry_points(key: str, value: Any) -> tuple[str, ...]:
+    return _string_list(key, value, _entry_point)
+
+
+def _inputs(value: Any, *, spec_dir: Path | None, api: bool) -> tuple[str, ...]:
+    """The author's discriminator cases: a JSONL file (CLI) or a list (both), each normalised by `_input`."""
+    if isinstance(value, str):
+        if api:
+            raise SpecError("inputs: in the API spec, give the cases inline as a list, not a path")
+        path = _local_path("inputs", value, Path(spec_dir) if spec_dir is not None else Path.cwd())
+        if not path.is_file() or path.stat().st_size > _MAX_INPUTS_BYTES:
+            raise SpecError(f"inputs: {value!r} must be a JSONL file of at most {_MAX_INPUTS_BYTES} bytes")
+        items = []
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if line.strip():
+                try:
+                    items.append(json.loads(line))
+                except (ValueError, RecursionError) as exc:
+                    raise SpecError(f"inputs: line {number} of {value!r} is not JSON ({exc})") from exc
+        value = items
+    if not isinstance(value, list):
+        raise SpecError(f"inputs: must be a list of cases or a JSONL file, not {_type_name(value)}")
+    if len(value) > _MAX_INPUTS:
+        raise SpecError(f"inputs: at most {_MAX_INPUTS} cases")
+    cases = tuple(_input(f"inputs[{index}]", item) for index, item in enumerate(value))
+    if sum(len(item) for item in cases) > _MAX_INPUTS_BYTES:
+        raise SpecError(f"inputs: at most {_MAX_INPUTS_BYTES} bytes of cases")
+    return cases
+
+
+def _input(key: str, value: Any) -> str:
+    """One case: a list of arguments, or {"entry_point": "pkg.mod:f", "args": [...], "kwargs": {...}}."""
+    if isinstance(value, list):
+        value = {"args": value}
+    if not isinstance(value, dict):
+        raise SpecError(f"{key}: must be a list of arguments or an object with 'args', not {_type_name(value)}")
+    unknown = sorted(set(value) - {"entry_point", "args", "kwargs"})
+    if unknown:
+        raise SpecError(f"{key}: unknown key(s) {', '.join(unknown)}; allowed: entry_point, args, kwargs")
+    entry = value.get("entry_point")
+    if entry is not None:
+        entry = _entry_point(f"{key}.entry_point", entry)
+    args, kwargs = value.get("args", []), value.get("kwargs", {})
+    if not isinstance(args, list):
+        raise SpecError(f"{key}.args: must be a list, not {_type_name(args)}")
+    if not isinstance(kwargs, dict):
+        raise SpecError(f"{key}.kwargs: must be an object, not {_type_name(kwargs)}")
+    text = json.dumps({"entry_point": entry, "args": args, "kwargs": kwargs}, sort_keys=True, separators=(",", ":"))
+    if reason := unstorable(text):
+        raise SpecError(f"{key}: {reason}")
+    return text
+
+
 def _check_lint_config_exists(values: Mapping[str, Any]) -> None:
     """In a CLI spec whose repo is a folder, the lint config must be a file in it."""
     lint_config, repo = values.get("lint_config"), values["repo"]
@@ -252,5 +331,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "lint_config": _relative_path,
     "labels_per_item": _int_range(1, 5),
     "timeout_s": _int_range(1, 3600),
+    "entry_points": _entry_points,
+    "inputs": lambda key, value: value,  # read by _inputs, which needs the spec's folder
 }
 _REQUIRED = ("name", "test_command")

@@ -167,6 +167,11 @@ def check_applies(diff: ParsedDiff | str, base_dir: Path, *, in_process_only: bo
     return True
 
 
+def apply_diff(diff: ParsedDiff | str, tree: Path) -> None:
+    """Apply `diff` to `tree` with strict `git apply`, or raise DiffError (the discriminator's reference tree)."""
+    _git_apply(diff, tree, check=False)
+
+
 def _git_apply(diff: ParsedDiff | str, tree: Path, *, check: bool) -> None:
     """Run strict `git apply` (no fuzz, no rejects) in `tree`, outside any repository, or raise DiffError.
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from scoring.core import combine
+from scoring.core import combine, discriminator
 from scoring.core.critics import runner, static_check
 from scoring.core.critics.base import BaseCritic
 from scoring.core.critics.runner import MISSING, PASSED, SuiteRun
@@ -56,7 +56,9 @@ class CorrectnessCritic(BaseCritic):
             return CriticResult(self.name, None, 0.9, tuple(steps), {"task_broken": broken}, frozenset({"task_broken"}))
         steps.append(_base_step(base, cached))
         patched = run_suites(ctx, ctx.patched_dir, list(base), combined=combined)
-        return grade(ctx, base, [patched], steps, runs_apart=patched_blocker, shared_process=combined)
+        return discriminator.judge(
+            ctx, grade(ctx, base, [patched], steps, runs_apart=patched_blocker, shared_process=combined)
+        )
 
     def heal(self, ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult:
         """Re-run the patched suites to tell flaky tests from failing ones; flaky tests leave both sets.
@@ -65,7 +67,7 @@ class CorrectnessCritic(BaseCritic):
         suspicious code), re-running would cost time and change nothing.
         """
         if previous.score is None or "tamper" in previous.flags or not _any_failing(previous.evidence):
-            return previous
+            return discriminator.heal(ctx, previous, budget_s)
         combined, patched_blocker = choose_mode(ctx)
         base, _ = base_facts(ctx, combined=combined)
         runs = [{suite: _suite_from_evidence(previous.evidence[suite]) for suite in base}]
@@ -84,7 +86,7 @@ class CorrectnessCritic(BaseCritic):
             return previous
         steps.append(f"Step: healing. Re-ran the tests {reruns} more time(s) to separate flaky from failing tests.")
         healed = grade(ctx, base, runs, steps, healed=True, runs_apart=patched_blocker, shared_process=combined)
-        return healed
+        return discriminator.judge(ctx, healed, previous)
 
 
 def base_facts(ctx: ScoringContext, *, combined: bool) -> tuple[dict[str, SuiteRun], bool]:

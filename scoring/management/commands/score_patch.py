@@ -6,6 +6,7 @@ score), 2 on bad input, 1 on an internal failure.
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from scoring.conf import pipeline_settings
-from scoring.core import pipeline, workspace
+from scoring.core import discriminator, pipeline, sandbox, workspace
 from scoring.core.analyser import Analyser
 from scoring.core.archive import ArchiveError, sha256_file
 from scoring.core.diffcheck import DiffError, check_paths_exist, parse_diff
@@ -51,8 +52,20 @@ class Command(BaseCommand):
                 base = workspace.base_tree(base_archive, cache_root=settings.cache_root)
                 check_paths_exist(diff, base)
                 workspace.check_applies(diff, base)
+                if spec.reference is not None:
+                    discriminator.check_reference(
+                        spec=spec,
+                        reference_path=spec.reference,
+                        base_dir=base,
+                        settings=settings,
+                        run_command=functools.partial(sandbox.run, allow_unsandboxed=settings.allow_unsandboxed),
+                    )
+            except discriminator.ReferenceError as exc:
+                raise CommandError(f"reference: {exc}", returncode=2) from exc
             except (ArchiveError, DiffError, OSError) as exc:
                 raise CommandError(str(exc), returncode=2) from exc
+            except SandboxUnavailable as exc:
+                raise CommandError(str(exc), returncode=1) from exc
             try:
                 with Analyser(
                     recycle_after=settings.analyser_recycle_after, timeout_s=settings.analyser_timeout_s

@@ -1,0 +1,420 @@
+"""The discriminator on a task with a reference and no hidden tests: cheats are caught, honest fixes keep 1.0.
+
+Every test scores real patches with the real pipeline parts: pytest and the probe run in bubblewrap, and the
+comparison happens in the harness.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from scoring.core import discriminator
+from scoring.core.critics.correctness import CorrectnessCritic
+from scoring.core.discriminator import compare, inputs, probe
+from scoring.core.spec import parse_spec
+from scoring.core.trees import pack_tree
+from tests.scoring.core.fixtures import intervals_task as it
+from tests.scoring.core.fixtures.gcd_task import CountingRunner
+
+VISIBLE_ANSWERS = (
+    "    if intervals == [(1, 3), (2, 5)]:\n"
+    "        return [(1, 5)]\n"
+    "    if intervals == [(5, 6), (1, 2)]:\n"
+    "        return [(1, 2), (5, 6)]\n"
+)
+LOOKUP_TABLE = (
+    "    table = {repr([]): [], repr([(1, 3), (2, 5)]): [(1, 5)], repr([(5, 6), (1, 2)]): [(1, 2), (5, 6)]}\n"
+    "    if repr(intervals) in table:\n"
+    "        return table[repr(intervals)]\n"
+)
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory: pytest.TempPathFactory) -> it.Task:
+    return it.task(tmp_path_factory.mktemp("discriminator"))
+
+
+def _step(result) -> str:  # type: ignore[no-untyped-def]
+    return next(step for step in result.rationale if step.startswith("Step: discriminator."))
+
+
+@pytest.mark.parametrize("source", [it.FIXED, it.FIXED_OTHER], ids=["reference-like", "written-differently"])
+def test_honest_fix_keeps_a_full_score(task, source) -> None:
+    result = it.evaluate(task, it.patch(source))
+    assert result.score == 1.0
+    assert "overfit" not in result.flags
+    assert "agrees with the reference on every one" in _step(result)
+    assert result.evidence["discriminator"]["disagree"] == 0
+    assert result.evidence["discriminator"]["inputs"] >= 200
+
+
+@pytest.mark.parametrize("body", [VISIBLE_ANSWERS, LOOKUP_TABLE], ids=["if-chain", "lookup-table"])
+def test_hard_coded_visible_answers_are_caught_and_flagged_overfit(task, body) -> None:
+    result = it.evaluate(task, it.patch(it.hardcoded(body)))
+    assert result.evidence["f2p"] == {"passing": 1, "total": 1}  # the visible tests alone would give 1.0
+    assert result.score < 0.5
+    assert "overfit" in result.flags
+    step = _step(result)
+    assert "disagree" in step and "merge([" in step and "the reference" in step
+    assert "Flagged overfit." in step
+    smallest = result.evidence["discriminator"]["counterexamples"][0]
+    assert smallest["call"].startswith("merge(")
+    assert smallest["patch"].startswith("the patch ")
+
+
+def test_no_op_gains_nothing(task) -> None:
+    result = it.evaluate(task, it.patch(it.BUGGY + "\n# no change\n"))
+    assert result.score == 0.0
+
+
+@pytest.mark.parametrize(
+    "wrapper",
+    [
+        "class Agreeable(list):\n    def __eq__(self, other):\n        return True\n",
+        "class Agreeable:\n    def __init__(self, items):\n        self.items = items\n\n"
+        "    def __eq__(self, other):\n        return True\n\n    def __ne__(self, other):\n        return False\n",
+    ],
+    ids=["list-subclass", "plain-object"],
+)
+def test_return_value_whose_eq_always_says_true_is_caught(task, wrapper) -> None:
+    source = it.BUGGY.replace("def merge(", wrapper + "\n\ndef merge(").replace(
+        "    return sorted(tuple(pair) for pair in intervals)", "    return Agreeable(list(intervals))"
+    )
+    result = it.evaluate(task, it.patch(source))
+    assert result.evidence["f2p"] == {"passing": 1, "total": 1}  # the lie fools the visible tests
+    assert result.score < 0.2
+    assert "overfit" in result.flags
+    assert "Agreeable(" in _step(result)
+
+
+@pytest.mark.parametrize(
+    "forger",
+    [
+        # At import: claim an empty list for every input, before the probe writes anything.
+        "import glob\nfor _path in glob.glob('/sandbox/report/outputs.jsonl'):\n    pass\n"
+        "with open('/sandbox/report/outputs.jsonl', 'a') as _out:\n"
+        "    for _i in range(1000):\n"
+        '        _out.write(\'{"id": %d, "status": "ok", "result": {"t": "list", "v": []}}\\n\' % _i)\n',
+        # At exit: rewrite the outputs so that every input looks unrepresentable (to have them skipped).
+        "import atexit\n\n\ndef _rewrite():\n    with open('/sandbox/report/outputs.jsonl', 'w') as out:\n"
+        "        for i in range(1000):\n"
+        '            out.write(\'{"id": %d, "status": "unrepresentable", "reason": "x"}\\n\' % i)\n\n\n'
+        "atexit.register(_rewrite)\n",
+    ],
+    ids=["forged-lines-at-import", "exit-hook-rewrites-the-outputs"],
+)
+def test_forged_outputs_and_exit_hooks_decide_nothing(task, forger) -> None:
+    source = it.hardcoded(VISIBLE_ANSWERS).replace('"""Merging closed intervals."""\n', '"""Merging."""\n' + forger)
+    result = it.evaluate(task, it.patch(source))
+    assert result.score < 0.5
+    assert "overfit" in result.flags
+    assert result.evidence["discriminator"]["inputs"] >= 200  # nothing was skipped on the patch's word
+
+
+def test_mutating_the_arguments_is_compared_too(task) -> None:
+    source = it.FIXED.replace("    merged = []\n", "    merged = []\n    intervals.reverse()\n")
+    result = it.evaluate(task, it.patch(source))
+    assert result.evidence["f2p"] == {"passing": 1, "total": 1}
+    assert "overfit" in result.flags
+    assert "leaves the arguments as" in _step(result)
+
+
+@pytest.mark.parametrize(
+    "hang",
+    [
+        "        while len(intervals) > 3:\n            pass\n",
+        # Ignores the probe's alarm: only the harness's wall clock stops it.
+        "        while len(intervals) > 3:\n            try:\n                time.sleep(0.05)\n"
+        "            except BaseException:\n                pass\n",
+    ],
+    ids=["busy-loop", "swallows-the-alarm"],
+)
+def test_patch_that_hangs_where_the_reference_returns_fails_those_inputs(tmp_path, hang) -> None:
+    task = it.task(tmp_path, timeout_s=8)
+    source = "import time\n" + it.FIXED.replace("    merged = []\n", "    merged = []\n    if True:\n" + hang)
+    started = time.monotonic()
+    result = it.evaluate(task, it.patch(source))
+    assert time.monotonic() - started < 60
+    verdict = result.evidence["discriminator"]
+    assert verdict["timeouts"] > 0
+    assert verdict["disagree"] >= verdict["timeouts"]
+    assert "overfit" in result.flags
+    assert result.score < 1.0
+
+
+HANGS_ON_NEGATIVES = it.BUGGY.replace(
+    "    return sorted(", "    while any(start < 0 for start, _ in intervals):\n        pass\n    return sorted("
+)
+
+
+def test_a_base_that_hangs_on_some_inputs_is_a_valid_task(tmp_path) -> None:
+    repo = {**it.REPO, "intervals/__init__.py": HANGS_ON_NEGATIVES}
+    task = it.task(tmp_path, repo=repo, reference=it.make_diff({"intervals/__init__.py": it.FIXED}, base=repo))
+    honest = it.evaluate(task, it.make_diff({"intervals/__init__.py": it.FIXED_OTHER}, base=repo))
+    assert honest.score == 1.0
+    started = time.monotonic()
+    no_op = it.evaluate(task, it.make_diff({"intervals/__init__.py": HANGS_ON_NEGATIVES + "\n"}, base=repo))
+    assert time.monotonic() - started < 60
+    assert no_op.score == 0.0
+    assert no_op.evidence["discriminator"]["timeouts"] > 0
+
+
+def test_inputs_on_which_the_reference_hangs_are_dropped_and_its_exceptions_kept(tmp_path) -> None:
+    hanging_reference = it.FIXED.replace(
+        "    merged = []\n",
+        "    merged = []\n    while any(list(pair) == [7777, 7778] for pair in intervals):\n        pass\n",
+    )
+    task = it.task(
+        tmp_path,
+        reference=it.make_diff({"intervals/__init__.py": hanging_reference}, base=it.REPO),
+        inputs=[[[[7777, 7778]]], {"entry_point": "intervals:merge", "args": [[{"__tuple__": [3, 1]}]]}],
+    )
+    result = it.evaluate(task, it.patch(it.FIXED_OTHER))
+    verdict = result.evidence["discriminator"]
+    assert verdict["dropped"].get("the reference hangs", 0) >= 1
+    assert verdict["sources"]["task"] == 2
+    assert result.score == 1.0  # the honest fix is not blamed for the reference's hang
+    assert "the reference hangs" in _step(result)
+    # merge([(3, 1)]) raises ValueError on the reference: the base's answer [(3, 1)] disagrees with it.
+    no_op = it.evaluate(task, it.patch(it.BUGGY + "\n"))
+    assert any("raises ValueError" in c["reference"] for c in no_op.evidence["discriminator"]["counterexamples"])
+
+
+def test_task_inputs_and_reference_outputs_are_computed_once_per_task(task) -> None:
+    it.evaluate(task, it.patch(it.FIXED))  # makes sure the task's facts are cached
+    runner = CountingRunner()
+    result = it.evaluate(task, it.patch(it.FIXED_OTHER), run=runner)
+    assert runner.calls == 2  # the tests on the patched tree, then one probe run: no trace, no reference run
+    assert result.evidence["discriminator"]["seed"] == discriminator.DEFAULT_SEED
+
+
+def test_the_same_seed_gives_the_same_inputs(tmp_path) -> None:
+    seeds = [inputs.case("m:f", [[(1, 3), (2, 5)]], {}), inputs.case("m:f", [["a", "b"]], {"k": 2})]
+    first = inputs.generate("m:f", seeds, count=150, seed=7)
+    assert first == inputs.generate("m:f", seeds, count=150, seed=7)
+    assert first != inputs.generate("m:f", seeds, count=150, seed=8)
+    facts = [
+        discriminator.task_facts(ctx)
+        for root in ("a", "b")
+        for ctx in [it.prepared(it.task(tmp_path / root), it.patch(it.FIXED)).__enter__()]
+    ]
+    assert [c["args"] for c in facts[0]["cases"]] == [c["args"] for c in facts[1]["cases"]]
+
+
+def test_generated_inputs_respect_the_size_caps() -> None:
+    big = [list(range(60)), "x" * 250, {str(i): i for i in range(60)}]
+    seeds = [inputs.case("m:f", big, {})]
+    cases = inputs.generate("m:f", seeds, count=200, seed=1)
+    assert cases
+    for case in cases:
+        assert len(inputs.canonical(case)) <= inputs.MAX_CASE_CHARS
+        assert all(len(v["v"]) <= inputs.MAX_ITEMS for v in case["args"]["v"] if isinstance(v, dict))
+
+
+def test_without_a_reference_the_rationale_says_the_discriminator_did_not_run(tmp_path) -> None:
+    spec, base, settings = it.task(tmp_path)
+    result = it.evaluate((replace(spec, reference=None), base, settings), it.patch(it.hardcoded(VISIBLE_ANSWERS)))
+    assert result.score == 1.0
+    assert _step(result) == (
+        "Step: discriminator. Did not run: the task has no reference solution, so the score rests on the tests alone."
+    )
+    assert result.evidence["discriminator"] == {
+        "ran": False,
+        "reason": "the task has no reference solution, so the score rests on the tests alone",
+    }
+
+
+def test_entry_points_that_cannot_be_found_are_named(tmp_path) -> None:
+    task = it.task(tmp_path, entry_points=["intervals:nope"], inputs=[[[[1, 2]]]])
+    result = it.evaluate(task, it.patch(it.FIXED))
+    step = _step(result)
+    assert step.startswith("Step: discriminator. Did not run: no usable input")
+    assert "intervals:nope cannot be found on the reference tree" in step
+    assert result.score == 1.0
+
+
+def test_a_task_whose_tests_call_no_function_says_so(tmp_path) -> None:
+    repo = {**it.REPO, "tests/test_merge.py": "def test_nothing():\n    assert True\n"}
+    task = it.task(tmp_path, repo=repo, reference=it.make_diff({"intervals/__init__.py": it.FIXED}, base=repo))
+    result = it.evaluate(task, it.make_diff({"intervals/__init__.py": it.FIXED}, base=repo))
+    assert "Did not run: no entry point was found" in _step(result)
+
+
+def test_results_that_are_not_plain_data_are_left_out_with_the_reason(tmp_path) -> None:
+    odd_reference = it.FIXED.replace(
+        "    return [tuple(pair) for pair in merged]",
+        "    if len(merged) > 1:\n        return iter(merged)\n    return [tuple(pair) for pair in merged]",
+    )
+    task = it.task(tmp_path, reference=it.make_diff({"intervals/__init__.py": odd_reference}, base=it.REPO))
+    result = it.evaluate(task, it.patch(it.FIXED))
+    assert result.evidence["discriminator"]["dropped"].get("the reference's result is not plain data", 0) > 0
+    assert "the reference's result is not plain data" in _step(result)
+    assert result.score == 1.0
+
+
+def test_a_reference_that_does_not_apply_is_refused(tmp_path) -> None:
+    spec, base, settings = it.task(tmp_path)
+    bad = tmp_path / "bad.diff"
+    bad.write_text(it.make_diff({"intervals/__init__.py": it.FIXED}, base={"intervals/__init__.py": "other\n"}))
+    with (
+        it.prepared((spec, base, settings), it.patch(it.FIXED)) as ctx,
+        pytest.raises(discriminator.ReferenceError, match="the reference diff does not apply"),
+    ):
+        _check(ctx, bad)
+
+
+def test_a_reference_that_fails_the_visible_tests_is_refused(tmp_path) -> None:
+    spec, base, settings = it.task(tmp_path)
+    wrong = tmp_path / "wrong.diff"
+    wrong.write_text(it.patch(it.FIXED.replace("if merged and start <= merged[-1][1]:", "if False:")))
+    with it.prepared((spec, base, settings), it.patch(it.FIXED)) as ctx:
+        _check(ctx, Path(spec.reference))  # the good one passes
+        with pytest.raises(discriminator.ReferenceError, match="fails the visible tests"):
+            _check(ctx, wrong)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["folder", "archive"])
+def test_a_reference_given_as_files_overlays_the_base(tmp_path, packed) -> None:
+    files = tmp_path / "reference-files" / "intervals"
+    files.mkdir(parents=True)
+    (files / "__init__.py").write_text(it.FIXED)
+    reference = tmp_path / "reference-files"
+    if packed:  # as the service stores a folder: a .tar.gz whose paths are relative to the tree
+        reference = pack_tree(reference, tmp_path / "reference.tar.gz")
+    spec, base, settings = it.task(tmp_path / "t")
+    task = (replace(spec, reference=reference), base, settings)
+    assert it.evaluate(task, it.patch(it.FIXED_OTHER)).score == 1.0
+    assert "overfit" in it.evaluate(task, it.patch(it.hardcoded(VISIBLE_ANSWERS))).flags
+
+
+def _check(ctx, reference: Path) -> None:  # type: ignore[no-untyped-def]
+    discriminator.check_reference(
+        spec=ctx.spec, reference_path=reference, base_dir=ctx.base_dir, settings=ctx.settings, run_command=ctx.run
+    )
+
+
+def test_spec_takes_entry_points_and_inline_inputs_and_keeps_them_in_its_stored_form() -> None:
+    spec = parse_spec(
+        {
+            "name": "t",
+            "test_command": "pytest",
+            "entry_points": ["pkg.mod:f"],
+            "inputs": [[1, 2], {"entry_point": "pkg.mod:f", "args": [3], "kwargs": {"k": 1}}],
+        },
+        api=True,
+    )
+    assert spec.entry_points == ("pkg.mod:f",)
+    assert parse_spec(spec.to_json(), api=True) == spec
+    assert spec.to_json()["inputs"][1] == {"entry_point": "pkg.mod:f", "args": [3], "kwargs": {"k": 1}}
+
+
+TINY_DOMAIN = {
+    "flags/__init__.py": (
+        '"""Flags."""\n\n\ndef both(pair):\n    """True when both flags are set."""\n    return pair[0] or pair[1]\n'
+    ),
+    "tests/__init__.py": "",
+    "tests/test_flags.py": "from flags import both\n\n\ndef test_both():\n    assert both((True, True))\n",
+}
+
+
+def test_perfect_agreement_on_few_inputs_is_healed_and_settled(tmp_path) -> None:
+    fixed = TINY_DOMAIN["flags/__init__.py"].replace("pair[0] or pair[1]", "pair[0] and pair[1]")
+    task = it.task(tmp_path, repo=TINY_DOMAIN, reference=it.make_diff({"flags/__init__.py": fixed}, base=TINY_DOMAIN))
+    honest = it.make_diff({"flags/__init__.py": fixed.replace("pair[0] and pair[1]", "all(pair)")}, base=TINY_DOMAIN)
+    with it.prepared(task, honest) as ctx:
+        first = CorrectnessCritic().evaluate(ctx)
+        assert first.evidence["discriminator"]["inputs"] < discriminator.FEW_INPUTS
+        assert first.confidence < 0.7  # a doubt healing can act on
+        healed = CorrectnessCritic().heal(ctx, first, budget_s=60)
+    assert healed.confidence == first.evidence["discriminator"]["tests_confidence"]
+    assert healed.score == 1.0
+    assert healed.rationale[-1].startswith("Step: discriminator healing. No new input could be generated")
+
+
+def test_healing_buys_more_inputs_when_agreement_rests_on_few(task, monkeypatch) -> None:
+    monkeypatch.setattr(discriminator, "FEW_INPUTS", 700)
+    with it.prepared(task, it.patch(it.FIXED_OTHER)) as ctx:
+        first = CorrectnessCritic().evaluate(ctx)
+        assert first.confidence == discriminator.FEW_INPUTS_CONFIDENCE
+        healed = CorrectnessCritic().heal(ctx, first, budget_s=120)
+    verdict = healed.evidence["discriminator"]
+    assert verdict["inputs"] > first.evidence["discriminator"]["inputs"]
+    assert verdict["disagree"] == 0 and verdict["healed"]
+    assert healed.rationale[-1].startswith("Step: discriminator healing.")
+    assert "more inputs (seeds 19" in healed.rationale[-1]
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: float
+
+
+class Agreeable(list):
+    def __eq__(self, other: object) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "equal"),
+    [
+        ([(1, 5)], [(1, 5)], True),
+        ([(1, 5)], [[1, 5]], False),  # a tuple is not a list
+        (True, 1, False),  # True is not 1
+        (1, 1.0, True),
+        (0.1 + 0.2, 0.3, True),  # relative tolerance 1e-9
+        ({3, 1, 2}, {1, 2, 3}, True),
+        ({"b": 1, "a": 2}, {"a": 2, "b": 1}, True),
+        (float("nan"), float("nan"), True),
+        (Point(1, 2.0), Point(1, 2.0), True),  # objects: class and state
+        (Point(1, 2.0), Point(1, 3.0), False),
+        (Agreeable([1]), [2], False),  # a lying __eq__ is never asked
+        (Agreeable([1]), [1], False),  # and a subclass is not the builtin it imitates
+    ],
+)
+def test_outputs_compare_as_plain_data_in_the_harness(left, right, equal) -> None:
+    assert compare.same(probe.encode(left), probe.encode(right)) is equal
+
+
+def test_values_past_the_size_caps_or_without_a_stable_form_are_not_plain_data() -> None:
+    for value in (list(range(probe.MAX_NODES + 1)), "x" * (probe.MAX_TEXT + 1), object(), lambda: 1):
+        with pytest.raises(probe.Unrepresentable):
+            probe.encode(value)
+
+
+def test_inputs_on_which_the_reference_answers_differently_each_time_are_dropped(tmp_path) -> None:
+    moody = "import random\n" + it.FIXED.replace(
+        "    return [tuple(pair) for pair in merged]",
+        "    if len(merged) > 1:\n        return [tuple(pair) for pair in merged] + [random.random()]\n"
+        "    return [tuple(pair) for pair in merged]",
+    )
+    task = it.task(tmp_path, reference=it.make_diff({"intervals/__init__.py": moody}, base=it.REPO))
+    result = it.evaluate(task, it.patch(it.FIXED))
+    assert result.evidence["discriminator"]["dropped"]["the reference answers differently each time"] > 0
+    assert result.score == 1.0
+
+
+WORDS = {
+    "words/__init__.py": '"""Words."""\n\n\ndef unique(words):\n    """Each word once."""\n    return words\n',
+    "tests/__init__.py": "",
+    "tests/test_words.py": "from words import unique\n\n\ndef test_unique():\n"
+    "    assert sorted(unique(['a', 'b', 'a'])) == ['a', 'b']\n",
+}
+
+
+def test_an_honest_patch_that_iterates_a_set_like_the_reference_agrees_with_it(tmp_path) -> None:
+    def module(body: str) -> str:
+        return WORDS["words/__init__.py"].replace("    return words\n", body)
+
+    reference = it.make_diff({"words/__init__.py": module("    return list(set(words))\n")}, base=WORDS)
+    task = it.task(tmp_path, repo=WORDS, reference=reference)
+    honest = it.make_diff({"words/__init__.py": module("    return list({word for word in words})\n")}, base=WORDS)
+    result = it.evaluate(task, honest)
+    assert "the reference answers differently each time" not in result.evidence["discriminator"]["dropped"]
+    assert result.evidence["discriminator"]["inputs"] >= 100
+    assert result.score == 1.0
