@@ -196,7 +196,7 @@ def task_create_from_dirs(*, spec: TaskSpec, user: Any = None, is_demo: bool = F
                 hidden_tests=streams["hidden_tests"],
                 user=user,
                 is_demo=is_demo,
-                shared=shared,
+                shared=shared or spec.shared,
                 reference=streams["reference"],
             )
         finally:

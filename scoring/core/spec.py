@@ -59,6 +59,9 @@ class TaskSpec:
     timeout_s: int = 60
     entry_points: tuple[str, ...] = ()
     inputs: tuple[str, ...] = ()
+    #: Other clients may see and score the task. The service's business (Task.shared), not the pipeline's: it is
+    #: not part of the stored form, so it never changes a task's cache key.
+    shared: bool = field(default=False, compare=False)
     repo: Path | None = field(default=None, compare=False)
     hidden_tests: Path | None = field(default=None, compare=False)
     reference: Path | None = field(default=None, compare=False)
@@ -67,7 +70,7 @@ class TaskSpec:
         """Return the stored form: all fields but the local paths; parse_spec(..., api=True) reads it back."""
         data: dict[str, Any] = {}
         for spec_field in fields(self):
-            if spec_field.name in _LOCAL_PATH_FIELDS:
+            if spec_field.name in _LOCAL_PATH_FIELDS or spec_field.name == "shared":
                 continue
             value = getattr(self, spec_field.name)
             if spec_field.name in _OPTIONAL_LISTS and not value:
@@ -221,6 +224,12 @@ def _protected_paths(key: str, value: Any) -> tuple[str, ...]:
     return _string_list(key, value, _relative_path)
 
 
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(f"{key}: must be true or false, not {_type_name(value)}")
+    return value
+
+
 def _int_range(low: int, high: int) -> Callable[[str, Any], int]:
     def check(key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -333,5 +342,6 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "timeout_s": _int_range(1, 3600),
     "entry_points": _entry_points,
     "inputs": lambda key, value: value,  # read by _inputs, which needs the spec's folder
+    "shared": _boolean,
 }
 _REQUIRED = ("name", "test_command")

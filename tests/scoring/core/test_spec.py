@@ -199,3 +199,15 @@ def test_cli_lint_config_must_be_in_the_repo_folder(spec_dir: Path) -> None:
 def test_malformed_json_is_refused(data: str, expected: str) -> None:
     with pytest.raises(SpecError, match=f"^{expected}"):
         parse_spec(data, api=True)
+
+
+def test_a_spec_file_may_say_shared_which_stays_out_of_the_stored_form() -> None:
+    spec = parse_spec({"name": "x", "test_command": "pytest -q", "shared": True}, api=True)
+    assert spec.shared is True
+    assert "shared" not in spec.to_json()  # the service keeps it on the Task: it never changes the cache key
+    assert spec == parse_spec({"name": "x", "test_command": "pytest -q"}, api=True)
+
+
+def test_shared_must_be_a_boolean() -> None:
+    with pytest.raises(SpecError, match="^shared: must be true or false"):
+        parse_spec({"name": "x", "test_command": "pytest -q", "shared": "yes"}, api=True)
