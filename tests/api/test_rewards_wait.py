@@ -9,10 +9,11 @@ import httpx
 import pytest
 from django.utils import timezone
 
-from scoring import services
+from scoring import notify, services
 from scoring.conf import pipeline_settings
 from scoring.core.pipeline import PIPELINE_VERSION, build_result
 from scoring.core.types import CriticResult
+from scoring.health import redis_client
 from scoring.models import Evaluation, Patch, PatchStatus
 from scoring.selectors import active_weights
 from tests.helpers import other_diff
@@ -72,6 +73,9 @@ def test_a_waiting_call_answers_when_its_patch_finishes_not_when_wait_s_ends(
         call = pool.submit(post_rewards, server.url, client_token, body)
         (patch_id,) = wait_for_rows(1)
         time.sleep(1)  # the call is past its first database read, waiting
+        # A message is a hint: one that lies (the patch is still queued) does not end the wait.
+        redis_client().publish(notify.CHANNEL, str(patch_id))
+        time.sleep(1.5)
         assert not call.done()
         finished = time.monotonic()
         finish_as_a_worker(patch_id)
@@ -82,6 +86,23 @@ def test_a_waiting_call_answers_when_its_patch_finishes_not_when_wait_s_ends(
     assert response.json()["status"] == ["scored"]
     assert response.json()["rewards"] == [1.0]
     assert answered_after_s < 20
+
+
+def test_a_lost_notification_only_delays_the_answer(web_server, client_token, tiny_task, fix_diff) -> None:
+    server = web_server(REVIEWAPP_REWARDS_RECHECK_S="1")
+    body = {"task": "tiny", "completions": [fix_diff], "wait_s": 60}
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(post_rewards, server.url, client_token, body)
+        (patch_id,) = wait_for_rows(1)
+        time.sleep(1)
+        finished = time.monotonic()
+        # Finished without the status write that publishes (as if Redis had dropped the message).
+        Patch.objects.filter(pk=patch_id).update(status=PatchStatus.FAILED, finished_at=timezone.now())
+        _, response = call.result(timeout=90)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == ["failed"]
+    assert time.monotonic() - finished < 20
 
 
 def test_a_call_whose_patch_does_not_finish_gets_null_after_wait_s(
