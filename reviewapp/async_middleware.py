@@ -7,6 +7,7 @@ chain, the view included, inside a thread that waits for it: a waiting /rewards/
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -37,5 +38,14 @@ class WhiteNoiseMiddleware(SyncWhiteNoiseMiddleware):
         else:
             static_file = self.files.get(request.path_info)
         if static_file is not None:
-            return await sync_to_async(self.serve, thread_sensitive=False)(static_file, request)
+            response = await sync_to_async(self.serve, thread_sensitive=False)(static_file, request)
+            # Django would read a synchronous file body whole, with a warning; stream it chunk by chunk instead.
+            response.streaming_content = _read_off_the_loop(iter(response.streaming_content))
+            return response
         return await self.get_response(request)
+
+
+async def _read_off_the_loop(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """The chunks of a synchronous iterator, each read on a pool thread."""
+    while chunk := await sync_to_async(next, thread_sensitive=False)(chunks, b""):
+        yield chunk
