@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
@@ -51,7 +52,10 @@ class Listener:
     def __init__(self) -> None:
         self.waiters: dict[int, set[asyncio.Queue[int]]] = {}
         self.subscribed = asyncio.Event()
-        self.task = asyncio.get_running_loop().create_task(self._run(), name="reviewapp-patch-done-listener")
+        # A fresh context: the task outlives the request that started it, and must not run in its thread context.
+        self.task = asyncio.get_running_loop().create_task(
+            self._run(), name="reviewapp-patch-done-listener", context=contextvars.Context()
+        )
 
     def watch(self, ids: Iterable[int], queue: asyncio.Queue[int]) -> None:
         for patch_id in ids:
