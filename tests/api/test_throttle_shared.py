@@ -57,3 +57,17 @@ def test_a_refused_call_says_when_to_retry(two_servers, client_token) -> None:
 
     assert response.status_code == 429
     assert 0 < int(response.headers["Retry-After"]) <= 60
+
+
+@pytest.mark.django_db
+def test_api_calls_still_answer_while_redis_is_unreachable(api, monkeypatch, tmp_path) -> None:
+    import redis
+
+    from scoring import throttling
+
+    nowhere = redis.Redis(unix_socket_path=str(tmp_path / "no-redis.sock"), socket_connect_timeout=1)
+    monkeypatch.setattr(throttling, "_script", nowhere.register_script(throttling.SLIDING_WINDOW))
+
+    response = api.get("/api/v1/tasks/")
+
+    assert response.status_code == 200
