@@ -241,6 +241,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("REVIEWAPP_TASK_SOFT_LIMIT_S", 900)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
 CELERY_TASK_DEFAULT_QUEUE = "score"
+# Every worker also consumes its own queue, where the exec stages of the tasks it owns go (scoring.affinity).
+CELERY_WORKER_DIRECT = True
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("REVIEWAPP_WORKER_MAX_TASKS_PER_CHILD", 500)
 CELERY_BEAT_SCHEDULE = {
     "reconcile": {"task": "scoring.tasks.reconcile", "schedule": 30.0},

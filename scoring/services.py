@@ -549,11 +549,16 @@ def enqueue_many(patch_ids: list[int]) -> None:
 def enqueue_stage(patch_id: int, stage: str | None = None) -> None:
     """Send a patch's next stage to its queue. A broker outage is logged, not raised: the row is safe, and the
     reconciler enqueues it again once the broker is back."""
+    from scoring import affinity
     from scoring.tasks import run_stage
 
     stage = stage or next(iter(stages(REGISTRY)))
+    queue = stage
+    if stage == "exec":  # a task's patches go to the worker that has the task warm (scoring.affinity)
+        task_id = Patch.objects.filter(pk=patch_id).values_list("task_id", flat=True).first()
+        queue = affinity.exec_queue(task_id) if task_id is not None else stage
     try:
-        run_stage.apply_async((patch_id, stage), queue=stage)
+        run_stage.apply_async((patch_id, stage), queue=queue)
     except Exception:  # kombu raises many types for a dead broker; none of them may lose the patch
         log.warning("could not enqueue patch %s (%s); the reconciler will retry", patch_id, stage, exc_info=True)
 
