@@ -273,6 +273,9 @@ REVIEWAPP = {
     # A waiting /rewards/ call is woken by a Redis notification; it also reads the database at least this often,
     # so a lost notification only delays its answer (scoring.notify).
     "REWARDS_RECHECK_S": env_float("REVIEWAPP_REWARDS_RECHECK_S", 5.0),
+    # A task's exec stages go to the worker that has it warm until this many wait there; the rest spill over to
+    # the shared exec queue (scoring.affinity).
+    "AFFINITY_BACKLOG": env_int("REVIEWAPP_AFFINITY_BACKLOG", 16),
 }
 
 LOGGING = {

@@ -2,13 +2,14 @@
 
 A rollout group is many patches of one task. The worker that ran one of them has that task's base tree
 extracted, its base facts cached and its analyser warm; sending the next patch of the task anywhere else pays
-for all of that again. So each exec worker advertises itself in Redis (a key refreshed every few seconds, gone a
-minute after the worker dies), and a task's exec stages go to the worker with the highest rendezvous hash of
-(task, worker) among the live ones, through its own queue (Celery's worker_direct). When a worker joins or
-leaves, only the tasks it wins or held move. With no live exec worker known (or Redis unreachable) the stage goes
-to the shared `exec` queue, as before. A message left in the queue of a worker that died is not lost: the patch
-stays queued, and the reconciler sends it again after REVIEWAPP_STUCK_AFTER_S, by then to a live worker (a
-worker's advertisement lapses ADVERT_TTL_S after it stops; a worker that stops cleanly withdraws it at once).
+for all of that again. So each exec worker advertises itself in Redis (a key refreshed every few seconds), and a
+task's exec stages go to the worker with the highest rendezvous hash of (task, worker) among the live ones,
+through its own queue (Celery's worker_direct), until that queue holds REVIEWAPP_AFFINITY_BACKLOG stages; the
+rest spill over to the shared `exec` queue. When a worker joins or leaves, only the tasks it wins or held move.
+With no live exec worker known (or Redis unreachable) every stage goes to the shared queue, as before. A message
+left in the queue of a worker that died is not lost: the patch stays queued, and the reconciler sends it again
+after REVIEWAPP_STUCK_AFTER_S, by then to a live worker (an advertisement lapses ADVERT_TTL_S after its worker
+stops refreshing it; a worker that stops cleanly withdraws it at once).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 
 import redis
 from celery.utils import worker_direct
+from django.conf import settings
 from kombu import Queue
 
 from scoring import notify
@@ -88,6 +90,17 @@ def owner(task_id: int, hosts: list[str]) -> str:
 
 
 def exec_queue(task_id: int) -> str | Queue:
-    """Where the exec stage of a patch of task `task_id` goes: its owner's own queue, else the shared one."""
+    """Where the exec stage of a patch of task `task_id` goes: its owner's own queue, else the shared one.
+
+    The shared queue also takes the overflow: once REVIEWAPP_AFFINITY_BACKLOG stages wait in the owner's queue,
+    a group larger than one worker can run at once spreads over every worker instead of queueing behind it.
+    """
     hosts = live_exec_workers()
-    return worker_direct(owner(task_id, hosts)) if hosts else "exec"
+    if not hosts:
+        return "exec"
+    queue = worker_direct(owner(task_id, hosts))
+    try:
+        backlog = _redis().llen(queue.name)
+    except (redis.RedisError, OSError):
+        return "exec"
+    return queue if backlog < settings.REVIEWAPP["AFFINITY_BACKLOG"] else "exec"

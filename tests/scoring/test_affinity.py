@@ -109,3 +109,19 @@ def test_tasks_spread_over_workers_and_only_a_leaving_workers_tasks_move() -> No
     assert all(60 <= list(before.values()).count(host) <= 140 for host in three)
     moved = [task_id for task_id in before if before[task_id] != after[task_id]]
     assert moved and all(before[task_id] == "c@h" for task_id in moved)
+
+
+@pytest.mark.django_db
+def test_a_group_larger_than_the_backlog_spills_over_to_the_shared_queue(
+    brokers, patches_of_four_tasks, settings
+) -> None:
+    settings.REVIEWAPP = {**settings.REVIEWAPP, "AFFINITY_BACKLOG": 2}
+    advertise(brokers, *HOSTS)
+    task_id, ids = next(iter(patches_of_four_tasks.items()))
+
+    for patch_id in ids:
+        services.enqueue_stage(patch_id)
+
+    owner = affinity.owner(task_id, HOSTS)
+    assert sorted(queued_patch_ids(brokers, f"{owner}.dq2")) == ids[:2]
+    assert queued_patch_ids(brokers, "exec") == ids[2:]
