@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from scoring import notify, selectors, storage
+from scoring import affinity, notify, selectors, storage
 from scoring.conf import pipeline_settings
 from scoring.core import diffcheck, workspace
 from scoring.core.aggregate import in_doubt
@@ -549,7 +549,6 @@ def enqueue_many(patch_ids: list[int]) -> None:
 def enqueue_stage(patch_id: int, stage: str | None = None) -> None:
     """Send a patch's next stage to its queue. A broker outage is logged, not raised: the row is safe, and the
     reconciler enqueues it again once the broker is back."""
-    from scoring import affinity
     from scoring.tasks import run_stage
 
     stage = stage or next(iter(stages(REGISTRY)))
