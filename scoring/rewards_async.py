@@ -50,6 +50,9 @@ class RewardsWaitApi(RewardsApi):
         view.csrf_exempt = True  # type: ignore[attr-defined]  # SessionAuthentication checks CSRF itself
         return view
 
+    def get_view_name(self) -> str:
+        return "Rewards Api"  # the name the browsable API and OPTIONS showed before the wait moved here
+
     async def post_and_wait(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         """Submit, wait on the event loop until every patch is done or wait_s passed, then answer."""
         submitted = await sync_to_async(self._submit)(request, *args, **kwargs)

@@ -65,8 +65,8 @@ class SharedUserRateThrottle(UserRateThrottle):
             allowed, wait_ms = _sliding_window()(
                 keys=[KEY_PREFIX + key], args=[self.duration, self.num_requests, uuid.uuid4().hex]
             )
-        except (redis.RedisError, OSError):
-            log.warning("rate limit not checked: Redis is unreachable", exc_info=True)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("rate limit not checked: Redis is unreachable (%s)", exc)
             return True
         self._wait_s = int(wait_ms) / 1000
         return bool(allowed)
