@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import discriminator_bench, export_bench, intake_bench, pages_bench, pipeline_bench
+from benchmarks import discriminator_bench, export_bench, intake_bench, pages_bench, pipeline_bench, rewards_bench
 from benchmarks.common import (
     ROOT,
     Goal,
@@ -138,6 +138,13 @@ def plan(scratch: Path, redis: str) -> list[Bench]:
             180,
             intake_bench.render,
             env=django_env(scratch / "intake", redis),
+        ),
+        Bench(
+            "/rewards/: 200 waiting calls on one web process",
+            "benchmarks.rewards_bench:run",
+            240,
+            rewards_bench.render,
+            env=django_env(scratch / "rewards", redis),
         ),
         Bench(
             "Review pages",

@@ -8,7 +8,7 @@ workers run on hosts that run nothing else (docs/deployment.md).
 import os
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutting_down
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reviewapp.settings")
@@ -34,3 +34,15 @@ def _start_heartbeat(sender, **_kwargs):  # type: ignore[no-untyped-def]
     from scoring.health import start_heartbeat
 
     start_heartbeat(sender.hostname)
+    if "exec" in sender.app.amqp.queues.consume_from:
+        from scoring.affinity import advertise
+
+        advertise(sender.hostname)  # the exec stages of the tasks it owns come to its own queue
+
+
+@worker_shutting_down.connect
+def _withdraw_exec_worker(sender, **_kwargs):  # type: ignore[no-untyped-def]
+    """No new task for a worker that is stopping (scoring.affinity)."""
+    from scoring.affinity import withdraw
+
+    withdraw(sender)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.utils.deprecation import MiddlewareMixin
 from rest_framework.views import APIView
 
 from scoring.core.text import unstorable
@@ -13,19 +14,13 @@ from scoring.core.text import unstorable
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-class RefuseUnstorableTextMiddleware:
+class RefuseUnstorableTextMiddleware(MiddlewareMixin):  # sync and async (reviewapp.asgi)
     """Answer 400 when a query parameter, or a field of a form posted to a page, holds text no database stores.
 
     PostgreSQL cannot hold NUL in text, so a NUL reaching a query or a row is a 500 there (scoring.core.text).
     Django's form fields refuse it one by one, but the pages read filters, sliders and notes from request.GET
     and request.POST directly. API views get a JSON error; their serializers check the bodies they accept.
     """
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
 
     def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> HttpResponse | None:
         api = isinstance(getattr(view, "cls", None), type) and issubclass(view.cls, APIView)
@@ -50,16 +45,10 @@ def _fields(request: HttpRequest, *, forms: bool) -> Iterator[tuple[str, str]]:
                 yield where, value
 
 
-class NumberOutOfRangeMiddleware:
+class NumberOutOfRangeMiddleware(MiddlewareMixin):  # sync and async (reviewapp.asgi)
     """Answer 400 when a number from the request (a path's <int:...>, a query parameter) is past what the database
     stores: SQLite raises OverflowError for integers past 64 bits, which would be a 500. API views answer it in
     scoring.apis.exception_handler with the API's error shape."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, OverflowError):

@@ -84,7 +84,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "reviewapp.async_middleware.WhiteNoiseMiddleware",  # WhiteNoise, without a thread per request under ASGI
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -100,6 +100,10 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "reviewapp.urls"
 WSGI_APPLICATION = "reviewapp.wsgi.application"
+# The server is ASGI (uvicorn, reviewapp.asgi): every request's synchronous code runs on one of this many threads
+# per web process, and a waiting /rewards/ call holds none of them.
+ASGI_APPLICATION = "reviewapp.asgi.application"
+WEB_THREADS = env_int("REVIEWAPP_WEB_THREADS", 8)
 
 TEMPLATES = [
     {
@@ -247,7 +251,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "scoring.limits.Pagination",
     "PAGE_SIZE": 100,
     "DEFAULT_PARSER_CLASSES": ["scoring.limits.BoundedJSONParser"],
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    # Counted in Redis, shared by every web process and host (scoring.throttling).
+    "DEFAULT_THROTTLE_CLASSES": ["scoring.throttling.SharedUserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": os.environ.get("REVIEWAPP_THROTTLE_RATE", "6000/minute")},
     "EXCEPTION_HANDLER": "scoring.apis.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -274,6 +279,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "scoring.apis.schema_links"],
 }
 
+# Nothing shared lives in this cache: rate limits are counted in Redis (scoring.throttling), the per-client queue
+# limit in the database.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # /metrics: Prometheus scrapes it with `Authorization: Bearer <REVIEWAPP_METRICS_TOKEN>`, or from an address in
@@ -311,6 +318,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("REVIEWAPP_TASK_SOFT_LIMIT_S", 900)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
 CELERY_TASK_DEFAULT_QUEUE = "score"
+# Every worker also consumes its own queue, where the exec stages of the tasks it owns go (scoring.affinity).
+CELERY_WORKER_DIRECT = True
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("REVIEWAPP_WORKER_MAX_TASKS_PER_CHILD", 500)
 CELERY_BEAT_SCHEDULE = {
     "reconcile": {"task": "scoring.tasks.reconcile", "schedule": 30.0},
@@ -335,6 +344,12 @@ REVIEWAPP = {
     "WITHHOLD_SUSPICIOUS": env_bool("REVIEWAPP_WITHHOLD_SUSPICIOUS", default=True),
     "CRITIC_MODEL": os.environ.get("REVIEWAPP_CRITIC_MODEL", ""),
     "HEARTBEAT_MAX_AGE_S": 60,
+    # A waiting /rewards/ call is woken by a Redis notification; it also reads the database at least this often,
+    # so a lost notification only delays its answer (scoring.notify).
+    "REWARDS_RECHECK_S": env_float("REVIEWAPP_REWARDS_RECHECK_S", 5.0),
+    # A task's exec stages go to the worker that has it warm until this many wait there; the rest spill over to
+    # the shared exec queue (scoring.affinity).
+    "AFFINITY_BACKLOG": env_int("REVIEWAPP_AFFINITY_BACKLOG", 16),
 }
 
 LOGGING = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -391,6 +390,13 @@ class RewardsApi(APIView):
 
     @extend_schema(request=InputSerializer, responses=OutputSerializer)
     def post(self, request):  # type: ignore[no-untyped-def]
+        # The route serves scoring.rewards_async.RewardsWaitApi, which waits on the event loop between these two
+        # steps; this synchronous form answers at once.
+        ids, _ = self.submit(request)
+        return Response(selectors.rewards_of(ids=ids))
+
+    def submit(self, request) -> tuple[list[int], float]:  # type: ignore[no-untyped-def]
+        """Validate the body and store every completion: the patch ids in order, and the seconds to wait."""
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         body = data.validated_data
@@ -401,13 +407,7 @@ class RewardsApi(APIView):
         ids = services.rewards_submit(
             client=request.user, task=task, completions=body["completions"], external_ids=external_ids
         )
-        deadline = time.monotonic() + body["wait_s"]
-        while True:
-            pending = Patch.objects.filter(pk__in=ids).exclude(status__in=selectors.DONE).count()
-            if not pending or time.monotonic() >= deadline:
-                break
-            time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
-        return Response(selectors.rewards_of(ids=ids))
+        return ids, body["wait_s"]
 
 
 #: OpenAPI links (https://spec.openapis.org/oas/v3.0.3#link-object): what a created resource's answer lets a client

@@ -24,7 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from scoring import selectors, storage
+from scoring import affinity, notify, selectors, storage
 from scoring.conf import pipeline_settings
 from scoring.core import diffcheck, discriminator, sandbox, workspace
 from scoring.core.aggregate import Route, in_doubt
@@ -467,7 +467,11 @@ def patch_transition(*, patch_id: int, source: Iterable[str], target: str, extra
     condition = Q(pk=patch_id, status__in=source)
     if extra is not None:
         condition &= extra
-    return Patch.objects.filter(condition).update(status=target, updated_at=timezone.now(), **fields) == 1
+    won = Patch.objects.filter(condition).update(status=target, updated_at=timezone.now(), **fields) == 1
+    if won and target in selectors.DONE:
+        # Wake the /rewards/ calls waiting for this patch, once the status they will read is committed.
+        transaction.on_commit(lambda: notify.patch_done(patch_id))
+    return won
 
 
 def patch_claim(*, patch_id: int, token: str, lease_s: float, stage: str) -> Patch | None:
@@ -609,8 +613,12 @@ def enqueue_stage(patch_id: int, stage: str | None = None) -> None:
     from scoring.tasks import run_stage
 
     stage = stage or next(iter(stages(REGISTRY)))
+    queue = stage
+    if stage == "exec":  # a task's patches go to the worker that has the task warm (scoring.affinity)
+        task_id = Patch.objects.filter(pk=patch_id).values_list("task_id", flat=True).first()
+        queue = affinity.exec_queue(task_id) if task_id is not None else stage
     try:
-        run_stage.apply_async((patch_id, stage), queue=stage)
+        run_stage.apply_async((patch_id, stage), queue=queue)
     except Exception:  # kombu raises many types for a dead broker; none of them may lose the patch
         log.warning("could not enqueue patch %s (%s); the reconciler will retry", patch_id, stage, exc_info=True)
 

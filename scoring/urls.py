@@ -1,6 +1,6 @@
 from django.urls import path
 
-from scoring import apis
+from scoring import apis, rewards_async
 from scoring.task_import_api import TaskImportApi
 
 urlpatterns = [
@@ -9,5 +9,5 @@ urlpatterns = [
     path("tasks/<slug:name>/", apis.TaskDetailApi.as_view(), name="api-task"),
     path("patches/", apis.PatchListCreateApi.as_view(), name="api-patches"),
     path("patches/<int:pk>/", apis.PatchDetailApi.as_view(), name="api-patch"),
-    path("rewards/", apis.RewardsApi.as_view(), name="api-rewards"),
+    path("rewards/", rewards_async.RewardsWaitApi.as_view(), name="api-rewards"),  # waits holding no thread
 ]

