@@ -109,6 +109,7 @@ def judge(ctx: ScoringContext, result: CriticResult, previous: CriticResult | No
     earlier = (previous.evidence.get("discriminator") if previous is not None else None) or {}
     if earlier.get("ran"):
         return _combine(result, dict(earlier))
+    started = time.monotonic()
     try:
         facts = task_facts(ctx)
     except ReferenceError as exc:
@@ -117,7 +118,10 @@ def judge(ctx: ScoringContext, result: CriticResult, previous: CriticResult | No
         return _not_run(result, "the task's stored reference is missing")
     if facts.get("error"):
         return _not_run(result, facts["error"])
-    return _combine(result, _verdict(ctx, facts))
+    verdict = _verdict(ctx, facts)
+    # What the discriminator added to this patch's scoring, so its cost can be told from the tests' (make bench).
+    verdict["elapsed_s"] = round(time.monotonic() - started, 4)
+    return _combine(result, verdict)
 
 
 def _not_run(result: CriticResult, why: str) -> CriticResult:
