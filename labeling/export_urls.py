@@ -15,4 +15,6 @@ urlpatterns = [
     path("api/v1/exports/<int:pk>/", views.ExportDetailApi.as_view(), name="api-exports-detail"),
     path("api/v1/exports/<int:pk>/download/", views.ExportDownloadApi.as_view(), name="api-exports-download"),
     path("api/v1/exports/<int:pk>/manifest/", views.ExportManifestApi.as_view(), name="api-exports-manifest"),
+    path("api/v1/exports/<int:pk>/parquet/", views.ExportParquetApi.as_view(), name="api-exports-parquet"),
+    path("exports/jobs/<int:pk>/parquet/", views.exports_download, {"what": "parquet"}, name="exports-parquet"),
 ]

@@ -24,6 +24,7 @@ from rest_framework.views import APIView
 from labeling import exports
 from labeling.critic import critic_runs_series
 from labeling.models import CriticRun, ExportJob
+from labeling.parquet import parquet_path
 from labeling.weights_views import admin_required
 from scoring.roles import IsAdmin
 
@@ -33,13 +34,18 @@ JSONL = "application/x-ndjson"
 
 
 def _file(job: ExportJob, what: str) -> FileResponse:
-    """The export file (`what` = "data") or its manifest of a finished job, as a download; 404 otherwise."""
+    """The export file (`what` = "data"), its Parquet copy or its manifest of a finished job, as a download; 404
+    otherwise."""
     if job.status != ExportJob.Status.DONE or not job.path:
         raise Http404("This export has no file (yet).")
-    path = Path(job.path) if what == "data" else exports.manifest_path(Path(job.path))
+    path = {
+        "data": Path(job.path),
+        "manifest": exports.manifest_path(Path(job.path)),
+        "parquet": parquet_path(Path(job.path)),
+    }[what]
     if not path.is_file():
         raise Http404("The export file was removed from the server; start the export again.")
-    kind = JSONL if what == "data" else "application/json"
+    kind = {"data": JSONL, "manifest": "application/json", "parquet": "application/vnd.apache.parquet"}[what]
     return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type=kind)
 
 
@@ -189,6 +195,15 @@ class ExportDownloadApi(APIView):
     def get(self, request, pk: int):  # type: ignore[no-untyped-def]
         """The export file of a finished job (JSONL), or with `manifest/` its manifest."""
         return _file(get_object_or_404(ExportJob, pk=pk), self.what)
+
+
+class ExportParquetApi(ExportDownloadApi):
+    what = "parquet"
+
+    @extend_schema(responses={(200, "application/vnd.apache.parquet"): OpenApiResponse(OpenApiTypes.BINARY), 404: None})
+    def get(self, request, pk: int):  # type: ignore[no-untyped-def]
+        """The Parquet copy of a finished export (one schema over every row: loads at any size)."""
+        return super().get(request, pk)
 
 
 class ExportManifestApi(ExportDownloadApi):

@@ -45,6 +45,7 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from labeling.models import ExportJob, LabelEvent
+from labeling.parquet import parquet_path, write_parquet
 from labeling.selectors import human_consensus, latest_labels
 from scoring import storage
 from scoring.conf import pipeline_settings
@@ -439,6 +440,7 @@ def export_labels(
         exported_at=exported_at,
         patches=total,
     )
+    manifest["parquet"] = write_parquet(out, parquet_path(out))
     manifest_path(out).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
 
