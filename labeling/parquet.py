@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-CHUNK_ROWS = 2000
+CHUNK_ROWS = 500
 
 
 def parquet_path(jsonl: Path) -> Path:
