@@ -492,21 +492,28 @@ def unique(items):
 """
 
 
-@pytest.mark.parametrize(
-    ("patched", "escaped"),
-    [(LINEAR + SLEEPS, False), (EIGHT_TIMES + ESCAPE, True)],
-    ids=["sleeps", "work-in-an-orphaned-process"],
-)
-def test_slowdown_the_cpu_time_cannot_see_is_judged_on_wall_time(tmp_path, patched, escaped):
+def test_a_slowdown_the_cpu_time_cannot_see_is_judged_on_wall_time(tmp_path):
     bench = CLOCK_TIMED_BENCH.replace("CLOCK", "perf_counter")
     # Wall time is the noisier clock: room for healing to show the slowdown beyond it.
-    ctx = make_ctx(tmp_path, {"mylib.py": LINEAR, "bench/run.py": bench}, {"mylib.py": patched}, bench_max_runs=20)
+    ctx = make_ctx(
+        tmp_path, {"mylib.py": LINEAR, "bench/run.py": bench}, {"mylib.py": LINEAR + SLEEPS}, bench_max_runs=20
+    )
     result = evaluate_and_heal(ctx)
     assert_regression(result, tamper=False)
     assert result.evidence["judged_on"] == "wall"
     assert "than wall time, beyond the noise of both" in result.rationale[-1]
-    if escaped:  # the escape worked on CPU time: without wall time this patch would look no slower
-        assert result.evidence["ci_low"] < 1.3
+
+
+def test_work_moved_to_an_orphaned_process_still_counts(tmp_path):
+    """Nobody waits for the orphan, so bash's `times` would miss its CPU time; the run's cgroup (the kernel's
+    accounting of every process of the run) counts it, and wall time would show it where cgroups are missing."""
+    bench = CLOCK_TIMED_BENCH.replace("CLOCK", "perf_counter")
+    ctx = make_ctx(
+        tmp_path, {"mylib.py": LINEAR, "bench/run.py": bench}, {"mylib.py": EIGHT_TIMES + ESCAPE}, bench_max_runs=20
+    )
+    result = evaluate_and_heal(ctx)
+    assert_regression(result, tamper=False)
+    assert result.evidence["judged_on"] in ("cpu", "wall")
 
 
 def wall(ci_low: float, ci_high: float, ratio: float, p_value: float) -> dict:
