@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import gzip
 import io
+import os
 import shutil
 import stat
 import tarfile
@@ -93,3 +94,26 @@ def make_read_only(tree: Path) -> None:
         mode = stat.S_IMODE(path.lstat().st_mode)
         path.chmod(mode & ~0o222)
     tree.chmod(0o555)
+
+
+def read_regular_file(path: Path, max_bytes: int) -> bytes | None:
+    """The bytes of `path` if it is a regular file of at most `max_bytes`, else None. For files in folders sandboxed
+    code could write: links are not followed (O_NOFOLLOW) and a pipe or device is never waited on (O_NONBLOCK,
+    then fstat), so a run cannot make the worker read a host file or block on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+            return None
+        chunks, size = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            size += len(chunk)
+            if size > max_bytes:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

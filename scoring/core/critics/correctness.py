@@ -403,7 +403,8 @@ def _report_tamper(base: SuiteRun, now: SuiteRun, suite: str) -> list[str]:
         reasons.append(f"A {suite} canary test (a copy of a real test that must fail) passed.")
     elif now.returncode == 0 or now.exitstatus == 0:
         reasons.append(f"The {suite} run claimed success although its canaries must fail.")
-    elif now.finished and now.canary == MISSING:
+    elif now.finished and now.canary == MISSING and (now.planted or PASSED in now.tests.values()):
+        # Nothing collected (a patch that does not import) plants no canary and passes nothing: not tampering.
         reasons.append(f"The {suite} run finished without its canaries' outcomes: they were hidden on purpose.")
     return reasons
 

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import functools
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import inspect
 import json
 import os
 import random
 import sys
+import types
 
 import pytest
 
@@ -39,6 +40,7 @@ _MAX_CANARIES = 8
 _SUFFIXES = ("again", "extra", "more", "other", "edge", "case", "variant", "regression", "second", "alt")
 _AssertionError = AssertionError
 _exit = os._exit
+_Function, _Module = pytest.Function, pytest.Module
 _write = os.write
 _dumps = json.dumps
 
@@ -75,26 +77,36 @@ def _emit(record: dict) -> None:
 
 
 class _HiddenTests(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Serves the hidden modules (whose files in the tree are empty stand-ins) from memory."""
+    """Serves the hidden modules (whose files in the tree are empty stand-ins) from memory, under their stand-in's
+    name and, for a renamed test file, under its real name too (a hidden test may import another by name)."""
 
-    def __init__(self, sources: dict[str, str]) -> None:
+    def __init__(self, sources: dict[str, str], aliases: dict[str, str]) -> None:
         root = os.getcwd()
         self.sources = {os.path.join(root, rel): text for rel, text in sources.items()}
+        self.aliases = {os.path.join(root, real): os.path.join(root, stub) for real, stub in aliases.items()}
+        self.names = {_module_name(path) for path in [*self.sources, *self.aliases]}
 
     def find_spec(self, fullname, path=None, target=None):
+        if fullname.rpartition(".")[2] not in self.names:
+            return None  # most imports: not a hidden module's name, no path search
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.origin not in self.sources:
-            return None
-        return importlib.util.spec_from_file_location(
-            fullname, spec.origin, loader=self, submodule_search_locations=spec.submodule_search_locations
-        )
+        if spec is not None and spec.origin in self.sources:
+            return importlib.util.spec_from_file_location(
+                fullname, spec.origin, loader=self, submodule_search_locations=spec.submodule_search_locations
+            )
+        leaf = fullname.rpartition(".")[2] + ".py"
+        for folder in path if path is not None else sys.path:
+            candidate = os.path.join(folder or os.getcwd(), leaf)
+            if candidate in self.aliases:
+                return importlib.util.spec_from_file_location(fullname, candidate, loader=self)
+        return None
 
     def create_module(self, spec):
         return None
 
     def exec_module(self, module) -> None:
         origin = module.__spec__.origin
-        source = self.sources[origin]
+        source = self.sources[self.aliases.get(origin, origin)]
         tree = ast.parse(source, filename=origin)
         if _config is not None and os.path.basename(origin).startswith("test"):
             from _pytest.assertion.rewrite import rewrite_asserts
@@ -103,7 +115,12 @@ class _HiddenTests(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         exec(compile(tree, origin, "exec", dont_inherit=True), module.__dict__)  # noqa: S102 - the task's tests
 
 
-_hidden = _HiddenTests(_BOOT.get("hidden", {}))
+def _module_name(path: str) -> str:
+    folder, name = os.path.split(path)
+    return os.path.basename(folder) if name == "__init__.py" else name.removesuffix(".py")
+
+
+_hidden = _HiddenTests(_BOOT.get("hidden", {}), _BOOT.get("aliases", {}))
 sys.meta_path.insert(0, _hidden)
 
 
@@ -137,7 +154,7 @@ def pytest_plugin_registered(plugin, manager) -> None:
     if real in _hidden.sources:
         return  # a hidden conftest, served from memory
     if _CONFTESTS.get(real) != now:
-        _emit({"k": "tamper", "why": "a conftest.py written or changed while the tests ran was loaded"})
+        _emit({"k": "tamper", "why": "conftest"})
 
 
 def pytest_configure(config) -> None:
@@ -148,13 +165,31 @@ def pytest_configure(config) -> None:
     sys.meta_path.insert(0, _hidden)
 
 
-def _make_canary(test):
-    @functools.wraps(test)
+def _canary_factory(test):
     def canary(*args, **kwargs):
         test(*args, **kwargs)
-        raise _AssertionError("assert False")
+        raise AssertionError("assert False")
 
     return canary
+
+
+def _make_canary(test, name: str):
+    """A function that runs `test`, then fails, and looks like one of the test module's own: its code object names it
+    `name` at the original's file and line, its globals are the module's, and the module holds it under `name`."""
+    made = _canary_factory(test)
+    original = getattr(test, "__code__", None)
+    code = made.__code__.replace(co_name=name, co_qualname=name)
+    if original is not None:
+        code = code.replace(co_filename=original.co_filename, co_firstlineno=original.co_firstlineno)
+    globals_ = getattr(test, "__globals__", made.__globals__)
+    function = types.FunctionType(code, globals_, name, None, made.__closure__)
+    function.__signature__ = inspect.signature(test)  # pytest reads the fixtures it needs from the signature
+    function.__doc__ = getattr(test, "__doc__", None)
+    if hasattr(test, "pytestmark"):
+        function.pytestmark = list(test.pytestmark)
+    if "__name__" in globals_ and globals_.get(name) is None:
+        globals_[name] = function
+    return function
 
 
 @pytest.hookimpl(trylast=True)
@@ -165,8 +200,8 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     plain = [
         item
         for item in items
-        if type(item) is pytest.Function
-        and isinstance(item.parent, pytest.Module)
+        if type(item) is _Function
+        and isinstance(item.parent, _Module)
         and not any(mark.name in ("skip", "skipif", "xfail") for mark in item.iter_markers())
     ]
     names = {item.nodeid for item in items}
@@ -183,11 +218,11 @@ def pytest_collection_modifyitems(session, config, items) -> None:
                 break
         else:
             continue
-        item = pytest.Function.from_parent(
+        item = _Function.from_parent(
             original.parent,
             name=name,
             callspec=getattr(original, "callspec", None),
-            callobj=_make_canary(original.obj),
+            callobj=_make_canary(original.obj, new),
             fixtureinfo=original._fixtureinfo,
             originalname=new,
         )
@@ -206,6 +241,8 @@ def pytest_runtest_logreport(report) -> None:
             "when": report.when,
             "outcome": report.outcome,
             "text": text[:_EXCERPT_CHARS],
+            # pytest's `subtests` and unittest's subTest report several calls for one test
+            "sub": type(report).__name__ == "SubtestReport",
         }
     )
 

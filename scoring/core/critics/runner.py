@@ -34,12 +34,12 @@ import shlex
 import shutil
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from scoring.core.trees import scratch_copy
+from scoring.core.trees import read_regular_file, scratch_copy
 from scoring.core.types import RunLimits, RunResult, ScoringContext
 
 #: Outcomes in a run; only "passed" counts as passing.
@@ -62,6 +62,7 @@ _HARNESS_OPTIONS = (
     "-o",
     "console_output_style=classic",
     "--continue-on-collection-errors",
+    "--maxfail=0",  # every test runs: a `-x` in the command would stop at a canary, at a different place each run
     "--tb=short",
 )
 
@@ -82,6 +83,7 @@ class SuiteRun:
     timed_out: bool = False
     resource_limit: str | None = None
     finished: bool = False
+    planted: int = 0
     tamper: list[str] = field(default_factory=list)
     output_tail: str = ""
 
@@ -94,6 +96,7 @@ class SuiteRun:
             "timed_out": self.timed_out,
             "resource_limit": self.resource_limit,
             "finished": self.finished,
+            "planted": self.planted,
             "tamper": self.tamper,
             "output_tail": self.output_tail,
         }
@@ -109,7 +112,8 @@ class SuiteRun:
         if self.resource_limit:
             return f"the tests hit the {self.resource_limit} limit on the base tree"
         if not self.finished:
-            return f"pytest did not finish on the base tree (exit status {self.returncode}): {self.output_tail[-300:]}"
+            # No output quoted: the run held the hidden tests, and a shared task's rationale reaches other clients.
+            return f"pytest did not finish on the base tree (exit status {self.returncode})"
         if not self.tests:
             return "no test was collected on the base tree"
         return None
@@ -242,17 +246,20 @@ def run_pytest(
     """
     with scratch_copy(source, work_root=ctx.settings.work_root, prefix="tests-") as tree:
         layout = lay_hidden(ctx.hidden_dir if hidden else None, tree)
-        argv = shlex.split(command)
+        argv = _as_python_module(shlex.split(command))
         argv = [*_with_stubs(argv, layout), *(hidden_args(layout) if hidden_args else [])]
         token = secrets.token_hex(8)
-        folder, suffix, config_text = harness_config(ctx.base_dir, tuple(argv[3:]))
+        # Only the paths the base has decide its configuration (and keep the cache's key stable across runs).
+        base_paths = tuple(a for a in argv[3:] if not a.startswith("-") and (ctx.base_dir / a.split("::")[0]).exists())
+        folder, suffix, config_text = harness_config(ctx.base_dir, base_paths)
         config_name = f".reviewapp-{token}{suffix}"
         (tree / folder / config_name).write_text(config_text)
         shutil.copyfile(PLUGIN_SOURCE, tree / f"_harness_{token}.py")
         report = tree.parent / "report"
         report.mkdir()
         nonce = secrets.token_hex(16)
-        boot = {"nonce": nonce, "canaries": CANARIES, "hidden": layout.sources}
+        aliases = {real: stub for real, stub in layout.stub_of.items() if real != stub}
+        boot = {"nonce": nonce, "canaries": CANARIES, "hidden": layout.sources, "aliases": aliases}
         (report / "boot.json").write_text(json.dumps(boot))
         os.mkfifo(report / "stream", 0o600)
         full = _pytest_argv(
@@ -264,7 +271,9 @@ def run_pytest(
         limits = RunLimits(wall_s=budget, cpu_s=budget, output_bytes=ctx.settings.output_bytes)
         with _StreamReader(report / "stream") as stream:
             result = ctx.run(full, tree=tree, report_dir=report, env_dir=ctx.env_dir, limits=limits)
-        runs = read_runs(stream.data, report / "junit.xml", result, nonce, layout, suites=suites, suite_of=suite_of)
+        runs = read_runs(
+            stream.data, report / "junit.xml", result, nonce, layout, suites=suites, suite_of=suite_of, folder=folder
+        )
         if not any(run.finished for run in runs.values()):
             _refuse_full_disk(tree)
         return runs
@@ -340,24 +349,35 @@ def _refuse_full_disk(tree: Path) -> None:
         raise OSError(errno.ENOSPC, f"No space left on device: {free} bytes free in the workspace, no test outcome")
 
 
-def _pytest_argv(argv: list[str], *, plugins: Iterable[str], config: str) -> list[str]:
-    """The spec's pytest command as `python -m pytest` (so the tree is importable), on the harness's configuration
-    and plugin, with the harness options."""
+def _as_python_module(argv: list[str]) -> list[str]:
+    """The spec's pytest command as `python -m pytest ...` (so the tree is importable, as in a plain run)."""
     if argv[:1] == ["pytest"]:
-        argv = ["python", "-m", "pytest", *argv[1:]]
-    elif argv[:1] == ["python3"]:
-        argv = ["python", *argv[1:]]
-    plugin_args = [arg for name in plugins for arg in ("-p", name)]
+        return ["python", "-m", "pytest", *argv[1:]]
+    if argv[:1] == ["python3"]:
+        return ["python", *argv[1:]]
+    return argv
+
+
+def _pytest_argv(argv: list[str], *, plugins: Sequence[str], config: str) -> list[str]:
+    """`argv` (as `python -m pytest`) with the harness's plugin first, its options and configuration last.
+
+    pytest imports `-p` plugins in order, so the harness's plugin (plugins[0]) is loaded before any module the
+    command names, while its bootstrap is still on disk; and for options given twice the last wins, so no option of
+    the command (`-c`, `-x`, `--maxfail`, `-o`...) can override the harness's.
+    """
+    harness, *others = plugins
     return [
         "env",
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1",  # a patch must not be able to register a plugin through metadata
         "REVIEWAPP_HARNESS={report_dir}/boot.json",
         *argv[:3],
+        "-p",
+        harness,
+        *argv[3:],
+        *[arg for name in others for arg in ("-p", name)],
+        *_HARNESS_OPTIONS,
         "-c",
         config,
-        *argv[3:],
-        *plugin_args,
-        *_HARNESS_OPTIONS,
         "--junitxml={report_dir}/junit.xml",
     ]
 
@@ -379,12 +399,14 @@ def _env_plugins(env_dir: Path | None) -> list[str]:
 
 
 def test_key(nodeid: str) -> str:
-    """The key of a test in evidence, as pytest's JUnit report names it: `dotted.module.Class::name`, or the dotted
-    module alone for a collection error."""
-    path, *rest = nodeid.split("::")
-    module = path.replace("/", ".")
-    module = module[: -len(".py")] if module.endswith(".py") else module
-    names = [module, *rest]
+    """The key of a test in evidence, as pytest's JUnit report names it (its `mangle_test_address`):
+    `dotted.module.Class::name[params]`, or the dotted module alone for a collection error. Parameters may hold
+    `::` themselves, so they are set apart first."""
+    address, bracket, params = nodeid.partition("[")
+    names = address.split("::")
+    names[0] = names[0].replace("/", ".")
+    names[0] = names[0][: -len(".py")] if names[0].endswith(".py") else names[0]
+    names[-1] += bracket + params
     return f"{'.'.join(names[:-1])}::{names[-1]}" if len(names) > 1 else names[0]
 
 
@@ -397,12 +419,15 @@ def read_runs(
     *,
     suites: tuple[str, ...],
     suite_of: Callable[[str], tuple[str, ...]],
+    folder: str = ".",
 ) -> dict[str, SuiteRun]:
     """Fold the outcome stream into a SuiteRun per suite and check it against the JUnit report.
 
     A test passes when each of its phases that ran passed and its call ran; a failed setup or teardown is an
     error, a skip (xfail included) is skipped, as pytest's JUnit report says. Every suite keeps the run's
-    canaries, exit status, limits and the signs of forgery.
+    canaries, exit status, limits and the signs of forgery. Node ids are relative to pytest's rootdir, the harness
+    configuration's `folder`; they are named from the tree's root here. The reasons for `tamper` are fixed sentences:
+    nothing the run wrote (a test's name, a message) reaches the rationale, which API clients read.
     """
     tamper: list[str] = []
     phases: dict[str, dict[str, tuple[str, str]]] = {}
@@ -411,35 +436,46 @@ def read_runs(
     internal_errors: list[str] = []
     exitstatus: int | None = None
     expected_seq = 1
-    for line in stream.splitlines():
-        try:
-            record = json.loads(line)
-            seq, kind = record["seq"], record["k"]
-        except (ValueError, KeyError, TypeError):
-            tamper.append("The outcome stream holds a line the harness did not write.")
+    truncated = len(stream) >= _STREAM_MAX_BYTES
+    lines = stream.splitlines()
+    if truncated and lines:
+        lines = lines[:-1]  # the cap may have cut the last line: the run is unfinished, not forged
+    for line in lines:
+        record = _record(line)
+        if record is None:
+            tamper.append("The outcome stream holds a line the harness's plugin did not write.")
             break
-        if record.get("nonce") != nonce or seq != expected_seq:
+        if record["nonce"] != nonce or record["seq"] != expected_seq:
             tamper.append("The outcome stream holds records the harness's plugin did not write (nonce or order).")
             break
         expected_seq += 1
+        kind = record["k"]
         if kind == "done":
-            exitstatus = record.get("exitstatus")
+            exitstatus = record["exitstatus"]
             break  # whatever comes after the session's end decides nothing
         if kind == "canaries":
-            canaries = {layout.real_path_of_nodeid(n) for n in record.get("nodeids", [])}
+            canaries = {_tree_path(layout, folder, n) for n in record["nodeids"]}
         elif kind == "tamper":
-            tamper.append(f"The plugin saw {record.get('why', 'tampering')}.")
+            tamper.append(
+                _PLUGIN_TAMPER.get(record["why"], "The plugin saw the test machinery changed during the run.")
+            )
         elif kind == "internal_error":
-            internal_errors.append(str(record.get("text", "")))
+            internal_errors.append(record["text"])
         elif kind == "collect_error":
-            collect_errors[layout.real_path_of_nodeid(record["nodeid"])] = str(record.get("text", ""))
+            collect_errors[_tree_path(layout, folder, record["nodeid"])] = record["text"]
         elif kind == "test":
-            nodeid = layout.real_path_of_nodeid(record["nodeid"])
-            when = str(record.get("when"))
+            nodeid = _tree_path(layout, folder, record["nodeid"])
+            when, outcome = record["when"], record["outcome"]
+            if record["sub"]:
+                # A subtest (pytest's `subtests`, unittest's subTest) reports one call each; any failure fails it.
+                previous = phases.setdefault(nodeid, {}).get("subtests", (PASSED, ""))
+                if previous[0] == PASSED:
+                    phases[nodeid]["subtests"] = (outcome, record["text"])
+                continue
             if when in phases.setdefault(nodeid, {}):
-                tamper.append(f"Two outcomes were streamed for {nodeid} ({when}).")
-            phases[nodeid][when] = (str(record.get("outcome")), str(record.get("text", "")))
-    finished = exitstatus is not None
+                tamper.append("Two outcomes were streamed for one test phase.")
+            phases[nodeid][when] = (outcome, record["text"])
+    finished = exitstatus is not None and not truncated
     runs = {
         suite: SuiteRun(
             returncode=result.returncode,
@@ -447,6 +483,7 @@ def read_runs(
             timed_out=result.timed_out,
             resource_limit=result.resource_limit,
             finished=finished,
+            planted=len(canaries or ()),
             tamper=list(tamper),
             output_tail=result.output[-2000:],
         )
@@ -480,19 +517,61 @@ def read_runs(
             run.tests.setdefault("pytest::internal", "error")
             run.excerpts.setdefault("pytest::internal", text)
     if finished:
-        disagreement = _report_disagrees(report, outcomes, canaries or set(), layout, suites)
+        disagreement = _report_disagrees(report, outcomes, canaries or set(), layout, suites, folder)
         if disagreement:
             for run in runs.values():
                 run.tamper.append(disagreement)
     return runs
 
 
+#: The fixed sentences for what the plugin saw (the stream's own words never reach a rationale).
+_PLUGIN_TAMPER = {
+    "conftest": "The plugin saw a conftest.py written or changed while the tests ran.",
+    "other": "The plugin saw the test machinery changed during the run.",
+}
+_RECORD_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "done": {"exitstatus": int},
+    "canaries": {"nodeids": list},
+    "tamper": {"why": str},
+    "internal_error": {"text": str},
+    "collect_error": {"nodeid": str, "text": str},
+    "test": {"nodeid": str, "when": str, "outcome": str, "text": str, "sub": bool},
+}
+
+
+def _record(line: bytes) -> dict[str, Any] | None:
+    """One stream record with every field of its kind and of the right type; None for anything else."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if (
+        not isinstance(record, dict)
+        or not isinstance(record.get("seq"), int)
+        or not isinstance(record.get("nonce"), str)
+    ):
+        return None
+    fields = _RECORD_FIELDS.get(record.get("k"))  # type: ignore[arg-type]
+    if fields is None or any(not isinstance(record.get(name), kind) for name, kind in fields.items()):
+        return None
+    if record["k"] == "canaries" and not all(isinstance(n, str) for n in record["nodeids"]):
+        return None
+    return record
+
+
+def _tree_path(layout: HiddenLayout, folder: str, nodeid: str) -> str:
+    """A node id named from the tree's root (pytest names it from its rootdir, `folder`), hidden stand-ins renamed."""
+    if folder not in ("", "."):
+        nodeid = f"{folder.rstrip('/')}/{nodeid}"
+    return layout.real_path_of_nodeid(nodeid)
+
+
 def _fold(phases: Mapping[str, tuple[str, str]]) -> tuple[str, str]:
     """One test's outcome from its phases, as the JUnit report would give it."""
-    for when in ("setup", "call", "teardown"):
+    for when in ("setup", "call", "subtests", "teardown"):
         outcome, text = phases.get(when, (None, ""))
         if outcome == "failed":
-            return ("failed" if when == "call" else "error"), text
+            return ("error" if when in ("setup", "teardown") else "failed"), text
     for when in ("setup", "call"):
         outcome, text = phases.get(when, (None, ""))
         if outcome == "skipped":
@@ -508,27 +587,33 @@ def _report_disagrees(
     canaries: set[str],
     layout: HiddenLayout,
     suites: tuple[str, ...],
+    folder: str,
 ) -> str | None:
-    """Why pytest's JUnit report contradicts the streamed outcomes (None when they agree on what passed)."""
+    """Why pytest's JUnit report contradicts the streamed outcomes (None when they agree on what passed).
+
+    The report lies in a folder the run could write: it is read without following links, only if it is a regular
+    file, and only up to its size cap, so a run cannot make the worker read a host file or wait on a pipe.
+    """
+    data = read_regular_file(report, _REPORT_MAX_BYTES * len(suites))
+    if data is None:
+        return "The run finished but its JUnit report is missing, oversized or not a plain file: it was tampered with."
     try:
-        if report.stat().st_size > _REPORT_MAX_BYTES * len(suites):
-            return "The JUnit report is larger than any honest run writes."
-        root = ET.parse(report).getroot()  # noqa: S314 - written in the sandbox, parsed with size caps and no DTDs
-    except (OSError, ET.ParseError, ValueError):
-        return "The run finished but its JUnit report is missing or unreadable: it was removed or rewritten."
+        root = ET.fromstring(data)  # noqa: S314 - size-capped; a DTD or an entity gives a ParseError, not an expansion
+    except (ET.ParseError, ValueError, RecursionError):
+        return "The run finished but its JUnit report does not parse: it was rewritten."
     streamed = {test_key(n) for n, (o, _) in outcomes.items() if o == PASSED and n not in canaries}
+    prefix = "" if folder in ("", ".") else folder.strip("/").replace("/", ".") + "."
     reported = set()
     for case in root.iter("testcase"):
         if case.find("failure") is None and case.find("error") is None and case.find("skipped") is None:
             classname, name = case.get("classname"), case.get("name", "")
-            key = f"{classname}::{name}" if classname else name
+            key = f"{prefix}{classname}::{name}" if classname else f"{prefix}{name}"
             reported.add(_real_key(key, layout))
     reported -= {test_key(n) for n in canaries}
     if reported != streamed:
-        differ = sorted(reported ^ streamed)
         return (
-            f"The JUnit report disagrees with the outcomes streamed as they happened on {len(differ)} test(s) "
-            f"(e.g. {differ[0]}): the report was forged."
+            f"The JUnit report disagrees with the outcomes streamed as they happened on {len(reported ^ streamed)} "
+            "test(s): the report was forged."
         )
     return None
 

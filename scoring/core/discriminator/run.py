@@ -18,7 +18,7 @@ from typing import Any
 
 from scoring.core.discriminator import probe
 from scoring.core.discriminator.reference import visible_tests_argv
-from scoring.core.trees import remove_tree, scratch_copy
+from scoring.core.trees import read_regular_file, remove_tree, scratch_copy
 from scoring.core.types import RunLimits, Runner
 
 _PROBE_SOURCE = Path(probe.__file__)
@@ -54,13 +54,12 @@ def trace(
             argv, tree=copy, report_dir=report, env_dir=env_dir, limits=RunLimits(wall_s=timeout_s, cpu_s=timeout_s)
         )
         calls = []
-        path = report / "trace.jsonl"
-        if path.is_file() and path.stat().st_size <= _MAX_TRACE_BYTES:
-            for line in path.read_text(errors="replace").splitlines():
-                try:
-                    calls.append(json.loads(line))
-                except ValueError:
-                    continue
+        data = read_regular_file(report / "trace.jsonl", _MAX_TRACE_BYTES)  # no link followed, no pipe waited on
+        for line in (data or b"").decode(errors="replace").splitlines():
+            try:
+                calls.append(json.loads(line))
+            except (ValueError, RecursionError):
+                continue
         return calls, result.returncode
 
 
@@ -122,12 +121,10 @@ def call_cases(
 
 def _lines(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of an outputs file (bad lines skipped; an oversized file reads as empty)."""
-    try:
-        if path.stat().st_size > _MAX_OUTPUT_BYTES:
-            return []
-        text = path.read_text(encoding="ascii", errors="replace")
-    except OSError:
+    data = read_regular_file(path, _MAX_OUTPUT_BYTES)  # the patch's run could leave a link or a pipe there
+    if data is None:
         return []
+    text = data.decode("ascii", errors="replace")
     out = []
     for line in text.splitlines():
         try:
