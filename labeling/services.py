@@ -20,6 +20,7 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from labeling.models import Claim, LabelEvent
+from labeling.selectors import human_consensus
 from scoring.core.aggregate import weighted_mean
 from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.core.registry import CRITERIA
@@ -313,7 +314,24 @@ def label_submit(
             # Another save named the same previous event first (unique `supersedes`): this one is stale.
             raise _stale(patch, latest_label(patch_id=patch.pk, reviewer=reviewer) or latest) from None
     mark_reviewed_when_complete(patch)
+    record_human_final(patch)
     return event
+
+
+def record_human_final(patch: Patch) -> None:
+    """Once a patch is `reviewed`, write the reviewers' consensus final score into its current evaluation's meta
+    (`human_final_score`), where the scoring layer reads it for a reward it had withheld (scoring.selectors.rewards_of):
+    a patch the policy held back until a person looked is paid what the people said, not what the machine said.
+    Safe to call twice; a later label moves it."""
+    patch.refresh_from_db(fields=["status"])
+    if patch.status != PatchStatus.REVIEWED:
+        return
+    consensus = human_consensus(patch)
+    evaluation = Evaluation.objects.filter(patch=patch, pipeline_version=PIPELINE_VERSION).first()
+    if consensus is None or evaluation is None:
+        return
+    evaluation.meta = {**evaluation.meta, "human_final_score": consensus["final_score"]}
+    evaluation.save(update_fields=["meta", "updated_at"])
 
 
 def mark_reviewed_when_complete(patch: Patch) -> bool:

@@ -159,8 +159,12 @@ def rewards_of(*, ids: list[int]) -> dict[str, Any]:
         withheld = evaluation is not None and policy.withheld(
             evaluation.flags, labelled=labelled, withholding=withholding
         )
+        final = evaluation.final_score if evaluation else None
+        if evaluation is not None and labelled and policy.withheld(evaluation.flags, labelled=False, withholding=True):
+            # Held back until a person looked (labeling writes their consensus): pay what the people said.
+            final = evaluation.meta.get("human_final_score", final)
         # One table says what each status is worth (scoring.client.reward_for); None: nothing to train on.
-        reward = reward_for(patch.status, evaluation.final_score if evaluation else None, withheld=withheld)
+        reward = reward_for(patch.status, final, withheld=withheld)
         subscores = evaluation.subscores if evaluation is not None and not withheld else {}
         out["status"].append(patch.status)
         out["rewards"].append(reward)

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from scoring.conf import pipeline_settings
 from scoring.core.pipeline import PIPELINE_VERSION, build_result
+from scoring.core.registry import CRITERIA
 from scoring.core.types import CriticResult
 from scoring.models import Evaluation, Patch, PatchStatus
 from scoring.selectors import active_weights
@@ -78,6 +79,21 @@ def test_suspicious_reward_is_withheld_from_the_trainer_until_a_reviewer_labelle
     assert labelled["status"][0] == "reviewed"
     assert labelled["rewards"][0] == 1.0
     assert labelled["subscores"]["correctness"][0] == 1.0
+
+
+def test_a_withheld_reward_pays_what_the_reviewers_said_once_reviewed(batch, make_user) -> None:
+    """The machine said 1.0 but flagged the patch; a reviewer who finds it a cheat says 0.1: the trainer gets 0.1."""
+    from labeling import services as labeling
+
+    reviewer, _ = make_user("rhea", "reviewer")
+    patch = Patch.objects.get(pk=batch()["ids"][0])
+    assert labeling.claim_patch(patch=patch, reviewer=reviewer) is not None
+    labeling.label_submit(patch=patch, reviewer=reviewer, scores={name: 0.1 for name in CRITERIA})
+
+    answer = batch()
+    assert answer["status"][0] == "reviewed"
+    assert answer["rewards"][0] == pytest.approx(0.1)
+    assert answer["rewards"][1] == 1.0  # a patch nobody held back is paid its machine score as before
 
 
 def test_tamper_from_the_performance_critic_reaches_the_trainer_with_correctness_zero(batch) -> None:
