@@ -43,7 +43,8 @@ def write_parquet(jsonl: Path, out: Path, *, chunk_rows: int = CHUNK_ROWS) -> di
     {"file", "sha256", "bytes", "rows"} for the manifest, or {"error": why} when the rows admit no one schema
     (a column that is a number in one row and text in another). Nothing is left at `out` then."""
     try:
-        schemas = [pa.Table.from_pylist(chunk).schema for chunk in _chunks(jsonl, chunk_rows)]
+        # pa.array types a chunk over every row (from_pylist would take the columns of its first row only).
+        schemas = [pa.Table.from_struct_array(pa.array(chunk)).schema for chunk in _chunks(jsonl, chunk_rows)]
         if not schemas:
             return {"error": "the export has no row"}
         schema = pa.unify_schemas(schemas, promote_options="permissive")
@@ -57,5 +58,8 @@ def write_parquet(jsonl: Path, out: Path, *, chunk_rows: int = CHUNK_ROWS) -> di
     except (pa.ArrowException, ValueError) as exc:
         out.with_name(f".{out.name}.part").unlink(missing_ok=True)
         return {"error": f"the rows admit no single Parquet schema: {exc}"}
-    digest = hashlib.sha256(out.read_bytes()).hexdigest()
-    return {"file": out.name, "sha256": digest, "bytes": out.stat().st_size, "rows": rows}
+    digest = hashlib.sha256()
+    with out.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return {"file": out.name, "sha256": digest.hexdigest(), "bytes": out.stat().st_size, "rows": rows}

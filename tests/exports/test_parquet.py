@@ -68,3 +68,12 @@ def test_every_export_gets_a_parquet_copy_named_in_its_manifest(labelled, tmp_pa
     assert json.loads(manifest_path(out).read_text())["parquet"] == manifest["parquet"]
     data = load_dataset("parquet", data_files=str(parquet_path(out)), split="train", cache_dir=str(tmp_path / "hf"))
     assert len(data) == manifest["rows"] and set(data["split"]) <= {"train", "val"}
+
+
+def test_a_column_that_appears_only_in_later_rows_is_kept(tmp_path: Path) -> None:
+    jsonl = tmp_path / "late.jsonl"
+    rows = [{"split": "train"}, {"split": "val", "late": {"k": 1}}]
+    jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    info = write_parquet(jsonl, parquet_path(jsonl), chunk_rows=10)
+    data = load_dataset("parquet", data_files=str(parquet_path(jsonl)), split="train", cache_dir=str(tmp_path / "hf"))
+    assert info["rows"] == 2 and data[1]["late"] == {"k": 1} and data[0]["late"] is None

@@ -108,7 +108,8 @@ class _HiddenTests(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         origin = module.__spec__.origin
         source = self.sources[self.aliases.get(origin, origin)]
         tree = ast.parse(source, filename=origin)
-        if _config is not None and os.path.basename(origin).startswith("test"):
+        name = os.path.basename(origin)
+        if _config is not None and (name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py"):
             from _pytest.assertion.rewrite import rewrite_asserts
 
             rewrite_asserts(tree, source.encode(), origin, _config)
