@@ -194,11 +194,12 @@ def harness_config(base: Path, args: tuple[str, ...]) -> tuple[str, str, str]:
     a base without configuration gets an empty one, which also stops pytest from looking further.
     """
     from _pytest.config.findpaths import locate_config
+    from _pytest.outcomes import Failed
 
     paths = [base / a.split("::", 1)[0] for a in args if not a.startswith("-")]
     try:
         rootdir, _inipath, config, _ = locate_config(base, [p for p in paths if p.exists()] or [base])
-    except Exception:
+    except (Exception, Failed):
         rootdir, config = None, {}
     folder = "."
     if rootdir is None or not Path(rootdir).resolve().is_relative_to(base.resolve()):
