@@ -199,7 +199,7 @@ def harness_config(base: Path, args: tuple[str, ...]) -> tuple[str, str, str]:
     paths = [base / a.split("::", 1)[0] for a in args if not a.startswith("-")]
     try:
         rootdir, _inipath, config, _ = locate_config(base, [p for p in paths if p.exists()] or [base])
-    except (Exception, Failed):
+    except (Exception, Failed):  # pytest refuses the base configuration: the base run itself will say how
         rootdir, config = None, {}
     folder = "."
     if rootdir is None or not Path(rootdir).resolve().is_relative_to(base.resolve()):
