@@ -461,8 +461,10 @@ def _judged(
     wall_doubt = (
         verdict != "slower" and wall_verdict is not None and _wall_in_doubt(wall["ci_low"], wall_verdict, slower_at)
     )
+    # Wall time in doubt lowers the confidence (more runs, then review), never the score: only a slowdown a test
+    # can claim moves the score, so noise on the noisier clock never scores a no-op as a regression.
     doubt_stats = wall if wall_doubt else stats
-    score = 1.0 if verdict == "faster" and not wall_doubt else perfstats.score_from_ratio(doubt_stats["ratio"], knots)
+    score = 1.0 if verdict == "faster" else perfstats.score_from_ratio(stats["ratio"], knots)
     # Only an interval reaching past the first knot leaves the score in doubt; one that straddles just the
     # "faster" threshold still scores 1.0 everywhere, so it neither lowers confidence nor goes to review.
     in_doubt = (verdict == "inconclusive" and stats["ci_high"] > slower_at) or wall_doubt

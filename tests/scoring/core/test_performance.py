@@ -521,12 +521,14 @@ def wall(ci_low: float, ci_high: float, ratio: float, p_value: float) -> dict:
     return {"ratio": ratio, "ci_low": ci_low, "ci_high": ci_high, "p_value": p_value, **medians}
 
 
-def test_wall_time_in_doubt_over_a_decided_cpu_time_is_low_confidence_not_a_clean_score():
+def test_wall_time_in_doubt_over_a_decided_cpu_time_is_low_confidence_not_a_lower_score():
+    """Doubt on the noisier clock sends the patch to review; only a slowdown a test can claim moves the score,
+    so noise never scores a no-op as a regression."""
     doubted = stored(0.98, 1.03, 1.0, 0.5, wall=wall(1.3, 2.0, 1.6, 0.004))
     result = critic.rescore(doubted, DEFAULT_WEIGHTS)
     assert result.evidence["verdict"] == "same" and result.evidence["wall_in_doubt"]
     assert result.flags == {"perf_inconclusive"}
-    assert result.score == pytest.approx(0.4 - 0.2 * 0.30 / 0.35, abs=1e-3)
+    assert result.score == 1.0
     assert result.confidence < 0.5
     assert "wall time is higher on the patched side" in result.rationale[-1]
     claimed = critic.rescore(stored(0.98, 1.03, 1.0, 0.5, wall=wall(1.3, 2.0, 1.6, 0.0002)), DEFAULT_WEIGHTS)
