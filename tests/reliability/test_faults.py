@@ -140,7 +140,8 @@ def test_redis_outage_while_patches_arrive_answers_202_or_503_and_scores_every_a
         if status == 202:
             accepted.append(body["id"])
     health, body = stack.request("GET", "/healthz")
-    assert health == 503 and body["broker"].startswith("error"), body
+    # Anonymous callers get up or down and the queue depth only (the broker's detail is for admins).
+    assert health == 503 and body["status"] == "error", body
     time.sleep(2)
     stack.redis.start()
     states = stack.wait_all_done(accepted, timeout_s=150)  # the worker reconnects; beat's reconciler re-enqueues
