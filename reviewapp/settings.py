@@ -284,7 +284,7 @@ SPECTACULAR_SETTINGS = {
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # /metrics: Prometheus scrapes it with `Authorization: Bearer <REVIEWAPP_METRICS_TOKEN>`, or from an address in
-# REVIEWAPP_METRICS_ALLOW (comma-separated addresses or networks, e.g. "10.0.0.0/8,127.0.0.1"). Neither set: 403.
+# REVIEWAPP_METRICS_ALLOW (comma-separated addresses or networks, e.g. "127.0.0.0/8,::1"). Neither set: 403.
 METRICS_TOKEN = os.environ.get("REVIEWAPP_METRICS_TOKEN", "")
 # A malformed entry stops the start (ValueError naming it) rather than every scrape.
 METRICS_ALLOW = [
