@@ -226,15 +226,17 @@ def test_other_knots_rescore_from_the_stored_ratio_without_running_anything(tmp_
     result = evaluate_and_heal(ctx)
     assert "perf_regression" in result.flags
     ratio = result.evidence["ratio"]
-    assert 1.5 < ratio < 2.5
-    lenient = Weights(name="lenient", version=2, weights={}, perf_knots=((1.05, 1.0), (3.0, 0.0)))
+    assert ratio > 1.3  # twice the work; how much slower a shared machine measures it is noise
+    # Knots placed around the stored ratio, so the expected score does not depend on the machine's noise.
+    high = 2 * ratio
+    lenient = Weights(name="lenient", version=2, weights={}, perf_knots=((1.05, 1.0), (high, 0.0)))
     rescored = critic.rescore(result, lenient)
-    assert rescored.score == pytest.approx(1 - (ratio - 1.05) / 1.95, abs=1e-3)
+    assert rescored.score == pytest.approx(1 - (ratio - 1.05) / (high - 1.05), abs=1e-3)
     assert rescored.evidence["base_s"] == result.evidence["base_s"]
     assert rescored.rationale[:-1] == result.rationale[:-1]
     assert f"Score {rescored.score:.2f}" in rescored.rationale[-1]
-    # Knots that tolerate a tripling turn the verdict, and the flag, around.
-    tolerant = Weights(name="tolerant", version=3, weights={}, perf_knots=((3.0, 1.0), (4.0, 0.0)))
+    # Knots that tolerate more than the measured slowdown turn the verdict, and the flag, around.
+    tolerant = Weights(name="tolerant", version=3, weights={}, perf_knots=((3 * ratio, 1.0), (4 * ratio, 0.0)))
     assert critic.rescore(result, tolerant).flags == frozenset()
 
 
