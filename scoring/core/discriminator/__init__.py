@@ -28,7 +28,16 @@ from scoring.core.discriminator.probe import Unrepresentable, canonical, decode
 from scoring.core.discriminator.reference import ReferenceError
 from scoring.core.types import CriticResult, PipelineSettings, Runner, ScoringContext
 
-__all__ = ["ReferenceError", "check_reference", "combined_score", "heal", "judge", "task_facts"]
+__all__ = [
+    "INPUT_VERDICTS",
+    "ReferenceError",
+    "check_reference",
+    "client_evidence",
+    "combined_score",
+    "heal",
+    "judge",
+    "task_facts",
+]
 
 #: Bumped when the cached task facts change meaning.
 FACTS_FORMAT = 5
@@ -45,6 +54,12 @@ CAP_FACTOR = 20.0
 MIN_CAP_S = 0.5
 #: Counterexamples kept in the evidence and cited in the rationale.
 EVIDENCE_COUNTEREXAMPLES = 5
+#: Evidence key of the per-input verdicts kept for the critic's training rows (the `discriminator` export).
+#: Never shown to API clients nor put in the critic's prompt: see `client_evidence`.
+INPUT_VERDICTS = "input_verdicts"
+#: Per-input verdicts kept per patch: the smallest disagreeing inputs and an even sample of the agreeing ones.
+VERDICTS_DISAGREE = 24
+VERDICTS_AGREE = 24
 RATIONALE_COUNTEREXAMPLES = 2
 STEP = "Step: discriminator."
 HEAL_STEP = "Step: discriminator healing."
@@ -77,6 +92,16 @@ def combined_score(tests_score: float, agreement: float) -> float:
     fix keeps its 1.0, and a patch that only satisfies the visible tests loses the share of inputs it gets wrong.
     """
     return max(0.0, min(1.0, tests_score * agreement))
+
+
+def client_evidence(verdict: Mapping[str, Any]) -> dict[str, Any]:
+    """evidence["discriminator"] as API clients and the critic's prompt see it: without the per-input verdicts.
+
+    Which of the task's generated inputs a patch gets right tells, with the patch in hand, the reference's answer
+    on each of them; the inputs are the same for every patch of the task (one seed), so a table of those answers
+    would let an agent hard-code them. The Result shows counts and the few counterexamples, as with hidden tests.
+    """
+    return {key: value for key, value in verdict.items() if key != INPUT_VERDICTS}
 
 
 def check_reference(
@@ -149,7 +174,7 @@ def _verdict(ctx: ScoringContext, facts: Mapping[str, Any]) -> dict[str, Any]:
         env_dir=ctx.env_dir,
         budget_s=budget,
     )
-    found = []
+    found, agreeing = [], []
     per_entry = {entry: {"inputs": 0, "disagree": 0} for entry in facts["entry_points"]}
     for case in cases:
         verdict = compare.verdict(case["expected"], outcomes.get(case["id"], {"status": "not_run"}))
@@ -162,7 +187,10 @@ def _verdict(ctx: ScoringContext, facts: Mapping[str, Any]) -> dict[str, Any]:
             found.append(
                 (size, case["id"], {"entry": case["entry"], "call": call, "patch": verdict[0], "reference": verdict[1]})
             )
+        else:
+            agreeing.append(case)
     found.sort(key=lambda item: (item[0], item[1]))
+    by_id = {case["id"]: case for case in cases}
     timeouts = sum(1 for o in outcomes.values() if o.get("status") in ("timeout", "not_run"))
     return {
         "ran": True,
@@ -176,7 +204,27 @@ def _verdict(ctx: ScoringContext, facts: Mapping[str, Any]) -> dict[str, Any]:
         "dropped": facts["dropped"],
         "counterexamples": [item[2] for item in found[:EVIDENCE_COUNTEREXAMPLES]],
         "notes": facts.get("notes", []),
+        INPUT_VERDICTS: _input_verdicts([by_id[item[1]] for item in found], agreeing),
     }
+
+
+def _input_verdicts(disagreeing: Sequence[Mapping[str, Any]], agreeing: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """The per-input verdicts kept for training rows: {"entry", "call", "agrees"}, the call written out in full.
+
+    The smallest disagreeing inputs first, then agreeing ones spread evenly over the input set (the traced seeds
+    and the first mutations would otherwise fill the sample). A call too long to write out is left out rather
+    than cut: a row must show the critic the input that was run.
+    """
+    out: list[dict[str, Any]] = []
+    for cases, agrees, wanted in ((disagreeing, False, VERDICTS_DISAGREE), (agreeing, True, VERDICTS_AGREE)):
+        calls = [
+            (case["entry"], call)
+            for case in cases
+            if (call := compare.full_call(case["entry"], case["args"], case["kwargs"])) is not None
+        ]
+        step = max(1, len(calls) // wanted) if agrees else 1
+        out.extend({"entry": entry, "call": call, "agrees": agrees} for entry, call in calls[::step][:wanted])
+    return out
 
 
 def _combine(result: CriticResult, verdict: dict[str, Any]) -> CriticResult:
@@ -273,6 +321,10 @@ def _merge(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any
     examples = sorted(
         [*first["counterexamples"], *second["counterexamples"]], key=lambda e: (len(e["call"]), e["call"])
     )
+    verdicts = [*first.get(INPUT_VERDICTS, ()), *second.get(INPUT_VERDICTS, ())]
+    kept = [v for v in verdicts if not v["agrees"]][:VERDICTS_DISAGREE] + [v for v in verdicts if v["agrees"]][
+        :VERDICTS_AGREE
+    ]
     return {
         **first,
         "inputs": first["inputs"] + second["inputs"],
@@ -280,6 +332,7 @@ def _merge(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any
         "timeouts": first["timeouts"] + second["timeouts"],
         "per_entry": per_entry,
         "counterexamples": examples[:EVIDENCE_COUNTEREXAMPLES],
+        INPUT_VERDICTS: kept,
     }
 
 
