@@ -418,3 +418,59 @@ def test_an_honest_patch_that_iterates_a_set_like_the_reference_agrees_with_it(t
     assert "the reference answers differently each time" not in result.evidence["discriminator"]["dropped"]
     assert result.evidence["discriminator"]["inputs"] >= 100
     assert result.score == 1.0
+
+
+#: Right on one or two intervals, wrong (no merging at all) from three on: its generated failing inputs are long.
+WRONG_FROM_THREE = it.FIXED.replace(
+    "    merged = []\n",
+    "    if len(intervals) > 2:\n        return sorted(tuple(pair) for pair in intervals)\n    merged = []\n",
+)
+
+
+def _reference_merge(intervals):  # type: ignore[no-untyped-def]
+    namespace: dict = {}
+    exec(compile(it.FIXED, "reference", "exec"), namespace)  # noqa: S102 - the fixture's own reference
+    return namespace["merge"](intervals)
+
+
+def test_the_cited_counterexample_is_shrunk_to_a_minimal_failing_input(task, monkeypatch) -> None:
+    monkeypatch.setattr(discriminator, "SHRINK_BUDGET_S", 120.0)  # the shrinker's result, not its time budget
+    result = it.evaluate(task, it.patch(WRONG_FROM_THREE))
+    verdict = result.evidence["discriminator"]
+    smallest = verdict["counterexamples"][0]
+    assert smallest["shrunk"] is True and verdict["shrink"]["steps"] >= 1
+    # It started from the smallest generated input, which the evidence keeps beside it.
+    assert verdict["counterexamples"][1]["call"] == verdict["shrink"]["from"] != smallest["call"]
+    assert smallest["call"] == "merge([(0, 0), (0, 0), (0, 0)])"  # three intervals, every number at 0
+    # Minimal: every one-step simplification of it is an input on which the patch is right.
+    shrunk = inputs.case("intervals:merge", [[(0, 0)] * 3], {})
+    for simpler in inputs.shrinks(shrunk):
+        args = probe.decode(simpler["args"])
+        assert len(args[0]) <= 2 or _reference_merge(*args) == sorted(args[0])
+    step = _step(result)
+    assert "merge([(0, 0), (0, 0), (0, 0)]): the patch returns" in step and "(shrunk in" in step
+    assert "merge([(0, 0), (0, 0), (0, 0)])" in result.evidence["discriminator"]["input_verdicts"][0]["call"]
+    # Cited, never counted: the agreement rate stays that of the task's fixed inputs.
+    assert verdict["inputs"] == sum(counts["inputs"] for counts in verdict["per_entry"].values())
+
+
+def test_shrinking_keeps_a_reference_answer_it_cannot_confirm_out_of_the_rationale(task, monkeypatch) -> None:
+    # A reference whose second process answers otherwise (randomness, the clock) gives no counterexample.
+    monkeypatch.setattr(discriminator._ShrinkCache, "confirmed", lambda self, case, expected, tree: False)
+    result = it.evaluate(task, it.patch(WRONG_FROM_THREE))
+    verdict = result.evidence["discriminator"]
+    assert "shrink" not in verdict and not verdict["counterexamples"][0].get("shrunk")
+
+
+def test_shrink_candidates_are_smaller_simpler_values_of_the_same_type() -> None:
+    item = inputs.case("m:f", [[(3, 7), (12, 20)], "abc", -5, {"k": [1]}], {"flag": True})
+    candidates = inputs.shrinks(item)
+    assert candidates and all(inputs.size(c) < inputs.size(item) for c in candidates)
+    assert candidates == sorted(candidates, key=inputs.size)
+    decoded = [probe.decode(c["args"]) for c in candidates]
+    assert all(isinstance(d[0], list) and all(isinstance(t, tuple) and len(t) == 2 for t in d[0]) for d in decoded)
+    assert [[], "abc", -5, {"k": [1]}] in decoded and [[(3, 7), (12, 20)], "", -5, {"k": [1]}] in decoded
+    assert [[(3, 7), (12, 20)], "abc", 0, {"k": [1]}] in decoded
+    assert [[(0, 7), (12, 20)], "abc", -5, {"k": [1]}] in decoded
+    assert inputs.simpler(True) == [False] and inputs.simpler(-5) == [0, -2, -4, 5]
+    assert inputs.shrinks(inputs.case("m:f", [0, "", []], {})) == []  # nothing simpler
