@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from scoring.core.discriminator import compare, inputs, reference, run
+from scoring.core.discriminator import compare, inputs, reference, run, shrink
 from scoring.core.discriminator.probe import Unrepresentable, canonical, decode
 from scoring.core.discriminator.reference import ReferenceError
 from scoring.core.types import CriticResult, PipelineSettings, Runner, ScoringContext
@@ -61,9 +61,7 @@ INPUT_VERDICTS = "input_verdicts"
 VERDICTS_DISAGREE = 24
 VERDICTS_AGREE = 24
 RATIONALE_COUNTEREXAMPLES = 2
-#: Shrinking the smallest counterexample: rounds, candidates per round and the time it may add to a patch.
-SHRINK_ROUNDS = 12
-SHRINK_CANDIDATES = 64
+#: The time shrinking the smallest counterexample may add to a patch (shrink.shrink).
 SHRINK_BUDGET_S = 2.0
 STEP = "Step: discriminator."
 HEAL_STEP = "Step: discriminator healing."
@@ -195,7 +193,18 @@ def _verdict(ctx: ScoringContext, facts: Mapping[str, Any]) -> dict[str, Any]:
             agreeing.append(case)
     found.sort(key=lambda item: (item[0], item[1]))
     by_id = {case["id"]: case for case in cases}
-    shrunk = _shrink(ctx, facts, by_id[found[0][1]], found[0][2]) if found else None
+    shrunk = (
+        shrink.shrink(
+            ctx,
+            answers=shrink.ReferenceAnswers(ctx, key=_facts_key(ctx.spec, int(facts["seed"]), 0)),
+            case=by_id[found[0][1]],
+            call=found[0][2]["call"],
+            cap_s=by_id[found[0][1]]["cap_s"],
+            budget_s=SHRINK_BUDGET_S,
+        )
+        if found
+        else None
+    )
     timeouts = sum(1 for o in outcomes.values() if o.get("status") in ("timeout", "not_run"))
     return {
         "ran": True,
@@ -215,139 +224,6 @@ def _verdict(ctx: ScoringContext, facts: Mapping[str, Any]) -> dict[str, Any]:
         ),
         **({"shrink": shrunk["record"]} if shrunk else {}),
     }
-
-
-def _shrink(
-    ctx: ScoringContext, facts: Mapping[str, Any], case: Mapping[str, Any], example: Mapping[str, Any]
-) -> dict[str, Any] | None:
-    """The smallest input found by shrinking `case` (the smallest disagreeing one) on which the patch still
-    disagrees, or None when no smaller one was found.
-
-    Greedy, like Hypothesis's shrinker: each round runs the reference and the patch on the one-step
-    simplifications of the current input (inputs.shrinks, smallest first) and moves to the smallest on which they
-    disagree, until none does, SHRINK_ROUNDS have passed or SHRINK_BUDGET_S is spent. The reference's answers are
-    cached per task, so patches that fail the same way share them; the final input's answer is confirmed by a
-    second reference process, like every generated input's (an answer that changes is no counterexample). Shrunk
-    inputs are cited, never counted: the agreement rate stays a property of the task's fixed input set.
-    """
-    deadline = time.monotonic() + SHRINK_BUDGET_S
-    answers = _ShrinkCache(ctx, facts)
-    current, steps, tried = dict(case), 0, 0
-    chosen: tuple[dict[str, Any], dict[str, Any], tuple[str, str]] | None = None
-    with contextlib.ExitStack() as stack:
-
-        def tree() -> Path:
-            if answers.tree is None:
-                answers.tree = stack.enter_context(
-                    reference.reference_tree(
-                        ctx.spec.reference, base_dir=ctx.base_dir, work_root=ctx.settings.work_root
-                    )
-                )
-            return answers.tree
-
-        for _ in range(SHRINK_ROUNDS):
-            if deadline - time.monotonic() < 0.3:
-                break
-            candidates = [{**c, "id": i} for i, c in enumerate(inputs.shrinks(current)[:SHRINK_CANDIDATES])]
-            expected = answers.expected(candidates, tree, deadline)
-            candidates = [c for c in candidates if expected.get(c["id"]) is not None]
-            if not candidates:
-                break
-            tried += len(candidates)
-            with_caps = [
-                {**c, "cap_s": max(MIN_CAP_S, CAP_FACTOR * float(expected[c["id"]].get("time_s", 0.0)))}
-                for c in candidates
-            ]
-            outcomes = run.call_cases(
-                run=ctx.run,
-                tree=ctx.patched_dir,
-                cases=with_caps,
-                work_root=ctx.settings.work_root,
-                env_dir=ctx.env_dir,
-                budget_s=max(1.5, min(deadline - time.monotonic(), run.STARTUP_S + sum(c["cap_s"] for c in with_caps))),
-            )
-            for candidate in candidates:  # smallest first
-                said = compare.verdict(expected[candidate["id"]], outcomes.get(candidate["id"], {"status": "not_run"}))
-                if said is not None and outcomes.get(candidate["id"], {}).get("status") != "not_run":
-                    current, steps = candidate, steps + 1
-                    chosen = (candidate, expected[candidate["id"]], said)
-                    break
-            else:
-                break
-        if chosen is not None and not answers.confirmed(chosen[0], chosen[1], tree):
-            chosen = None
-    answers.save()
-    if chosen is None:
-        return None
-    final, _, said = chosen
-    call = compare.describe_call(final["entry"], final["args"], final["kwargs"])
-    return {
-        "case": final,
-        "example": {"entry": final["entry"], "call": call, "patch": said[0], "reference": said[1], "shrunk": True},
-        "record": {"from": example["call"], "steps": steps, "tried": tried},
-    }
-
-
-class _ShrinkCache:
-    """The reference's answers on shrink candidates, per task (a JSON file in the task cache folder).
-
-    {case key: expected outcome, or None when the case is dropped (the reference hangs, dies or answers with
-    something that is not plain data)}; "confirmed:" + key marks an answer a second process gave too. Two workers
-    may write it at once: the last rename wins and the loser's answers are computed again later, nothing worse.
-    """
-
-    def __init__(self, ctx: ScoringContext, facts: Mapping[str, Any]) -> None:
-        self.ctx = ctx
-        self.path = ctx.task_cache_dir / f"discriminator-shrink-{_facts_key(ctx.spec, int(facts['seed']), 0)}.json"
-        self.tree: Path | None = None
-        self.answers: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            self.answers = dict(json.loads(self.path.read_text()))
-        self.changed = False
-
-    def expected(self, cases: Sequence[Mapping[str, Any]], tree: Any, deadline: float) -> dict[int, Any]:
-        """{case id: the reference's expected outcome or None}, running the reference on the cases not cached."""
-        missing = [c for c in cases if _case_key(c) not in self.answers]
-        if missing and deadline - time.monotonic() > 0.3:
-            outcomes = run.call_cases(
-                run=self.ctx.run,
-                tree=tree(),
-                cases=[{**c, "cap_s": REFERENCE_CAP_S} for c in missing],
-                work_root=self.ctx.settings.work_root,
-                env_dir=self.ctx.env_dir,
-                budget_s=max(1.5, deadline - time.monotonic()),
-            )
-            for c in missing:
-                outcome = outcomes.get(c["id"], {"status": "not_run"})
-                if outcome.get("status") != "not_run":  # out of time is no answer: ask again another time
-                    self.answers[_case_key(c)] = compare.expected_of(outcome)
-                    self.changed = True
-        return {c["id"]: self.answers.get(_case_key(c)) for c in cases}
-
-    def confirmed(self, case: Mapping[str, Any], expected: Mapping[str, Any], tree: Any) -> bool:
-        """True when a second reference process gives the same answer on `case` (remembered once it did)."""
-        key = "confirmed:" + _case_key(case)
-        if key not in self.answers:
-            again = run.call_cases(
-                run=self.ctx.run,
-                tree=tree(),
-                cases=[{**case, "id": 0, "cap_s": REFERENCE_CAP_S}],
-                work_root=self.ctx.settings.work_root,
-                env_dir=self.ctx.env_dir,
-                budget_s=run.STARTUP_S + REFERENCE_CAP_S,
-            )
-            self.answers[key] = compare.verdict(expected, again.get(0, {"status": "not_run"})) is None
-            self.changed = True
-        return bool(self.answers[key])
-
-    def save(self) -> None:
-        if not self.changed:
-            return
-        self.ctx.task_cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".discriminator-shrink-", dir=self.ctx.task_cache_dir)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(self.answers, handle)
-        os.replace(tmp, self.path)
 
 
 def _input_verdicts(disagreeing: Sequence[Mapping[str, Any]], agreeing: Sequence[Mapping[str, Any]]) -> list[dict]:

@@ -15,7 +15,7 @@ import pytest
 
 from scoring.core import discriminator
 from scoring.core.critics.correctness import CorrectnessCritic
-from scoring.core.discriminator import compare, inputs, probe
+from scoring.core.discriminator import compare, inputs, probe, shrink
 from scoring.core.spec import parse_spec
 from scoring.core.trees import pack_tree
 from tests.scoring.core.fixtures import intervals_task as it
@@ -456,7 +456,7 @@ def test_the_cited_counterexample_is_shrunk_to_a_minimal_failing_input(task, mon
 
 def test_shrinking_keeps_a_reference_answer_it_cannot_confirm_out_of_the_rationale(task, monkeypatch) -> None:
     # A reference whose second process answers otherwise (randomness, the clock) gives no counterexample.
-    monkeypatch.setattr(discriminator._ShrinkCache, "confirmed", lambda self, case, expected, tree: False)
+    monkeypatch.setattr(shrink.ReferenceAnswers, "is_confirmed", lambda self, case: False)
     result = it.evaluate(task, it.patch(WRONG_FROM_THREE))
     verdict = result.evidence["discriminator"]
     assert "shrink" not in verdict and not verdict["counterexamples"][0].get("shrunk")
