@@ -19,11 +19,12 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from scoring.core.discriminator import compare, inputs, reference, run, shrink
+from scoring.core.discriminator import compare, coverage, inputs, reference, run, shrink
 from scoring.core.discriminator.probe import Unrepresentable, canonical, decode
 from scoring.core.discriminator.reference import ReferenceError
 from scoring.core.types import CriticResult, PipelineSettings, Runner, ScoringContext
@@ -69,6 +70,10 @@ HEAL_STEP = "Step: discriminator healing."
 FEW_INPUTS = 60
 #: Confidence of such a result until healing has looked further.
 FEW_INPUTS_CONFIDENCE = 0.65
+#: Patched lines no input reached, named in the rationale.
+RATIONALE_MISSED = 4
+#: Coverage-guided inputs per healing round (mutations of the inputs that reached the most patched lines).
+GUIDED_INPUTS = 200
 #: Healing's inputs per round (a fresh seed each round) and the least time a round needs.
 HEAL_INPUTS = 600
 HEAL_ROUND_MIN_S = 3.0
@@ -168,14 +173,34 @@ def _verdict(ctx: ScoringContext, facts: Mapping[str, Any]) -> dict[str, Any]:
         for case in facts["cases"]
     ]
     budget = min(float(getattr(ctx.spec, "timeout_s", 60)), run.STARTUP_S + sum(c["cap_s"] for c in cases))
-    outcomes = run.call_cases(
-        run=ctx.run,
-        tree=ctx.patched_dir,
-        cases=[{key: case[key] for key in ("id", "entry", "args", "kwargs", "cap_s")} for case in cases],
-        work_root=ctx.settings.work_root,
-        env_dir=ctx.env_dir,
-        budget_s=budget,
-    )
+    plan = coverage.targets(ctx)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Coverage in a process of its own, at the same time: tracing must not slow the verdict's run.
+        reached = pool.submit(coverage.measure, ctx, cases, plan, budget_s=budget) if plan else None
+        outcomes = run.call_cases(
+            run=ctx.run,
+            tree=ctx.patched_dir,
+            cases=[{key: case[key] for key in ("id", "entry", "args", "kwargs", "cap_s")} for case in cases],
+            work_root=ctx.settings.work_root,
+            env_dir=ctx.env_dir,
+            budget_s=budget,
+        )
+        covered = reached.result() if reached is not None else None
+    verdict = _tally(ctx, facts, cases, outcomes, shrinking=True)
+    if covered is not None:
+        verdict["coverage"] = coverage.summary(plan, covered)
+    return verdict
+
+
+def _tally(
+    ctx: ScoringContext,
+    facts: Mapping[str, Any],
+    cases: Sequence[Mapping[str, Any]],
+    outcomes: Mapping[int, Mapping[str, Any]],
+    *,
+    shrinking: bool,
+) -> dict[str, Any]:
+    """The verdict on `cases` (each with "expected" and "cap_s") from the patch's `outcomes`, compared here."""
     found, agreeing = [], []
     per_entry = {entry: {"inputs": 0, "disagree": 0} for entry in facts["entry_points"]}
     for case in cases:
@@ -202,7 +227,7 @@ def _verdict(ctx: ScoringContext, facts: Mapping[str, Any]) -> dict[str, Any]:
             cap_s=by_id[found[0][1]]["cap_s"],
             budget_s=SHRINK_BUDGET_S,
         )
-        if found
+        if found and shrinking
         else None
     )
     timeouts = sum(1 for o in outcomes.values() if o.get("status") in ("timeout", "not_run"))
@@ -268,9 +293,19 @@ def _combine(result: CriticResult, verdict: dict[str, Any]) -> CriticResult:
         flags.add("overfit")
         parts.append("Flagged overfit.")
     confidence = result.confidence
+    reach = verdict.get("coverage")
+    if reach and reach["reached"] < reach["lines"]:
+        missed = ", ".join(reach["missed"][:RATIONALE_MISSED])
+        more = f" and {len(reach['missed']) - RATIONALE_MISSED} more" if len(reach["missed"]) > RATIONALE_MISSED else ""
+        parts.append(
+            f"The inputs reached {reach['reached']} of the {reach['lines']} patched lines; never {missed}{more}."
+        )
     if disagree == 0 and total < FEW_INPUTS and not verdict.get("healed"):
         confidence = min(confidence, FEW_INPUTS_CONFIDENCE)
         parts.append(f"Perfect agreement on fewer than {FEW_INPUTS} inputs: healing may try more.")
+    elif disagree == 0 and coverage.is_low(reach) and not verdict.get("healed"):
+        confidence = min(confidence, FEW_INPUTS_CONFIDENCE)
+        parts.append("Perfect agreement that leaves patched lines unreached: healing may aim inputs at them.")
     verdict["tests_confidence"] = result.confidence
     evidence = {**result.evidence, "discriminator": verdict}
     steps = (*result.rationale, " ".join(parts))
@@ -287,7 +322,11 @@ def heal(ctx: ScoringContext, previous: CriticResult, budget_s: float) -> Critic
     rounds, or when a round brings nothing new (the entry points' input space is small: the doubt is settled).
     """
     verdict = dict(previous.evidence.get("discriminator") or {})
-    if not verdict.get("ran") or verdict["disagree"] or verdict["inputs"] >= FEW_INPUTS or verdict.get("healed"):
+    if not verdict.get("ran") or verdict["disagree"] or verdict.get("healed"):
+        return previous
+    if verdict["inputs"] >= FEW_INPUTS:
+        if coverage.is_low(verdict.get("coverage")):
+            return _heal_coverage(ctx, previous, verdict, budget_s)
         return previous
     deadline = time.monotonic() + budget_s
     tried = {_case_key(case) for case in task_facts(ctx, seed=verdict["seed"]).get("cases", [])}
@@ -326,6 +365,107 @@ def heal(ctx: ScoringContext, previous: CriticResult, budget_s: float) -> Critic
     return replace(healed, rationale=(*healed.rationale, step))
 
 
+def _heal_coverage(
+    ctx: ScoringContext, previous: CriticResult, verdict: dict[str, Any], budget_s: float
+) -> CriticResult:
+    """Coverage-guided inputs for perfect agreement that left patched lines unreached, within `budget_s`.
+
+    Each round mutates the inputs that reached the most patched lines (the first round: the coverage run's
+    seeds; later ones: the inputs that reached a line none had reached before, if any), asks the reference in two
+    processes (an answer that changes is dropped) while the coverage run measures the new inputs, then runs the
+    patch on those the reference answered, and merges the counts. It stops when the patched lines are reached,
+    at a disagreement, after three rounds or at the budget. The tests' confidence comes back either way: the
+    search was made, and the lines still unreached are named for the reviewer.
+    """
+    deadline = time.monotonic() + budget_s
+    facts = task_facts(ctx, seed=verdict["seed"])
+    base = {case["id"]: case for case in facts.get("cases", [])}
+    seeds = [base[i] for i in verdict["coverage"]["seeds"] if i in base] or list(base.values())[: coverage.SEEDS]
+    tried = {_case_key(case) for case in base.values()}
+    plan = coverage.targets(ctx)
+    rounds: list[tuple[int, int]] = []
+    answers = shrink.ReferenceAnswers(ctx, key=_facts_key(ctx.spec, int(verdict["seed"]), 0))
+    with answers, ThreadPoolExecutor(max_workers=1) as pool:
+        for round_seed in range(verdict["seed"] + 1, verdict["seed"] + 4):
+            if deadline - time.monotonic() < HEAL_ROUND_MIN_S or not seeds:
+                break
+            entries = sorted({case["entry"] for case in seeds})
+            fresh = []
+            for entry in entries:
+                mine = [case for case in seeds if case["entry"] == entry]
+                made = inputs.generate(entry, mine, count=GUIDED_INPUTS // len(entries), seed=round_seed)
+                fresh += [case for case in made if _case_key(case) not in tried]
+            if not fresh:
+                break
+            tried.update(_case_key(case) for case in fresh)
+            fresh = [{**case, "id": i} for i, case in enumerate(fresh)]
+            remaining = deadline - time.monotonic()
+            answers.tree()
+            measuring = pool.submit(
+                coverage.measure,
+                ctx,
+                [{**case, "cap_s": MIN_CAP_S} for case in fresh],
+                plan,
+                budget_s=remaining / 2,
+            )
+            for _ in range(2):  # two processes: an answer that changes between them is no input
+                unsettled = [case for case in fresh if not answers.is_settled(case)]
+                if unsettled:
+                    answers.record(unsettled, answers.ask(unsettled, budget_s=remaining / 4))
+            cases = [
+                {**case, "expected": expected, "cap_s": max(MIN_CAP_S, CAP_FACTOR * float(expected.get("time_s", 0)))}
+                for case in fresh
+                if answers.is_confirmed(case) and (expected := answers.get(case)) is not None
+            ]
+            reached = measuring.result()
+            outcomes = run.call_cases(
+                run=ctx.run,
+                tree=ctx.patched_dir,
+                cases=[{key: case[key] for key in ("id", "entry", "args", "kwargs", "cap_s")} for case in cases],
+                work_root=ctx.settings.work_root,
+                env_dir=ctx.env_dir,
+                budget_s=max(1.5, deadline - time.monotonic()),
+            )
+            rounds.append((round_seed, len(cases)))
+            missed = set(verdict["coverage"]["missed"])
+            newly = [case for case in fresh if missed & set(reached.get(case["id"], ()))]
+            verdict = _merge(
+                verdict,
+                {
+                    **_tally(ctx, facts, cases, outcomes, shrinking=False),
+                    "coverage": _after(verdict["coverage"], reached),
+                },
+            )
+            seeds = newly or seeds
+            if verdict["disagree"] or not coverage.is_low(verdict["coverage"]):
+                break
+    if not rounds:
+        return previous  # no time for a round: the doubt stands
+    verdict["healed"] = True
+    tests = replace(
+        previous,
+        score=verdict["tests_score"],
+        confidence=verdict["tests_confidence"],
+        evidence={k: v for k, v in previous.evidence.items() if k != "discriminator"},
+    )
+    healed = _combine(tests, verdict)
+    reach = verdict["coverage"]
+    seeds_used = ", ".join(str(seed) for seed, _ in rounds)
+    step = (
+        f"{HEAL_STEP} {sum(n for _, n in rounds)} more inputs aimed at the unreached patched lines (seeds "
+        f"{seeds_used}); they reach {reach['reached']} of {reach['lines']}; {verdict['inputs']} in all, "
+        f"{verdict['disagree']} disagree."
+    )
+    return replace(healed, rationale=(*healed.rationale, step))
+
+
+def _after(before: Mapping[str, Any], reached: Mapping[int, Sequence[str]]) -> dict[str, Any]:
+    """A coverage summary with the lines `reached` by new inputs taken out of its missed ones."""
+    hit = {line for lines in reached.values() for line in lines}
+    missed = [line for line in before["missed"] if line not in hit]
+    return {**before, "missed": missed, "reached": before["lines"] - len(missed)}
+
+
 def _case_key(case: Mapping[str, Any]) -> str:
     return canonical([case["entry"], case["args"], case["kwargs"]])
 
@@ -344,8 +484,14 @@ def _merge(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any
     kept = [v for v in verdicts if not v["agrees"]][:VERDICTS_DISAGREE] + [v for v in verdicts if v["agrees"]][
         :VERDICTS_AGREE
     ]
+    reach = first.get("coverage")
+    if reach and second.get("coverage"):
+        missed = set(second["coverage"]["missed"])
+        unreached = [line for line in reach["missed"] if line in missed]
+        reach = {**reach, "missed": unreached, "reached": reach["lines"] - len(unreached)}
     return {
         **first,
+        **({"coverage": reach} if reach else {}),
         "inputs": first["inputs"] + second["inputs"],
         "disagree": first["disagree"] + second["disagree"],
         "timeouts": first["timeouts"] + second["timeouts"],

@@ -85,6 +85,10 @@ class ReferenceAnswers:
     def is_confirmed(self, case: Mapping[str, Any]) -> bool:
         return bool(self.answers.get("confirmed:" + key_of(case)))
 
+    def is_settled(self, case: Mapping[str, Any]) -> bool:
+        """True when two processes answered: confirmed, or dropped as answering differently."""
+        return "confirmed:" + key_of(case) in self.answers
+
     def ask(self, cases: Sequence[Mapping[str, Any]], *, budget_s: float) -> dict[int, dict[str, Any]]:
         """Run the reference on `cases` (each with an "id") in one sandboxed process; return its raw outcomes.
 

@@ -474,3 +474,98 @@ def test_shrink_candidates_are_smaller_simpler_values_of_the_same_type() -> None
     assert [[(0, 7), (12, 20)], "abc", -5, {"k": [1]}] in decoded
     assert inputs.simpler(True) == [False] and inputs.simpler(-5) == [0, -2, -4, 5]
     assert inputs.shrinks(inputs.case("m:f", [0, "", []], {})) == []  # nothing simpler
+
+
+#: An honest fix with a trap door no generated input opens: its four lines stay unreached.
+TRAP_DOOR = it.FIXED.replace(
+    "    merged = []\n",
+    "    if intervals and intervals[0] == (123456, 654321):\n"
+    "        hidden = list(intervals)\n"
+    "        hidden.reverse()\n"
+    "        hidden.append((0, 0))\n"
+    "        return hidden\n"
+    "    merged = []\n",
+)
+TRAP_LINES = [f"intervals/__init__.py:{n}" for n in (7, 8, 9, 10)]
+#: Claims every line covered in each case's output line, with a signature it made up.
+FORGED_CLAIM = """
+
+def _forge():
+    import json
+    import sys
+
+    try:
+        cases = json.load(open(sys.argv[1]))
+        with open(sys.argv[2], "a") as out:
+            for case in cases:
+                claim = [[0, n] for n in range(1, 40)]
+                out.write(json.dumps({"id": case["id"], "status": "ok", "cov": claim, "sig": "0" * 64}) + "\\n")
+    except Exception:
+        pass
+
+
+_forge()
+"""
+#: Reads the coverage plan (and its key) if it can, and signs a claim of every planned line.
+KEY_THIEF = """
+
+def _forge():
+    import hashlib
+    import hmac
+    import json
+    import sys
+
+    try:
+        plan = json.load(open(sys.argv[3]))
+        cases = json.load(open(sys.argv[1]))
+        names = sorted(plan["files"])
+        with open(sys.argv[2], "a") as out:
+            for case in cases:
+                claim = sorted([i, n] for i, name in enumerate(names) for n in plan["files"][name])
+                text = json.dumps([case["id"], claim], separators=(",", ":")).encode()
+                sig = hmac.new(bytes.fromhex(plan["key"]), text, hashlib.sha256).hexdigest()
+                out.write(json.dumps({"id": case["id"], "status": "ok", "cov": claim, "sig": sig}) + "\\n")
+    except Exception:
+        pass
+
+
+_forge()
+"""
+
+
+def test_patched_lines_no_input_reaches_lower_the_confidence_and_are_named(task) -> None:
+    result = it.evaluate(task, it.patch(TRAP_DOOR))
+    verdict = result.evidence["discriminator"]
+    assert verdict["disagree"] == 0 and result.score == 1.0  # coverage never changes a score
+    reach = verdict["coverage"]
+    assert reach["missed"] == TRAP_LINES and reach["reached"] == reach["lines"] - 4
+    assert reach["reached"] < 0.8 * reach["lines"]
+    assert result.confidence == discriminator.FEW_INPUTS_CONFIDENCE  # a doubt healing acts on
+    step = _step(result)
+    assert f"reached {reach['reached']} of the {reach['lines']} patched lines; never intervals/__init__.py:7" in step
+    # The honest fix leaves no patched line unreached and keeps the tests' confidence.
+    honest = it.evaluate(task, it.patch(it.FIXED))
+    assert honest.evidence["discriminator"]["coverage"]["missed"] == []
+    assert honest.confidence > discriminator.FEW_INPUTS_CONFIDENCE
+
+
+def test_healing_aims_more_inputs_at_unreached_patched_lines(task) -> None:
+    with it.prepared(task, it.patch(TRAP_DOOR)) as ctx:
+        first = CorrectnessCritic().evaluate(ctx)
+        healed = CorrectnessCritic().heal(ctx, first, budget_s=120)
+    verdict = healed.evidence["discriminator"]
+    assert verdict["healed"] and verdict["inputs"] > first.evidence["discriminator"]["inputs"]
+    assert verdict["coverage"]["missed"] == TRAP_LINES  # no mutation guesses (123456, 654321)
+    assert healed.rationale[-1].startswith("Step: discriminator healing.")
+    assert "aimed at the unreached patched lines" in healed.rationale[-1]
+    # The search was made: the tests' confidence is back, and the lines still unreached stay named.
+    assert healed.confidence == verdict["tests_confidence"] and healed.score == 1.0
+
+
+@pytest.mark.parametrize("forger", [FORGED_CLAIM, KEY_THIEF], ids=["made-up-signature", "stolen-plan-key"])
+def test_a_patch_cannot_claim_coverage_its_inputs_did_not_earn(task, forger) -> None:
+    result = it.evaluate(task, it.patch(TRAP_DOOR + forger))
+    # Its forged lines also stand as its answers (the first line for an input wins), so it disagrees: what is
+    # checked here is only that its claims of coverage count for nothing.
+    reach = result.evidence["discriminator"]["coverage"]
+    assert set(TRAP_LINES) <= set(reach["missed"]) and reach["reached"] < reach["lines"]
