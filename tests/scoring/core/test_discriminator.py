@@ -189,7 +189,8 @@ def test_task_inputs_and_reference_outputs_are_computed_once_per_task(task) -> N
     it.evaluate(task, it.patch(it.FIXED))  # makes sure the task's facts are cached
     runner = CountingRunner()
     result = it.evaluate(task, it.patch(it.FIXED_OTHER), run=runner)
-    assert runner.calls == 2  # the tests on the patched tree, then one probe run: no trace, no reference run
+    # The tests on the patched tree, the probe's run and its coverage run: no trace, no reference run.
+    assert runner.calls == 3
     assert result.evidence["discriminator"]["seed"] == discriminator.DEFAULT_SEED
 
 
