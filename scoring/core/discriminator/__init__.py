@@ -7,7 +7,9 @@ flag, a "Step: discriminator." sentence citing the smallest counterexamples, evi
 Per task, once (cached in the task cache folder, `task_facts`): the reference tree is built in a scratch copy,
 the visible tests run on it with the probe's profile hook (entry points and their traced arguments), inputs are
 generated from those seeds, and the reference is called on every input. Per patch: one sandboxed probe run on a
-scratch copy of the patched tree, and the comparison, here, on plain data. docs/correctness.md, "Discriminator".
+scratch copy of the patched tree, and the comparison, here, on plain data; beside it a signed coverage run of the
+patched lines (`coverage`), and for a patch that disagrees, the shrinking of its smallest counterexample
+(`shrink`). docs/correctness.md, "Discriminator".
 """
 
 from __future__ import annotations
@@ -315,7 +317,8 @@ def _combine(result: CriticResult, verdict: dict[str, Any]) -> CriticResult:
 
 
 def heal(ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult:
-    """More inputs for a verdict of perfect agreement on few inputs, within `budget_s`; else `previous` unchanged.
+    """More inputs for a verdict of perfect agreement on few inputs, or that left patched lines unreached
+    (`_heal_coverage`), within `budget_s`; else `previous` unchanged.
 
     Each round draws a fresh seed's inputs (their reference outputs cached per task like the first ones), keeps
     those not tried yet, runs the patch on them and merges the counts. Healing stops at the budget, after three
