@@ -23,7 +23,7 @@ from labeling.exports import critic_input, tools_comments
 from labeling.models import CriticRun
 from scoring import services  # a module import: scoring.services may import this module lazily
 from scoring.conf import pipeline_settings
-from scoring.core.aggregate import Route
+from scoring.core.aggregate.route import Route
 from scoring.core.learned.model import MODEL_ENV, CriticModel
 from scoring.core.learned.prompt import CRITIC_EVIDENCE_KEY
 from scoring.core.learned.verdict import Verdict, VerdictError
@@ -141,7 +141,7 @@ def _record(
         evaluation.comments = f"{original} Critic: {verdict.comment}".strip() if verdict.comment else original
         fields = ["subscores", "meta", "comments", "updated_at"]
         if disagrees:
-            # The view is in meta now: the one scoring path gives the flag and the route (scoring.core.aggregate).
+            # The view is in meta now: the one scoring path gives the flag and the route (scoring.core.aggregate.route).
             result = rebuild(evaluation, weights_of(evaluation.weight_profile), pipeline_settings())
             evaluation.flags, evaluation.route = result["flags"], result["route"]
             evaluation.min_confidence = min(evaluation.min_confidence, round(1.0 - max(deltas.values()), 4))

@@ -49,10 +49,10 @@ from labeling.parquet import parquet_path, write_parquet
 from labeling.selectors import human_consensus, latest_labels
 from scoring import storage
 from scoring.conf import pipeline_settings
-from scoring.core import workspace
+from scoring.core.critics.registry import CRITERIA
 from scoring.core.learned.prompt import DIFF_CHAR_BUDGET, pairwise_row, sft_row, system_prompt
 from scoring.core.pipeline import PIPELINE_VERSION
-from scoring.core.registry import CRITERIA
+from scoring.core.sandbox import workspace
 from scoring.models import Evaluation, Patch, PatchStatus, Task
 from scoring.selectors import patch_result
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scoring.core.aggregate import weighted_mean
+from scoring.core.aggregate.route import weighted_mean
 from scoring.models import Patch
 
 

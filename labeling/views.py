@@ -29,7 +29,7 @@ from labeling.models import Claim, LabelEvent
 from labeling.present import findings_of, numeric_series, render_diff, render_evidence
 from labeling.queue import ROUTES, QueueFilters, queue_counts, queue_items
 from scoring.conf import pipeline_settings
-from scoring.core.registry import REGISTRY
+from scoring.core.critics.registry import REGISTRY
 from scoring.core.types import FLAGS
 from scoring.models import Patch, Task
 from scoring.roles import has_role

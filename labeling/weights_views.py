@@ -25,8 +25,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from scoring import weights as svc
-from scoring.core.registry import REGISTRY
-from scoring.core.shaping import SHAPINGS
+from scoring.core.aggregate.shaping import SHAPINGS
+from scoring.core.critics.registry import REGISTRY
 from scoring.models import ReaggregationJob, WeightAudit, WeightProfile
 from scoring.roles import IsAdmin, has_role
 from scoring.selectors import active_weights
@@ -187,7 +187,9 @@ class ProposalSerializer(serializers.Serializer):
     perf_knots = serializers.ListField(
         child=serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2), required=False
     )
-    shaping = serializers.ChoiceField(choices=list(SHAPINGS), required=False, help_text="scoring.core.shaping")
+    shaping = serializers.ChoiceField(
+        choices=list(SHAPINGS), required=False, help_text="scoring.core.aggregate.shaping"
+    )
 
     class Meta:
         ref_name = "WeightProposal"

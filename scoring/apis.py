@@ -22,9 +22,9 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from scoring import selectors, services
-from scoring.core.aggregate import Route
-from scoring.core.diffcheck import DiffError
-from scoring.core.text import unstorable
+from scoring.core.aggregate.route import Route
+from scoring.core.intake.diffcheck import DiffError
+from scoring.core.intake.text import unstorable
 from scoring.limits import BoundedJSONParser, Pagination, body_too_large, check_batch_bytes
 from scoring.models import Patch, PatchStatus, Task
 from scoring.roles import CanSubmit, is_staff_reader
@@ -212,7 +212,7 @@ class PatchInputSerializer(serializers.Serializer):
         ref_name = "PatchInput"
 
     def validate_metadata(self, value: dict) -> dict:
-        """Refuse metadata past its size limit, and text no database stores (scoring.core.text) at any depth."""
+        """Refuse metadata past its size limit, and text no database stores (scoring.core.intake.text) at any depth."""
         limit = settings.LIMITS["METADATA_BYTES"]
         size = len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
         if size > limit:

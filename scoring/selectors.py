@@ -9,10 +9,10 @@ from django.conf import settings
 from django.db.models import Prefetch, Q, QuerySet
 
 from scoring.client import reward_for
-from scoring.core import policy
-from scoring.core.aggregate import default_weights
+from scoring.core.aggregate import policy
+from scoring.core.aggregate.route import default_weights
+from scoring.core.critics.registry import CRITERIA, REGISTRY
 from scoring.core.pipeline import PIPELINE_VERSION
-from scoring.core.registry import CRITERIA, REGISTRY
 from scoring.core.types import Weights
 from scoring.models import Evaluation, Patch, PatchStatus, Task, WeightProfile
 
@@ -143,7 +143,7 @@ def patch_result(patch: Patch, *, reveal_hidden: bool, include_id: bool = True, 
 def rewards_of(*, ids: list[int]) -> dict[str, Any]:
     """The /rewards/ answer for patches `ids`, in order: {"ids", "status", "rewards", "subscores"}.
 
-    A reward is null while a patch is unfinished, and while the flag policy withholds it (scoring.core.policy: a
+    A reward is null while a patch is unfinished, and while the flag policy withholds it (core.aggregate.policy: a
     `suspicious` patch not yet labelled, when REVIEWAPP_WITHHOLD_SUSPICIOUS is on); its subscores are null too, so
     no per-criterion reward function trains on it either. Rejected patches get 0.0; failed and cancelled ones null
     (an infrastructure outcome, not the patch's).

@@ -26,14 +26,17 @@ from django.utils import timezone
 
 from scoring import affinity, notify, selectors, storage
 from scoring.conf import pipeline_settings
-from scoring.core import diffcheck, discriminator, sandbox, workspace
-from scoring.core.aggregate import Route, in_doubt
-from scoring.core.diffcheck import DiffError
+from scoring.core.aggregate.route import Route, in_doubt
+from scoring.core.critics import discriminator
+from scoring.core.critics.registry import REGISTRY
+from scoring.core.intake import diffcheck
+from scoring.core.intake.diffcheck import DiffError
+from scoring.core.intake.spec import SpecError, TaskSpec, parse_spec
+from scoring.core.intake.text import storable
 from scoring.core.pipeline import PIPELINE_VERSION, build_result, run_stage, stages, tool_versions
-from scoring.core.registry import REGISTRY
-from scoring.core.spec import SpecError, TaskSpec, parse_spec
-from scoring.core.text import storable
-from scoring.core.trees import pack_tree
+from scoring.core.sandbox import process as sandbox
+from scoring.core.sandbox import workspace
+from scoring.core.sandbox.trees import pack_tree
 from scoring.core.types import CriticResult
 from scoring.models import Evaluation, Patch, PatchStatus, StageResult, Task, WeightProfile
 
@@ -161,7 +164,7 @@ def task_spec(task: Task) -> TaskSpec:
 
 def _split_shared(spec_data: Mapping[str, Any] | str | bytes) -> tuple[Mapping[str, Any] | str | bytes, bool]:
     """(the spec without its "shared" key, that key's value). Sharing is the service's business, not the pipeline's,
-    so scoring.core.spec never sees the key. Raises ServiceError when it is not true or false; a spec that is not
+    so scoring.core.intake.spec never sees the key. Raises ServiceError when it is not true or false; a spec that is not
     a JSON object goes on unchanged, for parse_spec to name what is wrong with it."""
     data: Any = spec_data
     if isinstance(spec_data, str | bytes | bytearray):

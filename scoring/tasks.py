@@ -24,7 +24,7 @@ def worker_analyser():  # type: ignore[no-untyped-def]
     global _analyser
     if _analyser is None:
         from scoring.conf import pipeline_settings
-        from scoring.core.analyser import Analyser
+        from scoring.core.analysis.analyser import Analyser
 
         conf = pipeline_settings()
         _analyser = Analyser(

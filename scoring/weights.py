@@ -23,10 +23,10 @@ from scipy.optimize import minimize
 from labeling.models import Claim, LabelEvent
 from labeling.selectors import human_consensus
 from scoring.conf import pipeline_settings
-from scoring.core.aggregate import Route, weighted_mean
+from scoring.core.aggregate.route import Route, weighted_mean
+from scoring.core.aggregate.shaping import SHAPINGS
+from scoring.core.critics.registry import BY_NAME, CRITERIA
 from scoring.core.pipeline import PIPELINE_VERSION, build_result
-from scoring.core.registry import BY_NAME, CRITERIA
-from scoring.core.shaping import SHAPINGS
 from scoring.core.types import CriticResult, PipelineSettings, Weights
 from scoring.models import Evaluation, ReaggregationJob, WeightAudit, WeightProfile
 from scoring.models import PatchStatus as S
@@ -111,7 +111,7 @@ def proposal_validate(
 
     Rules: one non-negative weight per registry criterion, summing to more than 0; 0 <= band_low <= band_high
     <= 1; audit rate in [0, 1]; performance knots with increasing ratios and non-increasing scores; a shaping
-    named in scoring.core.shaping.SHAPINGS.
+    named in scoring.core.aggregate.shaping.SHAPINGS.
     """
     errors: dict[str, str] = {}
     if not isinstance(name, str) or not re.fullmatch(r"[-a-zA-Z0-9_]{1,50}", name):

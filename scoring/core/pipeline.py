@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scoring.core import healing, sandbox, workspace
-from scoring.core.aggregate import aggregate, default_weights
-from scoring.core.analyser import tool_versions as analysis_tool_versions
-from scoring.core.diffcheck import ParsedDiff
-from scoring.core.registry import REGISTRY
-from scoring.core.spec import TaskSpec
-from scoring.core.trees import host_lock
+from scoring.core.aggregate import healing
+from scoring.core.aggregate.route import aggregate, default_weights
+from scoring.core.analysis.analyser import tool_versions as analysis_tool_versions
+from scoring.core.critics.registry import REGISTRY
+from scoring.core.intake.diffcheck import ParsedDiff
+from scoring.core.intake.spec import TaskSpec
+from scoring.core.sandbox import process as sandbox
+from scoring.core.sandbox import workspace
+from scoring.core.sandbox.trees import host_lock
 from scoring.core.types import Critic, CriticResult, PipelineSettings, Weights
 from scoring.core.versions import package_version
 

@@ -16,8 +16,8 @@ from django.utils import timezone
 from labeling.models import Claim, LabelEvent
 from scoring import weights as svc
 from scoring.conf import pipeline_settings
+from scoring.core.critics.registry import BY_NAME
 from scoring.core.pipeline import PIPELINE_VERSION, build_result
-from scoring.core.registry import BY_NAME
 from scoring.core.types import CriticResult
 from scoring.models import Evaluation, Patch, PatchStatus, Task
 from scoring.selectors import active_weights

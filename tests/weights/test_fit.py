@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from scoring import weights as svc
-from scoring.core.aggregate import weighted_mean
-from scoring.core.registry import CRITERIA
+from scoring.core.aggregate.route import weighted_mean
+from scoring.core.critics.registry import CRITERIA
 from scoring.models import WeightProfile
 from scoring.selectors import weights_of
 from tests.weights.factories import make_label, make_scored_patch

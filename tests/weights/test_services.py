@@ -6,8 +6,8 @@ import pytest
 
 from scoring import weights as svc
 from scoring.conf import pipeline_settings
-from scoring.core.aggregate import aggregate
-from scoring.core.registry import BY_NAME
+from scoring.core.aggregate.route import aggregate
+from scoring.core.critics.registry import BY_NAME
 from scoring.core.types import CriticResult
 from scoring.models import Evaluation, Patch, PatchStatus, ReaggregationJob, WeightAudit, WeightProfile
 from scoring.selectors import weights_of

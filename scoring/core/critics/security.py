@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from scoring.core.analyser import analyse_patch, python_files, tool_versions
+from scoring.core.analysis.analyser import analyse_patch, python_files, tool_versions
+from scoring.core.analysis.findings import Finding
 from scoring.core.critics.base import BaseCritic
-from scoring.core.findings import Finding
 from scoring.core.types import CriticResult, ScoringContext
 
 SEVERITY_WEIGHT = {"LOW": 1.0, "MEDIUM": 3.0, "HIGH": 9.0}

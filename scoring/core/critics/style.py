@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from scoring.core.analyser import PatchAnalysis, analyse_patch, tool_versions
+from scoring.core.analysis.analyser import PatchAnalysis, analyse_patch, tool_versions
+from scoring.core.analysis.findings import Finding
 from scoring.core.critics.base import BaseCritic
-from scoring.core.findings import Finding
 from scoring.core.types import CriticResult, ScoringContext
 
 #: pylint's own weighting (its evaluation formula): an error counts five times a warning, refactor or convention.

@@ -14,8 +14,8 @@ from tqdm import tqdm
 
 from labeling.demo import demo_label
 from scoring import accounts, services
-from scoring.core.analyser import Analyser
-from scoring.core.spec import parse_spec
+from scoring.core.analysis.analyser import Analyser
+from scoring.core.intake.spec import parse_spec
 from scoring.models import Patch, PatchStatus, Task
 
 #: The demo accounts. Fixed passwords, re-set on every run, so the printed ones always work. Not for production.

@@ -1,8 +1,8 @@
 """Containment of the whole run: limits on all its processes together, and nothing outliving the worker.
 
 Per-process limits (RLIMIT_AS, RLIMIT_NPROC) do not bound a run that forks: each child gets its own. The run's
-cgroup does (scoring.core.cgroups). And a worker killed with SIGKILL at any instant, even while bwrap is still
-setting the sandbox up, leaves no bwrap and no sandboxed process behind (scoring.core.sandbox.spawn).
+cgroup does (scoring.core.sandbox.cgroups). And a worker killed with SIGKILL at any instant, even while bwrap is still
+setting the sandbox up, leaves no bwrap and no sandboxed process behind (scoring.core.sandbox.process.spawn).
 Each attack runs cold (one bwrap per command) and warm (forked from the zygote), with real bubblewrap.
 """
 
@@ -22,7 +22,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from scoring.core import cgroups, sandbox, warm
+from scoring.core.sandbox import cgroups, warm
+from scoring.core.sandbox import process as sandbox
 from scoring.core.types import RunLimits, RunResult
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -158,7 +159,7 @@ def test_cpu_time_counts_children_nobody_waited_for(tmp_path: Path) -> None:
 WORKER = """
 import os, signal, subprocess, sys, time
 from pathlib import Path
-from scoring.core import cgroups, sandbox, warm
+from scoring.core.sandbox import cgroups, process as sandbox, warm
 
 delay, folder, kind, marker = float(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
 sandbox.sandbox_mode(False)

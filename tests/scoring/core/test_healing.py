@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core import healing
+from scoring.core.aggregate import healing
 from scoring.core.critics.base import BaseCritic
-from scoring.core.critics.correctness import CorrectnessCritic
+from scoring.core.critics.correctness.critic import CorrectnessCritic
 from scoring.core.types import CriticResult, ScoringContext
 from tests.scoring.core.fixtures import gcd_task
 

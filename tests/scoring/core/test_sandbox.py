@@ -9,8 +9,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from scoring.core import cgroups, sandbox, warm
-from scoring.core.text import unstorable
+from scoring.core.intake.text import unstorable
+from scoring.core.sandbox import cgroups, warm
+from scoring.core.sandbox import process as sandbox
 from scoring.core.types import RunLimits
 
 QUICK = RunLimits(wall_s=10, cpu_s=5, memory_bytes=512 << 20, max_pids=32, file_size_bytes=8 << 20)

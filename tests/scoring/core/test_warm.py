@@ -16,9 +16,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from scoring.core import pipeline, sandbox, warm
-from scoring.core.critics.correctness import CorrectnessCritic
-from scoring.core.diffcheck import parse_diff
+from scoring.core import pipeline
+from scoring.core.critics.correctness.critic import CorrectnessCritic
+from scoring.core.intake.diffcheck import parse_diff
+from scoring.core.sandbox import process as sandbox
+from scoring.core.sandbox import warm
 from scoring.core.types import RunLimits, RunResult
 from tests.scoring.core.fixtures import gcd_task
 

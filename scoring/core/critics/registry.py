@@ -3,8 +3,8 @@
 A fifth criterion is a new file in scoring/core/critics/ plus one entry here.
 """
 
-from scoring.core.critics.correctness import CorrectnessCritic
-from scoring.core.critics.performance import PerformanceCritic
+from scoring.core.critics.correctness.critic import CorrectnessCritic
+from scoring.core.critics.performance.critic import PerformanceCritic
 from scoring.core.critics.security import SecurityCritic
 from scoring.core.critics.style import StyleCritic
 from scoring.core.types import Critic

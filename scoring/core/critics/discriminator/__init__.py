@@ -23,9 +23,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from scoring.core.discriminator import compare, inputs, reference, run
-from scoring.core.discriminator.probe import Unrepresentable, canonical, decode
-from scoring.core.discriminator.reference import ReferenceError
+from scoring.core.critics.discriminator import compare, inputs, reference, run
+from scoring.core.critics.discriminator.probe import Unrepresentable, canonical, decode
+from scoring.core.critics.discriminator.reference import ReferenceError
 from scoring.core.types import CriticResult, PipelineSettings, Runner, ScoringContext
 
 __all__ = ["ReferenceError", "check_reference", "combined_score", "heal", "judge", "task_facts"]

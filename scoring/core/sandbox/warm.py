@@ -3,10 +3,10 @@
 `sandbox.run(..., warm=True)` comes here for `[env NAME=value ...] python -m pytest ARGS` when the worker is root
 (a fresh uid per run needs it). Everything else takes the ordinary path, one bwrap per command, and so does a
 run the machinery fails to start (never because of the patch: a run cannot reach it); a zygote lost during a run
-raises WarmRunLost, and the stage is retried on fresh copies. scoring/core/zygote.py describes what a warm run
+raises WarmRunLost, and the stage is retried on fresh copies. scoring/core/sandbox/zygote.py describes what a warm run
 gets, which is what a cold one gets: its own mount, PID, IPC and network namespaces (only `lo`), the same
 read-only system, a fresh uid without capabilities, the same rlimits, a cgroup of its own with the same limits
-for the run as a whole (scoring.core.cgroups), the same wall clock enforced from here, the same output cap.
+for the run as a whole (scoring.core.sandbox.cgroups), the same wall clock enforced from here, the same output cap.
 The zygote is tied to the worker like a cold run's bwrap (sandbox.spawn), and has a cgroup of its own.
 
 One zygote per worker process and (runs folder, task environment); the two most recent are kept. A run that
@@ -34,7 +34,8 @@ from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
-from scoring.core import cgroups, sandbox
+from scoring.core.sandbox import cgroups
+from scoring.core.sandbox import process as sandbox
 from scoring.core.types import RunLimits, RunResult
 
 ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")

@@ -10,7 +10,7 @@ What a sandboxed command sees (see docs/sandbox.md for what this does and does n
   tmpfs mounts at /tmp and /dev/shm; the task environment read-only at /sandbox/env, on PYTHONPATH;
 - an unprivileged uid, fresh for each run, without capabilities, so RLIMIT_NPROC binds (it does not bind root);
 - RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE and RLIMIT_NPROC set by prlimit before the uid switch;
-- a cgroup for the whole run (scoring.core.cgroups), joined before bwrap starts: memory and process limits for
+- a cgroup for the whole run (scoring.core.sandbox.cgroups), joined before bwrap starts: memory and process limits for
   all its processes together, the kernel's CPU accounting, and a kill of whatever is left at the end;
 - a wall clock enforced from here: SIGKILL to bwrap's process group and to the namespace's PID 1, which takes
   every process of the namespace with it (a `setsid` daemon included);
@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scoring.core import cgroups
-from scoring.core.text import storable
+from scoring.core.intake.text import storable
+from scoring.core.sandbox import cgroups
 from scoring.core.types import RunLimits, RunResult
 
 #: Where the command finds its tree, report folder and task environment inside the sandbox.
@@ -127,7 +127,7 @@ def run(
     Never raises because of what the command does; raises SandboxUnavailable when there is no sandbox and
     `allow_unsandboxed` is false. Files in `tree` and `report_dir` are handed to the sandbox's uid.
     `warm`: a `python -m pytest` command may be forked from a warm zygote with the same isolation
-    (scoring.core.warm); any other command, or a worker that is not root, runs cold. A zygote lost during the
+    (scoring.core.sandbox.warm); any other command, or a worker that is not root, runs cold. A zygote lost during the
     run raises warm.WarmRunLost (the machinery failed, not the command: the caller retries on fresh copies).
     """
     mode = sandbox_mode(allow_unsandboxed)
@@ -144,7 +144,7 @@ def run(
     if mode == "bwrap":
         paths = {"{tree}": TREE_INSIDE, "{report_dir}": REPORT_INSIDE, "{env_dir}": ENV_INSIDE}
         if warm and uid is not None:
-            from scoring.core import warm as warm_runs
+            from scoring.core.sandbox import warm as warm_runs
 
             kwargs = {"tree": tree, "report_dir": report_dir, "env_dir": env_dir, "limits": limits, "uid": uid}
             result = warm_runs.run(_substitute(argv, paths), **kwargs)

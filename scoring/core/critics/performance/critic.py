@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from scoring.core import perfstats
 from scoring.core.critics.base import BaseCritic
-from scoring.core.trees import host_lock, remove_tree, scratch_copy
+from scoring.core.critics.performance import stats as perfstats
+from scoring.core.sandbox.trees import host_lock, remove_tree, scratch_copy
 from scoring.core.types import CriticResult, RunLimits, RunResult, ScoringContext, Weights
 
 STEP = "Step: performance check."

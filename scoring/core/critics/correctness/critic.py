@@ -1,6 +1,6 @@
 """Correctness: the task's visible and hidden tests, on the base and on the patched tree (docs/contract.md, exactly).
 
-How a run is trusted (docs/correctness.md has the full story; the runs themselves are scoring/core/critics/runner.py):
+How a run is trusted (docs/correctness.md has the full story; the runs themselves are runner.py here):
 
 - every run happens in the sandbox, in a scratch copy (never in the shared base or the patched tree itself);
 - the visible and hidden suites share one pytest process when `combine_blocker` finds nothing in the spec, the
@@ -23,10 +23,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from scoring.core import combine, discriminator
-from scoring.core.critics import runner, static_check
+from scoring.core.critics import discriminator
 from scoring.core.critics.base import BaseCritic
-from scoring.core.critics.runner import MISSING, PASSED, SuiteRun
+from scoring.core.critics.correctness import combine, runner, static_check
+from scoring.core.critics.correctness.runner import MISSING, PASSED, SuiteRun
 from scoring.core.types import CriticResult, ScoringContext
 
 _BASE_FACTS_FILE = "correctness_base.v2.json"

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from scoring.core.discriminator.probe import canonical
+from scoring.core.critics.discriminator.probe import canonical
 
 _REL_TOL = 1e-9
 _ABS_TOL = 1e-12

@@ -1,6 +1,6 @@
 """The intake's fast answer to "does this diff apply to the base?": libgit2 in-process, where git would agree.
 
-scoring.core.workspace.check_applies asks `libgit2_accepts` first and `git apply --check` whenever it says False,
+sandbox.workspace.check_applies asks `libgit2_accepts` first and `git apply --check` whenever it says False,
 so git's verdict and message stand for every refusal; `ensure_check_repo` builds, once per cached base tree, the
 bare repository libgit2 checks against. tests/scoring/core/test_apply_check.py compares the two on ~2,000 diffs.
 """
@@ -20,8 +20,8 @@ from pathlib import Path, PurePosixPath
 import pygit2
 from pygit2.enums import ApplyLocation, DeltaStatus, FileMode
 
-from scoring.core.diffcheck import DiffError, FileChange, ParsedDiff, parse_diff
-from scoring.core.trees import make_read_only, remove_tree
+from scoring.core.intake.diffcheck import DiffError, FileChange, ParsedDiff, parse_diff
+from scoring.core.sandbox.trees import make_read_only, remove_tree
 
 #: base_tree keeps `<digest>.check.git` next to `<digest>`: a bare repository whose index holds the base's files.
 _CHECK_REPO_SUFFIX = ".check.git"

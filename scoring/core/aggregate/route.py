@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from scoring.core import policy
-from scoring.core.shaping import shaped_scores
+from scoring.core.aggregate import policy
+from scoring.core.aggregate.shaping import shaped_scores
 from scoring.core.types import Critic, CriticResult, Weights
 
 
@@ -94,7 +94,7 @@ class Aggregate:
     route: Route
     flags: tuple[str, ...]
     reasons: tuple[str, ...]  # why it is routed to review, for the rationale and the queue
-    #: The subscores after the flag policy (scoring.core.policy): what the Result shows and stores.
+    #: The subscores after the flag policy (scoring.core.aggregate.policy): what the Result shows and stores.
     results: Mapping[str, CriticResult]
 
 
@@ -120,7 +120,7 @@ def aggregate(
     if correctness is None or correctness.score is None:
         final = None
     else:
-        # Reward shaping hook (scoring.core.shaping): the profile may gate the other subscores on correctness.
+        # Reward shaping hook (scoring.core.aggregate.shaping): the profile may gate the other subscores on correctness.
         scores = shaped_scores({name: r.score for name, r in results.items()}, weights.shaping)
         final = weighted_mean(scores, weights.weights)
 

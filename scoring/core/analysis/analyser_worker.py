@@ -1,6 +1,6 @@
 """The warm analyser's child process: pylint and bandit loaded once, fed requests as JSON lines.
 
-Started by scoring.core.analyser.Analyser as `python -m scoring.core.analyser_worker --memory-bytes N --cpu-s N`.
+Started by analyser.Analyser as `python -m scoring.core.analysis.analyser_worker --memory-bytes N --cpu-s N`.
 It reads one JSON request per line on stdin and answers one JSON line on the original stdout; anything the tools
 print goes to stderr, so attacker-controlled text can never forge a response. It reads code the patch wrote, so it
 lives under its own resource limits and the parent kills it on the first sign of trouble.
@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from scoring.core.findings import normalise_context
+from scoring.core.analysis.findings import normalise_context
 
 #: Files above this size are not analysed at all (the patch size limits make this rare): the note says why.
 MAX_FILE_BYTES = 2 << 20

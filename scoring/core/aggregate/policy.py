@@ -1,6 +1,6 @@
 """The flag policy: what each flag does to the correctness subscore, the route and the reward a trainer receives.
 
-One table, `POLICY`, read by scoring.core.aggregate (so fresh scoring, what-if and re-aggregation agree) and by the
+One table, `POLICY`, read by the route (aggregate.route: fresh scoring, what-if and re-aggregation agree) and by the
 `/rewards/` endpoint (withholding). docs/scoring.md ("Flag policy") shows the same table to users. Pure: no Django.
 """
 

@@ -1,7 +1,7 @@
 """The warm analyser: pylint and bandit kept loaded in one limited child process, and the patch analysis on top.
 
 Start-up dominates the command-line tools (pylint ~0.8 s, bandit ~0.25 s before reading a line), so `Analyser`
-keeps one child process (scoring.core.analyser_worker) with both tools imported and feeds it requests over pipes.
+keeps one child process (analyser_worker) with both tools imported and feeds it requests over pipes.
 The child reads attacker-written code, so it runs under an address-space limit, a generous CPU limit and a
 per-request wall clock; after a timeout, a crash, any error, or `recycle_after` requests it is killed and a fresh
 one is started on the next request. Analysis never runs in the caller's process.
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scoring.core import configread
-from scoring.core.configread import ConfigError
-from scoring.core.findings import Finding, FindingDiff, diff_findings
+from scoring.core.analysis.findings import Finding, FindingDiff, diff_findings
+from scoring.core.intake import configread
+from scoring.core.intake.configread import ConfigError
 from scoring.core.types import ScoringContext
 from scoring.core.versions import package_version
 
@@ -210,7 +210,7 @@ class Analyser:
 
     def _start(self) -> None:
         """Start a fresh child and wait until it has loaded the tools."""
-        project_root = Path(__file__).resolve().parents[2]
+        project_root = Path(__file__).resolve().parents[3]  # scoring/core/analysis/ -> the project
         home = self._home.name
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -230,7 +230,7 @@ class Analyser:
             [
                 sys.executable,
                 "-m",
-                "scoring.core.analyser_worker",
+                "scoring.core.analysis.analyser_worker",
                 f"--memory-bytes={self.memory_bytes}",
                 f"--cpu-s={cpu_s}",
             ],

@@ -26,11 +26,11 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
-from scoring.core import applycheck, configread
-from scoring.core.archive import safe_extract, sha256_file
-from scoring.core.configread import ConfigError
-from scoring.core.diffcheck import DiffError, FileChange, ParsedDiff, parse_diff
-from scoring.core.trees import make_read_only, remove_tree, scratch_copy
+from scoring.core.intake import applycheck, configread
+from scoring.core.intake.archive import safe_extract, sha256_file
+from scoring.core.intake.configread import ConfigError
+from scoring.core.intake.diffcheck import DiffError, FileChange, ParsedDiff, parse_diff
+from scoring.core.sandbox.trees import make_read_only, remove_tree, scratch_copy
 from scoring.core.types import PipelineSettings, Runner, ScoringContext
 from scoring.core.versions import package_version
 
@@ -80,7 +80,7 @@ def base_tree(archive: Path, *, cache_root: Path, strip_root: bool = True, sha25
     `sha256`, when the caller already knows the archive's digest, saves hashing it again (the intake hot path).
 
     Safe when several processes ask at once: each extracts into its own temporary folder and the first rename
-    wins. Raises scoring.core.archive.ArchiveError for a refused archive.
+    wins. Raises scoring.core.intake.archive.ArchiveError for a refused archive.
     """
     digest = sha256 or sha256_file(archive)
     target = cache_root / "bases" / (digest if strip_root else f"{digest}-overlay")

@@ -14,7 +14,7 @@ import string
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from scoring.core.discriminator.probe import Unrepresentable, canonical, decode, encode
+from scoring.core.critics.discriminator.probe import Unrepresentable, canonical, decode, encode
 
 #: Size caps of one generated case: characters of its encoded form, items of a container, characters of a string.
 MAX_CASE_CHARS = 4000

@@ -1,6 +1,6 @@
 """The warm test runner's zygote: imports pytest once, then forks one sandboxed pytest run per request.
 
-This file runs INSIDE bubblewrap, started by scoring.core.warm as `python /sandbox/zygote.py FD PREFIXES`, where FD is a
+This file runs INSIDE bubblewrap, started by sandbox.warm as `python /sandbox/zygote.py FD PREFIXES`, where FD is a
 SOCK_SEQPACKET socket to the worker. It imports only the standard library and pytest (never the project), so it
 is copied into the sandbox as a single read-only file.
 

@@ -1,7 +1,7 @@
 """The harness's pytest plugin: runs INSIDE the sandboxed test process, loaded with `-p` before any code of the tree.
 
 This file is copied into each run's tree under a random name; it imports only the standard library and pytest.
-The correctness critic (scoring/core/critics/correctness.py) reads the verdict from what this plugin streams,
+The correctness critic (scoring/core/critics/correctness/critic.py) reads the verdict from what this plugin streams,
 never from a report the process writes at its end. At import, before any code of the tree runs, it:
 
 - reads its bootstrap (a JSON file the harness put in the report folder, named by REVIEWAPP_HARNESS) and deletes it,

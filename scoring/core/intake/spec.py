@@ -17,7 +17,7 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from scoring.core.text import unstorable
+from scoring.core.intake.text import unstorable
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _SHELL_SYNTAX = (";", "|", "&", "`", "$", "<", ">", "\n", "\r")

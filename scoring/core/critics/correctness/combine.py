@@ -1,6 +1,6 @@
 """When the visible and hidden suites of a task can share one pytest process, and the file facts that decide it.
 
-Pure: no sandbox, no Django. scoring.core.critics.correctness runs the two suites as one process when
+Pure: no sandbox, no Django. scoring.core.critics.correctness.critic runs the two suites as one process when
 `combine_blocker` finds nothing that one process could change, and splits the report back by each test's file.
 """
 
@@ -14,9 +14,9 @@ from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from scoring.core import configread
-from scoring.core.configread import ConfigError
-from scoring.core.spec import PYTEST_PREFIXES
+from scoring.core.intake import configread
+from scoring.core.intake.configread import ConfigError
+from scoring.core.intake.spec import PYTEST_PREFIXES
 
 #: Options that change only what pytest prints; `-r<chars>` (the summary) too, see `_combinable_option`.
 _OUTPUT_OPTIONS = frozenset({"-q", "-qq", "--quiet", "-v", "-vv", "--verbose"})
@@ -196,7 +196,7 @@ def root_addopts(tree: Path) -> list[str] | None:
     """The addopts of every pytest configuration file at the root of `tree`, split; None if one cannot be read.
 
     All of them, not only the file pytest would pick: more options can only rule a combined run out. Total: a
-    hostile file (scoring.core.configread) or value (`addopts = 7`) gives None, never an exception.
+    hostile file (scoring.core.intake.configread) or value (`addopts = 7`) gives None, never an exception.
     """
     options: list[str] = []
     for name in sorted(_PYTEST_CONFIG_NAMES - {"setup.py"}):
