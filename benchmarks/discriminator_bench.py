@@ -19,7 +19,7 @@ from scoring.core.critics import discriminator
 from scoring.core.intake.spec import parse_spec
 from scoring.core.sandbox import process as sandbox
 from scoring.core.sandbox import workspace
-from scoring.core.sandbox.trees import pack_tree
+from scoring.core.trees import pack_tree
 from scoring.core.types import CriticResult, PipelineSettings
 
 DEMO = Path(__file__).resolve().parent.parent / "scoring" / "demo"

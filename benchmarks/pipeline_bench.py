@@ -38,7 +38,7 @@ from scoring.core.intake.diffcheck import parse_diff
 from scoring.core.intake.spec import TaskSpec, parse_spec
 from scoring.core.sandbox import process as sandbox
 from scoring.core.sandbox import warm
-from scoring.core.sandbox.trees import pack_tree
+from scoring.core.trees import pack_tree
 from scoring.core.types import PipelineSettings
 
 DEMO = Path(__file__).resolve().parent.parent / "scoring" / "demo"

@@ -91,9 +91,7 @@ class ResultSerializer(serializers.Serializer):
 
 
 def result_of(request, patch: Patch) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    from labeling.selectors import human_consensus
-
-    return selectors.patch_result(patch, reveal_hidden=is_staff_reader(request.user), human=human_consensus(patch))
+    return selectors.patch_result(patch, reveal_hidden=is_staff_reader(request.user), human=selectors.human_of(patch))
 
 
 #: Spec keys that name or describe hidden material: a shared task's spec shows them to its owner only.

@@ -167,7 +167,7 @@ class WeightAudit(models.Model):
 
 
 class ReaggregationJob(models.Model):
-    """One re-aggregation of every current Evaluation under a weight profile (scoring.weights.reaggregate).
+    """One re-aggregation of every current Evaluation under a weight profile (tuning.services.reaggregate).
 
     Written by the background task as it goes, read by the /weights/ progress bar and the API.
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -104,6 +105,23 @@ def hide_hidden_tests(subscores: dict[str, Any]) -> dict[str, Any]:
     return subscores
 
 
+#: Reads the `human` part of a Result (the consensus of the reviewers' labels). The labeling app registers its
+#: reader in LabelingConfig.ready: labels live a layer up, and scoring never imports labeling.
+HumanReader = Callable[[Patch], "dict[str, Any] | None"]
+_human_reader: HumanReader = lambda patch: None  # noqa: E731 (no labels without the labeling app)
+
+
+def human_reader_register(reader: HumanReader) -> None:
+    """Make `reader` the one that fills the `human` part of Results (called once, at start-up)."""
+    global _human_reader
+    _human_reader = reader
+
+
+def human_of(patch: Patch) -> dict[str, Any] | None:
+    """The `human` part of a patch's Result, from the registered reader; None before anyone labels it."""
+    return _human_reader(patch)
+
+
 def patch_result(patch: Patch, *, reveal_hidden: bool, include_id: bool = True, human: Any = None) -> dict[str, Any]:
     """The Result JSON of docs/contract.md for one patch, whatever its status."""
     evaluation = current_evaluation(patch) if patch.status not in (PatchStatus.REJECTED,) else None
@@ -191,3 +209,17 @@ def tasks_visible_to(user: Any) -> QuerySet[Task]:
     if not is_staff_reader(user):
         queryset = queryset.filter(Q(shared=True) | Q(created_by=user))
     return queryset
+
+
+def critic_input(patch: Patch) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """(task spec, diff, Result) of a patch: what export and critic inference both give build_messages.
+
+    One function for both, so an exported row and a fresh inference see the same prompt.
+    """
+    return dict(patch.task.spec), patch.diff, patch_result(patch, reveal_hidden=True, include_id=False)
+
+
+def tools_comments(evaluation_meta: Mapping[str, Any], comments: str) -> str:
+    """The comments the pipeline wrote, without what the learned critic added (critic.services keeps them)."""
+    critic = evaluation_meta.get("critic") or {}
+    return critic.get("tools_comments", comments) if isinstance(critic, Mapping) else comments

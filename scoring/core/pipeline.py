@@ -20,9 +20,9 @@ from scoring.core.analysis.analyser import tool_versions as analysis_tool_versio
 from scoring.core.critics.registry import REGISTRY
 from scoring.core.intake.diffcheck import ParsedDiff
 from scoring.core.intake.spec import TaskSpec
+from scoring.core.sandbox import bwrap, workspace
 from scoring.core.sandbox import process as sandbox
-from scoring.core.sandbox import workspace
-from scoring.core.sandbox.trees import host_lock
+from scoring.core.trees import host_lock
 from scoring.core.types import Critic, CriticResult, PipelineSettings, Weights
 from scoring.core.versions import package_version
 
@@ -66,10 +66,10 @@ def run_stage(
 ) -> StageOutcome:
     """Run `critics` on one patched tree, heal the uncertain ones, and return their results with timings.
 
-    Raises sandbox.SandboxUnavailable when there is no sandbox and unsandboxed runs are not allowed; anything
+    Raises bwrap.SandboxUnavailable when there is no sandbox and unsandboxed runs are not allowed; anything
     the patch itself does ends up in the results, never as an exception.
     """
-    mode = sandbox.sandbox_mode(settings.allow_unsandboxed)
+    mode = bwrap.sandbox_mode(settings.allow_unsandboxed)
     timings: dict[str, float] = {}
 
     # Test runs hold the host lock shared; a benchmark takes it exclusively (in its critic), so no test run

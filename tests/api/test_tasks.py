@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from scoring.core.sandbox.trees import pack_tree
+from scoring.core.trees import pack_tree
 from scoring.models import Task
 from tests.helpers import TINY
 

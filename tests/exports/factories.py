@@ -6,7 +6,7 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from labeling.exports import VAL_SHARE, _bucket
+from exports.services import VAL_SHARE, _bucket
 from labeling.models import LabelEvent
 from scoring.core.aggregate.route import weighted_mean
 from scoring.core.critics.registry import CRITERIA

@@ -372,7 +372,7 @@ class Stack:
 
     def register_tiny_task(self, token: str) -> None:
         """Register the `tiny` task through POST /api/v1/tasks/ (multipart, archives packed from the fixture)."""
-        from scoring.core.sandbox.trees import pack_tree
+        from scoring.core.trees import pack_tree
 
         spec = json.loads((TINY / "spec.json").read_text())
         for key in ("repo", "hidden_tests"):

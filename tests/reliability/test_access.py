@@ -216,7 +216,7 @@ def _register(api, name: str, tmp_path, *, shared: bool | None = None) -> int:  
     """Register the tiny fixture under `name` through POST /api/v1/tasks/ as `api`'s account; the status."""
     import json
 
-    from scoring.core.sandbox.trees import pack_tree
+    from scoring.core.trees import pack_tree
     from tests.helpers import TINY
 
     spec = {"name": name, "test_command": "python -m pytest -q tests", "hidden_test_command": "pytest -q hidden_x"}

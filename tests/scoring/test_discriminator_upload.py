@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from scoring import services
-from scoring.core.sandbox.trees import pack_tree
+from scoring.core.trees import pack_tree
 from scoring.models import Task
 from tests.helpers import TINY
 

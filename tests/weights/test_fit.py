@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scoring import weights as svc
 from scoring.core.aggregate.route import weighted_mean
 from scoring.core.critics.registry import CRITERIA
 from scoring.models import WeightProfile
 from scoring.selectors import weights_of
 from tests.weights.factories import make_label, make_scored_patch
+from tuning import services as svc
 
 TRUE = {"correctness": 0.55, "style": 0.05, "performance": 0.15, "security": 0.25}
 

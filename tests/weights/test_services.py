@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from scoring import weights as svc
 from scoring.conf import pipeline_settings
 from scoring.core.aggregate.route import aggregate
 from scoring.core.critics.registry import BY_NAME
@@ -12,6 +11,7 @@ from scoring.core.types import CriticResult
 from scoring.models import Evaluation, Patch, PatchStatus, ReaggregationJob, WeightAudit, WeightProfile
 from scoring.selectors import weights_of
 from tests.weights.factories import DEFAULT, make_claim, make_label, make_scored_patch, new_version
+from tuning import services as svc
 
 pytestmark = pytest.mark.django_db
 

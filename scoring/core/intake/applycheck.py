@@ -21,7 +21,7 @@ import pygit2
 from pygit2.enums import ApplyLocation, DeltaStatus, FileMode
 
 from scoring.core.intake.diffcheck import DiffError, FileChange, ParsedDiff, parse_diff
-from scoring.core.sandbox.trees import make_read_only, remove_tree
+from scoring.core.trees import make_read_only, remove_tree
 
 #: base_tree keeps `<digest>.check.git` next to `<digest>`: a bare repository whose index holds the base's files.
 _CHECK_REPO_SUFFIX = ".check.git"

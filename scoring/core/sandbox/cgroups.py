@@ -17,7 +17,7 @@ owns it (NS: its PID namespace; START: its start time, so a reused pid is not mi
   (a v2 cgroup holding processes cannot: delegate a subtree to the worker, see docs/sandbox.md).
 
 A process joins by writing "0" (itself) to each cgroup.procs, through descriptors opened here: a cold run does it
-in the child before exec (scoring.core.sandbox.process.spawn), a warm run in its supervisor, forked one run ahead, with
+in the child before exec (scoring.core.sandbox.bwrap.spawn), a warm run in its supervisor, forked one run ahead, with
 the descriptors sent to the zygote (scoring.core.sandbox.zygote). A worker killed with SIGKILL leaves its cgroups to its
 watcher (`watch`), or to the next worker's sweep. Without a usable layout (not root, a controller missing)
 `create` returns None, runs keep their per-process limits only, and a warning is logged once per process.

@@ -7,7 +7,7 @@ raises WarmRunLost, and the stage is retried on fresh copies. scoring/core/sandb
 gets, which is what a cold one gets: its own mount, PID, IPC and network namespaces (only `lo`), the same
 read-only system, a fresh uid without capabilities, the same rlimits, a cgroup of its own with the same limits
 for the run as a whole (scoring.core.sandbox.cgroups), the same wall clock enforced from here, the same output cap.
-The zygote is tied to the worker like a cold run's bwrap (sandbox.spawn), and has a cgroup of its own.
+The zygote is tied to the worker like a cold run's bwrap (bwrap.spawn), and has a cgroup of its own.
 
 One zygote per worker process and (runs folder, task environment); the two most recent are kept. A run that
 outlives its wall clock takes its zygote down with it (SIGKILL to the whole bwrap), and the next run starts a
@@ -34,8 +34,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
-from scoring.core.sandbox import cgroups
-from scoring.core.sandbox import process as sandbox
+from scoring.core.sandbox import bwrap, cgroups
 from scoring.core.types import RunLimits, RunResult
 
 ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
@@ -135,7 +134,7 @@ def prestart(runs_root: Path, env_dir: Path | None = None) -> bool:
     A worker pays for a zygote once, not per task or patch (as for the warm analyser); this moves that cost
     out of the first patch's time. False when warm runs are impossible here (no bubblewrap, not root).
     """
-    if os.geteuid() != 0 or sandbox.sandbox_mode(allow_unsandboxed=True) != "bwrap":
+    if os.geteuid() != 0 or bwrap.sandbox_mode(allow_unsandboxed=True) != "bwrap":
         return False
     with _lock:
         return _zygote(runs_root.resolve(), env_dir.resolve() if env_dir else None) is not None
@@ -156,24 +155,24 @@ class Zygote:
         mounts = [
             "--ro-bind", str(ZYGOTE_SCRIPT), ZYGOTE_INSIDE,
             "--bind", str(runs_root), RUNS_INSIDE,
-            "--dir", sandbox.TREE_INSIDE,
-            "--dir", sandbox.REPORT_INSIDE,
+            "--dir", bwrap.TREE_INSIDE,
+            "--dir", bwrap.REPORT_INSIDE,
         ]  # fmt: skip
         # The task environment is mounted but not on the zygote's path: its code must not run with privileges.
-        args = sandbox.bwrap_args(mounts, env_dir, env_on_path=False)
+        args = bwrap.bwrap_args(mounts, env_dir, env_on_path=False)
         capabilities = [arg for name in _CAPABILITIES for arg in ("--cap-add", name)]
         command = [
             "/usr/bin/env", "-i", args[0], "--info-fd", str(side_write), *capabilities, *args[1:],
             sys.executable, ZYGOTE_INSIDE, str(theirs.fileno()),
-            json.dumps([str(path) for path in sandbox._python_prefixes()]),
+            json.dumps([str(path) for path in bwrap.python_prefixes()]),
         ]  # fmt: skip
-        # Tied to this process (sandbox.spawn): the zygote, and every run in it, dies with the worker. In a cgroup
+        # Tied to this process (bwrap.spawn): the zygote, and every run in it, dies with the worker. In a cgroup
         # of its own (no limits: it is not a run) that the worker's watcher empties if the worker is killed while
         # bwrap is still setting the zygote's sandbox up (cgroups.watch).
         self.group = cgroups.create(memory_bytes=None, max_pids=None)
         join = self.group.open_procs() if self.group else []
         try:
-            self.process = sandbox.spawn(
+            self.process = bwrap.spawn(
                 command,
                 join=join,
                 lasting=True,
@@ -200,7 +199,7 @@ class Zygote:
         except (OSError, ValueError):
             ready = {}
         # A pidfd names the namespace's PID 1 for good: a kill can never reach a process that reused its number.
-        child_pid = sandbox._child_pid(sandbox._drain(side_read))
+        child_pid = bwrap.namespace_init_pid(bwrap.drain(side_read))
         self.child: int | None = None
         with contextlib.suppress(OSError, TypeError):
             self.child = os.pidfd_open(child_pid)
@@ -256,13 +255,11 @@ class Zygote:
         if usage is not None and usage.cpu_s is not None:
             cpu_s = usage.cpu_s
         limit_hit = usage.limit_hit if usage else None
-        return sandbox.run_result(
-            collected, code=code, cpu_s=cpu_s, started=started, limits=limits, limit_hit=limit_hit
-        )
+        return bwrap.run_result(collected, code=code, cpu_s=cpu_s, started=started, limits=limits, limit_hit=limit_hit)
 
     def _exchange(
         self, request: dict, limits: RunLimits, started: float, join: list[int]
-    ) -> tuple[sandbox.Collected, int, float] | None:
+    ) -> tuple[bwrap.Collected, int, float] | None:
         """Send the request (with the run's output pipe and the next run's cgroup), collect its output and reply.
 
         (output, exit code as a shell reports it, CPU seconds by the zygote's count), or None when the run did
@@ -291,7 +288,7 @@ class Zygote:
 
         try:
             deadline = started + limits.wall_s
-            collected = sandbox.collect_output(output_read, deadline=deadline, limits=limits, exited=exited)
+            collected = bwrap.collect_output(output_read, deadline=deadline, limits=limits, exited=exited)
         finally:
             os.close(output_read)
         if collected.timed_out:

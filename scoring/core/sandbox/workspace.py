@@ -30,7 +30,7 @@ from scoring.core.intake import applycheck, configread
 from scoring.core.intake.archive import safe_extract, sha256_file
 from scoring.core.intake.configread import ConfigError
 from scoring.core.intake.diffcheck import DiffError, FileChange, ParsedDiff, parse_diff
-from scoring.core.sandbox.trees import make_read_only, remove_tree, scratch_copy
+from scoring.core.trees import make_read_only, remove_tree, scratch_copy
 from scoring.core.types import PipelineSettings, Runner, ScoringContext
 from scoring.core.versions import package_version
 

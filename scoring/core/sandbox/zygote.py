@@ -65,7 +65,7 @@ MS_PRIVATE, MNT_DETACH = 1 << 18, 2
 PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 RUNS, TREE, REPORT, ENV = "/sandbox/runs", "/sandbox/tree", "/sandbox/report", "/sandbox/env"
-#: The folders of the worker's Python (from the worker: sandbox._python_prefixes), read-only in every run.
+#: The folders of the worker's Python (from the worker: sandbox.python_prefixes), read-only in every run.
 PYTHON_PREFIXES: tuple[str, ...] = ()
 #: Requests carry pytest's arguments (hidden test files included): room for long lists.
 MAX_MESSAGE = 1 << 20

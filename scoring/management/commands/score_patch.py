@@ -24,7 +24,7 @@ from scoring.core.intake.spec import SpecError, parse_spec
 from scoring.core.sandbox import process as sandbox
 from scoring.core.sandbox import workspace
 from scoring.core.sandbox.process import SandboxUnavailable
-from scoring.core.sandbox.trees import pack_tree
+from scoring.core.trees import pack_tree
 
 
 def _as_archive(source: Path | None, dest: Path) -> Path | None:

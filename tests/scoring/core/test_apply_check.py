@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from scoring.core.intake import applycheck
 from scoring.core.intake.diffcheck import DiffError, parse_diff
 from scoring.core.sandbox import workspace
-from scoring.core.sandbox.trees import pack_tree
+from scoring.core.trees import pack_tree
 from tests.scoring.core.fixtures import gcd_task
 from tests.scoring.core.test_diffcheck import SIMPLE, git
 from tests.scoring.core.test_fuzz_intake import SAFE, diffs

@@ -12,7 +12,7 @@ from scoring.core.critics.correctness.critic import CorrectnessCritic
 from scoring.core.intake.spec import parse_spec
 from scoring.core.sandbox import process as sandbox
 from scoring.core.sandbox import workspace
-from scoring.core.sandbox.trees import pack_tree
+from scoring.core.trees import pack_tree
 from scoring.core.types import PipelineSettings
 
 DEMO = Path(__file__).resolve().parents[3] / "scoring" / "demo"

@@ -14,7 +14,7 @@ import pytest
 from scoring.core.critics.performance.critic import PerformanceCritic
 from scoring.core.intake.spec import TaskSpec
 from scoring.core.sandbox import process as sandbox
-from scoring.core.sandbox.trees import host_lock
+from scoring.core.trees import host_lock
 from scoring.core.types import CriticResult, PipelineSettings, ScoringContext, Weights
 
 LINEAR = """\

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from scoring.core.sandbox.trees import read_regular_file, scratch_copy
+from scoring.core.trees import read_regular_file, scratch_copy
 from scoring.core.types import RunLimits, RunResult, ScoringContext
 
 #: Outcomes in a run; only "passed" counts as passing.

@@ -18,7 +18,7 @@ from pathlib import Path
 from scoring.core.intake.archive import ArchiveError, safe_extract
 from scoring.core.intake.diffcheck import DiffError, parse_diff
 from scoring.core.sandbox import workspace
-from scoring.core.sandbox.trees import remove_tree, scratch_copy
+from scoring.core.trees import remove_tree, scratch_copy
 from scoring.core.types import RunLimits, Runner
 
 _ARCHIVE_MAGIC = (b"\x1f\x8b", b"PK\x03\x04")

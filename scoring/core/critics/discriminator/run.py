@@ -18,7 +18,7 @@ from typing import Any
 
 from scoring.core.critics.discriminator import probe
 from scoring.core.critics.discriminator.reference import visible_tests_argv
-from scoring.core.sandbox.trees import read_regular_file, remove_tree, scratch_copy
+from scoring.core.trees import read_regular_file, remove_tree, scratch_copy
 from scoring.core.types import RunLimits, Runner
 
 _PROBE_SOURCE = Path(probe.__file__)

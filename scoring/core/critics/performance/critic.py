@@ -27,7 +27,7 @@ import numpy as np
 
 from scoring.core.critics.base import BaseCritic
 from scoring.core.critics.performance import stats as perfstats
-from scoring.core.sandbox.trees import host_lock, remove_tree, scratch_copy
+from scoring.core.trees import host_lock, remove_tree, scratch_copy
 from scoring.core.types import CriticResult, RunLimits, RunResult, ScoringContext, Weights
 
 STEP = "Step: performance check."

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from labeling import weights_views as views
+from tuning import views
 
 urlpatterns = [
     path("weights/", views.weights_page, name="weights"),

@@ -1,7 +1,7 @@
 """The learned critic's view on a scored patch, recorded next to what the tools measured. Never instead of it.
 
 The critic (scoring.core.learned.model.CriticModel) reads the same prompt an `sft` export holds
-(labeling.exports.critic_input -> build_messages). Its view is recorded per criterion under
+(scoring.selectors.critic_input -> build_messages). Its view is recorded per criterion under
 `evidence["critic"]` and in `meta["critic"]`; the measured scores, the final score and the tools' flags stay as
 they are. When it disagrees with a measured subscore by more than DISAGREE_MARGIN, the evaluation gets the flag
 `critic_disagrees`, its queue priority confidence (`min_confidence`) drops to 1 - the largest difference, and a
@@ -19,9 +19,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from labeling.exports import critic_input, tools_comments
 from labeling.models import CriticRun
-from scoring import services  # a module import: scoring.services may import this module lazily
+from scoring import services
 from scoring.conf import pipeline_settings
 from scoring.core.aggregate.route import Route
 from scoring.core.learned.model import MODEL_ENV, CriticModel
@@ -29,8 +28,7 @@ from scoring.core.learned.prompt import CRITIC_EVIDENCE_KEY
 from scoring.core.learned.verdict import Verdict, VerdictError
 from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.models import Evaluation, Patch, PatchStatus
-from scoring.selectors import weights_of
-from scoring.weights import rebuild
+from scoring.selectors import critic_input, tools_comments, weights_of
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +140,7 @@ def _record(
         fields = ["subscores", "meta", "comments", "updated_at"]
         if disagrees:
             # The view is in meta now: the one scoring path gives the flag and the route (scoring.core.aggregate.route).
-            result = rebuild(evaluation, weights_of(evaluation.weight_profile), pipeline_settings())
+            result = services.rebuild(evaluation, weights_of(evaluation.weight_profile), pipeline_settings())
             evaluation.flags, evaluation.route = result["flags"], result["route"]
             evaluation.min_confidence = min(evaluation.min_confidence, round(1.0 - max(deltas.values()), 4))
             fields += ["flags", "min_confidence", "route"]
@@ -183,25 +181,3 @@ def critic_run_record(*, report: dict[str, Any], version: str, data: str) -> Cri
         mae=report["mae"],
         metrics=report,
     )
-
-
-def critic_runs_series(*, last: int = 50) -> dict[str, Any]:
-    """The metrics of the last `last` critic evaluations, oldest first, as chart data (labels and series).
-
-    `mae` is the mean over the criteria that had a comparable score. Missing values are None (a gap).
-    """
-    runs = list(CriticRun.objects.order_by("-id")[:last])[::-1]
-
-    def mean_mae(run: CriticRun) -> float | None:
-        values = [v for v in run.mae.values() if v is not None]
-        return round(sum(values) / len(values), 4) if values else None
-
-    return {
-        "labels": [f"{run.version} ({run.created_at:%m-%d %H:%M})" for run in runs],
-        "series": [
-            {"label": "valid JSON rate", "data": [run.valid_json_rate for run in runs]},
-            {"label": "band agreement", "data": [run.band_agreement for run in runs]},
-            {"label": "correctness agreement", "data": [run.correctness_agreement for run in runs]},
-            {"label": "mean absolute error", "data": [mean_mae(run) for run in runs]},
-        ],
-    }

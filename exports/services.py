@@ -44,17 +44,17 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
+from exports.parquet import parquet_path, write_parquet
 from labeling.models import ExportJob, LabelEvent
-from labeling.parquet import parquet_path, write_parquet
 from labeling.selectors import human_consensus, latest_labels
-from scoring import storage
+from scoring import queueing, storage
 from scoring.conf import pipeline_settings
 from scoring.core.critics.registry import CRITERIA
 from scoring.core.learned.prompt import DIFF_CHAR_BUDGET, pairwise_row, sft_row, system_prompt
 from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.core.sandbox import workspace
 from scoring.models import Evaluation, Patch, PatchStatus, Task
-from scoring.selectors import patch_result
+from scoring.selectors import critic_input, patch_result, tools_comments
 
 FORMATS: tuple[str, ...] = ("sft", "pairwise", "raw", "raw-safe")
 
@@ -126,20 +126,6 @@ def reviewer_pseudonym(reviewer_id: int) -> str:
     """
     digest = hmac.new(settings.SECRET_KEY.encode(), f"reviewer:{reviewer_id}".encode(), hashlib.sha256)
     return f"reviewer-{digest.hexdigest()[:16]}"
-
-
-def critic_input(patch: Patch) -> tuple[dict[str, Any], str, dict[str, Any]]:
-    """(task spec, diff, Result) of a patch: what export and critic inference both give build_messages.
-
-    One function for both, so an exported row and a fresh inference see the same prompt.
-    """
-    return dict(patch.task.spec), patch.diff, patch_result(patch, reveal_hidden=True, include_id=False)
-
-
-def tools_comments(evaluation_meta: Mapping[str, Any], comments: str) -> str:
-    """The comments the pipeline wrote, without what the learned critic added (labeling.critic keeps them)."""
-    critic = evaluation_meta.get("critic") or {}
-    return critic.get("tools_comments", comments) if isinstance(critic, Mapping) else comments
 
 
 # --- what a trainer must not read -------------------------------------------------------------------------
@@ -725,10 +711,8 @@ def export_job_start(
 
 
 def _enqueue_export(job_id: int) -> None:
-    from labeling.tasks import export_run
-
     try:
-        export_run.delay(job_id)
+        queueing.send(queueing.EXPORT_RUN, job_id)
     except Exception as exc:  # kombu raises many types for a dead broker; the page must say so, not spin
         ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.PENDING).update(
             status=ExportJob.Status.FAILED, error=f"could not reach the task queue: {exc}", finished_at=timezone.now()

@@ -16,22 +16,30 @@ from typing import Any
 
 import numpy as np
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Prefetch, Q
 from django.utils import timezone
 from scipy.optimize import minimize
 
-from labeling.models import Claim, LabelEvent
-from labeling.selectors import human_consensus
+from labeling.models import LabelEvent
+from labeling.selectors import held_exprs, human_consensus
+from scoring import queueing
 from scoring.conf import pipeline_settings
-from scoring.core.aggregate.route import Route, weighted_mean
+from scoring.core.aggregate.route import weighted_mean
 from scoring.core.aggregate.shaping import SHAPINGS
-from scoring.core.critics.registry import BY_NAME, CRITERIA
-from scoring.core.pipeline import PIPELINE_VERSION, build_result
-from scoring.core.types import CriticResult, PipelineSettings, Weights
+from scoring.core.critics.registry import CRITERIA
+from scoring.core.types import PipelineSettings, Weights
 from scoring.models import Evaluation, ReaggregationJob, WeightAudit, WeightProfile
 from scoring.models import PatchStatus as S
 from scoring.selectors import weights_of
-from scoring.services import Conflict, ServiceError, evaluation_fields, patch_transition
+from scoring.services import (
+    Conflict,
+    ServiceError,
+    current_evaluations,
+    evaluation_fields,
+    patch_transition,
+    queue_move,
+    rebuild,
+)
 
 log = logging.getLogger(__name__)
 
@@ -257,10 +265,8 @@ def profile_activate(*, profile: WeightProfile, actor: Any) -> ReaggregationJob:
 
 def reaggregation_enqueue(*, job: ReaggregationJob) -> None:
     """Send the job to a worker. A broker outage fails the job with a message (activating again retries)."""
-    from scoring.tasks import reaggregate as reaggregate_task
-
     try:
-        reaggregate_task.apply_async((job.profile_id, job.pk))
+        queueing.send(queueing.REAGGREGATE, job.profile_id, job.pk)
     except Exception as exc:  # kombu raises many types for a dead broker; the page must say so, not crash
         log.warning("could not enqueue re-aggregation job %s", job.pk, exc_info=True)
         ReaggregationJob.objects.filter(pk=job.pk, status=Job.PENDING).update(
@@ -268,50 +274,6 @@ def reaggregation_enqueue(*, job: ReaggregationJob) -> None:
             error=f"could not reach the task queue ({type(exc).__name__}); activate again to retry",
             finished_at=timezone.now(),
         )
-
-
-def queue_move(status: str, route: str, *, held: bool) -> str | None:
-    """The status a patch moves to under a new route, or None: only scored <-> needs_review (docs/contract.md).
-
-    A patch enters the queue when its route is no longer `auto`; it leaves only when nobody holds it (a live
-    claim or any label). Reviewed, failed and every other status stay where they are.
-    """
-    if status == S.SCORED and route != Route.AUTO:
-        return S.NEEDS_REVIEW
-    if status == S.NEEDS_REVIEW and route == Route.AUTO and not held:
-        return S.SCORED
-    return None
-
-
-def _held(now: Any, patch_ref: str) -> tuple[Exists, Exists]:
-    """Whether someone holds the patch at `patch_ref`: a live claim, any label."""
-    claimed = Exists(Claim.objects.filter(patch=OuterRef(patch_ref), lease_until__gt=now))
-    labelled = Exists(LabelEvent.objects.filter(patch=OuterRef(patch_ref)))
-    return claimed, labelled
-
-
-def current_evaluations() -> QuerySet[Evaluation]:
-    """Evaluations of the current pipeline version, with what re-building them needs."""
-    return Evaluation.objects.filter(pipeline_version=PIPELINE_VERSION).select_related("patch__task")
-
-
-def rebuild(
-    evaluation: Evaluation, weights: Weights, settings: PipelineSettings, *, held: bool = False
-) -> dict[str, Any]:
-    """The Result of a stored Evaluation under `weights`: the scoring path itself, run on stored subscores (and the
-    learned critic's view stored in its meta). `held`: a reviewer holds the patch, so it stays in the queue."""
-    results = {
-        name: CriticResult.from_json(name, data) for name, data in evaluation.subscores.items() if name in BY_NAME
-    }
-    return build_result(
-        task_name=evaluation.patch.task.name,
-        results=results,
-        weights=weights,
-        settings=settings,
-        audit_key=evaluation.patch.diff_sha256,
-        meta=evaluation.meta,
-        held=held,
-    )
 
 
 def _reaggregate_one(
@@ -325,7 +287,7 @@ def _reaggregate_one(
     if move == S.NEEDS_REVIEW and patch_transition(patch_id=patch.pk, source=(S.SCORED,), target=S.NEEDS_REVIEW):
         outcome = "entered"
     elif move == S.SCORED:
-        claimed, labelled = _held(now, "pk")
+        claimed, labelled = held_exprs(now, "pk")
         # The hold is checked in the same UPDATE that moves the patch, so a claim taken a moment ago wins.
         if patch_transition(patch_id=patch.pk, source=(S.NEEDS_REVIEW,), target=S.SCORED, extra=Q(~claimed, ~labelled)):
             outcome = "left"
@@ -420,7 +382,7 @@ def _mean_distance(pairs: Sequence[tuple[float | None, float]]) -> float | None:
 
 def _recent(last_n: int, now: Any) -> list[Evaluation]:
     """The current evaluations of the last `last_n` scored patches, with hold and labels prefetched."""
-    claimed, labelled = _held(now, "patch_id")
+    claimed, labelled = held_exprs(now, "patch_id")
     queryset = (
         current_evaluations()
         .filter(patch__status__in=SCORED_STATUSES)

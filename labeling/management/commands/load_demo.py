@@ -14,12 +14,11 @@ from tqdm import tqdm
 
 from labeling.demo import demo_label
 from scoring import accounts, services
+from scoring.accounts import DEMO_ACCOUNTS
 from scoring.core.analysis.analyser import Analyser
 from scoring.core.intake.spec import parse_spec
 from scoring.models import Patch, PatchStatus, Task
 
-#: The demo accounts. Fixed passwords, re-set on every run, so the printed ones always work. Not for production.
-DEMO_ACCOUNTS = (("reviewer", "reviewer", "review-demo-2026"), ("admin", "admin", "admin-demo-2026"))
 DEMO_LABELLER = "demo"
 DEMO_CLIENT = "demo-trainer"
 

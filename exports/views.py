@@ -1,7 +1,7 @@
 """/exports/ and /api/v1/exports/: admins export labels (with a progress bar), download the files and follow the
 learned critic's metrics over its versions. Reviewers get 403 everywhere here; anonymous visitors the login page.
 
-Thin: parse the input, call labeling.exports, shape the output.
+Thin: parse the input, call exports.services, shape the output.
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from labeling import exports
-from labeling.critic import critic_runs_series
+from exports import services as exports
+from exports.parquet import parquet_path
 from labeling.models import CriticRun, ExportJob
-from labeling.parquet import parquet_path
-from labeling.weights_views import admin_required
-from scoring.roles import IsAdmin
+from labeling.selectors import critic_runs_series
+from scoring.roles import IsAdmin, admin_required
 
 PAGE = "exports/exports.html"
 FINISHED = {ExportJob.Status.DONE, ExportJob.Status.FAILED}

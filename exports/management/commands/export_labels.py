@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from tqdm import tqdm
 
-from labeling.exports import DEFAULT_MIN_MARGIN, FORMATS, ExportError, export_labels, manifest_path
+from exports.services import DEFAULT_MIN_MARGIN, FORMATS, ExportError, export_labels, manifest_path
 
 
 def parse_cutoff(value: str | None) -> datetime | None:

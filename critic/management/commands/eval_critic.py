@@ -14,8 +14,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from labeling.critic import critic_run_record
-from labeling.management.commands.train_critic import bad_input, check_data, check_model, critic_extras
+from critic.management.commands.train_critic import bad_input, check_data, check_model, critic_extras
+from critic.services import critic_run_record
 from scoring.selectors import active_weights
 
 

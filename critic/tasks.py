@@ -1,4 +1,4 @@
-"""Celery tasks of the `critic` queue (reviewapp.celery routes `labeling.tasks.*` there), off the reward path.
+"""Celery tasks of the `critic` queue (reviewapp.celery routes `critic.tasks.*` there), off the reward path.
 
 Thin: fetch, call a service. Both tasks are idempotent, so a redelivered message does no harm.
 """
@@ -11,23 +11,9 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
 
-from labeling import critic, exports
-from labeling.models import ExportJob
+from critic import services as critic
 
 log = logging.getLogger(__name__)
-
-
-@shared_task(acks_late=True)
-def export_run(job_id: int) -> str:
-    """Write the file of one ExportJob (the /exports/ page and the API start them)."""
-    job = ExportJob.objects.filter(pk=job_id).first()
-    if job is None:
-        return "no such job"
-    try:
-        return exports.export_job_run(job=job).status
-    except SoftTimeLimitExceeded:
-        exports.export_job_fail(job=job, error="ran past its time limit; export from the command line instead")
-        return "timed out"
 
 
 @shared_task(acks_late=True)
@@ -60,3 +46,8 @@ def _send_review(patch_id: int) -> None:
             critic_review.delay(patch_id)
     except Exception:  # kombu raises many types for a dead broker; a database hiccup is no reason to fail either
         log.warning("could not enqueue the critic for patch %s", patch_id, exc_info=True)
+
+
+def on_patch_finalized(sender: object, *, patch_id: int, **_kwargs: object) -> None:
+    """Receiver of scoring.signals.patch_finalized (connected in CriticConfig.ready): off the reward path."""
+    critic_enqueue(patch_id)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from labeling import export_views as views
+from exports import views
 
 urlpatterns = [
     path("exports/", views.exports_page, name="exports"),
