@@ -6,27 +6,22 @@ a fresh patch, so the what-if, an activation and a new patch can never disagree.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, Q
 from django.utils import timezone
-from scipy.optimize import minimize
 
 from labeling.models import LabelEvent
 from labeling.selectors import held_exprs, human_consensus
 from scoring import queueing
 from scoring.conf import pipeline_settings
-from scoring.core.aggregate.route import weighted_mean
+from scoring.core import tuning as tuning_math
 from scoring.core.aggregate.shaping import SHAPINGS
-from scoring.core.critics.registry import CRITERIA
 from scoring.core.types import PipelineSettings, Weights
 from scoring.models import Evaluation, ReaggregationJob, WeightAudit, WeightProfile
 from scoring.models import PatchStatus as S
@@ -46,8 +41,6 @@ log = logging.getLogger(__name__)
 Job = ReaggregationJob.Status
 #: Statuses whose patches have a current Evaluation worth showing in the what-if.
 SCORED_STATUSES = (S.SCORED, S.NEEDS_REVIEW, S.REVIEWED)
-#: Histogram of final scores: ten bins of 0.1; 1.0 falls in the last one.
-BINS = tuple(f"{i / 10:.1f}-{(i + 1) / 10:.1f}" for i in range(10))
 MAX_LAST_N = 5000
 RACE = "another profile was activated at the same moment; reload and try again"
 
@@ -61,47 +54,6 @@ class WeightsInvalid(ServiceError):
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__("; ".join(f"{field}: {problem}" for field, problem in errors.items()), errors=errors)
         self.errors = errors
-
-
-def _number(value: Any) -> float | None:
-    """A finite float from a number or numeric text; None for anything else (booleans included)."""
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _clean_weights(weights: Any, errors: dict[str, str]) -> dict[str, float]:
-    if not isinstance(weights, Mapping) or set(weights) != set(CRITERIA):
-        errors["weights"] = f"give exactly one weight per criterion: {', '.join(CRITERIA)}"
-        return {}
-    values = {name: _number(weights[name]) for name in CRITERIA}
-    if any(value is None or value < 0 for value in values.values()):
-        errors["weights"] = "every weight must be a number >= 0"
-        return {}
-    total = sum(values.values())  # type: ignore[arg-type]
-    if total <= 0:
-        errors["weights"] = "at least one weight must be above 0"
-        return {}
-    return {name: round(value / total, 6) for name, value in values.items()}  # type: ignore[operator]
-
-
-def _clean_knots(knots: Any, errors: dict[str, str]) -> tuple[tuple[float, float], ...]:
-    problem = "give at least two [ratio, score] pairs, ratios > 0 and increasing, scores in [0, 1] not increasing"
-    try:
-        pairs = tuple((_number(ratio), _number(score)) for ratio, score in knots)
-    except (TypeError, ValueError):
-        errors["perf_knots"] = problem
-        return ()
-    ok = len(pairs) >= 2 and all(r is not None and s is not None and r > 0 and 0 <= s <= 1 for r, s in pairs)
-    ok = ok and all(a[0] < b[0] and a[1] >= b[1] for a, b in itertools.pairwise(pairs))
-    if not ok:
-        errors["perf_knots"] = problem
-        return ()
-    return pairs  # type: ignore[return-value]
 
 
 def proposal_validate(
@@ -124,13 +76,13 @@ def proposal_validate(
     errors: dict[str, str] = {}
     if not isinstance(name, str) or not re.fullmatch(r"[-a-zA-Z0-9_]{1,50}", name):
         errors["name"] = "letters, digits, '-' and '_' only, at most 50"
-    clean = _clean_weights(weights, errors)
-    low, high, rate = _number(band_low), _number(band_high), _number(audit_rate)
+    clean = tuning_math.clean_weights(weights, errors)
+    low, high, rate = tuning_math.number(band_low), tuning_math.number(band_high), tuning_math.number(audit_rate)
     if low is None or high is None or not 0 <= low <= high <= 1:
         errors["band"] = "need 0 <= low <= high <= 1"
     if rate is None or not 0 <= rate <= 1:
         errors["audit_rate"] = "need a rate in [0, 1]"
-    knots = _clean_knots(perf_knots, errors)
+    knots = tuning_math.clean_knots(perf_knots, errors)
     if shaping not in SHAPINGS:
         errors["shaping"] = f"choose one of {', '.join(SHAPINGS)}"
     if errors:
@@ -353,8 +305,8 @@ class WhatIf:
 
     n: int
     bins: tuple[str, ...]
-    now: list[int]  # histogram of the stored final scores
-    proposed: list[int]  # histogram of the final scores under the proposal
+    now: list[int]  # tuning_math.histogram of the stored final scores
+    proposed: list[int]  # tuning_math.histogram of the final scores under the proposal
     unscored_now: int  # final score null (correctness not measured)
     unscored_proposed: int
     changed: int  # patches whose final score would change
@@ -364,20 +316,6 @@ class WhatIf:
     labelled: int  # patches with a human final score
     distance_now: float | None  # mean |final - human final| over labelled patches
     distance_proposed: float | None
-
-
-def histogram(scores: Sequence[float | None]) -> tuple[list[int], int]:
-    """Counts per 0.1 bin of [0, 1], and how many scores are null."""
-    counts = [0] * len(BINS)
-    for score in scores:
-        if score is not None:
-            counts[min(int(score * len(BINS)), len(BINS) - 1)] += 1
-    return counts, sum(score is None for score in scores)
-
-
-def _mean_distance(pairs: Sequence[tuple[float | None, float]]) -> float | None:
-    distances = [abs(score - human) for score, human in pairs if score is not None]
-    return round(sum(distances) / len(distances), 4) if distances else None
 
 
 def _recent(last_n: int, now: Any) -> list[Evaluation]:
@@ -421,100 +359,31 @@ def what_if(*, proposed: Weights, last_n: int = 500) -> WhatIf:
         if human is not None and human["final_score"] is not None:
             human_pairs_now.append((evaluation.final_score, human["final_score"]))
             human_pairs_new.append((final, human["final_score"]))
-    now_counts, now_null = histogram(stored)
-    new_counts, new_null = histogram(new)
+    now_counts, now_null = tuning_math.histogram(stored)
+    new_counts, new_null = tuning_math.histogram(new)
     return WhatIf(
         n=len(stored),
-        bins=BINS,
+        bins=tuning_math.BINS,
         now=now_counts,
         proposed=new_counts,
         unscored_now=now_null,
         unscored_proposed=new_null,
         changed=sum(a != b for a, b in zip(stored, new, strict=True)),
         labelled=len(human_pairs_new),
-        distance_now=_mean_distance(human_pairs_now),
-        distance_proposed=_mean_distance(human_pairs_new),
+        distance_now=tuning_math.mean_distance(human_pairs_now),
+        distance_proposed=tuning_math.mean_distance(human_pairs_new),
         **moves,
     )
 
 
 # --- the fit to human labels -------------------------------------------------------------------------------
 
-Row = tuple[Mapping[str, float | None], float]  # (subscores, human final score)
 
-
-@dataclass(frozen=True)
-class Fit:
-    """Weights fitted to human final scores, and how far the aggregation under them stays from those scores."""
-
-    weights: dict[str, float]
-    n: int
-    rmse: float
-    mae: float
-
-
-def fit_error(rows: Sequence[Row], weights: Mapping[str, float]) -> tuple[float, float]:
-    """(RMSE, MAE) of the real aggregation (weighted_mean, nulls renormalised) against the human scores."""
-    residuals = []
-    for scores, human in rows:
-        predicted = weighted_mean(scores, weights)
-        residuals.append((predicted if predicted is not None else 0.0) - human)
-    errors = np.asarray(residuals, dtype=float)
-    return round(float(np.sqrt(np.mean(errors**2))), 4), round(float(np.mean(np.abs(errors))), 4)
-
-
-def fit_weights(rows: Sequence[Row], *, criteria: Sequence[str] = CRITERIA) -> Fit:
-    """Least-squares weights (each >= 0, summing to 1) that make the aggregation match the human scores.
-
-    The model is the aggregation itself: a null subscore leaves the mean and the other weights renormalise, so
-    the prediction is sum(w_i s_i) / sum(w_i over measured i). SLSQP minimises the squared error under
-    w >= 0 and sum(w) = 1 with the exact gradient. With no nulls this is the plain simplex-constrained linear
-    least squares. Raises ValueError without rows.
-    """
-    if not rows:
-        raise ValueError("no labelled patches to fit")
-    table = np.array([[np.nan if s.get(c) is None else s[c] for c in criteria] for s, _ in rows], dtype=float)
-    measured = (~np.isnan(table)).astype(float)
-    scores = np.nan_to_num(table)
-    target = np.array([human for _, human in rows], dtype=float)
-    k, n = len(criteria), len(rows)
-    tiny = 1e-9
-
-    def residual(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        total = np.maximum(measured @ w, tiny)
-        predicted = (scores @ w) / total
-        return predicted - target, predicted, total
-
-    def loss(w: np.ndarray) -> float:
-        r, _, _ = residual(w)
-        return float(r @ r / n)
-
-    def gradient(w: np.ndarray) -> np.ndarray:
-        r, predicted, total = residual(w)
-        jacobian = (scores - predicted[:, None] * measured) / total[:, None]
-        return 2 * jacobian.T @ r / n
-
-    solution = minimize(
-        loss,
-        np.full(k, 1.0 / k),
-        jac=gradient,
-        method="SLSQP",
-        bounds=[(0.0, 1.0)] * k,
-        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)}],
-        options={"ftol": 1e-12, "maxiter": 500},
-    )
-    w = np.clip(solution.x, 0.0, None)
-    w = w / w.sum()
-    weights = {name: round(float(value), 4) for name, value in zip(criteria, w, strict=True)}
-    rmse, mae = fit_error(rows, weights)
-    return Fit(weights=weights, n=n, rmse=rmse, mae=mae)
-
-
-def labelled_rows(*, weights: Weights, last_n: int = MAX_LAST_N) -> list[Row]:
+def labelled_rows(*, weights: Weights, last_n: int = MAX_LAST_N) -> list[tuning_math.Row]:
     """(subscores re-scored under `weights`, human final score) of recently labelled patches with correctness
     measured: the data the fit and its error are computed on."""
     settings = pipeline_settings()
-    rows: list[Row] = []
+    rows: list[tuning_math.Row] = []
     for evaluation in _recent(last_n, timezone.now()):
         human = human_consensus(evaluation.patch, dict(weights.weights))
         if human is None or human["final_score"] is None:
@@ -530,7 +399,7 @@ def labelled_rows(*, weights: Weights, last_n: int = MAX_LAST_N) -> list[Row]:
 class FitReport:
     """The fitted weights next to the error of the weights the admin is looking at, on the same labels."""
 
-    fit: Fit
+    fit: tuning_math.Fit
     current_rmse: float
     current_mae: float
 
@@ -543,5 +412,5 @@ def fit_to_labels(*, proposed: Weights, last_n: int = MAX_LAST_N) -> FitReport:
     rows = labelled_rows(weights=proposed, last_n=last_n)
     if not rows:
         raise ServiceError("no labelled patches with a measured correctness yet: nothing to fit", status=409)
-    current_rmse, current_mae = fit_error(rows, proposed.weights)
-    return FitReport(fit=fit_weights(rows), current_rmse=current_rmse, current_mae=current_mae)
+    current_rmse, current_mae = tuning_math.fit_error(rows, proposed.weights)
+    return FitReport(fit=tuning_math.fit_weights(rows), current_rmse=current_rmse, current_mae=current_mae)

@@ -17,13 +17,14 @@ from typing import Any
 from scoring.core.aggregate import healing
 from scoring.core.aggregate.route import aggregate, default_weights
 from scoring.core.analysis.analyser import tool_versions as analysis_tool_versions
+from scoring.core.critics.base import Critic
 from scoring.core.critics.registry import REGISTRY
 from scoring.core.intake.diffcheck import ParsedDiff
 from scoring.core.intake.spec import TaskSpec
 from scoring.core.sandbox import bwrap, workspace
 from scoring.core.sandbox import process as sandbox
 from scoring.core.trees import host_lock
-from scoring.core.types import Critic, CriticResult, PipelineSettings, Weights
+from scoring.core.types import CriticResult, PipelineSettings, Weights
 from scoring.core.versions import package_version
 
 #: Bumped whenever a change to the pipeline can change a score. Evaluations are unique per version.

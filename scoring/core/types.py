@@ -149,27 +149,6 @@ class PipelineSettings:
     warm_tests: bool = True
 
 
-class Critic(Protocol):
-    """A pluggable scorer. Listed once in scoring.core.critics.REGISTRY; no ORM, no Django.
-
-    `evaluate` must not raise on anything the patch does: hostile code becomes a score, flags and rationale.
-    `heal` spends more effort on exactly the doubt in `previous` (more runs, re-runs of failing tests) within
-    `budget_s` seconds and returns a new result whose rationale extends the old one.
-    """
-
-    name: str
-    label: str
-    default_weight: float
-
-    def evaluate(self, ctx: ScoringContext) -> CriticResult: ...
-
-    def heal(self, ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult: ...
-
-    def rescore(self, result: CriticResult, weights: Weights) -> CriticResult:
-        """Score again from stored evidence under another weight profile (e.g. performance knots). No re-run."""
-        ...
-
-
 @dataclass(frozen=True)
 class Weights:
     """A weight profile as pure data: a weight per criterion, the borderline band, the audit rate, perf knots."""

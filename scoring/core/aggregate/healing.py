@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 
-from scoring.core.types import Critic, CriticResult, ScoringContext
+from scoring.core.critics.base import Critic
+from scoring.core.types import CriticResult, ScoringContext
 
 
 def heal_all(

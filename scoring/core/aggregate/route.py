@@ -13,7 +13,8 @@ from enum import StrEnum
 
 from scoring.core.aggregate import policy
 from scoring.core.aggregate.shaping import shaped_scores
-from scoring.core.types import Critic, CriticResult, Weights
+from scoring.core.critics.base import Critic
+from scoring.core.types import CriticResult, Weights
 
 
 def default_weights(critics: Iterable[Critic], *, name: str = "default", version: int = 1) -> Weights:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from scoring.core.critics.registry import GATE
+
 SUM = "sum"
 GATED = "gated"
 #: Every shaping a profile may name, with the one-line description the weights page shows.
@@ -23,7 +25,6 @@ SHAPINGS: Mapping[str, str] = {
     SUM: "weighted sum of the subscores",
     GATED: "other subscores count in proportion to correctness (a no-op earns 0)",
 }
-GATE = "correctness"
 
 
 def shaped_scores(scores: Mapping[str, float | None], shaping: str) -> dict[str, float | None]:

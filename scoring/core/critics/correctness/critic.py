@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from scoring.core.critics import discriminator
-from scoring.core.critics.base import BaseCritic
+from scoring.core.critics.base import Critic
 from scoring.core.critics.correctness import combine, runner, static_check
 from scoring.core.critics.correctness.runner import MISSING, PASSED, SuiteRun
 from scoring.core.types import CriticResult, ScoringContext
@@ -37,12 +37,13 @@ _COMBINED_BASE_FACTS_FILE = "correctness_base_combined.v2.json"
 SUITES = ("visible", "hidden")
 
 
-class CorrectnessCritic(BaseCritic):
+class CorrectnessCritic(Critic):
     """Grades a patch by the task's tests, visible and hidden, against the base tree's results."""
 
     name = "correctness"
     label = "Correctness"
     default_weight = 0.4
+    gates_reward = True  # a patch that fixes nothing earns nothing under the `gated` shaping
     queue = "exec"
 
     def evaluate(self, ctx: ScoringContext) -> CriticResult:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from scoring.core.critics.base import BaseCritic
+from scoring.core.critics.base import Critic
 from scoring.core.critics.performance import stats as perfstats
 from scoring.core.trees import host_lock, remove_tree, scratch_copy
 from scoring.core.types import CriticResult, RunLimits, RunResult, ScoringContext, Weights
@@ -54,7 +54,7 @@ class BenchmarkFailed(Exception):
         self.side, self.result, self.why = side, result, why
 
 
-class PerformanceCritic(BaseCritic):
+class PerformanceCritic(Critic):
     """Scores how much slower the patch makes the task's benchmark, and only when it can show it."""
 
     name = "performance"
