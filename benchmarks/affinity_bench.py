@@ -122,8 +122,11 @@ def _outcomes(ids: list[int], hosts: list[str], mode: str) -> list[dict[str, Any
     return out
 
 
-def run(*, per_task: int = 4, rounds: int = 2) -> dict[str, Any]:
-    """Score `rounds` x `per_task` patches of each demo task per mode with two workers; see the module docstring."""
+def run(*, per_task: int = 4, rounds: int = 2, warm_up: bool = True) -> dict[str, Any]:
+    """Score `rounds` x `per_task` patches of each demo task per mode with two workers; see the module docstring.
+
+    `warm_up=False` skips the warm-up round (the smoke test: the figures then include cold caches).
+    """
     django_ready()
     logs = Path(os.environ["REVIEWAPP_DATA_DIR"]) / "worker-logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -134,14 +137,14 @@ def run(*, per_task: int = 4, rounds: int = 2) -> dict[str, Any]:
     def fresh(count: int) -> dict[str, list[str]]:
         return {name: [varied(good[name], next(counter)) for _ in range(count)] for name in TASKS}
 
-    workers = _workers("shared", logs)
-    try:
-        _live("shared")
-        log("affinity: warm-up round (one patch per task, caches on disk)")
-        warm = _submit(tasks, fresh(1))
-        _wait(warm, timeout_s=600)
-    finally:
-        _stop(workers)
+    if warm_up:
+        workers = _workers("shared", logs)
+        try:
+            _live("shared")
+            log("affinity: warm-up round (one patch per task, caches on disk)")
+            _wait(_submit(tasks, fresh(1)), timeout_s=600)
+        finally:
+            _stop(workers)
     patches: list[dict[str, Any]] = []
     walls: dict[str, list[float]] = {mode: [] for mode in MODES}
     for r in range(rounds):

@@ -154,7 +154,7 @@ def test_affinity_runs_two_real_workers_in_each_mode(tmp_path) -> None:
     with redis_url(tmp_path) as redis:
         result = call_in_child(
             "benchmarks.affinity_bench:run",
-            {"per_task": 1, "rounds": 1},
+            {"per_task": 1, "rounds": 1, "warm_up": False},
             timeout_s=600,
             env=django_env(tmp_path / "affinity", redis),
         )
