@@ -246,7 +246,7 @@ def test_command_runs_as_an_unprivileged_user_without_capabilities(tree: Path) -
     """
     result = sandbox.run(python(code), tree=tree, limits=QUICK)
     uid, euid, caps = result.output.split()
-    assert int(uid) >= sandbox._UID_BASE and uid == euid
+    assert int(uid) >= bwrap.UID_BASE and uid == euid
     assert int(caps, 16) == 0
 
 
