@@ -16,10 +16,10 @@ import json
 import pytest
 from django.core.management import call_command
 
-from labeling.exports import AUDIENCE, FORMATS, export_labels, manifest_path
-from scoring.core import discriminator
+from exports.services import AUDIENCE, FORMATS, export_labels, manifest_path
+from scoring.core.critics import discriminator
+from scoring.core.intake.spec import parse_spec
 from scoring.core.learned.prompt import DISCRIMINATOR_SYSTEM
-from scoring.core.spec import parse_spec
 from scoring.models import Patch
 from scoring.selectors import patch_result
 from scoring.services import patch_score_inline, task_create_from_dirs
@@ -126,8 +126,8 @@ def test_no_file_but_the_admins_holds_the_reference_source_or_the_hidden_tests(s
 
 
 def test_api_clients_and_the_critics_prompt_never_see_the_per_input_verdicts(scored):
-    from labeling.exports import critic_input
     from scoring.core.learned.prompt import build_messages
+    from scoring.selectors import critic_input
 
     hard = scored["hard"]
     stored = hard.evaluations.get().subscores["correctness"]["evidence"]["discriminator"]

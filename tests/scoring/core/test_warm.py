@@ -16,9 +16,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from scoring.core import pipeline, sandbox, warm
-from scoring.core.critics.correctness import CorrectnessCritic
-from scoring.core.diffcheck import parse_diff
+from scoring.core import pipeline
+from scoring.core.critics.correctness.critic import CorrectnessCritic
+from scoring.core.intake.diffcheck import parse_diff
+from scoring.core.sandbox import bwrap, warm
+from scoring.core.sandbox import process as sandbox
 from scoring.core.types import RunLimits, RunResult
 from tests.scoring.core.fixtures import gcd_task
 
@@ -161,7 +163,7 @@ def test_a_warm_run_sees_the_same_world_as_a_cold_one(runs: Path) -> None:
         facts[mode] = json.loads((runs / mode / "tree" / "facts.json").read_text())
     hot, cold = facts["warm"], facts["cold"]
     assert hot["cwd"] == hot["path0"] == cold["cwd"] == "/sandbox/tree"
-    assert hot["uid"] >= sandbox._UID_BASE and hot["uid"] != cold["uid"]
+    assert hot["uid"] >= bwrap.UID_BASE and hot["uid"] != cold["uid"]
     assert set(hot["caps"].values()) == {0}, hot["caps"]
     assert hot["nnp"] == "1"
     assert hot["runs"] == [], "a run must not see the other runs' folders"
@@ -452,8 +454,8 @@ def test_a_python_installed_below_tmp_stays_visible_in_a_run(
     prefix.mkdir()
     (prefix / "below_tmp.py").write_text("WHERE = __file__\n")
     assert str(prefix).startswith("/tmp/")
-    real = sandbox._python_prefixes()
-    monkeypatch.setattr(sandbox, "_python_prefixes", lambda: (*real, prefix))
+    real = bwrap.python_prefixes()
+    monkeypatch.setattr(bwrap, "python_prefixes", lambda: (*real, prefix))
     code = f"""
         import sys
 
