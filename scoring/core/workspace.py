@@ -178,6 +178,11 @@ def _git_apply(diff: ParsedDiff | str, tree: Path, *, check: bool) -> None:
     GIT_CEILING_DIRECTORIES stops git from finding a repository above the tree (a checkout the worker runs in),
     so paths are taken relative to the tree and no git metadata is read or written; no global or system git
     configuration can change the behaviour.
+
+    git also lists the paths it applies to (`--numstat -z`), and they must be exactly the paths the intake parser
+    read: every revert, the static check and the critics judge the parser's paths, so a name git reads otherwise
+    (a date after a space, `+++ b/conftest.py 2026-12-06 21:00:00`, which git cuts off and a parser may keep)
+    would let a file into the tree that nothing judges. In a scratch tree the refusal comes after git wrote.
     """
     text = diff.text if isinstance(diff, ParsedDiff) else diff
     with tempfile.TemporaryDirectory(prefix="git-home-") as home:
@@ -189,7 +194,8 @@ def _git_apply(diff: ParsedDiff | str, tree: Path, *, check: bool) -> None:
             "GIT_CONFIG_GLOBAL": os.devnull,
             "GIT_CEILING_DIRECTORIES": str(tree.parent),
         }
-        argv = ["git", "apply", "--whitespace=nowarn", *(["--check"] if check else []), "-"]
+        # --numstat alone only reads the diff: --check (which also tests that it applies) or --apply is added.
+        argv = ["git", "apply", "--whitespace=nowarn", "--numstat", "-z", "--check" if check else "--apply", "-"]
         try:
             done = subprocess.run(
                 argv, input=text.encode(), cwd=tree, env=env, capture_output=True, timeout=_GIT_TIMEOUT_S, check=False
@@ -199,6 +205,27 @@ def _git_apply(diff: ParsedDiff | str, tree: Path, *, check: bool) -> None:
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").replace(str(tree), "").strip()
         raise DiffError(f"the diff does not apply to the base repository: {message[:1000]}")
+    _check_git_read_the_parsed_paths(diff if isinstance(diff, ParsedDiff) else parse_diff(diff), done.stdout)
+
+
+def _check_git_read_the_parsed_paths(parsed: ParsedDiff, numstat: bytes) -> None:
+    """Raise DiffError unless the paths in git's `--numstat -z` output are the paths `parsed` writes or deletes.
+
+    git names one path per file: the new one (the old one of a deletion). The source of a rename is not listed;
+    git checks it against the '---' name itself (an "inconsistent old filename" is refused).
+    """
+    by_git = {
+        record.split(b"\t", 2)[-1].decode("utf-8", "surrogateescape") for record in numstat.split(b"\0") if record
+    }
+    by_parser = {change.path for change in parsed.files}
+    if by_git != by_parser:
+        only_git = ", ".join(repr(path) for path in sorted(by_git - by_parser)) or "nothing else"
+        only_parser = ", ".join(repr(path) for path in sorted(by_parser - by_git)) or "nothing else"
+        raise DiffError(
+            f"git reads the file names of this diff otherwise than its headers say: git would write {only_git}"[:500]
+            + f", the headers name {only_parser}"[:500]
+            + ". Write file names as `git diff` does (a name with a space ends with a tab)."
+        )
 
 
 def is_test_path(path: str, spec: object) -> bool:
