@@ -7,22 +7,14 @@ from pathlib import Path
 import pytest
 
 from scoring.core import pipeline, workspace
+from scoring.core.critics.correctness import grade
+from scoring.core.critics.runner import SuiteRun
 from scoring.core.diffcheck import DiffError, check_paths_exist, parse_diff
 from tests.scoring.core.fixtures import gcd_task
 
 #: Test infrastructure that fixes gcd for the tests only: the shipped package stays wrong. Where a patch may not
 #: add a conftest.py (it is reverted and flagged tamper), this one scores correctness 1.0 if it gets through.
-FIXING_CONFTEST = (
-    "import math\n"
-    "import gcd\n"
-    "\n"
-    "\n"
-    "def _gcd(a, b):\n"
-    "    return math.gcd(a, b)\n"
-    "\n"
-    "\n"
-    "gcd.gcd = _gcd\n"
-)
+FIXING_CONFTEST = "import math\nimport gcd\n\n\ndef _gcd(a, b):\n    return math.gcd(a, b)\n\n\ngcd.gcd = _gcd\n"
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +62,79 @@ def test_a_file_git_names_otherwise_than_the_parser_cannot_escape_the_reverts(ta
         return
     correctness = result["subscores"]["correctness"]
     assert correctness["score"] == 0.0 or "tamper" in result["flags"], (result["final_score"], correctness)
+
+
+#: The gcd module, still wrong, with one coin tossed per test run: heads, a call on the inputs the base gets wrong
+#: ends the run (its own crash, or a kill of its process group), so every test after it is missing; tails, it
+#: fails as on the base. No run passes an F2P test, yet across healing's re-runs each one changes outcome. The
+#: warning's text reads as a memory limit in the output, which lowers the first run's confidence: healing runs.
+COIN_TOSSING_GCD = '''"""Greatest common divisors."""
+
+import math
+import os
+import signal
+import warnings
+
+warnings.warn("MemoryError")
+
+
+def lcm(a, b):
+    """Return the least common multiple of a and b."""
+    return abs(a * b) // math.gcd(a, b) if a and b else 0
+
+
+HEADS = os.urandom(1)[0] & 1
+
+
+def gcd(a, b):
+    """Return the greatest common divisor of a and b (never negative)."""
+    if b == 0:
+        return abs(a)
+    if HEADS:
+        {ending}
+    return 1
+'''
+
+
+@pytest.mark.parametrize(
+    "ending",
+    ["os.kill(os.getpid(), signal.SIGSEGV)", "os.killpg(0, signal.SIGKILL)"],
+    ids=["crash", "kill-the-process-group"],
+)
+def test_failures_made_unsteady_on_purpose_still_count_as_failures(tmp_path: Path, ending: str) -> None:
+    """Before the fix: final reward 1.0, route auto, for a gcd still wrong (every test 'flaky', so none graded).
+
+    Eight runs per patch (healing's re-runs raised from 2 to 7): the coin lands the same way in all of them, which
+    would hide the attack, once in 128. With the default 2 re-runs the attack won 3 times in 4.
+    """
+    spec, base_archive, hidden_archive, settings = gcd_task.task(tmp_path, flaky_reruns=7)
+    diff = gcd_task.make_diff({"gcd/__init__.py": COIN_TOSSING_GCD.format(ending=ending)})
+    result = pipeline.score(
+        spec=spec, diff=parse_diff(diff), base_archive=base_archive, hidden_archive=hidden_archive, settings=settings
+    )
+    correctness = result["subscores"]["correctness"]
+    assert correctness["score"] == 0.0, (result["final_score"], result["flags"], correctness["rationale"])
+
+
+def test_only_a_test_the_base_is_unsteady_on_too_leaves_both_sets(task) -> None:
+    """The task's own flaky test is not held against a patch; one the patch made unsteady counts as failing."""
+    base = {"visible": _suite(f2p="failed", p2p="passed")}
+    runs = [
+        {"visible": _suite(f2p="passed", p2p="failed")},
+        {"visible": _suite(f2p="failed", p2p="passed")},
+        {"visible": _suite(f2p="skipped", p2p="passed")},
+    ]
+    with gcd_task.prepared(task, gcd_task.fix_diff()) as ctx:
+        tasks_own = grade(ctx, base, runs, [], healed=True, task_flaky=frozenset({("visible", "f2p")}))
+        patch_made = grade(ctx, base, runs, [], healed=True, task_flaky=frozenset({("visible", "p2p")}))
+        both = frozenset({("visible", "f2p"), ("visible", "p2p")})
+        steady = grade(ctx, base, runs, [], healed=True, task_flaky=both)
+    assert tasks_own.score == 0.0  # f2p leaves, p2p (unsteady on the patched tree only) fails: 0 of 1 P2P
+    assert tasks_own.evidence["flaky_visible"] == ["f2p"]
+    assert patch_made.score == 0.0  # p2p leaves, f2p counts as failing: 0 of 1 F2P
+    assert patch_made.evidence["flaky_visible"] == ["p2p"] and patch_made.evidence["unsteady"] == 1
+    assert steady.score == 1.0  # both leave: nothing is left to fail
+
+
+def _suite(**tests: str) -> SuiteRun:
+    return SuiteRun(tests=dict(tests), canary="failed", returncode=1, finished=True)
