@@ -321,7 +321,8 @@ def grade(
     evidence: dict[str, Any] = {}
     f2p_total = f2p_pass = p2p_total = p2p_pass = 0
     flaky: dict[str, list[str]] = {}
-    patch_unsteady = unsteady(base, runs) - task_flaky
+    changed = unsteady(base, runs)
+    task_leaves, patch_unsteady = changed & task_flaky, changed - task_flaky
     failing_by_suite: dict[str, int] = {}
     for suite, base_run in base.items():
         tests_evidence = []
@@ -330,7 +331,7 @@ def grade(
         for key, base_outcome in sorted(base_run.tests.items()):
             outcomes = [_outcome_now(key, run[suite]) for run in runs]
             now = outcomes[0]
-            if (suite, key) in task_flaky and len({outcome == PASSED for outcome in outcomes}) > 1:
+            if (suite, key) in task_leaves:
                 flaky[suite].append(key)
                 now = "flaky"
             else:
