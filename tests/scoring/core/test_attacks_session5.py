@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core import pipeline, workspace
-from scoring.core.critics.correctness import grade
-from scoring.core.critics.runner import SuiteRun
-from scoring.core.diffcheck import DiffError, check_paths_exist, parse_diff
+from scoring.core import pipeline
+from scoring.core.critics.correctness.critic import SuiteRun, grade
+from scoring.core.intake.diffcheck import DiffError, check_paths_exist, parse_diff
+from scoring.core.sandbox import workspace
 from tests.scoring.core.fixtures import gcd_task
 
 #: Test infrastructure that fixes gcd for the tests only: the shipped package stays wrong. Where a patch may not
