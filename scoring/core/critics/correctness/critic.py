@@ -90,7 +90,9 @@ class CorrectnessCritic(Critic):
         if reruns == 0:
             return previous
         steps.append(f"Step: healing. Re-ran the tests {reruns} more time(s) to separate flaky from failing tests.")
-        task_flaky = base_unsteady(ctx, base, combined=combined) if unsteady(base, runs) else frozenset()
+        task_flaky, base_runs = (
+            base_unsteady(ctx, base, combined=combined, deadline=deadline) if unsteady(base, runs) else (frozenset(), 0)
+        )
         healed = grade(
             ctx,
             base,
@@ -100,6 +102,7 @@ class CorrectnessCritic(Critic):
             runs_apart=patched_blocker,
             shared_process=combined,
             task_flaky=task_flaky,
+            base_runs=base_runs,
         )
         return discriminator.judge(ctx, healed, previous)
 
@@ -140,26 +143,37 @@ def unsteady(base: Mapping[str, SuiteRun], runs: Sequence[Mapping[str, SuiteRun]
     return frozenset(found)
 
 
-def base_unsteady(ctx: ScoringContext, base: Mapping[str, SuiteRun], *, combined: bool) -> frozenset[tuple[str, str]]:
-    """The task's own flaky tests: unsteady over the cached base run and `flaky_reruns` more, once per task and mode.
+def base_unsteady(
+    ctx: ScoringContext, base: Mapping[str, SuiteRun], *, combined: bool, deadline: float
+) -> tuple[frozenset[tuple[str, str]], int]:
+    """The task's own flaky tests, unsteady over the cached base run and up to `flaky_reruns` more, and how many
+    runs that was. The re-runs stop at `deadline` (healing's budget); a complete set is cached once per task and
+    mode, like the base facts (a complete file renamed into place).
 
     Healing asks only when a patched test changed outcome. Without it, a patch that randomly crashes or skips
     (one coin per run) made every failing test "flaky", and flaky tests leave both sets: a patch that fixed
-    nothing scored 1.0. Cached like the base facts (a complete file renamed into place).
+    nothing scored 1.0.
     """
     path = ctx.task_cache_dir / (_COMBINED_BASE_RERUNS_FILE if combined else _BASE_RERUNS_FILE)
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        return frozenset((suite, key) for suite, key in json.loads(path.read_text()))
-    reruns = [
-        run_suites(ctx, ctx.base_dir, list(base), combined=combined) for _ in range(max(1, ctx.settings.flaky_reruns))
-    ]
+        cached = json.loads(path.read_text())
+        return frozenset((suite, key) for suite, key in cached["unsteady"]), int(cached["runs"])
+    wanted = max(1, ctx.settings.flaky_reruns)
+    reruns: list[dict[str, SuiteRun]] = []
+    started = time.monotonic()
+    while len(reruns) < wanted:
+        per_run = (time.monotonic() - started) / len(reruns) if reruns else 0.0
+        if deadline - time.monotonic() <= per_run:
+            break
+        reruns.append(run_suites(ctx, ctx.base_dir, list(base), combined=combined))
     found = unsteady(base, [base, *reruns])
-    ctx.task_cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".base-", dir=ctx.task_cache_dir)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(sorted(found), handle)
-    os.replace(tmp, path)
-    return found
+    if len(reruns) == wanted:
+        ctx.task_cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".base-", dir=ctx.task_cache_dir)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"runs": 1 + wanted, "unsteady": sorted(found)}, handle)
+        os.replace(tmp, path)
+    return found, 1 + len(reruns)
 
 
 def choose_mode(ctx: ScoringContext) -> tuple[bool, str | None]:
@@ -308,12 +322,13 @@ def grade(
     runs_apart: str | None = None,
     shared_process: bool = False,
     task_flaky: frozenset[tuple[str, str]] = frozenset(),
+    base_runs: int = 1,
 ) -> CriticResult:
     """Score the patched runs against the base, exactly as docs/contract.md says; the first run is the reference.
 
     With several runs (healing), a test that passes in some runs and fails in others is flaky and leaves both sets
-    when the base is unsteady on it too (`task_flaky`, see `base_unsteady`); unsteady on the patched tree only, the
-    patch made it unreliable and it counts as failing.
+    when the base is unsteady on it too (`task_flaky`, over `base_runs` runs, see `base_unsteady`); unsteady on the
+    patched tree only, the patch made it unreliable and it counts as failing.
     `runs_apart` is why the patched tree ruled out one process for both suites (see `choose_mode`); it goes to the
     hidden evidence, which API clients do not see, because a patch could probe it for the hidden tests' names.
     """
@@ -404,7 +419,8 @@ def grade(
         evidence["unsteady"] = len(patch_unsteady)
         steps.append(
             f"Step: flakiness. {len(patch_unsteady)} test(s) passed in some runs and failed in others on the patched "
-            "tree only (the base is steady on them): the patch made them unreliable, so they count as failing."
+            f"tree only (the base gave the same outcome in {base_runs} run(s)): the patch made them unreliable, so "
+            "they count as failing."
         )
     if healed and not flaky_count and not patch_unsteady:
         steps.append("Step: flakiness. Every re-run gave the same outcomes; the failures are real.")
