@@ -25,7 +25,7 @@ from scoring import selectors, services
 from scoring.core.aggregate import Route
 from scoring.core.diffcheck import DiffError
 from scoring.core.text import unstorable
-from scoring.limits import BoundedJSONParser, Pagination, body_too_large, check_batch_bytes
+from scoring.limits import BoundedJSONParser, CursorPages, Pagination, body_too_large, check_batch_bytes
 from scoring.models import Patch, PatchStatus, Task
 from scoring.roles import CanSubmit, is_staff_reader
 
@@ -252,7 +252,9 @@ class AcceptedSerializer(serializers.Serializer):
 class PatchListCreateApi(APIView):
     permission_classes = [CanSubmit]
     parser_classes = [BoundedJSONParser]
-    pagination_class = Pagination  # read by drf-spectacular too: the schema shows the page envelope
+    # Patches arrive while a client pages through them: cursor pages (scoring.limits.CursorPages). Read by
+    # drf-spectacular too: the schema shows the page envelope and its parameters.
+    pagination_class = CursorPages
 
     @extend_schema(
         parameters=[
@@ -264,7 +266,7 @@ class PatchListCreateApi(APIView):
         responses=ResultSerializer(many=True),
     )
     def get(self, request):  # type: ignore[no-untyped-def]
-        queryset = selectors.patches_visible_to(request.user).order_by("-id")
+        queryset = selectors.patches_visible_to(request.user)
         if task := request.query_params.get("task"):
             queryset = queryset.filter(task__name=task)
         if wanted := request.query_params.get("status"):

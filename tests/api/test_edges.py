@@ -44,7 +44,7 @@ def test_a_page_limit_past_any_integer_is_capped_and_answered(api, tiny_task, fi
 
 def test_an_offset_past_any_integer_gets_400_naming_the_limit(api, tiny_task):
     for offset in ("100000000000000000000", "1" + "0" * 30):
-        assert_error(api.get("/api/v1/patches/", {"offset": offset}), 400, "offset", "at most")
+        assert_error(api.get("/api/v1/tasks/", {"offset": offset}), 400, "offset", "at most")  # offset pages
 
 
 def test_ids_past_64_bits_in_a_path_or_a_filter_get_400_or_404_not_500(api, make_user, tiny_task):
