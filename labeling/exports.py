@@ -53,7 +53,7 @@ from scoring.core import workspace
 from scoring.core.learned.prompt import DIFF_CHAR_BUDGET, pairwise_row, sft_row, system_prompt
 from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.core.registry import CRITERIA
-from scoring.models import Evaluation, Patch, PatchStatus, Task
+from scoring.models import JUDGED_STATUSES, Evaluation, Patch, PatchStatus, Task
 from scoring.selectors import patch_result
 
 FORMATS: tuple[str, ...] = ("sft", "pairwise", "raw", "raw-safe")
@@ -86,7 +86,7 @@ SPLIT_RULE = (
 _CHUNK = 200  # patches per database round trip; bounds memory together with the diff cache below
 _DIFF_CACHE = 128  # diffs kept while pairing the patches of one task
 _PROGRESS_EVERY = 100  # patches between progress callbacks
-_EXPORTABLE = (PatchStatus.SCORED, PatchStatus.NEEDS_REVIEW, PatchStatus.REVIEWED, PatchStatus.REJECTED)
+_EXPORTABLE = JUDGED_STATUSES | {PatchStatus.REJECTED}
 
 Progress = Callable[[int, int], None]  # (patches done, patches total)
 

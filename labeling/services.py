@@ -20,7 +20,7 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from labeling.models import Claim, LabelEvent
-from labeling.selectors import human_consensus
+from labeling.selectors import human_consensus, latest_label
 from scoring.core.aggregate import weighted_mean
 from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.core.registry import CRITERIA
@@ -212,11 +212,6 @@ def clean_scores(raw: Mapping[str, Any]) -> dict[str, float | None]:
             raise ReviewError(f"{name}: {number} is outside [0, 1]")
         scores[name] = round(number, 4)
     return scores
-
-
-def latest_label(*, patch_id: int, reviewer: Any) -> LabelEvent | None:
-    """The reviewer's current label on a patch (their latest event), or None."""
-    return LabelEvent.objects.filter(patch_id=patch_id, reviewer=reviewer).order_by("-id").first()
 
 
 def _stale(patch: Patch, latest: LabelEvent) -> LabelConflict:

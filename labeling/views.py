@@ -28,6 +28,7 @@ from labeling.critic import critic_runs_series
 from labeling.models import Claim, LabelEvent
 from labeling.present import findings_of, numeric_series, render_diff, render_evidence
 from labeling.queue import ROUTES, QueueFilters, queue_counts, queue_items
+from labeling.selectors import latest_label, latest_per_reviewer
 from scoring.conf import pipeline_settings
 from scoring.core.registry import REGISTRY
 from scoring.core.types import FLAGS
@@ -162,9 +163,7 @@ def _criteria_rows(evaluation: Any, mine: LabelEvent | None, form: dict[str, Any
 def _others_labels(patch: Patch, user: Any) -> list[dict[str, Any]]:
     """The latest label of every other reviewer, one value per registry criterion."""
     events = LabelEvent.objects.filter(patch=patch).exclude(reviewer=user).select_related("reviewer")
-    latest: dict[int, LabelEvent] = {}
-    for event in events.order_by("id"):
-        latest[event.reviewer_id] = event
+    latest = latest_per_reviewer(events.order_by("id"))
     return [
         {
             "reviewer": event.reviewer.get_username(),
@@ -173,7 +172,7 @@ def _others_labels(patch: Patch, user: Any) -> list[dict[str, Any]]:
             "final": event.final_score,
             "comment": event.comment,
         }
-        for event in latest.values()
+        for event in latest
     ]
 
 
@@ -181,7 +180,7 @@ def _review_context(request: HttpRequest, patch: Patch, *, form: dict[str, Any] 
     evaluation = current_evaluation(patch)
     if evaluation is None:
         raise Http404("This patch has not been scored yet.")
-    mine = services.latest_label(patch_id=patch.pk, reviewer=request.user)
+    mine = latest_label(patch_id=patch.pk, reviewer=request.user)
     seat = Claim.objects.filter(patch=patch, reviewer=request.user, done_at__isnull=True).first()
     # Blind labelling: the others' labels stay hidden until this reviewer's own label is in. An admin who
     # holds no seat on the item is not labelling it and may look.

@@ -261,7 +261,9 @@ class PatchListCreateApi(APIView):
             OpenApiParameter("task", str),
             OpenApiParameter("status", str, enum=PatchStatus.values),
             OpenApiParameter("since", str, description="ISO 8601 time; patches created at or after it"),
-            OpenApiParameter("ids", str, description="comma-separated patch ids, at most 1000"),
+            OpenApiParameter(
+                "ids", str, description=f"comma-separated patch ids, at most {settings.LIMITS['BATCH_ITEMS']}"
+            ),
         ],
         responses=ResultSerializer(many=True),
     )
@@ -291,7 +293,10 @@ class PatchListCreateApi(APIView):
     @extend_schema(
         request=PatchInputSerializer,
         responses={200: AcceptedSerializer, 202: AcceptedSerializer, 409: AcceptedSerializer},
-        description="One patch object, or a list of up to 1000 (then the answer is a list of per-item results).",
+        description=(
+            f"One patch object, or a list of up to {settings.LIMITS['BATCH_ITEMS']} (then the answer is a list of "
+            "per-item results)."
+        ),
     )
     def post(self, request):  # type: ignore[no-untyped-def]
         if isinstance(request.data, list):
@@ -364,7 +369,9 @@ class RewardsApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         task = serializers.CharField(max_length=100)
-        completions = serializers.ListField(child=serializers.JSONField(), min_length=1, max_length=1000)
+        completions = serializers.ListField(
+            child=serializers.JSONField(), min_length=1, max_length=settings.LIMITS["BATCH_ITEMS"]
+        )
         external_ids = serializers.ListField(child=ExternalIdField(allow_null=True), required=False)
         wait_s = serializers.FloatField(min_value=0, max_value=600, default=120)
 

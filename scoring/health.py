@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from scoring.models import Evaluation, Patch, PatchStatus
+from scoring.models import ACTIVE_STATUSES, Evaluation, Patch, PatchStatus
 from scoring.roles import has_role
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def start_heartbeat(hostname: str) -> threading.Thread:
 
 def queue_depth() -> int:
     """Patches queued or running."""
-    return Patch.objects.filter(status__in=[PatchStatus.QUEUED, PatchStatus.RUNNING]).count()
+    return Patch.objects.filter(status__in=ACTIVE_STATUSES).count()
 
 
 @require_GET
@@ -125,7 +125,7 @@ class _DatabaseCollector:
         yield GaugeMetricFamily(
             "reviewapp_queue_depth",
             "Patches queued or running",
-            value=counts.get(PatchStatus.QUEUED, 0) + counts.get(PatchStatus.RUNNING, 0),
+            value=sum(counts.get(status, 0) for status in ACTIVE_STATUSES),
         )
         stage = GaugeMetricFamily(
             "reviewapp_stage_seconds",

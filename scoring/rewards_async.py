@@ -22,12 +22,12 @@ from rest_framework.response import Response
 
 from scoring import notify, selectors
 from scoring.apis import RewardsApi
-from scoring.models import Patch
+from scoring.models import TERMINAL_STATUSES, Patch
 
 
 def unfinished(ids: set[int]) -> set[int]:
     """The ids among `ids` whose patch has not reached a done status."""
-    return set(Patch.objects.filter(pk__in=ids).exclude(status__in=selectors.DONE).values_list("pk", flat=True))
+    return set(Patch.objects.filter(pk__in=ids).exclude(status__in=TERMINAL_STATUSES).values_list("pk", flat=True))
 
 
 class RewardsWaitApi(RewardsApi):

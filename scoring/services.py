@@ -35,7 +35,16 @@ from scoring.core.spec import SpecError, TaskSpec, parse_spec
 from scoring.core.text import storable
 from scoring.core.trees import pack_tree
 from scoring.core.types import CriticResult
-from scoring.models import Evaluation, Patch, PatchStatus, StageResult, Task, WeightProfile
+from scoring.models import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    Evaluation,
+    Patch,
+    PatchStatus,
+    StageResult,
+    Task,
+    WeightProfile,
+)
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +236,7 @@ def diff_validate(*, task: Task, diff: str, in_process_only: bool = False) -> di
 
 def _check_queue_room(client: Any, incoming: int) -> None:
     limit = settings.REVIEWAPP["MAX_QUEUED_PER_CLIENT"]
-    pending = Patch.objects.filter(client=client, status__in=[S.QUEUED, S.RUNNING]).count()
+    pending = Patch.objects.filter(client=client, status__in=ACTIVE_STATUSES).count()
     if pending + incoming > limit:
         raise QueueFull(
             f"{pending} patches of yours are already queued or running (limit {limit}); retry later",
@@ -468,7 +477,7 @@ def patch_transition(*, patch_id: int, source: Iterable[str], target: str, extra
     if extra is not None:
         condition &= extra
     won = Patch.objects.filter(condition).update(status=target, updated_at=timezone.now(), **fields) == 1
-    if won and target in selectors.DONE:
+    if won and target in TERMINAL_STATUSES:
         # Wake the /rewards/ calls waiting for this patch, once the status they will read is committed.
         transaction.on_commit(lambda: notify.patch_done(patch_id))
     return won
@@ -482,7 +491,7 @@ def patch_claim(*, patch_id: int, token: str, lease_s: float, stage: str) -> Pat
     attempt; past the cap the patch fails with the last reason, so a poison pill cannot loop forever.
     """
     patch = Patch.objects.filter(pk=patch_id).first()
-    if patch is None or patch.status not in (S.QUEUED, S.RUNNING):
+    if patch is None or patch.status not in ACTIVE_STATUSES:
         return None
     now = timezone.now()
     handoff = patch.status == S.RUNNING and patch.lease_until is None and patch.next_stage == stage

@@ -28,7 +28,7 @@ from scoring.core.pipeline import PIPELINE_VERSION, build_result
 from scoring.core.registry import BY_NAME, CRITERIA
 from scoring.core.shaping import SHAPINGS
 from scoring.core.types import CriticResult, PipelineSettings, Weights
-from scoring.models import Evaluation, ReaggregationJob, WeightAudit, WeightProfile
+from scoring.models import JUDGED_STATUSES, Evaluation, ReaggregationJob, WeightAudit, WeightProfile
 from scoring.models import PatchStatus as S
 from scoring.selectors import weights_of
 from scoring.services import Conflict, ServiceError, evaluation_fields, patch_transition
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 Job = ReaggregationJob.Status
 #: Statuses whose patches have a current Evaluation worth showing in the what-if.
-SCORED_STATUSES = (S.SCORED, S.NEEDS_REVIEW, S.REVIEWED)
 #: Histogram of final scores: ten bins of 0.1; 1.0 falls in the last one.
 BINS = tuple(f"{i / 10:.1f}-{(i + 1) / 10:.1f}" for i in range(10))
 MAX_LAST_N = 5000
@@ -423,7 +422,7 @@ def _recent(last_n: int, now: Any) -> list[Evaluation]:
     claimed, labelled = _held(now, "patch_id")
     queryset = (
         current_evaluations()
-        .filter(patch__status__in=SCORED_STATUSES)
+        .filter(patch__status__in=JUDGED_STATUSES)
         .annotate(claimed=claimed, labelled=labelled)
         .prefetch_related(
             Prefetch("patch__label_events", queryset=LabelEvent.objects.order_by("id"), to_attr="label_list")

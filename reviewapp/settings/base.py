@@ -15,6 +15,7 @@ from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from reviewapp.settings.environment import Env
+from scoring.core.types import DEFAULT_HEAL_CONFIDENCE
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = Env()
@@ -311,7 +312,7 @@ REVIEWAPP = {
     "MAX_ATTEMPTS": env.int("REVIEWAPP_MAX_ATTEMPTS", default=5),
     "STUCK_AFTER_S": env.int("REVIEWAPP_STUCK_AFTER_S", default=120),
     "RETENTION_DAYS": env.int("REVIEWAPP_RETENTION_DAYS", default=90),
-    "HEAL_CONFIDENCE": env.float("REVIEWAPP_HEAL_CONFIDENCE", default=0.7),
+    "HEAL_CONFIDENCE": env.float("REVIEWAPP_HEAL_CONFIDENCE", default=DEFAULT_HEAL_CONFIDENCE),
     "HEAL_BUDGET_S": env.float("REVIEWAPP_HEAL_BUDGET_S", default=60.0),
     "BENCH_MAX_RUNS": env.int("REVIEWAPP_BENCH_MAX_RUNS", default=30),
     "BENCH_BUDGET_S": env.float("REVIEWAPP_BENCH_BUDGET_S", default=60.0),
