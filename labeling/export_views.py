@@ -25,8 +25,7 @@ from labeling import exports
 from labeling.critic import critic_runs_series
 from labeling.models import CriticRun, ExportJob
 from labeling.parquet import parquet_path
-from labeling.weights_views import admin_required
-from scoring.roles import IsAdmin
+from scoring.roles import IsAdmin, admin_required
 
 PAGE = "exports/exports.html"
 FINISHED = {ExportJob.Status.DONE, ExportJob.Status.FAILED}

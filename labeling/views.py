@@ -5,15 +5,12 @@ Every page needs a reviewer or an admin: anonymous visitors go to the login page
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -33,7 +30,7 @@ from scoring.conf import pipeline_settings
 from scoring.core.registry import REGISTRY
 from scoring.core.types import FLAGS
 from scoring.models import Patch, Task
-from scoring.roles import has_role
+from scoring.roles import has_role, reviewer_required
 from scoring.selectors import active_weights, current_evaluation
 
 PAGE_SIZE = 50
@@ -43,20 +40,6 @@ MAX_SKIPPED = 200
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
-
-
-def reviewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Anonymous -> the login page; an account that is neither reviewer nor admin -> 403."""
-
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not has_role(request.user, "reviewer", "admin"):
-            raise PermissionDenied("Reviewers and admins only.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 # --- queue --------------------------------------------------------------------------------------------------

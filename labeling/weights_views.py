@@ -7,13 +7,9 @@ Thin: parse the input, call scoring.weights, shape the output.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -28,26 +24,12 @@ from scoring import weights as svc
 from scoring.core.registry import REGISTRY
 from scoring.core.shaping import SHAPINGS
 from scoring.models import ReaggregationJob, WeightAudit, WeightProfile
-from scoring.roles import IsAdmin, has_role
+from scoring.roles import IsAdmin, admin_required
 from scoring.selectors import active_weights
 
 PAGE = "weights/weights.html"
 DEFAULT_LAST_N = 500
 FINISHED = {ReaggregationJob.Status.DONE, ReaggregationJob.Status.SUPERSEDED, ReaggregationJob.Status.FAILED}
-
-
-def admin_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Anonymous visitors go to the login page; signed-in users who are not admins get 403."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not has_role(request.user, "admin"):
-            raise PermissionDenied("The weights are for admins only.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 # --- the page ---------------------------------------------------------------------------------------------

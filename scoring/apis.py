@@ -11,8 +11,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.shortcuts import get_object_or_404
-from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -256,36 +255,44 @@ class PatchListCreateApi(APIView):
     # drf-spectacular too: the schema shows the page envelope and its parameters.
     pagination_class = CursorPages
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("task", str),
-            OpenApiParameter("status", str, enum=PatchStatus.values),
-            OpenApiParameter("since", str, description="ISO 8601 time; patches created at or after it"),
-            OpenApiParameter(
-                "ids", str, description=f"comma-separated patch ids, at most {settings.LIMITS['BATCH_ITEMS']}"
-            ),
-        ],
-        responses=ResultSerializer(many=True),
-    )
-    def get(self, request):  # type: ignore[no-untyped-def]
-        queryset = selectors.patches_visible_to(request.user)
-        if task := request.query_params.get("task"):
-            queryset = queryset.filter(task__name=task)
-        if wanted := request.query_params.get("status"):
-            if wanted not in PatchStatus.values:
-                raise ValidationError({"status": f"unknown status {wanted!r}; one of {PatchStatus.values}"})
-            queryset = queryset.filter(status=wanted)
-        if since := request.query_params.get("since"):
-            moment = parse_datetime(since)
-            if moment is None:
-                raise ValidationError({"since": "not an ISO 8601 date-time"})
-            queryset = queryset.filter(created_at__gte=moment)
-        if ids := request.query_params.get("ids"):
-            wanted_ids = ids.split(",")
+    class FilterSerializer(serializers.Serializer):
+        """The list's query: each filter optional, a malformed one a 400 naming it."""
+
+        task = serializers.CharField(required=False, max_length=100)
+        status = serializers.ChoiceField(choices=PatchStatus.values, required=False)
+        since = serializers.DateTimeField(required=False, help_text="ISO 8601 time; patches created at or after it")
+        ids = serializers.RegexField(
+            r"^\s*\d{1,18}\s*(,\s*\d{1,18}\s*)*$",
+            required=False,
+            help_text=f"comma-separated patch ids, at most {settings.LIMITS['BATCH_ITEMS']}",
+            error_messages={"invalid": "a comma-separated list of patch ids"},
+        )
+
+        class Meta:
+            ref_name = "PatchListFilter"
+
+        def validate_ids(self, value: str) -> list[int]:
+            ids = [int(i) for i in value.split(",")]
             limit = settings.LIMITS["BATCH_ITEMS"]
-            if len(wanted_ids) > limit or not all(i.strip().isdigit() and len(i.strip()) <= 18 for i in wanted_ids):
-                raise ValidationError({"ids": f"a comma-separated list of at most {limit} patch ids"})
-            queryset = queryset.filter(pk__in=[int(i) for i in wanted_ids])
+            if len(ids) > limit:
+                raise ValidationError(f"a comma-separated list of at most {limit} patch ids")
+            return ids
+
+    @extend_schema(parameters=[FilterSerializer], responses=ResultSerializer(many=True))
+    def get(self, request):  # type: ignore[no-untyped-def]
+        # An empty filter (`?task=&status=`) filters nothing, as docs/contract.md writes the query.
+        query = self.FilterSerializer(data={k: v for k, v in request.query_params.items() if v != ""})
+        query.is_valid(raise_exception=True)
+        filters = query.validated_data
+        queryset = selectors.patches_visible_to(request.user)
+        if "task" in filters:
+            queryset = queryset.filter(task__name=filters["task"])
+        if "status" in filters:
+            queryset = queryset.filter(status=filters["status"])
+        if "since" in filters:
+            queryset = queryset.filter(created_at__gte=filters["since"])
+        if "ids" in filters:
+            queryset = queryset.filter(pk__in=filters["ids"])
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.with_results(queryset), request, view=self)
         return paginator.get_paginated_response([result_of(request, p) for p in page])

@@ -1,8 +1,19 @@
-"""The three kinds of account and what each may reach. Groups are the source of truth for roles."""
+"""The three kinds of account and what each may reach. Groups are the source of truth for roles.
+
+Every role check lives here: `has_role`, the page decorators (`reviewer_required`, `admin_required`) and the API
+permissions (`IsAdmin`, `CanSubmit`).
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
 from rest_framework.permissions import BasePermission
 
 ROLES = ("reviewer", "admin", "client")
@@ -33,6 +44,29 @@ def ensure_groups() -> None:
         group, _ = Group.objects.get_or_create(name=name)
         if name == "admin":
             group.permissions.set(Permission.objects.all())
+
+
+def role_required(*roles: str, refusal: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """A page decorator: anonymous visitors go to the login page; signed-in users in none of `roles` get 403."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not has_role(request.user, *roles):
+                raise PermissionDenied(refusal)
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+#: The review queue, the review pages and the dashboard.
+reviewer_required = role_required("reviewer", "admin", refusal="Reviewers and admins only.")
+#: The weights, exports and critic pages.
+admin_required = role_required("admin", refusal="Admins only.")
 
 
 class IsAdmin(BasePermission):

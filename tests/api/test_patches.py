@@ -288,3 +288,21 @@ def test_a_cursor_the_server_did_not_write_or_an_offset_gets_400(api, tiny_task,
     answer = api.get("/api/v1/patches/", {"offset": 3})
     assert answer.status_code == 400
     assert "follow `next`" in answer.json()["detail"]
+
+
+def test_list_filters_are_checked_each_naming_itself_and_empty_ones_filter_nothing(api, tiny_task, fix_diff):
+    first, _ = _submit(api, fix_diff, ["f1", "f2"])
+    assert api.get("/api/v1/patches/?task=&status=&since=&ids=").json()["count"] == 2
+    assert [r["id"] for r in api.get(f"/api/v1/patches/?ids={first}").json()["results"]] == [first]
+    assert api.get("/api/v1/patches/?since=2000-01-01T00:00:00Z&task=tiny").json()["count"] == 2
+    assert api.get("/api/v1/patches/?since=2999-01-01T00:00:00Z").json()["count"] == 0
+    for query, name in [
+        ("status=bogus", "status"),
+        ("since=yesterday", "since"),
+        ("ids=1,abc", "ids"),
+        ("ids=" + ",".join(["1"] * 1001), "ids"),
+        ("task=" + "t" * 101, "task"),
+    ]:
+        answer = api.get(f"/api/v1/patches/?{query}")
+        assert answer.status_code == 400, query
+        assert answer.json()["detail"].startswith(name), (query, answer.json())
