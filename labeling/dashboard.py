@@ -13,8 +13,8 @@ import numpy as np
 
 from labeling.models import LabelEvent
 from labeling.selectors import latest_per_reviewer
+from scoring.core.critics.registry import REGISTRY
 from scoring.core.pipeline import PIPELINE_VERSION
-from scoring.core.registry import REGISTRY
 from scoring.models import Evaluation, Patch, PatchStatus
 
 BINS = 10

@@ -98,7 +98,7 @@ def _hunk_header(hunk: unidiff.Hunk) -> str:
 def render_diff(diff: str, findings: Sequence[Finding] = ()) -> tuple[list[DiffFile], int]:
     """The diff as files of numbered, highlighted lines with findings attached. Returns (files, rows left out).
 
-    Parsed with unidiff, as intake parsed it (scoring.core.diffcheck): the page shows the files and hunks the
+    Parsed with unidiff, as intake parsed it (scoring.core.intake.diffcheck): the page shows the files and hunks the
     scorers saw. A file without hunks (binary, a rename, a mode change) has nothing to show. At most
     MAX_DIFF_LINES rows (hunk headers and lines) are shown; the count of the rest is returned.
     """

@@ -24,7 +24,7 @@ def worker_analyser():  # type: ignore[no-untyped-def]
     global _analyser
     if _analyser is None:
         from scoring.conf import pipeline_settings
-        from scoring.core.analyser import Analyser
+        from scoring.core.analysis.analyser import Analyser
 
         conf = pipeline_settings()
         _analyser = Analyser(
@@ -52,24 +52,20 @@ def _run_stage(patch_id: int, stage: str, *, token: str) -> str:
     patch = services.patch_claim(patch_id=patch_id, token=token, lease_s=lease_s, stage=stage)
     if patch is None:
         return "not claimed"
-    if services.next_stage(patch) == stage:
-        try:
-            services.stage_execute(patch=patch, stage=stage, analyser=worker_analyser())
-        except SoftTimeLimitExceeded:
-            services.patch_release(patch=patch, reason=f"{stage} stage ran past its time limit")
-            return "timed out"
-        except DatabaseError:
-            raise
-        except Exception as exc:  # an internal failure: retried by the reconciler, failed past the cap
-            log.exception("stage %s of patch %s failed", stage, patch_id)
-            services.patch_release(patch=patch, reason=f"{stage} stage failed: {type(exc).__name__}: {exc}")
-            return "released"
-    following = services.next_stage(patch)
+    try:
+        following = services.stage_advance(patch=patch, stage=stage, analyser=worker_analyser())
+    except SoftTimeLimitExceeded:
+        services.patch_release(patch=patch, reason=f"{stage} stage ran past its time limit")
+        return "timed out"
+    except DatabaseError:
+        raise
+    except Exception as exc:  # an internal failure: retried by the reconciler, failed past the cap
+        log.exception("stage %s of patch %s failed", stage, patch_id)
+        services.patch_release(patch=patch, reason=f"{stage} stage failed: {type(exc).__name__}: {exc}")
+        return "released"
     if following is not None:
-        services.patch_handoff(patch=patch, stage=following)
         services.enqueue_stage(patch.pk, following)
         return f"handed to {following}"
-    services.patch_finalize(patch=patch)
     return "finalized"
 
 
@@ -89,22 +85,3 @@ def reconcile() -> dict[str, int]:
 @shared_task(acks_late=True)
 def prune_evidence() -> int:
     return services.prune_evidence()
-
-
-@shared_task(acks_late=True)
-def reaggregate(profile_id: int, job_id: int) -> dict[str, int]:
-    """Re-aggregate every current Evaluation under an activated weight profile (scoring.weights.reaggregate)."""
-    from scoring import weights
-    from scoring.models import ReaggregationJob
-
-    job = ReaggregationJob.objects.select_related("profile").filter(pk=job_id, profile_id=profile_id).first()
-    if job is None:
-        return {}
-    try:
-        return weights.reaggregate(profile=job.profile, job=job)
-    except SoftTimeLimitExceeded:
-        weights.job_fail(job=job, error="ran past its time limit; activate the profile again to finish")
-        return {}
-    except Exception as exc:  # the progress bar must show the failure instead of spinning forever
-        weights.job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
-        raise

@@ -21,7 +21,7 @@ DEFAULT_AUDIT_RATE = 0.02
 DEFAULT_HEAL_CONFIDENCE = 0.7
 
 #: The whole flag vocabulary (docs/scoring.md, "Flags"). A flag outside this set is a bug; what each one does is
-#: scoring.core.policy.POLICY.
+#: scoring.core.aggregate.policy.POLICY.
 FLAGS: frozenset[str] = frozenset(
     {
         "tamper",
@@ -124,7 +124,7 @@ class RunResult:
 
 
 class Runner(Protocol):
-    """Runs one command on a tree in the sandbox. scoring.core.sandbox.run is the implementation."""
+    """Runs one command on a tree in the sandbox. scoring.core.sandbox.process.run is the implementation."""
 
     def __call__(
         self,
@@ -154,29 +154,8 @@ class PipelineSettings:
     analyser_timeout_s: float = 30.0
     analyser_memory_bytes: int = 1 << 30
     output_bytes: int = 1 << 20
-    #: pytest commands fork from a warm zygote (scoring.core.warm) instead of starting Python and pytest afresh.
+    #: pytest commands fork from a warm zygote (scoring.core.sandbox.warm) instead of starting Python and pytest afresh.
     warm_tests: bool = True
-
-
-class Critic(Protocol):
-    """A pluggable scorer. Listed once in scoring.core.critics.REGISTRY; no ORM, no Django.
-
-    `evaluate` must not raise on anything the patch does: hostile code becomes a score, flags and rationale.
-    `heal` spends more effort on exactly the doubt in `previous` (more runs, re-runs of failing tests) within
-    `budget_s` seconds and returns a new result whose rationale extends the old one.
-    """
-
-    name: str
-    label: str
-    default_weight: float
-
-    def evaluate(self, ctx: ScoringContext) -> CriticResult: ...
-
-    def heal(self, ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult: ...
-
-    def rescore(self, result: CriticResult, weights: Weights) -> CriticResult:
-        """Score again from stored evidence under another weight profile (e.g. performance knots). No re-run."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -191,13 +170,13 @@ class Weights:
     audit_rate: float = DEFAULT_AUDIT_RATE
     # (ratio, score) knots for the performance critic, linear between, clamped outside.
     perf_knots: tuple[tuple[float, float], ...] = ((1.05, 1.0), (1.30, 0.4), (2.0, 0.0))
-    # How subscores combine before the mean: "sum" (plain) or "gated" (scoring.core.shaping).
+    # How subscores combine before the mean: "sum" (plain) or "gated" (scoring.core.aggregate.shaping).
     shaping: str = "sum"
 
 
 @dataclass
 class ScoringContext:
-    """Everything a critic may look at for one patch. Built by scoring.core.workspace; read-only for critics.
+    """Everything a critic may look at for one patch. Built by scoring.core.sandbox.workspace; read-only for critics.
 
     - `base_dir`: the pristine base tree (shared, cached per task). Never run code in it: copy it first.
     - `patched_dir`: this patch's own tree, patch applied, edited tests and test infrastructure reverted.
@@ -209,8 +188,8 @@ class ScoringContext:
     - `flags` / `notes`: what preparing the tree already found (tamper, tests_modified) and the reasons.
     """
 
-    spec: Any  # scoring.core.spec.TaskSpec
-    diff: Any  # scoring.core.diffcheck.ParsedDiff
+    spec: Any  # scoring.core.intake.spec.TaskSpec
+    diff: Any  # scoring.core.intake.diffcheck.ParsedDiff
     base_dir: Path
     patched_dir: Path
     hidden_dir: Path | None
@@ -223,4 +202,4 @@ class ScoringContext:
     deleted_files: tuple[str, ...] = ()
     flags: frozenset[str] = frozenset()
     notes: tuple[str, ...] = ()
-    analyser: Any = None  # scoring.core.analyser.Analyser, shared by style and security
+    analyser: Any = None  # scoring.core.analysis.analyser.Analyser, shared by style and security

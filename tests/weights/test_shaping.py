@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from scoring import weights as svc
 from scoring.models import WeightProfile
 from tests.weights.factories import make_scored_patch, new_version
 from tests.weights.test_views import form_data
+from tuning import services as svc
 
 NO_OP = {"correctness": 0.0, "style": 1.0, "security": 1.0}
 

@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from scoring.core.critics.registry import CRITERIA
 from scoring.core.learned.prompt import build_messages
 from scoring.core.learned.verdict import Verdict, VerdictError, parse_verdict
-from scoring.core.registry import CRITERIA
 
 #: Environment variable naming the critic's model folder; unset or empty means "no learned critic".
 MODEL_ENV = "REVIEWAPP_CRITIC_MODEL"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core import sandbox
-from scoring.core.critics.performance import PerformanceCritic
-from scoring.core.spec import TaskSpec
+from scoring.core.critics.performance.critic import PerformanceCritic
+from scoring.core.intake.spec import TaskSpec
+from scoring.core.sandbox import process as sandbox
 from scoring.core.trees import host_lock
 from scoring.core.types import CriticResult, PipelineSettings, ScoringContext, Weights
 

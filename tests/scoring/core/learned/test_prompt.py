@@ -204,7 +204,7 @@ def test_pairwise_row_puts_the_better_patch_in_chosen_under_a_shared_task_prompt
 def test_the_prompt_judges_the_registry_criteria_not_a_list_of_its_own():
     import inspect
 
-    from scoring.core import registry
+    from scoring.core.critics import registry
     from scoring.core.learned import prompt
 
     for function in (prompt.system_prompt, prompt.build_messages):
