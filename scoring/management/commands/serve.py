@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
 from scoring.accounts import DEMO_ACCOUNTS
-from scoring.core.sandbox.process import SandboxUnavailable, sandbox_mode
+from scoring.core.sandbox.bwrap import SandboxUnavailable, sandbox_mode
 from scoring.health import redis_client
 
 
@@ -28,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
         parser.add_argument("--concurrency", type=int, default=2, help="worker processes (prefork pool)")
 
-    def handle(self, *args, port: int, concurrency: int, **options) -> None:  # type: ignore[override]
+    def handle(self, *args, port: int, concurrency: int, **options) -> None:
         children: list[subprocess.Popen] = []
         env = dict(os.environ)
         try:
