@@ -300,9 +300,10 @@ def _use_evaluation(patch: Patch) -> Evaluation | None:
 
     Labels made under an older pipeline version keep their evaluation, which is what the reviewer corrected.
     """
-    evaluations = patch.all_evaluations
+    evaluations = patch.all_evaluations  # type: ignore[attr-defined]  # set by Prefetch(to_attr=...) in _patches
     current = [e for e in evaluations if e.pipeline_version == PIPELINE_VERSION] or evaluations[-1:]
-    patch.current_evaluations = current  # the prefetch hook scoring.selectors.current_evaluation reads
+    # The prefetch hook scoring.selectors.current_evaluation reads.
+    patch.current_evaluations = current  # type: ignore[attr-defined]  # set by Prefetch(to_attr=...), read as one
     return current[0] if current else None
 
 
@@ -358,7 +359,9 @@ class _Seen:
             for tool, version in (evaluation.meta.get("tools") or {}).items():
                 self.tools[str(tool)].add(str(version))
         self.label_profile_versions.update(
-            e.weight_profile_version for e in patch.label_list if e.weight_profile_version is not None
+            e.weight_profile_version
+            for e in patch.label_list  # type: ignore[attr-defined]  # set by Prefetch(to_attr=...) in _patches
+            if e.weight_profile_version is not None
         )
 
 
@@ -397,8 +400,14 @@ def export_labels(
     except OSError as exc:
         raise ExportError(f"cannot write {out}: {exc.strerror or exc}") from exc
     patches = _patches(fmt=fmt, cutoff=cutoff, include_demo=include_demo, client=client)
-    rows = {"sft": _sft_rows, "pairwise": _pairwise_rows, "raw": _raw_rows, "raw-safe": _raw_safe_rows}[fmt]
-    options = {"min_margin": min_margin, "with_execution": with_execution}
+    writers: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
+        "sft": _sft_rows,
+        "pairwise": _pairwise_rows,
+        "raw": _raw_rows,
+        "raw-safe": _raw_safe_rows,
+    }
+    rows = writers[fmt]
+    options: dict[str, Any] = {"min_margin": min_margin, "with_execution": with_execution}
     seen = _Seen()
     scrub = HiddenScrub() if AUDIENCE[fmt] == "trainer" else None
     try:
@@ -478,7 +487,13 @@ def _sft_rows(patches: Iterable[Patch], *, splits: Mapping[str, str], seen: _See
             "human_final": _number(human["final_score"]),
             "pipeline_version": evaluation.pipeline_version,
         }
-        common = {"task": task, "diff": diff, "result": result, "split": splits[patch.task.name], "criteria": CRITERIA}
+        common: dict[str, Any] = {
+            "task": task,
+            "diff": diff,
+            "result": result,
+            "split": splits[patch.task.name],
+            "criteria": CRITERIA,
+        }
         subscores = {name: _number(human["subscores"].get(name)) for name in CRITERIA}
         extra["_hidden_evidence"] = _hidden_evidence(evaluation)  # what HiddenScrub takes out; dropped there
         yield sft_row(**common, subscores=subscores, comment=human["comment"], source="human", extra=extra)
@@ -496,7 +511,8 @@ def _pairwise_rows(patches: Iterable[Patch], *, splits: Mapping[str, str], seen:
         return Patch.objects.values_list("diff", flat=True).get(pk=patch_id)
 
     for _task_id, group in groupby(patches, key=lambda p: p.task_id):
-        ranked, task = [], None
+        ranked: list[tuple[float, int]] = []
+        task: Task | None = None
         for patch in group:
             task = patch.task
             human = _labelled(patch, seen)
@@ -504,6 +520,8 @@ def _pairwise_rows(patches: Iterable[Patch], *, splits: Mapping[str, str], seen:
                 seen.note(patch, _use_evaluation(patch))
                 ranked.append((-human["final_score"], patch.pk))
         ranked.sort()  # best first; ties by id, so the file is deterministic
+        if task is None:  # groupby gives no empty group
+            continue
         diff_of.cache_clear()
         for i, (chosen_neg, chosen) in enumerate(ranked):
             for rejected_neg, rejected in ranked[i + 1 :]:
@@ -549,7 +567,7 @@ def _raw_row(patch: Patch, *, splits: Mapping[str, str], seen: _Seen, safe: bool
         "final_score": _number(result["final_score"]),
         "automatic": _automatic(result) if evaluation is not None else None,
         "human": _human(human_consensus(patch)),
-        "labels": [_label(event) for event in patch.label_list],
+        "labels": [_label(event) for event in patch.label_list],  # type: ignore[attr-defined]  # set by Prefetch(to_attr=...) in _patches
     }
     if safe and evaluation is not None:
         row["_hidden_evidence"] = _hidden_evidence(evaluation)  # what HiddenScrub takes out; dropped there

@@ -58,7 +58,7 @@ class DiffFile:
     removed: int = 0
 
 
-def _lexer(path: str):  # type: ignore[no-untyped-def]
+def _lexer(path: str):
     try:
         return get_lexer_for_filename(path, stripnl=False, stripall=False, ensurenl=False)
     except ClassNotFound:
@@ -156,8 +156,8 @@ def findings_of(criterion: str, label: str, evidence: Mapping[str, Any]) -> list
             if not (isinstance(entry, dict) and isinstance(entry.get("file"), str)):
                 continue
             try:
-                line = int(entry.get("line"))
-            except (TypeError, ValueError):
+                line = int(entry["line"])
+            except (KeyError, TypeError, ValueError):
                 continue
             code = " ".join(str(entry[k]) for k in ("id", "symbol", "test") if entry.get(k))
             message = str(entry.get("message") or entry.get("text") or "")

@@ -307,7 +307,9 @@ def label_submit(
                 )
         except IntegrityError:
             # Another save named the same previous event first (unique `supersedes`): this one is stale.
-            raise _stale(patch, latest_label(patch_id=patch.pk, reviewer=reviewer) or latest) from None
+            raced = latest_label(patch_id=patch.pk, reviewer=reviewer) or latest
+            assert raced is not None  # an edit names an event, and that event is never deleted (labels append)
+            raise _stale(patch, raced) from None
     mark_reviewed_when_complete(patch)
     record_human_final(patch)
     return event

@@ -163,7 +163,8 @@ def _review_context(request: HttpRequest, patch: Patch, *, form: dict[str, Any] 
     if evaluation is None:
         raise Http404("This patch has not been scored yet.")
     mine = latest_label(patch_id=patch.pk, reviewer=request.user)
-    seat = Claim.objects.filter(patch=patch, reviewer=request.user, done_at__isnull=True).first()
+    # The page is behind reviewer_required: the user is signed in, never AnonymousUser.
+    seat = Claim.objects.filter(patch=patch, reviewer=request.user, done_at__isnull=True).first()  # type: ignore[misc]  # see above
     # Blind labelling: the others' labels stay hidden until this reviewer's own label is in. An admin who
     # holds no seat on the item is not labelling it and may look.
     reveal = mine is not None or (seat is None and has_role(request.user, "admin"))

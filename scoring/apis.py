@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler plus our own errors: every refusal is a 4xx with a `detail` message, never a 500."""
+    response: Response | None
     if isinstance(exc, services.ServiceError):
         response = Response({"detail": str(exc), **exc.extra}, status=exc.status)
         if exc.status == 429:
@@ -89,7 +90,7 @@ class ResultSerializer(serializers.Serializer):
         ref_name = "Result"
 
 
-def result_of(request, patch: Patch) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def result_of(request, patch: Patch) -> dict[str, Any]:
     return selectors.patch_result(patch, reveal_hidden=is_staff_reader(request.user), human=selectors.human_of(patch))
 
 
@@ -145,7 +146,7 @@ class TaskListCreateApi(APIView):
             return spec
 
     @extend_schema(responses=OutputSerializer(many=True))
-    def get(self, request):  # type: ignore[no-untyped-def]
+    def get(self, request):
         paginator = self.pagination_class()
         tasks = selectors.tasks_visible_to(request.user).order_by("name")
         page = paginator.paginate_queryset(tasks, request, view=self)
@@ -154,7 +155,7 @@ class TaskListCreateApi(APIView):
         )
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
-    def post(self, request):  # type: ignore[no-untyped-def]
+    def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         task = services.task_create(
@@ -171,7 +172,7 @@ class TaskDetailApi(APIView):
     permission_classes = [CanSubmit]
 
     @extend_schema(responses=TaskListCreateApi.OutputSerializer)
-    def get(self, request, name: str):  # type: ignore[no-untyped-def]
+    def get(self, request, name: str):
         task = get_object_or_404(selectors.tasks_visible_to(request.user), name=name)
         return Response(TaskListCreateApi.OutputSerializer(task, context={"request": request}).data)
 
@@ -277,7 +278,7 @@ class PatchListCreateApi(APIView):
             return ids
 
     @extend_schema(parameters=[FilterSerializer], responses=ResultSerializer(many=True))
-    def get(self, request):  # type: ignore[no-untyped-def]
+    def get(self, request):
         # An empty filter (`?task=&status=`) filters nothing, as docs/contract.md writes the query.
         query = self.FilterSerializer(data={k: v for k, v in request.query_params.items() if v != ""})
         query.is_valid(raise_exception=True)
@@ -303,7 +304,7 @@ class PatchListCreateApi(APIView):
             "per-item results)."
         ),
     )
-    def post(self, request):  # type: ignore[no-untyped-def]
+    def post(self, request):
         if isinstance(request.data, list):
             return self._post_many(request)
         data = PatchInputSerializer(data=request.data)
@@ -322,7 +323,7 @@ class PatchListCreateApi(APIView):
         code = status.HTTP_202_ACCEPTED if submission.created else status.HTTP_200_OK
         return Response({"id": submission.patch.pk, "status": submission.patch.status}, status=code)
 
-    def _post_many(self, request):  # type: ignore[no-untyped-def]
+    def _post_many(self, request):
         limit = settings.LIMITS["BATCH_ITEMS"]
         if not request.data or len(request.data) > limit:
             raise ValidationError({"detail": f"a batch holds 1 to {limit} patches, got {len(request.data)}"})
@@ -350,15 +351,15 @@ class PatchListCreateApi(APIView):
 class PatchDetailApi(APIView):
     permission_classes = [CanSubmit]
 
-    def _patch(self, request, pk: int) -> Patch:  # type: ignore[no-untyped-def]
+    def _patch(self, request, pk: int) -> Patch:
         return get_object_or_404(selectors.with_results(selectors.patches_visible_to(request.user)), pk=pk)
 
     @extend_schema(responses=ResultSerializer)
-    def get(self, request, pk: int):  # type: ignore[no-untyped-def]
+    def get(self, request, pk: int):
         return Response(result_of(request, self._patch(request, pk)))
 
     @extend_schema(responses={200: AcceptedSerializer, 409: AcceptedSerializer})
-    def delete(self, request, pk: int):  # type: ignore[no-untyped-def]
+    def delete(self, request, pk: int):
         patch = self._patch(request, pk)
         if not services.patch_cancel(patch=patch):
             patch.refresh_from_db()
@@ -383,7 +384,7 @@ class RewardsApi(APIView):
         class Meta:
             ref_name = "RewardsInput"
 
-        def validate(self, attrs):  # type: ignore[no-untyped-def]
+        def validate(self, attrs):
             ids = attrs.get("external_ids")
             if ids is not None and len(ids) != len(attrs["completions"]):
                 raise ValidationError({"external_ids": "must have one entry per completion"})
@@ -403,13 +404,13 @@ class RewardsApi(APIView):
             ref_name = "Rewards"
 
     @extend_schema(request=InputSerializer, responses=OutputSerializer)
-    def post(self, request):  # type: ignore[no-untyped-def]
+    def post(self, request):
         # The route serves scoring.rewards_async.RewardsWaitApi, which waits on the event loop between these two
         # steps; this synchronous form answers at once.
         ids, _ = self.submit(request)
         return Response(selectors.rewards_of(ids=ids))
 
-    def submit(self, request) -> tuple[list[int], float]:  # type: ignore[no-untyped-def]
+    def submit(self, request) -> tuple[list[int], float]:
         """Validate the body and store every completion: the patch ids in order, and the seconds to wait."""
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

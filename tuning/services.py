@@ -89,9 +89,9 @@ def proposal_validate(
         name=name,
         version=version,
         weights=clean,
-        band_low=low,  # type: ignore[arg-type]
-        band_high=high,  # type: ignore[arg-type]
-        audit_rate=rate,  # type: ignore[arg-type]
+        band_low=low,  # type: ignore[arg-type]  # checked by proposal_check before use
+        band_high=high,  # type: ignore[arg-type]  # checked by proposal_check before use
+        audit_rate=rate,  # type: ignore[arg-type]  # checked by proposal_check before use
         perf_knots=knots,
         shaping=shaping,
     )
@@ -351,7 +351,7 @@ def what_if(*, proposed: Weights, last_n: int = 500) -> WhatIf:
         if queue_move(status, route, held=False) == S.NEEDS_REVIEW:
             moves["entering"] += 1
         elif queue_move(status, route, held=False) == S.SCORED:
-            held = evaluation.claimed or evaluation.labelled
+            held = evaluation.claimed or evaluation.labelled  # type: ignore[attr-defined]  # annotated in _recent
             moves["held" if held else "leaving"] += 1
         human = human_consensus(evaluation.patch, dict(proposed.weights))
         if human is not None and human["final_score"] is not None:

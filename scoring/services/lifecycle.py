@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -33,6 +33,9 @@ from scoring.models import (
     WeightProfile,
 )
 from scoring.services.task_intake import task_spec
+
+if TYPE_CHECKING:
+    from kombu import Queue
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +214,7 @@ def enqueue_stage(patch_id: int, stage: str | None = None) -> None:
     """Send a patch's next stage to its queue. A broker outage is logged, not raised: the row is safe, and the
     reconciler enqueues it again once the broker is back."""
     stage = stage or next(iter(stages(REGISTRY)))
-    queue = stage
+    queue: str | Queue = stage
     if stage == "exec":  # a task's patches go to the worker that has the task warm (scoring.affinity)
         task_id = Patch.objects.filter(pk=patch_id).values_list("task_id", flat=True).first()
         queue = affinity.exec_queue(task_id) if task_id is not None else stage

@@ -141,6 +141,7 @@ def patch_submit_many(*, client: Any, items: Iterable[Mapping[str, Any]], tasks:
         if isinstance(outcome, ServiceError):
             out[index] = Submission(None, False, outcome)
             continue
+        assert outcome is not None  # every item git had to decide was decided above
         task, sha = outcome
         external_id = item.get("external_id")
         first = existing.get((task.pk, external_id)) if external_id is not None else None
@@ -176,7 +177,7 @@ def _existing_by_external_id(client: Any, items: list, tasks: Mapping[str, Task]
     if not keys:
         return {}
     rows = Patch.objects.filter(client=client, task__in=list(tasks.values()), external_id__in=keys)
-    return {(row.task_id, row.external_id): row for row in rows}
+    return {(row.task_id, row.external_id): row for row in rows if row.external_id is not None}
 
 
 def _validate_item(
@@ -260,9 +261,11 @@ def rewards_submit(*, client: Any, task: Task, completions: list[Any], external_
             )
         else:
             try:
-                patch = patch_submit(
+                submitted = patch_submit(
                     client=client, task=task, diff=diff, external_id=external_id, check_queue=False
                 ).patch
+                assert submitted is not None  # patch_submit raises rather than return no patch
+                patch = submitted
             except DiffError as exc:
                 patch = patch_reject(
                     client=client, task=task, diff=diff, external_id=external_id, reason=f"diff: {exc}"

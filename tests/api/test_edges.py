@@ -13,11 +13,11 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.django_db
 
 
-def post_raw(api, path: str, body: bytes, content_type: str = "application/json"):  # type: ignore[no-untyped-def]
+def post_raw(api, path: str, body: bytes, content_type: str = "application/json"):
     return api.generic("POST", path, body, content_type=content_type)
 
 
-def assert_error(response, status: int, *needles: str) -> None:  # type: ignore[no-untyped-def]
+def assert_error(response, status: int, *needles: str) -> None:
     """A refusal in the API's shape: `status`, JSON with a `detail` that says each of `needles`."""
     assert response.status_code == status, response.content[:500]
     detail = response.json()["detail"]

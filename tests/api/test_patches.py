@@ -253,7 +253,7 @@ def test_list_fetches_many_results_by_id_and_refuses_junk_ids(api, tiny_task, fi
     assert api.get("/api/v1/patches/?ids=1,abc").status_code == 400
 
 
-def _submit(api, fix_diff, keys):  # type: ignore[no-untyped-def]
+def _submit(api, fix_diff, keys):
     items = [{"task": "tiny", "diff": fix_diff, "external_id": key} for key in keys]
     answer = api.post("/api/v1/patches/", items, format="json")
     assert answer.status_code == 202, answer.content

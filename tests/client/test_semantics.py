@@ -11,7 +11,7 @@ from reviewapp_client.semantics import FINAL, JUDGED, PENDING, reward_for
 from scoring.models import ACTIVE_STATUSES, JUDGED_STATUSES, TERMINAL_STATUSES, Patch, PatchStatus
 
 
-def _rewards(api, completions, external_ids):  # type: ignore[no-untyped-def]
+def _rewards(api, completions, external_ids):
     body = {"task": "tiny", "completions": completions, "external_ids": external_ids, "wait_s": 0}
     response = api.post("/api/v1/rewards/", data=json.dumps(body), content_type="application/json")
     assert response.status_code == 200, response.content
