@@ -428,7 +428,7 @@ WRONG_FROM_THREE = it.FIXED.replace(
 )
 
 
-def _reference_merge(intervals):  # type: ignore[no-untyped-def]
+def _reference_merge(intervals):
     namespace: dict = {}
     exec(compile(it.FIXED, "reference", "exec"), namespace)  # noqa: S102 - the fixture's own reference
     return namespace["merge"](intervals)
