@@ -12,22 +12,11 @@ from django.db.models import Prefetch, Q, QuerySet
 from scoring.client import reward_for
 from scoring.core.aggregate import policy
 from scoring.core.aggregate.route import default_weights
+from scoring.core.critics import discriminator
 from scoring.core.critics.registry import CRITERIA, REGISTRY
 from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.core.types import Weights
-from scoring.models import Evaluation, Patch, PatchStatus, Task, WeightProfile
-
-#: Statuses in which a patch will not change without a person: /rewards/ stops waiting for it.
-DONE = frozenset(
-    {
-        PatchStatus.SCORED,
-        PatchStatus.NEEDS_REVIEW,
-        PatchStatus.REVIEWED,
-        PatchStatus.FAILED,
-        PatchStatus.REJECTED,
-        PatchStatus.CANCELLED,
-    }
-)
+from scoring.models import TERMINAL_STATUSES, Evaluation, Patch, PatchStatus, Task, WeightProfile
 
 
 def weights_of(profile: WeightProfile) -> Weights:
@@ -89,11 +78,14 @@ def hide_hidden_tests(subscores: dict[str, Any]) -> dict[str, Any]:
     """API clients see counts and pass/fail of hidden tests only: no names, no source, no output.
 
     Nor the output of visible tests that shared a process with the hidden ones (`client_output: false`): code
-    under test could have copied hidden values into a visible test's failure message.
+    under test could have copied hidden values into a visible test's failure message. Nor the discriminator's
+    per-input verdicts (`discriminator.client_evidence` says why).
     """
     subscores = copy.deepcopy(subscores)
     for sub in subscores.values():
         evidence = sub.get("evidence", {})
+        if isinstance(evidence.get("discriminator"), dict):
+            evidence["discriminator"] = discriminator.client_evidence(evidence["discriminator"])
         hidden = evidence.get("hidden")
         if isinstance(hidden, dict):
             evidence["hidden"] = {k: v for k, v in hidden.items() if k in ("passed", "failed", "total")}
@@ -213,7 +205,7 @@ def rewards_of(*, ids: list[int]) -> dict[str, Any]:
     out: dict[str, Any] = {"ids": ids, "status": [], "rewards": [], "subscores": {c: [] for c in CRITERIA}}
     for pk in ids:
         patch = patches[pk]
-        evaluation = current_evaluation(patch) if patch.status in DONE else None
+        evaluation = current_evaluation(patch) if patch.status in TERMINAL_STATUSES else None
         withheld, final = _payable(patch, evaluation)
         # One table says what each status is worth (scoring.client.reward_for); None: nothing to train on.
         reward = reward_for(patch.status, final, withheld=withheld)

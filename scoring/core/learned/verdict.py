@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scoring.core.learned.prompt import CRITERIA
+from scoring.core.critics.registry import CRITERIA
 
 
 class VerdictError(ValueError):
@@ -47,6 +47,20 @@ def parse_verdict(text: str, *, criteria: Sequence[str] = CRITERIA) -> Verdict:
         raise VerdictError(f"comment must be a string, got {type(verdict['comment']).__name__}")
     reasoning = tuple(line.strip() for line in text[:start].splitlines() if line.strip())
     return Verdict(subscores=subscores, comment=verdict["comment"].strip(), reasoning=reasoning)
+
+
+def parse_agreement(text: str) -> bool:
+    """Return the answer of a discriminator row's critic: the last JSON object must be {"agrees": true|false}.
+
+    Raises VerdictError otherwise (never a guess).
+    """
+    found = _last_object(text)
+    if found is None:
+        raise VerdictError(f"no JSON object in the critic's output: {_excerpt(text)!r}")
+    answer = found[1]
+    if set(answer) != {"agrees"} or not isinstance(answer["agrees"], bool):
+        raise VerdictError(f'expected {{"agrees": true}} or {{"agrees": false}}, got {_excerpt(json.dumps(answer))!r}')
+    return answer["agrees"]
 
 
 def _last_object(text: str) -> tuple[int, dict[str, Any]] | None:
