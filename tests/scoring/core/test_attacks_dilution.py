@@ -15,9 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scoring.core import pipeline
+from scoring.core.critics.base import Critic
 from scoring.core.critics.security import SecurityCritic
 from scoring.core.critics.style import StyleCritic, score_style
 from scoring.core.intake.diffcheck import parse_diff
+from scoring.core.types import CriticResult
 from tests.scoring.core.fixtures import gcd_task
 
 #: The honest gcd fix with one undefined name (E0602, an error) in a branch the tests never take.
@@ -51,7 +53,7 @@ def task(tmp_path_factory: pytest.TempPathFactory):
     return gcd_task.task(tmp_path_factory.mktemp("dilution"))
 
 
-def critic_result(task, critic, changes: dict[str, str]):  # type: ignore[no-untyped-def]
+def critic_result(task: gcd_task.Task, critic: Critic, changes: dict[str, str]) -> CriticResult:
     with gcd_task.prepared(task, gcd_task.make_diff(changes)) as ctx:
         return critic.evaluate(ctx)
 
