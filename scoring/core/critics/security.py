@@ -5,7 +5,7 @@ The curve (docs/style-security.md has worked examples):
     penalty = sum over introduced findings of SEVERITY_WEIGHT[severity] x CONFIDENCE_WEIGHT[confidence]
     score   = exp(-CURVE_K x penalty), capped at HIGH_SEVERITY_CAP when any introduced finding is HIGH severity
 
-Unlike style it is not divided by the patch's size: one injection is one injection in a line or in a thousand.
+Like style it is not divided by the patch's size: one injection is one injection in a line or in a thousand.
 One LOW/HIGH finding (an `import subprocess`) scores 0.86, a MEDIUM/HIGH one (`yaml.load`) 0.64, any HIGH one
 (`shell=True`) at most 0.2. A file the analyser could not finish (timeout, crash) gives 0: the patch made its
 judge fail, and whatever it hid there was not checked.

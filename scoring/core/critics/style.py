@@ -1,13 +1,14 @@
-"""Style: the pylint messages a patch introduces, weighted as pylint weighs them, per statement it adds or changes.
+"""Style: the pylint messages a patch introduces, weighted as pylint weighs them.
 
 The curve (docs/style-security.md has worked examples):
 
     weighted = 5 x errors + 1 x (warnings + refactors + conventions)     over the introduced messages
-    density  = weighted / max(statements added or changed, MIN_STATEMENTS)
-    score    = exp(-CURVE_K x density)
+    score    = exp(-weighted / MESSAGE_SCALE)
 
-so a clean patch scores 1.0, one convention message in a 20-statement patch 0.88, one in a one-line patch 0.61,
-one error in 10 statements 0.29. Any introduced fatal message (the file does not parse, or the patch added
+so a clean patch scores 1.0, one convention message 0.78, one error 0.29, two errors 0.08, however big the patch.
+The count is not divided by the patch's size: a patch that did so could pad itself with harmless statements until
+its messages weighed nothing (one undefined name scored 0.08 alone and 0.96 beside 300 `PAD_i = i` lines). Padding
+never raises the score. Any introduced fatal message (the file does not parse, or the patch added
 `# pylint: skip-file`) gives 0 and is cited. A file the analyser could not finish (timeout, crash) also gives 0:
 the patch made its judge fail.
 """
@@ -24,10 +25,9 @@ from scoring.core.types import CriticResult, ScoringContext
 
 #: pylint's own weighting (its evaluation formula): an error counts five times a warning, refactor or convention.
 CATEGORY_WEIGHT = {"error": 5, "warning": 1, "refactor": 1, "convention": 1}
-#: Steepness of the curve: density 0.2 (one message per five statements) scores exp(-0.5) = 0.61.
-CURVE_K = 2.5
-#: Small patches are divided by at least this many statements, so one message in a one-liner is not a zero.
-MIN_STATEMENTS = 5
+#: The weighted count that costs a factor e: one convention message (weight 1) scores exp(-1/4) = 0.78, a mild
+#: cost; one error (weight 5) exp(-5/4) = 0.29, a heavy one.
+MESSAGE_SCALE = 4.0
 #: Confidence when every changed file was fully analysed: pylint is deterministic, the curve is a judgement.
 FULL_CONFIDENCE = 0.95
 #: At most this many findings are spelled out in the rationale; the evidence holds all of them.
@@ -123,7 +123,8 @@ def finding_entry(path: str, finding: Finding) -> dict[str, Any]:
 def score_style(
     analysis: PatchAnalysis, introduced: list[dict[str, Any]], statements: int, fixed: int
 ) -> tuple[float, list[str]]:
-    """The style score and the steps that explain it, from the introduced messages and the statement count."""
+    """The style score and the steps that explain it, from the introduced messages (the statement count is only
+    reported: dividing by it would let padding dilute the messages)."""
     if analysis.failed:
         item = analysis.failed[0]
         return 0.0, [
@@ -147,12 +148,10 @@ def score_style(
     if len(introduced) > MAX_CITED:
         steps.append(f"Step: and {len(introduced) - MAX_CITED} more new messages (all listed in the evidence).")
     weighted = sum(entry["weight"] for entry in introduced)
-    divisor = max(statements, MIN_STATEMENTS)
-    density = weighted / divisor
-    score = math.exp(-CURVE_K * density)
+    score = math.exp(-weighted / MESSAGE_SCALE)
     steps.append(
-        f"Step: weighted messages {weighted} over {statements} statements added or changed (divided by {divisor}): "
-        f"density {density:.2f}; score exp(-{CURVE_K:g} x {density:.2f}) = {score:.2f}.{fixed_note}"
+        f"Step: weighted messages {weighted} on the {statements} statements added or changed, counted whatever "
+        f"the patch's size; score exp(-{weighted} / {MESSAGE_SCALE:g}) = {score:.2f}.{fixed_note}"
     )
     return score, steps
 
