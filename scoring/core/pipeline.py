@@ -6,7 +6,6 @@ Pure Python. `score` runs everything in one process (`manage.py score_patch`, th
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,7 +19,6 @@ from scoring.core.analyser import tool_versions as analysis_tool_versions
 from scoring.core.diffcheck import ParsedDiff
 from scoring.core.registry import REGISTRY
 from scoring.core.spec import TaskSpec
-from scoring.core.trees import host_lock
 from scoring.core.types import Critic, CriticResult, PipelineSettings, Weights
 from scoring.core.versions import package_version
 
@@ -61,8 +59,12 @@ def run_stage(
     hidden_archive: Path | None,
     settings: PipelineSettings,
     analyser: Any = None,
+    prior: Mapping[str, CriticResult] | None = None,
+    shaping: str = "sum",
 ) -> StageOutcome:
     """Run `critics` on one patched tree, heal the uncertain ones, and return their results with timings.
+
+    `prior`: the results of the stages already run for this patch; `shaping`: the active profile's.
 
     Raises sandbox.SandboxUnavailable when there is no sandbox and unsandboxed runs are not allowed; anything
     the patch itself does ends up in the results, never as an exception.
@@ -70,14 +72,10 @@ def run_stage(
     mode = sandbox.sandbox_mode(settings.allow_unsandboxed)
     timings: dict[str, float] = {}
 
-    # Test runs hold the host lock shared; a benchmark takes it exclusively (in its critic), so no test run
-    # shares the cores with a measurement.
-    benchmarking = any(critic.queue == "bench" for critic in critics)
-    lock_dir = settings.cache_root / "locks"
-
+    # No host-wide lock between tests and benchmarks: a benchmark's CPU time is its own cgroup's, and the cores
+    # are kept apart by deployment (docs/performance.md, "Benchmarks beside tests").
     def run(argv, **kwargs):  # type: ignore[no-untyped-def]
-        with contextlib.nullcontext() if benchmarking else host_lock(lock_dir, exclusive=False):
-            return sandbox.run(argv, allow_unsandboxed=settings.allow_unsandboxed, warm=settings.warm_tests, **kwargs)
+        return sandbox.run(argv, allow_unsandboxed=settings.allow_unsandboxed, warm=settings.warm_tests, **kwargs)
 
     started = time.monotonic()
     with workspace.prepare(
@@ -89,6 +87,8 @@ def run_stage(
         run=run,
     ) as ctx:
         ctx.analyser = analyser
+        ctx.prior = dict(prior or {})
+        ctx.shaping = shaping
         timings["prepare"] = round(time.monotonic() - started, 4)
         results = {}
         for critic in critics:
@@ -194,6 +194,7 @@ def score(
     results: dict[str, CriticResult] = {}
     timings: dict[str, float] = {}
     mode = "bwrap"
+    weights = weights or default_weights(critics)
     for group in stages(critics).values():
         outcome = run_stage(
             critics=group,
@@ -203,6 +204,8 @@ def score(
             hidden_archive=hidden_archive,
             settings=settings,
             analyser=analyser,
+            prior=results,
+            shaping=weights.shaping,
         )
         results.update(outcome.results)
         timings.update(outcome.timings_s)
@@ -217,7 +220,7 @@ def score(
     return build_result(
         task_name=spec.name,
         results=results,
-        weights=weights or default_weights(critics),
+        weights=weights,
         settings=settings,
         audit_key=diff.sha256,
         meta=meta,

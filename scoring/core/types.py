@@ -198,6 +198,7 @@ class ScoringContext:
     - `changed_files`: paths (relative, posix) the patch adds or modifies, after reverts; `added_lines` maps each
       to the 1-based line numbers in the patched file that the patch added or changed.
     - `flags` / `notes`: what preparing the tree already found (tamper, tests_modified) and the reasons.
+    - `prior` / `shaping`: earlier stages' results and the active weight profile's shaping.
     """
 
     spec: Any  # scoring.core.spec.TaskSpec
@@ -215,3 +216,7 @@ class ScoringContext:
     flags: frozenset[str] = frozenset()
     notes: tuple[str, ...] = ()
     analyser: Any = None  # scoring.core.analyser.Analyser, shared by style and security
+    #: Results of the stages that ran before this one (the bench stage sees correctness), and the active profile's
+    #: shaping (scoring.core.shaping): a critic may skip work that cannot move the reward.
+    prior: Mapping[str, CriticResult] = field(default_factory=dict)
+    shaping: str = "sum"
