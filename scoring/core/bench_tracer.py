@@ -8,7 +8,7 @@ OUT gets a JSON object, written only when the benchmark completed:
 - "functions": per file (relative to the tree), the qualified names of the Python functions that started;
 - "modules": the files whose module code ran (imported);
 - "read": files and folders the benchmark itself opened, listed or looked at (not the import system's reads);
-- "searched": every module name the import system looked for (start-up included);
+- "searched": every module name the import system looked for, and those imported before the tracer started;
 - "incomplete": what makes the record incomplete (a subprocess, a fork, native code from the tree, another
   tracer): a record with any of these is never used to skip a benchmark.
 Standard library only, and nothing from the tree is imported before the benchmark starts.
@@ -25,7 +25,7 @@ _OUT = sys.argv[1]
 _ARGS = sys.argv[2:]
 _functions = {}
 _read = set()
-_searched = set(sys.modules) | {"sitecustomize", "usercustomize"}
+_searched = set(sys.modules)
 _incomplete = set()
 _ESCAPES = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
             "ctypes.dlopen", "sys.settrace", "sys.setprofile", "os.startfile", "pty.spawn")  # fmt: skip

@@ -22,20 +22,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+#: Modules Python looks for when it starts, before any tracer can see it.
+START_UP_MODULES = frozenset({"sitecustomize", "usercustomize"})
 #: Larger sources are not parsed: the patch is measured instead.
 MAX_SOURCE_BYTES = 2 << 20
 
 
-def untouched(
-    record: Mapping[str, Any], base_dir: Path, patched_dir: Path, paths: Iterable[str]
-) -> tuple[bool, str]:
+def untouched(record: Mapping[str, Any], base_dir: Path, patched_dir: Path, paths: Iterable[str]) -> tuple[bool, str]:
     """(True, why) when no file in `paths` (relative, changed or deleted by the patch) can change the run."""
     if record.get("incomplete"):
         return False, f"the base run's trace is incomplete ({', '.join(record['incomplete'])})"
     modules = set(record.get("modules", ()))
     read = set(record.get("read", ()))
     functions = record.get("functions", {})
-    searched = {part for name in record.get("searched", ()) for part in name.split(".")}
+    searched = {part for name in record.get("searched", ()) for part in name.split(".")} | START_UP_MODULES
     paths = sorted(set(paths))
     for path in paths:
         if path in modules:

@@ -53,8 +53,11 @@ TRACER = Path(__file__).resolve().parent.parent / "bench_tracer.py"
 TRACER_NAME = ".reviewapp_bench_tracer.py"
 TRACE_NAME = ".reviewapp_bench_trace.json"
 TRACE_MAX_BYTES = 8 << 20
-#: A cached base stands while one start-up run measures within this share of the cached start-up median.
-START_UP_DRIFT = 0.3
+#: A cached base stands while one base run now lands within this share of its median, either way. A base cached
+#: on a busier host must not hide a slowdown: a patch passes against it only with its interval below 1.05, so at
+#: worst a slowdown of 1.05 * (1 + BASE_DRIFT) = 1.26 (score 0.5) passes as "not slower", never the 1.3 that must
+#: score 0.4 or less.
+BASE_DRIFT = 0.2
 #: And for at most this long: a host's load and clock change over hours.
 BASE_MAX_AGE_S = 3600.0
 
@@ -168,20 +171,21 @@ class PerformanceCritic(BaseCritic):
             restored = _restore_benchmark_files(argv, ctx.base_dir, patched_tree)
             bench = _Bench(ctx, argv, {"base": base_tree, "patched": patched_tree}, _limits(ctx), cached)
             started = time.monotonic()
-            probe = bench.probe_start_up()
-            reference = _start_up(cached["start_up_runs_s"])
-            drift = probe / reference - 1 if probe is not None and reference > 0 else None
-            if drift is None or abs(drift) > START_UP_DRIFT:
-                shown = "did not run" if probe is None else f"took {_duration(probe)} against {_duration(reference)}"
-                return (
-                    f"The host's start-up check ({START_UP_COMMAND}) {shown} when the base was measured: beyond "
-                    f"{START_UP_DRIFT:.0%} drift, so the base is measured again."
-                )
+            base = [float(x) for x in cached["base_s"]]
             try:
+                check = bench.probe_base()
+                median = float(np.median(base))
+                if not median / (1 + BASE_DRIFT) <= check <= median * (1 + BASE_DRIFT):
+                    return (
+                        f"One base run now took {_duration(check)} of CPU against the {_duration(median)} median "
+                        f"of its {len(base)} cached runs, more than {BASE_DRIFT:.0%} apart: the host drifted, so "
+                        "the base is measured again."
+                    )
                 patched = [bench.once("patched") for _ in range(perfstats.MIN_PAIRS)]
             except BenchmarkFailed as failure:
+                if failure.side == "base":
+                    return f"The base benchmark failed now ({failure.why}): measured again."
                 return _failed(self.name, ctx, failure, ())
-            base = [float(x) for x in cached["base_s"]]
             look = perfstats.compare(
                 base,
                 patched,
@@ -189,11 +193,9 @@ class PerformanceCritic(BaseCritic):
                 start_up_s=_start_up(cached["start_up_runs_s"]),
             )
             elapsed = time.monotonic() - started
-        decision = perfstats.Decision(
-            look, tuple(base), tuple(patched), (f"{look.describe()}.",), "decided", elapsed
-        )
+        decision = perfstats.Decision(look, tuple(base), tuple(patched), (f"{look.describe()}.",), "decided", elapsed)
         evidence = _evidence({}, ctx.spec.benchmark_command, bench, decision, elapsed, restored)
-        evidence["base_cached"] = {"runs": len(base), "age_s": round(age, 1), "start_up_drift": round(drift, 4)}
+        evidence["base_cached"] = {"runs": len(base), "age_s": round(age, 1), "check_s": check}
         result = _judged(
             self.name,
             rationale=(_cached_method_step(ctx.spec.benchmark_command, evidence, restored),),
@@ -312,12 +314,9 @@ class _Bench:
                 self.start_up["cpu"].append(result.cpu_s)
                 self.start_up["wall"].append(result.wall_s)
 
-    def probe_start_up(self) -> float | None:
-        """The CPU time of one START_UP_COMMAND run in the base tree (None if it failed); not kept."""
-        result = self.ctx.run(
-            self.ctx.spec.argv(START_UP_COMMAND), tree=self.trees["base"], env_dir=self.ctx.env_dir, limits=self.limits
-        )
-        return result.cpu_s if _failure(result) is None else None
+    def probe_base(self) -> float:
+        """The CPU time of one base run now, not kept: the check that a cached base still holds on this host."""
+        return self._once("base", keep=False)
 
     def pair(self) -> tuple[float, float]:
         """One base run then one patched run: the interleaving that cancels slow drift of the machine."""
@@ -397,8 +396,6 @@ def _read_base(ctx: ScoringContext) -> dict[str, Any] | None:
 
 def _write_base(ctx: ScoringContext, bench: _Bench, decision: perfstats.Decision) -> None:
     """Keep the base runs of an interleaved measurement for the next patches of the task on this host."""
-    if not bench.start_up["cpu"]:
-        return  # without a start-up estimate there is nothing to check the host's drift against
     record = {
         "command": ctx.spec.benchmark_command,
         "measured_at": time.time(),
@@ -476,7 +473,9 @@ def _unreachable(criterion: str, ctx: ScoringContext) -> CriticResult | None:
         f"reads and imports, and {why}. The patch cannot change what the benchmark does, so it gets the "
         "base's performance."
     )
-    return _judged(criterion, rationale=(step,), evidence=evidence, knots=perfstats.DEFAULT_KNOTS, other_flags=frozenset())
+    return _judged(
+        criterion, rationale=(step,), evidence=evidence, knots=perfstats.DEFAULT_KNOTS, other_flags=frozenset()
+    )
 
 
 def _differences(base: Path, patched: Path) -> list[str]:
@@ -487,17 +486,16 @@ def _differences(base: Path, patched: Path) -> list[str]:
     """
 
     def entries(root: Path) -> dict[str, Path]:
-        return {path.relative_to(root).as_posix(): path for path in root.rglob("*") if not path.is_dir() or path.is_symlink()}
+        files = (path for path in root.rglob("*") if not path.is_dir() or path.is_symlink())
+        return {path.relative_to(root).as_posix(): path for path in files}
+
+    def same(a: Path | None, b: Path | None) -> bool:
+        if a is None or b is None or a.is_symlink() or b.is_symlink():
+            return False
+        return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
 
     ours, theirs = entries(base), entries(patched)
-    different = []
-    for name in sorted(ours.keys() | theirs.keys()):
-        a, b = ours.get(name), theirs.get(name)
-        if a is None or b is None or a.is_symlink() or b.is_symlink():
-            different.append(name)
-        elif a.stat().st_size != b.stat().st_size or a.read_bytes() != b.read_bytes():
-            different.append(name)
-    return different
+    return [name for name in sorted(ours.keys() | theirs.keys()) if not same(ours.get(name), theirs.get(name))]
 
 
 def _failure(result: RunResult) -> str | None:
@@ -597,8 +595,8 @@ def _cached_method_step(command: str, evidence: Mapping[str, Any], restored: Seq
     step = (
         f"{STEP} Timed by the harness: CPU time of each whole run of `{command}` in the sandbox, "
         f"{evidence['n_patched']} runs on a copy of the patched tree against the {cached['runs']} base runs measured "
-        f"on this host {cached['age_s'] / 60:.0f} minutes ago (one start-up run now is within "
-        f"{abs(cached['start_up_drift']):.0%} of then, so the host has not drifted). Only an interval wholly below "
+        f"on this host {cached['age_s'] / 60:.0f} minutes ago (one base run now, {_duration(cached['check_s'])}, "
+        f"is within {BASE_DRIFT:.0%} of their median, so the host has not drifted). Only an interval wholly below "
         "the slowdown threshold stands on a cached base; anything else is measured again, interleaved."
     )
     if restored:
