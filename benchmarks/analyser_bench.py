@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import pip_download
-from scoring.core.analyser import REVIEW_PYLINTRC, Analyser, FileReport
-from scoring.core.analyser_worker import FORCED_ENABLE
+from scoring.core.analysis.analyser import REVIEW_PYLINTRC, Analyser, FileReport
+from scoring.core.analysis.analyser_worker import FORCED_ENABLE
 
 PACKAGE = "attrs"
 TOOL_TIMEOUT_S = 120

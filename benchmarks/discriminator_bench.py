@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Goal, Section, log, num, spread, table, with_iqr
-from scoring.core import discriminator, sandbox, workspace
-from scoring.core.spec import parse_spec
+from scoring.core.critics import discriminator
+from scoring.core.intake.spec import parse_spec
+from scoring.core.sandbox import process as sandbox
+from scoring.core.sandbox import workspace
 from scoring.core.trees import pack_tree
 from scoring.core.types import CriticResult, PipelineSettings
 

@@ -39,7 +39,7 @@ def populate(*, samples: str, labels: int, reviewers: int) -> dict[str, Any]:
 def export(*, fmt: str, out: str, trace: bool) -> dict[str, Any]:
     """Child process: one export of `fmt` to `out`; its time, rows, file size and memory peaks."""
     django_ready()
-    from labeling.exports import export_labels
+    from exports.services import export_labels
 
     rss_before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if trace:

@@ -37,7 +37,7 @@ def load_samples(path: str) -> list[dict[str, Any]]:
 def demo_tasks_by_name(names: Sequence[str]) -> dict[str, Any]:
     """The demo tasks among `names`, registered through the real service (archives stored)."""
     from benchmarks.pipeline_bench import DEMO
-    from scoring.core.spec import parse_spec
+    from scoring.core.intake.spec import parse_spec
     from scoring.models import Task
     from scoring.services import task_create_from_dirs
 

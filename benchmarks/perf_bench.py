@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scoring.core import perfstats
+from scoring.core.critics.performance import stats as perfstats
 
 BASE_S = 0.050
 FIXED_RUNS = 20

@@ -30,13 +30,15 @@ from typing import Any
 
 from benchmarks.analyser_bench import cli_findings
 from benchmarks.common import Goal, Section, log, num, pip_download, spread, table, with_iqr, with_range
-from scoring.core import pipeline, sandbox, warm
-from scoring.core.aggregate import default_weights
-from scoring.core.analyser import Analyser
-from scoring.core.critics import correctness
-from scoring.core.diffcheck import parse_diff
-from scoring.core.registry import REGISTRY
-from scoring.core.spec import TaskSpec, parse_spec
+from scoring.core import pipeline
+from scoring.core.aggregate.route import default_weights
+from scoring.core.analysis.analyser import Analyser
+from scoring.core.critics.correctness import critic as correctness
+from scoring.core.critics.registry import REGISTRY
+from scoring.core.intake.diffcheck import parse_diff
+from scoring.core.intake.spec import TaskSpec, parse_spec
+from scoring.core.sandbox import process as sandbox
+from scoring.core.sandbox import warm
 from scoring.core.trees import pack_tree
 from scoring.core.types import PipelineSettings
 

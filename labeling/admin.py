@@ -1,7 +1,7 @@
 from django.contrib import admin
 
-from labeling.admin_site import ReadOnlyAdmin
 from labeling.models import Claim, CriticRun, ExportJob, LabelEvent
+from scoring.admin_site import ReadOnlyAdmin
 
 
 @admin.register(LabelEvent)

@@ -12,8 +12,8 @@ import krippendorff
 import numpy as np
 
 from labeling.models import LabelEvent
+from scoring.core.critics.registry import REGISTRY
 from scoring.core.pipeline import PIPELINE_VERSION
-from scoring.core.registry import REGISTRY
 from scoring.models import Evaluation, Patch, PatchStatus
 
 BINS = 10

@@ -7,7 +7,7 @@ from typing import Any
 from labeling.models import LabelEvent
 from labeling.services import mark_reviewed_when_complete
 from scoring import selectors
-from scoring.core.aggregate import weighted_mean
+from scoring.core.aggregate.route import weighted_mean
 from scoring.models import Patch
 
 

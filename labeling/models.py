@@ -60,7 +60,7 @@ class Claim(models.Model):
 
 
 class ExportJob(models.Model):
-    """One label export started from /exports/ or the API (labeling.exports.export_labels in a Celery task).
+    """One label export started from /exports/ or the API (exports.services.export_labels in a Celery task).
 
     Written by the task as it goes; read by the progress bar and the API. The file lives under
     DATA_DIR/exports/, next to its `.manifest.json`.

@@ -11,8 +11,8 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from labeling.models import Claim, LabelEvent
+from scoring.core.critics.registry import CRITERIA
 from scoring.core.pipeline import PIPELINE_VERSION
-from scoring.core.registry import CRITERIA
 from scoring.core.types import FLAGS
 from scoring.models import Evaluation, PatchStatus
 

@@ -1,10 +1,13 @@
-"""Reads over human labels."""
+"""Reads over human labels, claims and critic runs."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from scoring.core.aggregate import weighted_mean
+from django.db.models import Exists, OuterRef
+
+from labeling.models import Claim, CriticRun, LabelEvent
+from scoring.core.aggregate.route import weighted_mean
 from scoring.models import Patch
 
 
@@ -34,3 +37,32 @@ def human_consensus(patch: Patch, weights: dict[str, float] | None = None) -> di
     final = round(sum(finals) / len(finals), 4) if finals else (weighted_mean(subscores, weights) if weights else None)
     comment = next((label.comment for label in reversed(labels) if label.comment), "")
     return {"subscores": subscores, "final_score": final, "labels": len(labels), "comment": comment}
+
+
+def critic_runs_series(*, last: int = 50) -> dict[str, Any]:
+    """The metrics of the last `last` critic evaluations, oldest first, as chart data (labels and series).
+
+    `mae` is the mean over the criteria that had a comparable score. Missing values are None (a gap).
+    """
+    runs = list(CriticRun.objects.order_by("-id")[:last])[::-1]
+
+    def mean_mae(run: CriticRun) -> float | None:
+        values = [v for v in run.mae.values() if v is not None]
+        return round(sum(values) / len(values), 4) if values else None
+
+    return {
+        "labels": [f"{run.version} ({run.created_at:%m-%d %H:%M})" for run in runs],
+        "series": [
+            {"label": "valid JSON rate", "data": [run.valid_json_rate for run in runs]},
+            {"label": "band agreement", "data": [run.band_agreement for run in runs]},
+            {"label": "correctness agreement", "data": [run.correctness_agreement for run in runs]},
+            {"label": "mean absolute error", "data": [mean_mae(run) for run in runs]},
+        ],
+    }
+
+
+def held_exprs(now: Any, patch_ref: str) -> tuple[Exists, Exists]:
+    """Whether someone holds the patch at `patch_ref`: a live claim, any label."""
+    claimed = Exists(Claim.objects.filter(patch=OuterRef(patch_ref), lease_until__gt=now))
+    labelled = Exists(LabelEvent.objects.filter(patch=OuterRef(patch_ref)))
+    return claimed, labelled

@@ -21,9 +21,9 @@ from django.utils import timezone
 
 from labeling.models import Claim, LabelEvent
 from labeling.selectors import human_consensus
-from scoring.core.aggregate import weighted_mean
+from scoring.core.aggregate.route import weighted_mean
+from scoring.core.critics.registry import CRITERIA
 from scoring.core.pipeline import PIPELINE_VERSION
-from scoring.core.registry import CRITERIA
 from scoring.models import Evaluation, Patch, PatchStatus, Task
 from scoring.selectors import active_weights, current_evaluation
 from scoring.services import patch_transition

@@ -24,12 +24,12 @@ from django_htmx.middleware import HtmxDetails
 
 from labeling import dashboard as stats
 from labeling import services
-from labeling.critic import critic_runs_series
 from labeling.models import Claim, LabelEvent
 from labeling.present import findings_of, numeric_series, render_diff, render_evidence
 from labeling.queue import ROUTES, QueueFilters, queue_counts, queue_items
+from labeling.selectors import critic_runs_series
 from scoring.conf import pipeline_settings
-from scoring.core.registry import REGISTRY
+from scoring.core.critics.registry import REGISTRY
 from scoring.core.types import FLAGS
 from scoring.models import Patch, Task
 from scoring.roles import has_role

@@ -11,6 +11,8 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutting_down
 from kombu import Queue
 
+from scoring import queueing
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reviewapp.settings")
 
 app = Celery("reviewapp")
@@ -18,12 +20,13 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 QUEUES = ("score", "exec", "bench", "critic")
 app.conf.task_queues = [Queue(name) for name in QUEUES]
 app.conf.task_routes = {
-    "scoring.tasks.run_stage": {"queue": "exec"},  # overridden per call for the bench stage
-    "scoring.tasks.enqueue_patches": {"queue": "score"},
-    "scoring.tasks.reconcile": {"queue": "score"},
-    "scoring.tasks.prune_evidence": {"queue": "score"},
-    "scoring.tasks.reaggregate": {"queue": "score"},
-    "labeling.tasks.*": {"queue": "critic"},
+    queueing.RUN_STAGE: {"queue": "exec"},  # overridden per call for the bench stage
+    queueing.ENQUEUE_PATCHES: {"queue": "score"},
+    queueing.RECONCILE: {"queue": "score"},
+    queueing.PRUNE_EVIDENCE: {"queue": "score"},
+    queueing.REAGGREGATE: {"queue": "score"},
+    queueing.EXPORT_RUN: {"queue": "critic"},
+    queueing.CRITIC_REVIEW: {"queue": "critic"},
 }
 app.autodiscover_tasks()
 

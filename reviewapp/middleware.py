@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonR
 from django.utils.deprecation import MiddlewareMixin
 from rest_framework.views import APIView
 
-from scoring.core.text import unstorable
+from scoring.core.intake.text import unstorable
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -17,7 +17,7 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 class RefuseUnstorableTextMiddleware(MiddlewareMixin):  # sync and async (reviewapp.asgi)
     """Answer 400 when a query parameter, or a field of a form posted to a page, holds text no database stores.
 
-    PostgreSQL cannot hold NUL in text, so a NUL reaching a query or a row is a 500 there (scoring.core.text).
+    PostgreSQL cannot hold NUL in text, so a NUL reaching a query or a row is a 500 there (scoring.core.intake.text).
     Django's form fields refuse it one by one, but the pages read filters, sliders and notes from request.GET
     and request.POST directly. API views get a JSON error; their serializers check the bodies they accept.
     """

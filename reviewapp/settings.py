@@ -78,8 +78,12 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "axes",  # failed-login throttle per account and per address (AXES_* below)
+    # The layers, lowest first: an app imports only from the apps above it in this list (docs/architecture.md).
     "scoring",
     "labeling",
+    "tuning",
+    "exports",
+    "critic",
 ]
 
 MIDDLEWARE = [

@@ -18,8 +18,8 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("metrics", health.metrics, name="metrics"),
     path("", include("labeling.urls")),  # /review/, /dashboard/
-    path("", include("labeling.weights_urls")),  # /weights/ and /api/v1/weights/
-    path("", include("labeling.export_urls")),  # /exports/ and /api/v1/exports/
+    path("", include("tuning.urls")),  # /weights/ and /api/v1/weights/
+    path("", include("exports.urls")),  # /exports/ and /api/v1/exports/
 ]
 
 handler404 = "reviewapp.errors.page_not_found"

@@ -60,3 +60,7 @@ class SignInThrottleBackend(AxesStandaloneBackend):
         if request is None:
             return None
         return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+#: The demo accounts. Fixed passwords, re-set on every run, so the printed ones always work. Not for production.
+DEMO_ACCOUNTS = (("reviewer", "reviewer", "review-demo-2026"), ("admin", "admin", "admin-demo-2026"))

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from labeling.admin_site import ReadOnlyAdmin
+from scoring.admin_site import ReadOnlyAdmin
 from scoring.models import Evaluation, Patch, StageResult, Task, WeightAudit, WeightProfile
 
 

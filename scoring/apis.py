@@ -22,9 +22,9 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from scoring import selectors, services
-from scoring.core.aggregate import Route
-from scoring.core.diffcheck import DiffError
-from scoring.core.text import unstorable
+from scoring.core.aggregate.route import Route
+from scoring.core.intake.diffcheck import DiffError
+from scoring.core.intake.text import unstorable
 from scoring.limits import BoundedJSONParser, Pagination, body_too_large, check_batch_bytes
 from scoring.models import Patch, PatchStatus, Task
 from scoring.roles import CanSubmit, is_staff_reader
@@ -91,9 +91,7 @@ class ResultSerializer(serializers.Serializer):
 
 
 def result_of(request, patch: Patch) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    from labeling.selectors import human_consensus
-
-    return selectors.patch_result(patch, reveal_hidden=is_staff_reader(request.user), human=human_consensus(patch))
+    return selectors.patch_result(patch, reveal_hidden=is_staff_reader(request.user), human=selectors.human_of(patch))
 
 
 #: Spec keys that name or describe hidden material: a shared task's spec shows them to its owner only.
@@ -212,7 +210,7 @@ class PatchInputSerializer(serializers.Serializer):
         ref_name = "PatchInput"
 
     def validate_metadata(self, value: dict) -> dict:
-        """Refuse metadata past its size limit, and text no database stores (scoring.core.text) at any depth."""
+        """Refuse metadata past its size limit, and text no database stores (scoring.core.intake.text) at any depth."""
         limit = settings.LIMITS["METADATA_BYTES"]
         size = len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
         if size > limit:

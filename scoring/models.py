@@ -10,7 +10,7 @@ class Task(models.Model):
     """A base repository with tests, held-out tests and an optional benchmark, described by its spec."""
 
     name = models.SlugField(max_length=100, unique=True)
-    spec = models.JSONField(help_text="The task spec without local paths (scoring.core.spec.TaskSpec.to_json).")
+    spec = models.JSONField(help_text="The task spec without local paths (scoring.core.intake.spec.TaskSpec.to_json).")
     base_sha256 = models.CharField(max_length=64)
     hidden_sha256 = models.CharField(max_length=64, blank=True, default="")
     reference_sha256 = models.CharField(
@@ -106,7 +106,7 @@ class WeightProfile(models.Model):
     band_high = models.FloatField(default=0.7)
     audit_rate = models.FloatField(default=0.02)
     perf_knots = models.JSONField(help_text="[[ratio, score], ...]")
-    shaping = models.CharField(max_length=20, default="sum", help_text="scoring.core.shaping: sum or gated")
+    shaping = models.CharField(max_length=20, default="sum", help_text="scoring.core.aggregate.shaping: sum or gated")
     is_active = models.BooleanField(default=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -167,7 +167,7 @@ class WeightAudit(models.Model):
 
 
 class ReaggregationJob(models.Model):
-    """One re-aggregation of every current Evaluation under a weight profile (scoring.weights.reaggregate).
+    """One re-aggregation of every current Evaluation under a weight profile (tuning.services.reaggregate).
 
     Written by the background task as it goes, read by the /weights/ progress bar and the API.
     """

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Prefetch, Q, QuerySet
 
 from scoring.client import reward_for
-from scoring.core import policy
-from scoring.core.aggregate import default_weights
+from scoring.core.aggregate import policy
+from scoring.core.aggregate.route import default_weights
+from scoring.core.critics.registry import CRITERIA, REGISTRY
 from scoring.core.pipeline import PIPELINE_VERSION
-from scoring.core.registry import CRITERIA, REGISTRY
 from scoring.core.types import Weights
 from scoring.models import Evaluation, Patch, PatchStatus, Task, WeightProfile
 
@@ -104,6 +105,23 @@ def hide_hidden_tests(subscores: dict[str, Any]) -> dict[str, Any]:
     return subscores
 
 
+#: Reads the `human` part of a Result (the consensus of the reviewers' labels). The labeling app registers its
+#: reader in LabelingConfig.ready: labels live a layer up, and scoring never imports labeling.
+HumanReader = Callable[[Patch], "dict[str, Any] | None"]
+_human_reader: HumanReader = lambda patch: None  # noqa: E731 (no labels without the labeling app)
+
+
+def human_reader_register(reader: HumanReader) -> None:
+    """Make `reader` the one that fills the `human` part of Results (called once, at start-up)."""
+    global _human_reader
+    _human_reader = reader
+
+
+def human_of(patch: Patch) -> dict[str, Any] | None:
+    """The `human` part of a patch's Result, from the registered reader; None before anyone labels it."""
+    return _human_reader(patch)
+
+
 def patch_result(patch: Patch, *, reveal_hidden: bool, include_id: bool = True, human: Any = None) -> dict[str, Any]:
     """The Result JSON of docs/contract.md for one patch, whatever its status."""
     evaluation = current_evaluation(patch) if patch.status not in (PatchStatus.REJECTED,) else None
@@ -143,7 +161,7 @@ def patch_result(patch: Patch, *, reveal_hidden: bool, include_id: bool = True, 
 def rewards_of(*, ids: list[int]) -> dict[str, Any]:
     """The /rewards/ answer for patches `ids`, in order: {"ids", "status", "rewards", "subscores"}.
 
-    A reward is null while a patch is unfinished, and while the flag policy withholds it (scoring.core.policy: a
+    A reward is null while a patch is unfinished, and while the flag policy withholds it (core.aggregate.policy: a
     `suspicious` patch not yet labelled, when REVIEWAPP_WITHHOLD_SUSPICIOUS is on); its subscores are null too, so
     no per-criterion reward function trains on it either. Rejected patches get 0.0; failed and cancelled ones null
     (an infrastructure outcome, not the patch's).
@@ -191,3 +209,17 @@ def tasks_visible_to(user: Any) -> QuerySet[Task]:
     if not is_staff_reader(user):
         queryset = queryset.filter(Q(shared=True) | Q(created_by=user))
     return queryset
+
+
+def critic_input(patch: Patch) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """(task spec, diff, Result) of a patch: what export and critic inference both give build_messages.
+
+    One function for both, so an exported row and a fresh inference see the same prompt.
+    """
+    return dict(patch.task.spec), patch.diff, patch_result(patch, reveal_hidden=True, include_id=False)
+
+
+def tools_comments(evaluation_meta: Mapping[str, Any], comments: str) -> str:
+    """The comments the pipeline wrote, without what the learned critic added (critic.services keeps them)."""
+    critic = evaluation_meta.get("critic") or {}
+    return critic.get("tools_comments", comments) if isinstance(critic, Mapping) else comments

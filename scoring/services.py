@@ -21,20 +21,23 @@ from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from scoring import affinity, notify, selectors, storage
+from scoring import affinity, notify, queueing, selectors, signals, storage
 from scoring.conf import pipeline_settings
-from scoring.core import diffcheck, discriminator, sandbox, workspace
-from scoring.core.aggregate import Route, in_doubt
-from scoring.core.diffcheck import DiffError
+from scoring.core.aggregate.route import Route, in_doubt
+from scoring.core.critics import discriminator
+from scoring.core.critics.registry import BY_NAME, REGISTRY
+from scoring.core.intake import diffcheck
+from scoring.core.intake.diffcheck import DiffError
+from scoring.core.intake.spec import SpecError, TaskSpec, parse_spec
+from scoring.core.intake.text import storable
 from scoring.core.pipeline import PIPELINE_VERSION, build_result, run_stage, stages, tool_versions
-from scoring.core.registry import REGISTRY
-from scoring.core.spec import SpecError, TaskSpec, parse_spec
-from scoring.core.text import storable
+from scoring.core.sandbox import bwrap, workspace
+from scoring.core.sandbox import process as sandbox
 from scoring.core.trees import pack_tree
-from scoring.core.types import CriticResult
+from scoring.core.types import CriticResult, PipelineSettings, Weights
 from scoring.models import Evaluation, Patch, PatchStatus, StageResult, Task, WeightProfile
 
 log = logging.getLogger(__name__)
@@ -146,7 +149,7 @@ def _reference_store(*, spec: TaskSpec, reference: BinaryIO, base_sha: str) -> s
         )
     except discriminator.ReferenceError as exc:
         raise ServiceError(f"reference: {exc}") from exc
-    except sandbox.SandboxUnavailable as exc:
+    except bwrap.SandboxUnavailable as exc:
         raise ServiceError(f"reference: cannot be checked now: {exc}", status=503) from exc
     return sha
 
@@ -161,7 +164,7 @@ def task_spec(task: Task) -> TaskSpec:
 
 def _split_shared(spec_data: Mapping[str, Any] | str | bytes) -> tuple[Mapping[str, Any] | str | bytes, bool]:
     """(the spec without its "shared" key, that key's value). Sharing is the service's business, not the pipeline's,
-    so scoring.core.spec never sees the key. Raises ServiceError when it is not true or false; a spec that is not
+    so scoring.core.intake.spec never sees the key. Raises ServiceError when it is not true or false; a spec that is not
     a JSON object goes on unchanged, for parse_spec to name what is wrong with it."""
     data: Any = spec_data
     if isinstance(spec_data, str | bytes | bytearray):
@@ -606,12 +609,10 @@ def next_stage(patch: Patch) -> str | None:
 
 def enqueue_many(patch_ids: list[int]) -> None:
     """Enqueue the first stage of many patches with one message; a worker fans it out (scoring.tasks)."""
-    from scoring.tasks import enqueue_patches
-
     if not patch_ids:
         return
     try:
-        enqueue_patches.apply_async((patch_ids,), queue="score")
+        queueing.send(queueing.ENQUEUE_PATCHES, patch_ids, queue="score")
     except Exception:  # a dead broker must not lose the rows: the reconciler enqueues them later
         log.warning("could not enqueue %d patches; the reconciler will retry", len(patch_ids), exc_info=True)
 
@@ -619,15 +620,13 @@ def enqueue_many(patch_ids: list[int]) -> None:
 def enqueue_stage(patch_id: int, stage: str | None = None) -> None:
     """Send a patch's next stage to its queue. A broker outage is logged, not raised: the row is safe, and the
     reconciler enqueues it again once the broker is back."""
-    from scoring.tasks import run_stage
-
     stage = stage or next(iter(stages(REGISTRY)))
     queue = stage
     if stage == "exec":  # a task's patches go to the worker that has the task warm (scoring.affinity)
         task_id = Patch.objects.filter(pk=patch_id).values_list("task_id", flat=True).first()
         queue = affinity.exec_queue(task_id) if task_id is not None else stage
     try:
-        run_stage.apply_async((patch_id, stage), queue=queue)
+        queueing.send(queueing.RUN_STAGE, patch_id, stage, queue=queue)
     except Exception:  # kombu raises many types for a dead broker; none of them may lose the patch
         log.warning("could not enqueue patch %s (%s); the reconciler will retry", patch_id, stage, exc_info=True)
 
@@ -667,9 +666,10 @@ def patch_finalize(*, patch: Patch) -> Evaluation:
             lease_until=None,
             finished_at=timezone.now(),
         )
-    from labeling.tasks import critic_enqueue  # local: labeling imports scoring.services
-
-    critic_enqueue(patch.pk)  # off the reward path; a no-op when no critic model is configured
+    # The layers above hear of it (the learned critic, off the reward path); none of them may fail scoring.
+    for receiver, error in signals.patch_finalized.send_robust(sender=Evaluation, patch_id=patch.pk):
+        if isinstance(error, Exception):
+            log.warning("patch_finalized receiver %s failed for patch %s", receiver, patch.pk, exc_info=error)
     return evaluation
 
 
@@ -740,3 +740,40 @@ def prune_evidence(*, now=None) -> int:  # type: ignore[no-untyped-def]
         pruned += 1
     StageResult.objects.filter(created_at__lt=cutoff).delete()
     return pruned
+
+
+def queue_move(status: str, route: str, *, held: bool) -> str | None:
+    """The status a patch moves to under a new route, or None: only scored <-> needs_review (docs/contract.md).
+
+    A patch enters the queue when its route is no longer `auto`; it leaves only when nobody holds it (a live
+    claim or any label). Reviewed, failed and every other status stay where they are.
+    """
+    if status == S.SCORED and route != Route.AUTO:
+        return S.NEEDS_REVIEW
+    if status == S.NEEDS_REVIEW and route == Route.AUTO and not held:
+        return S.SCORED
+    return None
+
+
+def current_evaluations() -> QuerySet[Evaluation]:
+    """Evaluations of the current pipeline version, with what re-building them needs."""
+    return Evaluation.objects.filter(pipeline_version=PIPELINE_VERSION).select_related("patch__task")
+
+
+def rebuild(
+    evaluation: Evaluation, weights: Weights, settings: PipelineSettings, *, held: bool = False
+) -> dict[str, Any]:
+    """The Result of a stored Evaluation under `weights`: the scoring path itself, run on stored subscores (and the
+    learned critic's view stored in its meta). `held`: a reviewer holds the patch, so it stays in the queue."""
+    results = {
+        name: CriticResult.from_json(name, data) for name, data in evaluation.subscores.items() if name in BY_NAME
+    }
+    return build_result(
+        task_name=evaluation.patch.task.name,
+        results=results,
+        weights=weights,
+        settings=settings,
+        audit_key=evaluation.patch.diff_sha256,
+        meta=evaluation.meta,
+        held=held,
+    )

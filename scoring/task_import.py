@@ -1,6 +1,6 @@
 """Import tasks in bulk from a dataset: JSONL, or a Hugging Face dataset saved with `save_to_disk`.
 
-Each row becomes a task through scoring.core.dataset_tasks (the MBPP shape by default; ColumnMap renames the
+Each row becomes a task through scoring.core.intake.dataset_tasks (the MBPP shape by default; ColumnMap renames the
 columns) and is registered with the same service as any task. Safe to run twice: a row whose task name already
 exists is counted as `existing` and left alone. Refused rows are counted with their reason, never fatal.
 """
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scoring.core.dataset_tasks import MBPP, ColumnMap, RowRefused, draft_from_row
-from scoring.core.spec import SpecError, TaskSpec, parse_spec
+from scoring.core.intake.dataset_tasks import MBPP, ColumnMap, RowRefused, draft_from_row
+from scoring.core.intake.spec import SpecError, TaskSpec, parse_spec
 from scoring.models import Task
 from scoring.services import ServiceError, task_create_from_dirs
 

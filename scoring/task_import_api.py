@@ -11,7 +11,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from scoring.core.dataset_tasks import ColumnMap
+from scoring.core.intake.dataset_tasks import ColumnMap
 from scoring.roles import CanSubmit
 from scoring.task_import import tasks_import
 

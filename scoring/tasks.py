@@ -24,7 +24,7 @@ def worker_analyser():  # type: ignore[no-untyped-def]
     global _analyser
     if _analyser is None:
         from scoring.conf import pipeline_settings
-        from scoring.core.analyser import Analyser
+        from scoring.core.analysis.analyser import Analyser
 
         conf = pipeline_settings()
         _analyser = Analyser(
@@ -89,22 +89,3 @@ def reconcile() -> dict[str, int]:
 @shared_task(acks_late=True)
 def prune_evidence() -> int:
     return services.prune_evidence()
-
-
-@shared_task(acks_late=True)
-def reaggregate(profile_id: int, job_id: int) -> dict[str, int]:
-    """Re-aggregate every current Evaluation under an activated weight profile (scoring.weights.reaggregate)."""
-    from scoring import weights
-    from scoring.models import ReaggregationJob
-
-    job = ReaggregationJob.objects.select_related("profile").filter(pk=job_id, profile_id=profile_id).first()
-    if job is None:
-        return {}
-    try:
-        return weights.reaggregate(profile=job.profile, job=job)
-    except SoftTimeLimitExceeded:
-        weights.job_fail(job=job, error="ran past its time limit; activate the profile again to finish")
-        return {}
-    except Exception as exc:  # the progress bar must show the failure instead of spinning forever
-        weights.job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
-        raise

@@ -144,7 +144,7 @@ def api(client_token):
 def tiny_task(db):
     """The `tiny` task (a calc package whose add() subtracts) registered through the service, shared, so every
     test client may score it (tasks belong to their client otherwise)."""
-    from scoring.core.spec import parse_spec
+    from scoring.core.intake.spec import parse_spec
     from scoring.services import task_create_from_dirs
     from tests.helpers import TINY
 

@@ -33,7 +33,7 @@ import httpx
 
 logger = logging.getLogger(__name__)
 
-#: The criteria of scoring.core.registry.CRITERIA, in the same order. Mirrored rather than imported because
+#: The criteria of scoring.core.critics.registry.CRITERIA, in the same order. Mirrored rather than imported because
 #: the registry imports every critic (scipy, pylint glue: about a second) and a trainer only needs the names;
 #: tests/client/test_offline.py fails when the two drift apart.
 CRITERIA: tuple[str, ...] = ("correctness", "style", "performance", "security")

@@ -13,13 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scoring.core import healing, sandbox, workspace
-from scoring.core.aggregate import aggregate, default_weights
-from scoring.core.analyser import tool_versions as analysis_tool_versions
-from scoring.core.diffcheck import ParsedDiff
-from scoring.core.registry import REGISTRY
-from scoring.core.spec import TaskSpec
-from scoring.core.types import Critic, CriticResult, PipelineSettings, Weights
+from scoring.core.aggregate import healing
+from scoring.core.aggregate.route import aggregate, default_weights
+from scoring.core.aggregate.shaping import gate_after
+from scoring.core.analysis.analyser import tool_versions as analysis_tool_versions
+from scoring.core.critics.base import Critic
+from scoring.core.critics.registry import REGISTRY
+from scoring.core.intake.diffcheck import ParsedDiff
+from scoring.core.intake.spec import TaskSpec
+from scoring.core.sandbox import bwrap, workspace
+from scoring.core.sandbox import process as sandbox
+from scoring.core.types import CriticResult, PipelineSettings, Weights
 from scoring.core.versions import package_version
 
 #: Bumped whenever a change to the pipeline can change a score. Evaluations are unique per version.
@@ -66,10 +70,10 @@ def run_stage(
 
     `prior`: the results of the stages already run for this patch; `shaping`: the active profile's.
 
-    Raises sandbox.SandboxUnavailable when there is no sandbox and unsandboxed runs are not allowed; anything
+    Raises bwrap.SandboxUnavailable when there is no sandbox and unsandboxed runs are not allowed; anything
     the patch itself does ends up in the results, never as an exception.
     """
-    mode = sandbox.sandbox_mode(settings.allow_unsandboxed)
+    mode = bwrap.sandbox_mode(settings.allow_unsandboxed)
     timings: dict[str, float] = {}
 
     # No host-wide lock between tests and benchmarks: a benchmark's CPU time is its own cgroup's, and the cores
@@ -87,8 +91,7 @@ def run_stage(
         run=run,
     ) as ctx:
         ctx.analyser = analyser
-        ctx.prior = dict(prior or {})
-        ctx.shaping = shaping
+        ctx.gate = gate_after(prior or {}, shaping)
         timings["prepare"] = round(time.monotonic() - started, 4)
         results = {}
         for critic in critics:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 #: The whole flag vocabulary (docs/scoring.md, "Flags"). A flag outside this set is a bug; what each one does is
-#: scoring.core.policy.POLICY.
+#: scoring.core.aggregate.policy.POLICY.
 FLAGS: frozenset[str] = frozenset(
     {
         "tamper",
@@ -115,7 +115,7 @@ class RunResult:
 
 
 class Runner(Protocol):
-    """Runs one command on a tree in the sandbox. scoring.core.sandbox.run is the implementation."""
+    """Runs one command on a tree in the sandbox. scoring.core.sandbox.process.run is the implementation."""
 
     def __call__(
         self,
@@ -145,29 +145,8 @@ class PipelineSettings:
     analyser_timeout_s: float = 30.0
     analyser_memory_bytes: int = 1 << 30
     output_bytes: int = 1 << 20
-    #: pytest commands fork from a warm zygote (scoring.core.warm) instead of starting Python and pytest afresh.
+    #: pytest commands fork from a warm zygote (scoring.core.sandbox.warm) instead of starting Python and pytest afresh.
     warm_tests: bool = True
-
-
-class Critic(Protocol):
-    """A pluggable scorer. Listed once in scoring.core.critics.REGISTRY; no ORM, no Django.
-
-    `evaluate` must not raise on anything the patch does: hostile code becomes a score, flags and rationale.
-    `heal` spends more effort on exactly the doubt in `previous` (more runs, re-runs of failing tests) within
-    `budget_s` seconds and returns a new result whose rationale extends the old one.
-    """
-
-    name: str
-    label: str
-    default_weight: float
-
-    def evaluate(self, ctx: ScoringContext) -> CriticResult: ...
-
-    def heal(self, ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult: ...
-
-    def rescore(self, result: CriticResult, weights: Weights) -> CriticResult:
-        """Score again from stored evidence under another weight profile (e.g. performance knots). No re-run."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -182,13 +161,17 @@ class Weights:
     audit_rate: float = 0.02
     # (ratio, score) knots for the performance critic, linear between, clamped outside.
     perf_knots: tuple[tuple[float, float], ...] = ((1.05, 1.0), (1.30, 0.4), (2.0, 0.0))
-    # How subscores combine before the mean: "sum" (plain) or "gated" (scoring.core.shaping).
+    # How subscores combine before the mean: "sum" (plain) or "gated" (scoring.core.aggregate.shaping).
     shaping: str = "sum"
+
+
+GATE_CLOSED = "closed"
+GATE_SUMMED = "summed"
 
 
 @dataclass
 class ScoringContext:
-    """Everything a critic may look at for one patch. Built by scoring.core.workspace; read-only for critics.
+    """Everything a critic may look at for one patch. Built by scoring.core.sandbox.workspace; read-only for critics.
 
     - `base_dir`: the pristine base tree (shared, cached per task). Never run code in it: copy it first.
     - `patched_dir`: this patch's own tree, patch applied, edited tests and test infrastructure reverted.
@@ -198,11 +181,11 @@ class ScoringContext:
     - `changed_files`: paths (relative, posix) the patch adds or modifies, after reverts; `added_lines` maps each
       to the 1-based line numbers in the patched file that the patch added or changed.
     - `flags` / `notes`: what preparing the tree already found (tamper, tests_modified) and the reasons.
-    - `prior` / `shaping`: earlier stages' results and the active weight profile's shaping.
+    - `gate`: whether the other subscores can still move the reward after a correctness of 0 (GATE_CLOSED ...).
     """
 
-    spec: Any  # scoring.core.spec.TaskSpec
-    diff: Any  # scoring.core.diffcheck.ParsedDiff
+    spec: Any  # scoring.core.intake.spec.TaskSpec
+    diff: Any  # scoring.core.intake.diffcheck.ParsedDiff
     base_dir: Path
     patched_dir: Path
     hidden_dir: Path | None
@@ -215,8 +198,9 @@ class ScoringContext:
     deleted_files: tuple[str, ...] = ()
     flags: frozenset[str] = frozenset()
     notes: tuple[str, ...] = ()
-    analyser: Any = None  # scoring.core.analyser.Analyser, shared by style and security
-    #: Results of the stages that ran before this one (the bench stage sees correctness), and the active profile's
-    #: shaping (scoring.core.shaping): a critic may skip work that cannot move the reward.
-    prior: Mapping[str, CriticResult] = field(default_factory=dict)
-    shaping: str = "sum"
+    analyser: Any = None  # scoring.core.analysis.analyser.Analyser, shared by style and security
+    #: What an earlier stage's correctness of 0 means under the active profile's shaping (the pipeline decides,
+    #: scoring.core.aggregate.shaping.gate_after): GATE_CLOSED (every other subscore is multiplied by 0, so a
+    #: critic may skip work that cannot move the reward), GATE_SUMMED (they still count), or "" (not known, or
+    #: correctness above 0).
+    gate: str = ""

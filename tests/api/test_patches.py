@@ -7,7 +7,7 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
-from scoring.core.text import unstorable
+from scoring.core.intake.text import unstorable
 from scoring.models import Patch
 from tests.helpers import other_diff
 

@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 
 from scoring.conf import pipeline_settings
+from scoring.core.critics.registry import CRITERIA
 from scoring.core.pipeline import PIPELINE_VERSION, build_result
-from scoring.core.registry import CRITERIA
 from scoring.core.types import CriticResult
 from scoring.models import Evaluation, Patch, PatchStatus
 from scoring.selectors import active_weights

@@ -25,7 +25,7 @@ def reward_client(live_server, client_token, tiny_task) -> Iterator[RewardClient
 @pytest.fixture
 def second_task(tiny_task):
     """The tiny task again under the name `tiny2`, so a batch can mix two tasks."""
-    from scoring.core.spec import parse_spec
+    from scoring.core.intake.spec import parse_spec
     from scoring.services import task_create_from_dirs
     from tests.helpers import TINY
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from labeling.models import Claim, LabelEvent
-from scoring.core.registry import CRITERIA
+from scoring.core.critics.registry import CRITERIA
 from tests.e2e.conftest import screenshot
 from tests.labeling.factories import SAMPLE_DIFF, queued_patch
 

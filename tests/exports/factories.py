@@ -6,11 +6,11 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from labeling.exports import VAL_SHARE, _bucket
+from exports.services import VAL_SHARE, _bucket
 from labeling.models import LabelEvent
-from scoring.core.aggregate import weighted_mean
+from scoring.core.aggregate.route import weighted_mean
+from scoring.core.critics.registry import CRITERIA
 from scoring.core.pipeline import PIPELINE_VERSION
-from scoring.core.registry import CRITERIA
 from scoring.models import Evaluation, Patch, PatchStatus, Task
 from scoring.selectors import active_weights
 from scoring.services import confidence_fields

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from labeling.exports import AUDIENCE, FORMATS, export_labels, manifest_path
+from exports.services import AUDIENCE, FORMATS, export_labels, manifest_path
 from scoring.models import Patch
 from scoring.services import patch_score_inline
 from tests.exports.factories import make_label

@@ -10,7 +10,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from labeling.exports import manifest_path
+from exports.services import manifest_path
 from tests.conftest import ROOT, service_env
 from tests.exports.factories import make_label, make_patch, make_task
 

@@ -12,12 +12,13 @@ import pytest
 from django.core.management import call_command
 from django.test import override_settings
 
-from labeling import critic, tasks
-from labeling.exports import critic_input
+from critic import services as critic
+from critic import tasks
 from labeling.models import CriticRun
 from scoring.core.learned.prompt import build_messages
 from scoring.core.learned.tiny import build_tiny_model
 from scoring.models import Evaluation, PatchStatus, Task
+from scoring.selectors import critic_input
 from tests.exports.factories import make_label, make_patch, make_task, two_sided_tasks
 
 pytestmark = pytest.mark.django_db
@@ -88,7 +89,7 @@ def test_only_review_bound_patches_are_sent_to_the_critic_queue(
         assert tasks.critic_enqueue(confident.pk) and tasks.critic_enqueue(doubtful.pk)
     sent = [json.loads(message)["headers"] for message in broker.lrange("critic", 0, -1)]
     broker.delete("critic")
-    assert [(h["task"], h["argsrepr"]) for h in sent] == [("labeling.tasks.critic_review", f"({doubtful.pk},)")]
+    assert [(h["task"], h["argsrepr"]) for h in sent] == [("critic.tasks.critic_review", f"({doubtful.pk},)")]
 
 
 def test_a_configured_path_that_is_not_a_model_is_an_error_naming_the_variable(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from labeling.exports import VAL_SHARE, _bucket, export_labels, manifest_path, reviewer_pseudonym, task_split
+from exports.services import VAL_SHARE, _bucket, export_labels, manifest_path, reviewer_pseudonym, task_split
 from scoring.core.learned.prompt import build_messages
 from scoring.selectors import patch_result
 from tests.exports.factories import bulk_labelled, diff_for, make_label, make_patch, make_task, two_sided_tasks
@@ -186,7 +186,7 @@ def test_a_label_made_after_the_cutoff_does_not_leak_into_a_re_export(labelled, 
 
 
 def test_a_cutoff_in_the_future_is_refused(tmp_path):
-    from labeling.exports import ExportError
+    from exports.services import ExportError
 
     with pytest.raises(ExportError, match="in the future"):
         export_labels(fmt="sft", out=tmp_path / "x.jsonl", cutoff=timezone.now() + timedelta(hours=1))

@@ -9,8 +9,8 @@ import pytest
 from datasets import load_dataset
 from datasets.exceptions import DatasetGenerationError
 
-from labeling.exports import export_labels, manifest_path
-from labeling.parquet import parquet_path, write_parquet
+from exports.parquet import parquet_path, write_parquet
+from exports.services import export_labels, manifest_path
 from tests.exports.test_exports import labelled, reviewers  # noqa: F401 - fixtures
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 from rest_framework.test import APIClient
 
-from labeling.exports import export_job_run, export_job_start
+from exports.services import export_job_run, export_job_start
 from labeling.models import CriticRun, ExportJob
 from scoring.accounts import token_create
 from tests.exports.factories import make_label, make_patch, make_task

@@ -9,8 +9,8 @@ import factory
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
+from scoring.core.critics.registry import CRITERIA
 from scoring.core.pipeline import PIPELINE_VERSION
-from scoring.core.registry import CRITERIA
 from scoring.models import Evaluation, Patch, PatchStatus, Task
 from scoring.selectors import active_weights
 from scoring.services import confidence_fields
@@ -96,7 +96,7 @@ def evaluate(
     subscores: dict[str, Any] | None = None,
 ) -> Evaluation:
     """The patch's evaluation under the current pipeline version and the active weight profile."""
-    from scoring.core.aggregate import weighted_mean
+    from scoring.core.aggregate.route import weighted_mean
 
     profile, weights = active_weights()
     scores = {name: 0.6 for name in CRITERIA} | (scores or {})

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from labeling import services
 from labeling.models import Claim
-from scoring.core.registry import CRITERIA
+from scoring.core.critics.registry import CRITERIA
 from scoring.models import PatchStatus
 from tests.labeling.factories import queued_patch
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from labeling import services
-from scoring.core.registry import CRITERIA
+from scoring.core.critics.registry import CRITERIA
 from tests.labeling.factories import queued_patch
 
 pytestmark = pytest.mark.django_db

@@ -6,8 +6,8 @@ import pytest
 
 from labeling import services
 from labeling.models import LabelEvent
-from scoring.core.aggregate import weighted_mean
-from scoring.core.registry import CRITERIA
+from scoring.core.aggregate.route import weighted_mean
+from scoring.core.critics.registry import CRITERIA
 from scoring.models import PatchStatus
 from scoring.selectors import active_weights
 from tests.labeling.factories import queued_patch

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from labeling import services
 from labeling.models import LabelEvent
-from scoring.core.registry import CRITERIA
+from scoring.core.critics.registry import CRITERIA
 from tests.labeling.factories import SAMPLE_DIFF, queued_patch, subscore
 
 pytestmark = pytest.mark.django_db

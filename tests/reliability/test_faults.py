@@ -17,8 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from scoring.core.critics.registry import REGISTRY
 from scoring.core.pipeline import stages
-from scoring.core.registry import REGISTRY
 from tests.reliability.conftest import Stack, tiny_diff, wait_for
 
 pytestmark = pytest.mark.reliability

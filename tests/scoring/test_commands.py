@@ -59,7 +59,7 @@ def test_score_patch_refuses_a_diff_that_does_not_apply(tmp_path):
 @pytest.fixture
 def tiny_demo(tmp_path, monkeypatch):
     """A demo folder with the tiny task and two patches, in the manifest format of scoring/demo."""
-    from scoring.management.commands import load_demo
+    from labeling.management.commands import load_demo
 
     root = tmp_path / "demo"
     task_dir = root / "tasks" / "tiny"

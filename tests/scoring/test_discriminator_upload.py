@@ -103,7 +103,7 @@ def test_score_patch_with_a_reference_flags_hard_coded_answers(tmp_path, capsys)
 @pytest.mark.django_db
 @pytest.mark.parametrize("as_folder", [False, True], ids=["diff-file", "folder-of-files"])
 def test_cli_specs_register_their_reference_as_a_diff_or_a_folder(tmp_path, as_folder):
-    from scoring.core.spec import parse_spec
+    from scoring.core.intake.spec import parse_spec
 
     if as_folder:
         files = tmp_path / "reference" / "calc"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from scoring.core.dataset_tasks import RowRefused, draft_from_row
+from scoring.core.intake.dataset_tasks import RowRefused, draft_from_row
 from scoring.models import Task
 
 PROBLEM = "Write a function to find the shared elements from the given two lists."

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from scoring import weights as svc
-from scoring.core.registry import CRITERIA
+from scoring.core.critics.registry import CRITERIA
 from tests.weights.factories import DEFAULT, new_version
+from tuning import services as svc
 
 
 @pytest.fixture

@@ -14,14 +14,14 @@ from typing import Any
 from django.utils import timezone
 
 from labeling.models import Claim, LabelEvent
-from scoring import weights as svc
 from scoring.conf import pipeline_settings
+from scoring.core.critics.registry import BY_NAME
 from scoring.core.pipeline import PIPELINE_VERSION, build_result
-from scoring.core.registry import BY_NAME
 from scoring.core.types import CriticResult
 from scoring.models import Evaluation, Patch, PatchStatus, Task
 from scoring.selectors import active_weights
 from scoring.services import evaluation_fields
+from tuning import services as svc
 
 #: The registry defaults, spelled out so a test sees the numbers it depends on.
 DEFAULT = {"correctness": 0.4, "style": 0.2, "performance": 0.2, "security": 0.2}

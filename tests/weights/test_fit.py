@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scoring import weights as svc
-from scoring.core.aggregate import weighted_mean
-from scoring.core.registry import CRITERIA
+from scoring.core import tuning as tuning_math
+from scoring.core.aggregate.route import weighted_mean
+from scoring.core.critics.registry import CRITERIA
 from scoring.models import WeightProfile
 from scoring.selectors import weights_of
 from tests.weights.factories import make_label, make_scored_patch
+from tuning import services as svc
 
 TRUE = {"correctness": 0.55, "style": 0.05, "performance": 0.15, "security": 0.25}
 
@@ -28,14 +29,14 @@ def synthetic_rows(n: int, *, seed: int, null_performance_every: int = 0) -> lis
 
 
 def test_the_fit_recovers_known_weights_from_synthetic_labels():
-    fit = svc.fit_weights(synthetic_rows(80, seed=1))
+    fit = tuning_math.fit_weights(synthetic_rows(80, seed=1))
     assert fit.weights == pytest.approx(TRUE, abs=0.005)
     assert sum(fit.weights.values()) == pytest.approx(1.0, abs=1e-3)
     assert fit.rmse < 0.001 and fit.n == 80
 
 
 def test_the_fit_models_unmeasured_subscores_the_way_the_aggregation_does():
-    fit = svc.fit_weights(synthetic_rows(80, seed=2, null_performance_every=3))
+    fit = tuning_math.fit_weights(synthetic_rows(80, seed=2, null_performance_every=3))
     assert fit.weights == pytest.approx(TRUE, abs=0.005)
 
 
@@ -46,7 +47,7 @@ def test_fitted_weights_are_never_negative_even_when_a_criterion_hurts():
     for _ in range(60):
         scores = {name: float(rng.uniform()) for name in CRITERIA}
         rows.append((scores, 0.7 * scores["correctness"] + 0.3 * (1 - scores["style"])))
-    fit = svc.fit_weights(rows)
+    fit = tuning_math.fit_weights(rows)
     assert min(fit.weights.values()) >= 0
     assert fit.weights["style"] == pytest.approx(0.0, abs=1e-3)
     assert sum(fit.weights.values()) == pytest.approx(1.0, abs=1e-3)
@@ -54,7 +55,7 @@ def test_fitted_weights_are_never_negative_even_when_a_criterion_hurts():
 
 def test_the_fit_refuses_to_run_without_labels():
     with pytest.raises(ValueError, match="no labelled"):
-        svc.fit_weights([])
+        tuning_math.fit_weights([])
 
 
 @pytest.mark.django_db

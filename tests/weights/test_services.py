@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from scoring import weights as svc
 from scoring.conf import pipeline_settings
-from scoring.core.aggregate import aggregate
-from scoring.core.registry import BY_NAME
+from scoring.core import tuning as tuning_math
+from scoring.core.aggregate.route import aggregate
+from scoring.core.critics.registry import BY_NAME
 from scoring.core.types import CriticResult
 from scoring.models import Evaluation, Patch, PatchStatus, ReaggregationJob, WeightAudit, WeightProfile
 from scoring.selectors import weights_of
 from tests.weights.factories import DEFAULT, make_claim, make_label, make_scored_patch, new_version
+from tuning import services as svc
 
 pytestmark = pytest.mark.django_db
 
@@ -278,7 +279,7 @@ def test_the_what_if_counts_match_what_activation_then_does(admin, reviewer, bas
     assert (preview.entering, preview.leaving, preview.held) == (counts["entered"], counts["left"], counts["held"])
     assert preview.leaving > 0 and preview.entering > 0 and preview.held == 1
     finals = sorted(Evaluation.objects.values_list("final_score", flat=True), key=lambda s: (s is None, s))
-    assert preview.proposed == svc.histogram(finals)[0]
+    assert preview.proposed == tuning_math.histogram(finals)[0]
     assert preview.unscored_proposed == 1 and preview.n == 7
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from scoring import weights as svc
 from scoring.models import WeightProfile
 from tests.weights.factories import make_scored_patch, new_version
 from tests.weights.test_views import form_data
+from tuning import services as svc
 
 NO_OP = {"correctness": 0.0, "style": 1.0, "security": 1.0}
 
@@ -61,7 +61,7 @@ def test_a_gated_profile_skips_the_benchmark_of_a_patch_whose_tests_fail(admin, 
     performance cannot move the reward, so its benchmark never runs; under the plain sum it is measured."""
     import hashlib
 
-    from scoring.core.spec import parse_spec
+    from scoring.core.intake.spec import parse_spec
     from scoring.models import Patch
     from scoring.services import patch_score_inline, task_create_from_dirs
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from scoring import weights as svc
 from scoring.models import Evaluation, Patch, PatchStatus, ReaggregationJob
 from tests.weights.factories import make_scored_patch, new_version
+from tuning import services as svc
 
 
 def wait_finished(job: ReaggregationJob, timeout_s: float = 60) -> ReaggregationJob:

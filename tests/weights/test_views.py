@@ -9,10 +9,10 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from labeling import weights_urls
 from scoring.accounts import token_create
 from scoring.models import Evaluation, Patch, PatchStatus, ReaggregationJob, WeightProfile
 from tests.weights.factories import DEFAULT, KNOTS, make_label, make_scored_patch, new_version
+from tuning import urls as weights_urls
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +21,7 @@ IN_BAND_NOW = {"correctness": 1.0, "style": 0.0, "security": 0.0}
 
 
 def every_weights_url(pk: int) -> list[tuple[str, str]]:
-    """(method, path) of every route in labeling.weights_urls, so a new endpoint cannot skip the role check."""
+    """(method, path) of every route in tuning.urls, so a new endpoint cannot skip the role check."""
     out = []
     for pattern in weights_urls.urlpatterns:
         kwargs = {"pk": pk} if "<int:pk>" in str(pattern.pattern) else {}
@@ -160,7 +160,7 @@ def test_activating_from_the_page_shows_a_progress_bar_that_stops_polling_when_d
     assert f'hx-get="/weights/jobs/{job.pk}/"' in page and "<progress" in page
     assert "Roll back to v1" in page
 
-    from scoring import weights as svc
+    from tuning import services as svc
 
     svc.reaggregate(profile=eager, job=job)
     done = admin_client.get(f"/weights/jobs/{job.pk}/", HTTP_HX_REQUEST="true")
@@ -201,7 +201,7 @@ def test_the_api_what_if_activate_and_rollback(admin_api, admin, base_profile):
     created = admin_api.post("/api/v1/weights/", {"weights": eager}, format="json").json()
     job = admin_api.post(f"/api/v1/weights/{created['id']}/activate/").json()
     assert job["status"] == "pending"
-    from scoring import weights as svc
+    from tuning import services as svc
 
     svc.reaggregate(profile=WeightProfile.objects.get(pk=created["id"]), job=ReaggregationJob.objects.get(pk=job["id"]))
     assert admin_api.get(f"/api/v1/weights/jobs/{job['id']}/").json()["left"] == 1

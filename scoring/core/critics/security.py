@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from scoring.core.analyser import analyse_patch, python_files, tool_versions
-from scoring.core.critics.base import BaseCritic
-from scoring.core.findings import Finding
+from scoring.core.analysis.analyser import analyse_patch, python_files, tool_versions
+from scoring.core.analysis.findings import Finding
+from scoring.core.critics.base import Critic
 from scoring.core.types import CriticResult, ScoringContext
 
 SEVERITY_WEIGHT = {"LOW": 1.0, "MEDIUM": 3.0, "HIGH": 9.0}
@@ -32,7 +32,7 @@ FULL_CONFIDENCE = 0.9
 MAX_CITED = 10
 
 
-class SecurityCritic(BaseCritic):
+class SecurityCritic(Critic):
     """Scores the bandit findings a patch introduces on the lines it adds or changes."""
 
     name = "security"

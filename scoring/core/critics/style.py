@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from scoring.core.analyser import PatchAnalysis, analyse_patch, tool_versions
-from scoring.core.critics.base import BaseCritic
-from scoring.core.findings import Finding
+from scoring.core.analysis.analyser import PatchAnalysis, analyse_patch, tool_versions
+from scoring.core.analysis.findings import Finding
+from scoring.core.critics.base import Critic
 from scoring.core.types import CriticResult, ScoringContext
 
 #: pylint's own weighting (its evaluation formula): an error counts five times a warning, refactor or convention.
@@ -34,7 +34,7 @@ FULL_CONFIDENCE = 0.95
 MAX_CITED = 10
 
 
-class StyleCritic(BaseCritic):
+class StyleCritic(Critic):
     """Scores the pylint messages a patch introduces on the lines it adds or changes."""
 
     name = "style"

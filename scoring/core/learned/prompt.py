@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from scoring.core.aggregate import CRITIC_DISAGREES
+from scoring.core.aggregate.route import CRITIC_DISAGREES
 
 #: The criteria the critic judges, in prompt order. The one list this package iterates over.
 CRITERIA: tuple[str, ...] = ("correctness", "style", "performance", "security")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from scoring.core.aggregate import weighted_mean
+from scoring.core.aggregate.route import weighted_mean
 from scoring.core.learned.model import CriticModel, load_components
 from scoring.core.learned.verdict import Verdict, VerdictError, parse_verdict
 from scoring.core.types import Weights

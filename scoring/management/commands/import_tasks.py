@@ -9,7 +9,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from scoring.core.dataset_tasks import ColumnMap
+from scoring.core.intake.dataset_tasks import ColumnMap
 from scoring.task_import import count_rows, read_rows, tasks_import
 
 

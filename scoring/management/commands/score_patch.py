@@ -15,12 +15,15 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from scoring.conf import pipeline_settings
-from scoring.core import discriminator, pipeline, sandbox, workspace
-from scoring.core.analyser import Analyser
-from scoring.core.archive import ArchiveError, sha256_file
-from scoring.core.diffcheck import DiffError, check_paths_exist, parse_diff
-from scoring.core.sandbox import SandboxUnavailable
-from scoring.core.spec import SpecError, parse_spec
+from scoring.core import pipeline
+from scoring.core.analysis.analyser import Analyser
+from scoring.core.critics import discriminator
+from scoring.core.intake.archive import ArchiveError, sha256_file
+from scoring.core.intake.diffcheck import DiffError, check_paths_exist, parse_diff
+from scoring.core.intake.spec import SpecError, parse_spec
+from scoring.core.sandbox import process as sandbox
+from scoring.core.sandbox import workspace
+from scoring.core.sandbox.process import SandboxUnavailable
 from scoring.core.trees import pack_tree
 
 

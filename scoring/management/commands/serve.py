@@ -16,9 +16,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
-from scoring.core.sandbox import SandboxUnavailable, sandbox_mode
+from scoring.accounts import DEMO_ACCOUNTS
+from scoring.core.sandbox.process import SandboxUnavailable, sandbox_mode
 from scoring.health import redis_client
-from scoring.management.commands.load_demo import DEMO_ACCOUNTS
 
 
 class Command(BaseCommand):

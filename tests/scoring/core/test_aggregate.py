@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scoring.core.aggregate import aggregate, in_doubt
+from scoring.core.aggregate.route import aggregate, in_doubt
 from scoring.core.types import CriticResult, Weights
 
 WEIGHTS = Weights(name="t", version=1, weights={"correctness": 0.7, "style": 0.1, "performance": 0.1, "security": 0.1})

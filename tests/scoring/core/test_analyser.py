@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core.analyser import REVIEW_PYLINTRC, Analyser
+from scoring.core.analysis.analyser import REVIEW_PYLINTRC, Analyser
 
 RISKY = """\
 import subprocess

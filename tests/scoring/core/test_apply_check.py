@@ -21,8 +21,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from scoring.core import applycheck, workspace
-from scoring.core.diffcheck import DiffError, parse_diff
+from scoring.core.intake import applycheck
+from scoring.core.intake.diffcheck import DiffError, parse_diff
+from scoring.core.sandbox import workspace
 from scoring.core.trees import pack_tree
 from tests.scoring.core.fixtures import gcd_task
 from tests.scoring.core.test_diffcheck import SIMPLE, git

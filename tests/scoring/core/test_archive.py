@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core.archive import ArchiveError, safe_extract, sha256_file
+from scoring.core.intake.archive import ArchiveError, safe_extract, sha256_file
 
 
 def make_tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], *, gz: bool = True) -> Path:

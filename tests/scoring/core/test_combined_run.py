@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core import sandbox, workspace
-from scoring.core.combine import combine_blocker
-from scoring.core.critics.correctness import SUITES, CorrectnessCritic, choose_mode, run_combined, run_suite
+from scoring.core.critics.correctness.combine import combine_blocker
+from scoring.core.critics.correctness.critic import SUITES, CorrectnessCritic, choose_mode, run_combined, run_suite
+from scoring.core.sandbox import process as sandbox
+from scoring.core.sandbox import workspace
 from tests.scoring.core.fixtures import gcd_task
 
 # --- the pure rule ----------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Containment of the whole run: limits on all its processes together, and nothing outliving the worker.
 
 Per-process limits (RLIMIT_AS, RLIMIT_NPROC) do not bound a run that forks: each child gets its own. The run's
-cgroup does (scoring.core.cgroups). And a worker killed with SIGKILL at any instant, even while bwrap is still
-setting the sandbox up, leaves no bwrap and no sandboxed process behind (scoring.core.sandbox.spawn).
+cgroup does (scoring.core.sandbox.cgroups). And a worker killed with SIGKILL at any instant, even while bwrap is still
+setting the sandbox up, leaves no bwrap and no sandboxed process behind (scoring.core.sandbox.bwrap.spawn).
 Each attack runs cold (one bwrap per command) and warm (forked from the zygote), with real bubblewrap.
 """
 
@@ -22,7 +22,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from scoring.core import cgroups, sandbox, warm
+from scoring.core.sandbox import bwrap, cgroups, warm
+from scoring.core.sandbox import process as sandbox
 from scoring.core.types import RunLimits, RunResult
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -158,10 +159,10 @@ def test_cpu_time_counts_children_nobody_waited_for(tmp_path: Path) -> None:
 WORKER = """
 import os, signal, subprocess, sys, time
 from pathlib import Path
-from scoring.core import cgroups, sandbox, warm
+from scoring.core.sandbox import bwrap, cgroups, process as sandbox, warm
 
 delay, folder, kind, marker = float(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
-sandbox.sandbox_mode(False)
+bwrap.sandbox_mode(False)
 if (group := cgroups.create(memory_bytes=None, max_pids=None)) is not None:
     group.finish()  # the layout checked, this process's watcher started
 start_popen = subprocess.Popen.__init__
@@ -262,7 +263,7 @@ def test_a_zygote_started_from_a_passing_thread_outlives_the_thread(tmp_path: Pa
 
 def test_an_unsandboxed_run_leaves_no_daemon_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without bubblewrap there is no PID namespace to take a `setsid` daemon down: the run's cgroup does."""
-    monkeypatch.setattr(sandbox, "_bwrap_problem", lambda: "bwrap is not installed")
+    monkeypatch.setattr(bwrap, "_bwrap_problem", lambda: "bwrap is not installed")
     marker = f"{2000 + os.getpid() % 1000}.5"
     code = f"""
         import os, subprocess

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core import sandbox, workspace
-from scoring.core.critics import static_check
-from scoring.core.critics.correctness import SuiteRun, grade
+from scoring.core.critics.correctness import static_check
+from scoring.core.critics.correctness.critic import SuiteRun, grade
+from scoring.core.sandbox import process as sandbox
+from scoring.core.sandbox import workspace
 from tests.scoring.core.fixtures import gcd_task
 
 

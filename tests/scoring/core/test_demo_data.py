@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core.diffcheck import check_paths_exist, parse_diff
-from scoring.core.spec import parse_spec
+from scoring.core.intake.diffcheck import check_paths_exist, parse_diff
+from scoring.core.intake.spec import parse_spec
 
 DEMO = Path(__file__).resolve().parents[3] / "scoring" / "demo"
 MANIFEST = json.loads((DEMO / "manifest.json").read_text())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core.diffcheck import DiffError, check_paths_exist, diff_from_completion, parse_diff
+from scoring.core.intake.diffcheck import DiffError, check_paths_exist, diff_from_completion, parse_diff
 
 SIMPLE = """\
 diff --git a/calc.py b/calc.py

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core import discriminator
-from scoring.core.critics.correctness import CorrectnessCritic
-from scoring.core.discriminator import compare, inputs, probe
-from scoring.core.spec import parse_spec
+from scoring.core.critics import discriminator
+from scoring.core.critics.correctness.critic import CorrectnessCritic
+from scoring.core.critics.discriminator import compare, inputs, probe
+from scoring.core.intake.spec import parse_spec
 from scoring.core.trees import pack_tree
 from tests.scoring.core.fixtures import intervals_task as it
 from tests.scoring.core.fixtures.gcd_task import CountingRunner

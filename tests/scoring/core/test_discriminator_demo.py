@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core import discriminator, sandbox, workspace
-from scoring.core.critics.correctness import CorrectnessCritic
-from scoring.core.spec import parse_spec
+from scoring.core.critics import discriminator
+from scoring.core.critics.correctness.critic import CorrectnessCritic
+from scoring.core.intake.spec import parse_spec
+from scoring.core.sandbox import process as sandbox
+from scoring.core.sandbox import workspace
 from scoring.core.trees import pack_tree
 from scoring.core.types import PipelineSettings
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scoring.core.findings import Finding, diff_findings, normalise_context
+from scoring.core.analysis.findings import Finding, diff_findings, normalise_context
 
 
 def unused(line: int, scope: str = "run", context: str = "x = 1") -> Finding:

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scoring.core import combine, workspace
-from scoring.core.analyser import _pylint_section, read_pylint_options
-from scoring.core.configread import ConfigError
+from scoring.core.analysis.analyser import _pylint_section, read_pylint_options
+from scoring.core.critics.correctness import combine
+from scoring.core.intake.configread import ConfigError
+from scoring.core.sandbox import workspace
 
 pytestmark = pytest.mark.fuzz
 

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scoring.core.archive import ArchiveError, safe_extract
-from scoring.core.diffcheck import DiffError, diff_from_completion, parse_diff
-from scoring.core.spec import SpecError, parse_spec
+from scoring.core.intake.archive import ArchiveError, safe_extract
+from scoring.core.intake.diffcheck import DiffError, diff_from_completion, parse_diff
+from scoring.core.intake.spec import SpecError, parse_spec
 
 # Generated zips may repeat a name on purpose; zipfile warns about it while building them.
 pytestmark = [pytest.mark.fuzz, pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")]

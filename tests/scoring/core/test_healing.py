@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core import healing
-from scoring.core.critics.base import BaseCritic
-from scoring.core.critics.correctness import CorrectnessCritic
+from scoring.core.aggregate import healing
+from scoring.core.critics.base import Critic
+from scoring.core.critics.correctness.critic import CorrectnessCritic
 from scoring.core.types import CriticResult, ScoringContext
 from tests.scoring.core.fixtures import gcd_task
 
 
-class RecordingCritic(BaseCritic):
+class RecordingCritic(Critic):
     """A critic whose heal records the budget it was given and raises its confidence."""
 
     def __init__(self, name: str) -> None:
@@ -51,7 +51,7 @@ def test_no_budget_left_is_said_in_the_rationale() -> None:
 
 
 def test_a_failing_heal_keeps_the_previous_result() -> None:
-    class Broken(BaseCritic):
+    class Broken(Critic):
         name = "a"
 
         def evaluate(self, ctx):  # type: ignore[no-untyped-def]

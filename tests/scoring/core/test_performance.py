@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core import sandbox
-from scoring.core.critics.performance import PerformanceCritic
-from scoring.core.spec import TaskSpec
+from scoring.core.aggregate.shaping import gate_after
+from scoring.core.critics.performance.critic import PerformanceCritic
+from scoring.core.intake.spec import TaskSpec
+from scoring.core.sandbox import process as sandbox
 from scoring.core.types import CriticResult, PipelineSettings, ScoringContext, Weights
 
 LINEAR = """\
@@ -706,7 +707,7 @@ def prior(correctness: float) -> dict[str, CriticResult]:
 
 def test_failed_patch_under_a_gated_profile_runs_no_benchmark(tmp_path):
     ctx = make_ctx(tmp_path, {"mylib.py": LINEAR, "bench/run.py": BENCH}, {"mylib.py": QUADRATIC})
-    ctx.prior, ctx.shaping = prior(0.0), "gated"
+    ctx.gate = gate_after(prior(0.0), "gated")
     commands = counting(ctx)
     result = critic.evaluate(ctx)
     assert result.score is None and result.evidence["shortcut"] == "correctness_gate"
@@ -717,7 +718,7 @@ def test_failed_patch_under_a_gated_profile_runs_no_benchmark(tmp_path):
 @pytest.mark.parametrize(("correctness", "profile"), [(0.0, "sum"), (0.5, "gated")])
 def test_slowdown_still_counts_where_performance_can_move_the_reward(tmp_path, correctness, profile):
     ctx = make_ctx(tmp_path, {"mylib.py": LINEAR, "bench/run.py": BENCH}, {"mylib.py": QUADRATIC})
-    ctx.prior, ctx.shaping = prior(correctness), profile
+    ctx.gate = gate_after(prior(correctness), profile)
     result = evaluate_and_heal(ctx)
     assert_regression(result, tamper=False)
     assert ("sums the subscores, so performance still counts" in result.rationale[0]) is (correctness == 0)

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks import perf_bench
 from benchmarks.perf_bench import NOISE, SyntheticBench, sequential
-from scoring.core.perfstats import (
+from scoring.core.critics.performance.stats import (
     DEFAULT_KNOTS,
     MIN_PAIRS,
     TAMPER_FACTOR,

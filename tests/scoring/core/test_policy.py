@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core import policy
-from scoring.core.aggregate import aggregate
+from scoring.core.aggregate import policy
+from scoring.core.aggregate.route import aggregate
 from scoring.core.pipeline import build_result
 from scoring.core.types import FLAGS, CriticResult, PipelineSettings, Weights
 

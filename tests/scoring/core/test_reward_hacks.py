@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core.aggregate import aggregate, default_weights
-from scoring.core.diffcheck import DiffError
+from scoring.core.aggregate.route import aggregate, default_weights
+from scoring.core.critics.registry import REGISTRY
+from scoring.core.intake.diffcheck import DiffError
 from scoring.core.pipeline import build_result
-from scoring.core.registry import REGISTRY
 from scoring.core.types import CriticResult
 from tests.scoring.core.fixtures import gcd_task
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from scoring.core import cgroups, sandbox, warm
-from scoring.core.text import unstorable
+from scoring.core.intake.text import unstorable
+from scoring.core.sandbox import bwrap, cgroups, warm
+from scoring.core.sandbox import process as sandbox
 from scoring.core.types import RunLimits
 
 QUICK = RunLimits(wall_s=10, cpu_s=5, memory_bytes=512 << 20, max_pids=32, file_size_bytes=8 << 20)
@@ -41,14 +42,14 @@ def nothing_left_running(monkeypatch: pytest.MonkeyPatch):
     """
     warm.close_all()
     uids: set[int] = set()
-    fresh_uid = sandbox._fresh_uid
+    fresh_uid = bwrap.fresh_uid
 
     def recording_fresh_uid() -> int:
         uid = fresh_uid()
         uids.add(uid)
         return uid
 
-    monkeypatch.setattr(sandbox, "_fresh_uid", recording_fresh_uid)
+    monkeypatch.setattr(bwrap, "fresh_uid", recording_fresh_uid)
     yield
     assert _sandboxed_processes(uids) == []
 
@@ -258,8 +259,8 @@ def test_task_environment_is_importable_read_only(tree: Path, tmp_path: Path) ->
 
 
 def test_without_bubblewrap_scoring_is_refused_unless_allowed(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "_bwrap_problem", lambda: "bwrap is not installed")
-    with pytest.raises(sandbox.SandboxUnavailable, match="REVIEWAPP_ALLOW_UNSANDBOXED"):
+    monkeypatch.setattr(bwrap, "_bwrap_problem", lambda: "bwrap is not installed")
+    with pytest.raises(bwrap.SandboxUnavailable, match="REVIEWAPP_ALLOW_UNSANDBOXED"):
         sandbox.run(["true"], tree=tree)
     result = sandbox.run(python("import os; print(os.getcwd())"), tree=tree, limits=QUICK, allow_unsandboxed=True)
     assert result.sandbox == "unsandboxed"
@@ -271,7 +272,7 @@ def test_without_bubblewrap_scoring_is_refused_unless_allowed(tree: Path, monkey
 
 
 def test_sandbox_mode_names_the_mode() -> None:
-    assert sandbox.sandbox_mode(False) == "bwrap"
+    assert bwrap.sandbox_mode(False) == "bwrap"
 
 
 def test_a_worker_killed_with_sigkill_leaves_no_sandbox_behind(tmp_path):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core.critics import correctness, runner
+from scoring.core.critics.correctness import critic as correctness
+from scoring.core.critics.correctness import runner
 from tests.scoring.core.fixtures import gcd_task
 
 

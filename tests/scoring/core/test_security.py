@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core.analyser import Analyser
+from scoring.core.analysis.analyser import Analyser
 from scoring.core.critics.security import HIGH_SEVERITY_CAP, SecurityCritic
 from scoring.core.types import CriticResult
 from tests.scoring.core.test_style import context

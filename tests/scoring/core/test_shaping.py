@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from scoring.core.aggregate import aggregate
-from scoring.core.shaping import shaped_scores
+from scoring.core.aggregate.route import aggregate
+from scoring.core.aggregate.shaping import shaped_scores
 from scoring.core.types import CriticResult, Weights
 
 DEFAULT = {"correctness": 0.4, "style": 0.2, "performance": 0.2, "security": 0.2}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from scoring.core.spec import SpecError, TaskSpec, parse_spec
+from scoring.core.intake.spec import SpecError, TaskSpec, parse_spec
 
 MINIMAL = {"name": "gcd", "test_command": "python -m pytest -q tests"}
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core.critics import static_check
-from scoring.core.diffcheck import parse_diff
+from scoring.core.critics.correctness import static_check
+from scoring.core.intake.diffcheck import parse_diff
 
 DEMO_TASKS = Path(__file__).resolve().parents[3] / "scoring" / "demo" / "tasks"
 

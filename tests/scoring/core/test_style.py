@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from scoring.core.analyser import Analyser
+from scoring.core.analysis.analyser import Analyser
 from scoring.core.critics.security import SecurityCritic
 from scoring.core.critics.style import StyleCritic
 from scoring.core.types import PipelineSettings, ScoringContext

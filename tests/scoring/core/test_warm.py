@@ -16,9 +16,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from scoring.core import pipeline, sandbox, warm
-from scoring.core.critics.correctness import CorrectnessCritic
-from scoring.core.diffcheck import parse_diff
+from scoring.core import pipeline
+from scoring.core.critics.correctness.critic import CorrectnessCritic
+from scoring.core.intake.diffcheck import parse_diff
+from scoring.core.sandbox import bwrap, warm
+from scoring.core.sandbox import process as sandbox
 from scoring.core.types import RunLimits, RunResult
 from tests.scoring.core.fixtures import gcd_task
 
@@ -452,8 +454,8 @@ def test_a_python_installed_below_tmp_stays_visible_in_a_run(
     prefix.mkdir()
     (prefix / "below_tmp.py").write_text("WHERE = __file__\n")
     assert str(prefix).startswith("/tmp/")
-    real = sandbox._python_prefixes()
-    monkeypatch.setattr(sandbox, "_python_prefixes", lambda: (*real, prefix))
+    real = bwrap.python_prefixes()
+    monkeypatch.setattr(bwrap, "python_prefixes", lambda: (*real, prefix))
     code = f"""
         import sys
 

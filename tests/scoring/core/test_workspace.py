@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from scoring.core import sandbox, workspace
-from scoring.core.diffcheck import DiffError
+from scoring.core.intake.diffcheck import DiffError
+from scoring.core.sandbox import process as sandbox
+from scoring.core.sandbox import workspace
 from tests.scoring.core.fixtures import gcd_task
 
 

@@ -1,0 +1,1 @@
+"""Correctness: the sealed test runner, its pytest plugin, the static check, and the grading critic."""

@@ -1,0 +1,141 @@
+"""Sandboxed runs of the probe: the trace of the visible tests, and calls of entry points on cases.
+
+Each run is `ctx.run(...)` on a scratch copy of a tree, with the probe and its input file in a fresh report
+folder. Outcomes are read from the lines the probe appended, one per case, as they happened; a case without a
+line is the one the process was on when it died or was killed, and the run goes on from the next case.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from scoring.core.critics.discriminator import probe
+from scoring.core.critics.discriminator.reference import visible_tests_argv
+from scoring.core.trees import read_regular_file, remove_tree, scratch_copy
+from scoring.core.types import RunLimits, Runner
+
+_PROBE_SOURCE = Path(probe.__file__)
+#: What starting Python, importing the task's code and writing the lines may cost on top of the cases' caps.
+STARTUP_S = 5.0
+#: How often a run may be restarted after its process died on a case (each restart is one more process).
+MAX_RESTARTS = 5
+_MAX_OUTPUT_BYTES = 64 << 20
+_MAX_TRACE_BYTES = 32 << 20
+
+
+def trace(
+    *,
+    run: Runner,
+    tree: Path,
+    test_command: str,
+    work_root: Path,
+    env_dir: Path | None,
+    timeout_s: float,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Run the visible tests on a scratch copy of `tree` with the probe's profile hook; return (calls, exit status).
+
+    Each call is {"entry", "annotations", "args", "kwargs"} or {"entry", "unrepresentable"}.
+    """
+    with scratch_copy(tree, work_root=work_root, prefix="trace-") as copy:
+        name = f"_discriminator_probe_{secrets.token_hex(4)}"
+        shutil.copyfile(_PROBE_SOURCE, copy / f"{name}.py")
+        report = copy.parent / "report"
+        report.mkdir()
+        argv = visible_tests_argv(test_command, plugin=name)
+        argv.insert(1, "DISCRIMINATOR_TRACE={report_dir}/trace.jsonl")
+        result = run(
+            argv, tree=copy, report_dir=report, env_dir=env_dir, limits=RunLimits(wall_s=timeout_s, cpu_s=timeout_s)
+        )
+        calls = []
+        data = read_regular_file(report / "trace.jsonl", _MAX_TRACE_BYTES)  # no link followed, no pipe waited on
+        for line in (data or b"").decode(errors="replace").splitlines():
+            try:
+                calls.append(json.loads(line))
+            except (ValueError, RecursionError):
+                continue
+        return calls, result.returncode
+
+
+def call_cases(
+    *,
+    run: Runner,
+    tree: Path,
+    cases: Sequence[Mapping[str, Any]],
+    work_root: Path,
+    env_dir: Path | None,
+    budget_s: float,
+    memory_bytes: int = 1 << 30,
+) -> dict[int, dict[str, Any]]:
+    """Call each case's entry point on a scratch copy of `tree`; return {case id: outcome}, one per case.
+
+    A case needs "id", "entry", "args", "kwargs" and "cap_s" (its alarm). Outcomes are the probe's lines, or
+    {"status": "timeout" | "crashed"} for the case a killed or dead process was on, or {"status": "not_run"} for
+    cases past the time budget or the restart limit. The first line for an id wins.
+    """
+    outcomes: dict[int, dict[str, Any]] = {}
+    pending = list(cases)
+    deadline = time.monotonic() + budget_s
+    holder = Path(tempfile.mkdtemp(prefix="calls-", dir=_ensure(work_root)))
+    try:
+        with scratch_copy(tree, work_root=holder, prefix="tree-") as copy:
+            for attempt in range(MAX_RESTARTS + 1):
+                remaining = deadline - time.monotonic()
+                if not pending or remaining <= 1.0:
+                    break
+                report = holder / f"report-{attempt}"
+                report.mkdir()
+                shutil.copyfile(_PROBE_SOURCE, report / "probe.py")
+                (report / "cases.json").write_text(json.dumps(list(pending)))
+                wall = min(remaining, STARTUP_S + sum(float(c["cap_s"]) for c in pending))
+                argv = ["python", "{report_dir}/probe.py", "{report_dir}/cases.json", "{report_dir}/outputs.jsonl"]
+                result = run(
+                    argv,
+                    tree=copy,
+                    report_dir=report,
+                    env_dir=env_dir,
+                    limits=RunLimits(wall_s=wall, cpu_s=wall, memory_bytes=memory_bytes, output_bytes=64 << 10),
+                )
+                wanted = {int(c["id"]) for c in pending}
+                for line in _lines(report / "outputs.jsonl"):
+                    ident = line.get("id")
+                    if isinstance(ident, int) and ident in wanted and ident not in outcomes:
+                        outcomes[ident] = line
+                pending = [c for c in pending if int(c["id"]) not in outcomes]
+                if pending:
+                    # The process stopped on this case: killed by the wall clock, or it died.
+                    outcomes[int(pending[0]["id"])] = {"status": "timeout" if result.timed_out else "crashed"}
+                    pending = pending[1:]
+    finally:
+        remove_tree(holder)
+    for case in pending:
+        outcomes[int(case["id"])] = {"status": "not_run"}
+    return outcomes
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of an outputs file (bad lines skipped; an oversized file reads as empty)."""
+    data = read_regular_file(path, _MAX_OUTPUT_BYTES)  # the patch's run could leave a link or a pipe there
+    if data is None:
+        return []
+    text = data.decode("ascii", errors="replace")
+    out = []
+    for line in text.splitlines():
+        try:
+            value = json.loads(line)
+        except (ValueError, RecursionError):  # the patch's process may write anything
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,1 @@
+"""Performance: the benchmark critic and the statistics that compare its timings."""
