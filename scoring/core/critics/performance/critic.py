@@ -91,8 +91,8 @@ class PerformanceCritic(Critic):
         """Judge the patch by the cheapest method that holds; no benchmark means no score.
 
         In order: no run at all when the profile gates on a correctness of 0, or when the patch cannot change
-        what the base benchmark runs (coverage.py); patched runs against the base measured earlier
-        on this host when they decide "same" or "faster"; else interleaved pairs, the first `bench_min_runs`.
+        what the base benchmark runs (coverage.py); patched runs against the base measured earlier on this host
+        when they show no slowdown is possible; else interleaved pairs, the first `bench_min_runs`.
         """
         if not ctx.spec.benchmark_command:
             return CriticResult(
@@ -140,6 +140,8 @@ class PerformanceCritic(Critic):
         evidence = previous.evidence
         if evidence.get("verdict") != "inconclusive" and not evidence.get("wall_in_doubt"):
             return previous
+        if "base_cached" in evidence or "shortcut" in evidence:
+            return previous  # stands only when nothing is in doubt; more pairs need interleaved runs from scratch
         budget = min(budget_s, ctx.settings.bench_budget_s - float(evidence.get("elapsed_s", 0.0)))
         if budget <= 0 or int(evidence["n_base"]) >= ctx.settings.bench_max_runs:
             return previous
