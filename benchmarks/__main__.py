@@ -16,7 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import discriminator_bench, export_bench, intake_bench, pages_bench, pipeline_bench, rewards_bench
+from benchmarks import (
+    affinity_bench,
+    discriminator_bench,
+    export_bench,
+    intake_bench,
+    pages_bench,
+    pipeline_bench,
+    rewards_bench,
+)
 from benchmarks.common import (
     ROOT,
     Goal,
@@ -145,6 +153,13 @@ def plan(scratch: Path, redis: str) -> list[Bench]:
             240,
             rewards_bench.render,
             env=django_env(scratch / "rewards", redis),
+        ),
+        Bench(
+            "Task affinity with two workers",
+            "benchmarks.affinity_bench:run",
+            900,
+            affinity_bench.render,
+            env=django_env(scratch / "affinity", redis),
         ),
         Bench(
             "Review pages",

@@ -94,10 +94,6 @@ def result_of(request, patch: Patch) -> dict[str, Any]:  # type: ignore[no-untyp
     return selectors.patch_result(patch, reveal_hidden=is_staff_reader(request.user), human=selectors.human_of(patch))
 
 
-#: Spec keys that name or describe hidden material: a shared task's spec shows them to its owner only.
-OUTSIDERS_DO_NOT_SEE = ("hidden_test_command", "reference", "inputs", "entry_points")
-
-
 class TaskListCreateApi(APIView):
     permission_classes = [CanSubmit]
     parser_classes = [MultiPartParser, FormParser]
@@ -141,8 +137,7 @@ class TaskListCreateApi(APIView):
         def get_spec(self, task: Task) -> dict[str, Any]:
             spec = dict(task.spec, shared=task.shared)
             if not self._insider(task):
-                for key in OUTSIDERS_DO_NOT_SEE:
-                    spec.pop(key, None)
+                spec = selectors.spec_for_outsiders(spec)
             return spec
 
     @extend_schema(responses=OutputSerializer(many=True))

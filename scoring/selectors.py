@@ -122,8 +122,45 @@ def human_of(patch: Patch) -> dict[str, Any] | None:
     return _human_reader(patch)
 
 
-def patch_result(patch: Patch, *, reveal_hidden: bool, include_id: bool = True, human: Any = None) -> dict[str, Any]:
-    """The Result JSON of docs/contract.md for one patch, whatever its status."""
+#: Spec keys that name or describe hidden material (the hidden tests, the reference, the discriminator's inputs).
+OUTSIDERS_DO_NOT_SEE = ("hidden_test_command", "reference", "inputs", "entry_points")
+
+
+def spec_for_outsiders(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A task spec without what names or describes hidden material: what a shared task's other clients and the
+    learned critic see."""
+    return {key: value for key, value in spec.items() if key not in OUTSIDERS_DO_NOT_SEE}
+
+
+def _payable(patch: Patch, evaluation: Evaluation | None) -> tuple[bool, float | None]:
+    """(withheld, final score a trainer may see) of a finished patch: the flag policy's one reading.
+
+    Withheld while the flag policy holds it back (core.aggregate.policy: a `suspicious` patch not yet labelled, when
+    REVIEWAPP_WITHHOLD_SUSPICIOUS is on). Once reviewed, a patch the policy held back pays what the people said.
+    """
+    if evaluation is None:
+        return False, None
+    # Only a reviewer's labels end withholding; `reviewed` is the status they give (scoring cannot see labels).
+    labelled = patch.status == PatchStatus.REVIEWED
+    withholding = settings.REVIEWAPP["WITHHOLD_SUSPICIOUS"]
+    if policy.withheld(evaluation.flags, labelled=labelled, withholding=withholding):
+        return True, None
+    final = evaluation.final_score
+    if labelled and policy.withheld(evaluation.flags, labelled=False, withholding=True):
+        final = evaluation.meta.get("human_final_score", final)  # labeling writes their consensus
+    return False, final
+
+
+def patch_result(
+    patch: Patch, *, reveal_hidden: bool, include_id: bool = True, human: Any = None, withhold: bool | None = None
+) -> dict[str, Any]:
+    """The Result JSON of docs/contract.md for one patch, whatever its status.
+
+    Reviewers and admins (`reveal_hidden`) see everything. A client sees what /rewards/ pays (`withhold`, by
+    default for whoever may not see hidden material): while the flag policy withholds a patch, its final score and
+    subscores' scores are null, exactly as there.
+    """
+    withhold = not reveal_hidden if withhold is None else withhold
     evaluation = current_evaluation(patch) if patch.status not in (PatchStatus.REJECTED,) else None
     result: dict[str, Any] = {
         "id": patch.pk,
@@ -153,6 +190,12 @@ def patch_result(patch: Patch, *, reveal_hidden: bool, include_id: bool = True, 
             comments=evaluation.comments,
             meta=dict(evaluation.meta, attempts=patch.attempts),
         )
+        if withhold:
+            withheld, final = _payable(patch, evaluation)
+            result["final_score"] = final
+            if withheld:
+                result["subscores"] = {name: dict(sub, score=None) for name, sub in subscores.items()}
+                result["meta"]["withheld"] = True
     if not include_id:
         result.pop("id")
     return result
@@ -167,20 +210,11 @@ def rewards_of(*, ids: list[int]) -> dict[str, Any]:
     (an infrastructure outcome, not the patch's).
     """
     patches = {p.pk: p for p in with_results(Patch.objects.filter(pk__in=ids))}
-    withholding = settings.REVIEWAPP["WITHHOLD_SUSPICIOUS"]
     out: dict[str, Any] = {"ids": ids, "status": [], "rewards": [], "subscores": {c: [] for c in CRITERIA}}
     for pk in ids:
         patch = patches[pk]
         evaluation = current_evaluation(patch) if patch.status in DONE else None
-        # Only a reviewer's labels end withholding; `reviewed` is the status they give (scoring cannot see labels).
-        labelled = patch.status == PatchStatus.REVIEWED
-        withheld = evaluation is not None and policy.withheld(
-            evaluation.flags, labelled=labelled, withholding=withholding
-        )
-        final = evaluation.final_score if evaluation else None
-        if evaluation is not None and labelled and policy.withheld(evaluation.flags, labelled=False, withholding=True):
-            # Held back until a person looked (labeling writes their consensus): pay what the people said.
-            final = evaluation.meta.get("human_final_score", final)
+        withheld, final = _payable(patch, evaluation)
         # One table says what each status is worth (scoring.client.reward_for); None: nothing to train on.
         reward = reward_for(patch.status, final, withheld=withheld)
         subscores = evaluation.subscores if evaluation is not None and not withheld else {}
@@ -214,9 +248,12 @@ def tasks_visible_to(user: Any) -> QuerySet[Task]:
 def critic_input(patch: Patch) -> tuple[dict[str, Any], str, dict[str, Any]]:
     """(task spec, diff, Result) of a patch: what export and critic inference both give build_messages.
 
-    One function for both, so an exported row and a fresh inference see the same prompt.
+    One function for both, so an exported row and a fresh inference see the same prompt. It is the client's view
+    of hidden material (counts, no names, no output; the spec without hidden keys), with the measured scores: the
+    critic's comment reaches clients, so it must never have read what they may not see.
     """
-    return dict(patch.task.spec), patch.diff, patch_result(patch, reveal_hidden=True, include_id=False)
+    spec = spec_for_outsiders(patch.task.spec)
+    return spec, patch.diff, patch_result(patch, reveal_hidden=False, include_id=False, withhold=False)
 
 
 def tools_comments(evaluation_meta: Mapping[str, Any], comments: str) -> str:

@@ -52,24 +52,20 @@ def _run_stage(patch_id: int, stage: str, *, token: str) -> str:
     patch = services.patch_claim(patch_id=patch_id, token=token, lease_s=lease_s, stage=stage)
     if patch is None:
         return "not claimed"
-    if services.next_stage(patch) == stage:
-        try:
-            services.stage_execute(patch=patch, stage=stage, analyser=worker_analyser())
-        except SoftTimeLimitExceeded:
-            services.patch_release(patch=patch, reason=f"{stage} stage ran past its time limit")
-            return "timed out"
-        except DatabaseError:
-            raise
-        except Exception as exc:  # an internal failure: retried by the reconciler, failed past the cap
-            log.exception("stage %s of patch %s failed", stage, patch_id)
-            services.patch_release(patch=patch, reason=f"{stage} stage failed: {type(exc).__name__}: {exc}")
-            return "released"
-    following = services.next_stage(patch)
+    try:
+        following = services.stage_advance(patch=patch, stage=stage, analyser=worker_analyser())
+    except SoftTimeLimitExceeded:
+        services.patch_release(patch=patch, reason=f"{stage} stage ran past its time limit")
+        return "timed out"
+    except DatabaseError:
+        raise
+    except Exception as exc:  # an internal failure: retried by the reconciler, failed past the cap
+        log.exception("stage %s of patch %s failed", stage, patch_id)
+        services.patch_release(patch=patch, reason=f"{stage} stage failed: {type(exc).__name__}: {exc}")
+        return "released"
     if following is not None:
-        services.patch_handoff(patch=patch, stage=following)
         services.enqueue_stage(patch.pk, following)
         return f"handed to {following}"
-    services.patch_finalize(patch=patch)
     return "finalized"
 
 

@@ -27,7 +27,7 @@ from scoring.roles import IsAdmin, admin_required
 from scoring.selectors import active_weights
 from tuning import services as svc
 
-PAGE = "weights/weights.html"
+PAGE = "tuning/weights.html"
 DEFAULT_LAST_N = 500
 FINISHED = {ReaggregationJob.Status.DONE, ReaggregationJob.Status.SUPERSEDED, ReaggregationJob.Status.FAILED}
 

@@ -27,7 +27,7 @@ from scoring.core.types import CriticResult, PipelineSettings, Weights
 from scoring.core.versions import package_version
 
 #: Bumped whenever a change to the pipeline can change a score. Evaluations are unique per version.
-PIPELINE_VERSION = "2026.11.1"
+PIPELINE_VERSION = "2026.12.1"
 
 
 def tool_versions() -> dict[str, str]:

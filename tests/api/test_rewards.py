@@ -114,11 +114,38 @@ def test_withholding_can_be_turned_off(batch, settings) -> None:
     assert answer["subscores"]["correctness"][0] == 1.0
 
 
-def test_the_patch_result_keeps_the_withheld_reward_for_the_record(api, batch) -> None:
+def test_a_trainer_reading_results_instead_of_rewards_gets_no_withheld_score(api, batch) -> None:
+    """Attack: skip /rewards/ and read the Result, one patch or the list, to train on a suspicious patch's score."""
     pk = batch()["ids"][0]
 
-    result = api.get(f"/api/v1/patches/{pk}/").json()
+    one = api.get(f"/api/v1/patches/{pk}/").json()
+    listed = next(r for r in api.get("/api/v1/patches/").json()["results"] if r["id"] == pk)
 
-    assert result["final_score"] == 1.0
-    assert result["route"] == "review"
-    assert "suspicious" in result["flags"]
+    for result in (one, listed):
+        assert result["final_score"] is None
+        assert result["meta"]["withheld"] is True
+        assert all(sub["score"] is None for sub in result["subscores"].values())
+        assert result["route"] == "review" and "suspicious" in result["flags"]
+
+
+def test_reviewers_see_the_withheld_score_and_clients_see_what_the_reviewers_said_once_reviewed(
+    api, batch, make_user
+) -> None:
+    from rest_framework.test import APIClient
+
+    from labeling import services as labeling
+
+    pk = batch()["ids"][0]
+    reviewer, _ = make_user("rhea", "reviewer")
+    staff = APIClient()
+    staff.force_authenticate(user=reviewer)
+    assert staff.get(f"/api/v1/patches/{pk}/").json()["final_score"] == 1.0  # kept for the record
+
+    patch = Patch.objects.get(pk=pk)
+    assert labeling.claim_patch(patch=patch, reviewer=reviewer) is not None
+    labeling.label_submit(patch=patch, reviewer=reviewer, scores={name: 0.1 for name in CRITERIA})
+
+    result = api.get(f"/api/v1/patches/{pk}/").json()
+    assert result["status"] == "reviewed"
+    assert result["final_score"] == pytest.approx(0.1)
+    assert "withheld" not in result["meta"]

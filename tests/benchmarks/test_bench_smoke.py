@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from benchmarks import __main__ as bench_main
-from benchmarks import analyser_bench, export_bench, intake_bench, pages_bench, perf_bench, pipeline_bench
+from benchmarks import (
+    affinity_bench,
+    analyser_bench,
+    export_bench,
+    intake_bench,
+    pages_bench,
+    perf_bench,
+    pipeline_bench,
+)
 from benchmarks.common import Section, call_in_child, django_env, redis_url
 
 pytestmark = pytest.mark.slow
@@ -147,6 +155,24 @@ def test_analyser_and_performance_benchmarks_render(tmp_path) -> None:
     assert_section(bench_main.render_analyser(analysed), "analyser vs CLI tools, per changed file")
     perf = perf_bench.run(seeds=2)
     assert_section(bench_main.render_perf(perf))
+
+
+def test_affinity_runs_two_real_workers_in_each_mode(tmp_path) -> None:
+    with redis_url(tmp_path) as redis:
+        result = call_in_child(
+            "benchmarks.affinity_bench:run",
+            {"per_task": 1, "rounds": 1, "warm_up": False},
+            timeout_s=600,
+            env=django_env(tmp_path / "affinity", redis),
+        )
+    assert {p["mode"] for p in result["patches"]} == {"affinity", "shared"}
+    assert len(result["patches"]) == 2 * len(affinity_bench.TASKS)
+    assert all(p["status"] != "failed" and p["exec_s"] > 0 for p in result["patches"])
+    assert all(p["owner"].endswith("-affinity@bench") for p in result["patches"] if p["mode"] == "affinity")
+    assert_section(
+        affinity_bench.render(result),
+        "rollout groups stay warm: affinity at least as fast as the shared queue, two workers",
+    )
 
 
 def test_failed_benchmark_is_reported_in_the_document_not_dropped() -> None:

@@ -165,3 +165,15 @@ def test_a_critic_without_a_valid_verdict_is_recorded_as_a_failure_never_a_numbe
     assert after.final_score == before.final_score and after.comments == before.comments
     patch.refresh_from_db()
     assert patch.status == PatchStatus.SCORED
+
+
+def test_the_critic_reads_only_what_a_client_may_see_since_its_comment_reaches_clients():
+    """Attack: a critic that read the hidden tests could name them in the comment a client receives."""
+    patch = make_patch(make_task("secretive"))
+
+    task, diff, result = critic_input(patch)
+    prompt = json.dumps(build_messages(task=task, diff=diff, result=result))
+
+    assert "hidden_test_command" not in task and "pytest -q hidden" not in prompt
+    assert "test_secret" not in prompt and "test_overflow" not in prompt
+    assert result["subscores"]["correctness"]["score"] == 0.6  # the measured scores stay: withholding is for trainers

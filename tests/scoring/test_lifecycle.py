@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from scoring import services
 from scoring.models import Patch, PatchStatus
+from scoring.services import lifecycle
 
 pytestmark = pytest.mark.django_db
 
@@ -62,7 +63,7 @@ def test_a_clean_handoff_between_stages_is_not_an_attempt(patch):
 
 def test_the_reconciler_requeues_stuck_patches_and_fails_those_past_the_cap(patch, settings, monkeypatch):
     sent = []
-    monkeypatch.setattr(services, "enqueue_stage", lambda pk, stage=None: sent.append((pk, stage)))
+    monkeypatch.setattr(lifecycle, "enqueue_stage", lambda pk, stage=None: sent.append((pk, stage)))
     Patch.objects.filter(pk=patch.pk).update(updated_at=timezone.now() - timedelta(hours=1))
     assert services.reconcile()["requeued"] == 1
     assert sent == [(patch.pk, "exec")]

@@ -39,7 +39,7 @@ TMPFS_BYTES = 256 << 20
 #: Harmless files of /etc that ordinary programs expect (name lookups, time zone, the loader cache).
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf")
 #: Fresh uids are drawn from here: far above any real account, so no file on the host belongs to them.
-_UID_BASE, _UID_SPAN = 1_500_000_000, 500_000_000
+UID_BASE, _UID_SPAN = 1_500_000_000, 500_000_000
 #: How long to wait for the namespace's processes to be reaped after a kill.
 _REAP_WAIT_S = 3.0
 _READ_CHUNK = 1 << 16
@@ -214,7 +214,7 @@ def env_assignments(pythonpath: str | None) -> list[str]:
 
 def fresh_uid() -> int:
     """A uid no other run is likely to share: RLIMIT_NPROC counts processes per uid across the whole host."""
-    return _UID_BASE + random.SystemRandom().randrange(_UID_SPAN)
+    return UID_BASE + random.SystemRandom().randrange(_UID_SPAN)
 
 
 def hand_over(root: Path, uid: int) -> None:

@@ -12,9 +12,11 @@ libgit2 says no or git might answer differently, so git's verdict and git's mess
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import fnmatch
 import hashlib
+import importlib.machinery
 import json
 import os
 import platform
@@ -22,8 +24,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 from scoring.core.intake import applycheck, configread
@@ -178,6 +181,11 @@ def _git_apply(diff: ParsedDiff | str, tree: Path, *, check: bool) -> None:
     GIT_CEILING_DIRECTORIES stops git from finding a repository above the tree (a checkout the worker runs in),
     so paths are taken relative to the tree and no git metadata is read or written; no global or system git
     configuration can change the behaviour.
+
+    git also lists the paths it applies to (`--numstat -z`), and they must be exactly the paths the intake parser
+    read: every revert, the static check and the critics judge the parser's paths, so a name git reads otherwise
+    (a date after a space, `+++ b/conftest.py 2026-12-06 21:00:00`, which git cuts off and a parser may keep)
+    would let a file into the tree that nothing judges. In a scratch tree the refusal comes after git wrote.
     """
     text = diff.text if isinstance(diff, ParsedDiff) else diff
     with tempfile.TemporaryDirectory(prefix="git-home-") as home:
@@ -189,7 +197,8 @@ def _git_apply(diff: ParsedDiff | str, tree: Path, *, check: bool) -> None:
             "GIT_CONFIG_GLOBAL": os.devnull,
             "GIT_CEILING_DIRECTORIES": str(tree.parent),
         }
-        argv = ["git", "apply", "--whitespace=nowarn", *(["--check"] if check else []), "-"]
+        # --numstat alone only reads the diff: --check (which also tests that it applies) or --apply is added.
+        argv = ["git", "apply", "--whitespace=nowarn", "--numstat", "-z", "--check" if check else "--apply", "-"]
         try:
             done = subprocess.run(
                 argv, input=text.encode(), cwd=tree, env=env, capture_output=True, timeout=_GIT_TIMEOUT_S, check=False
@@ -199,6 +208,27 @@ def _git_apply(diff: ParsedDiff | str, tree: Path, *, check: bool) -> None:
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").replace(str(tree), "").strip()
         raise DiffError(f"the diff does not apply to the base repository: {message[:1000]}")
+    _check_git_read_the_parsed_paths(diff if isinstance(diff, ParsedDiff) else parse_diff(diff), done.stdout)
+
+
+def _check_git_read_the_parsed_paths(parsed: ParsedDiff, numstat: bytes) -> None:
+    """Raise DiffError unless the paths in git's `--numstat -z` output are the paths `parsed` writes or deletes.
+
+    git names one path per file: the new one (the old one of a deletion). The source of a rename is not listed;
+    git checks it against the '---' name itself (an "inconsistent old filename" is refused).
+    """
+    by_git = {
+        record.split(b"\t", 2)[-1].decode("utf-8", "surrogateescape") for record in numstat.split(b"\0") if record
+    }
+    by_parser = {change.path for change in parsed.files}
+    if by_git != by_parser:
+        only_git = ", ".join(repr(path) for path in sorted(by_git - by_parser)) or "nothing else"
+        only_parser = ", ".join(repr(path) for path in sorted(by_parser - by_git)) or "nothing else"
+        raise DiffError(
+            f"git reads the file names of this diff otherwise than its headers say: git would write {only_git}"[:500]
+            + f", the headers name {only_parser}"[:500]
+            + ". Write file names as `git diff` does (a name with a space ends with a tab)."
+        )
 
 
 def is_test_path(path: str, spec: object) -> bool:
@@ -240,12 +270,15 @@ def infra_reason(path: str, spec: object) -> str | None:
     return None
 
 
-def _shadow_reason(path: str, base: Path) -> str | None:
-    """Why a new file at `path` would shadow a module the test runner imports (None when it would not).
+def _shadow_reason(path: str, base: Path, tests_import: Callable[[str], bool], env_dir: Path | None) -> str | None:
+    """Why a new file at `path` would shadow a module the test runner or the tests import (None when it would not).
 
     The tree's root comes first on sys.path when `python -m pytest` starts there, so a new root module or
     package named like a standard library module or a part of pytest replaces it: the patch would run the
-    tests itself, canary included. One the base already has is the task's own business.
+    tests itself, canary included. Named like a library installed beside them (the task's environment, the
+    interpreter's site-packages) that a test imports (`tests_import`), it replaces what the tests run: a
+    `numpy/testing.py` whose `assert_equal` returns, a `hypothesis` whose `given` never calls the test, and failing
+    tests pass. One no test imports is the task's own code. One the base already has is the task's own business.
     """
     parts = PurePosixPath(path).parts
     if len(parts) == 1:
@@ -258,7 +291,43 @@ def _shadow_reason(path: str, base: Path) -> str | None:
         return None
     if name in _RUNNER_MODULES or name in sys.stdlib_module_names:
         return f"a new {name!r} module at the tree's root would replace the one the test runner imports"
+    if _installed(name, env_dir) and tests_import(name):
+        return f"a new {name!r} module at the tree's root would replace the installed one that tests import"
     return None
+
+
+def _test_imports(spec: object, base: Path, hidden: Path | None) -> frozenset[str]:
+    """Top-level module names that the base's test files and conftest.py files, and the hidden tests, import."""
+    sources = [path for path in base.rglob("*.py") if _is_test_source(path.relative_to(base).as_posix(), spec)]
+    sources += list(hidden.rglob("*.py")) if hidden is not None else []
+    names: set[str] = set()
+    for source in sources:
+        try:
+            tree = ast.parse(source.read_bytes())
+        except (SyntaxError, ValueError, OSError, RecursionError, MemoryError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return frozenset(names)
+
+
+def _is_test_source(path: str, spec: object) -> bool:
+    return is_test_path(path, spec) or PurePosixPath(path).name == "conftest.py"
+
+
+def _installed(name: str, env_dir: Path | None) -> bool:
+    """True when the sandboxed Python would find a top-level module `name` outside the tree: in the task's
+    environment or in the interpreter's own site-packages (both are on its path, after the tree)."""
+    folders = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    if env_dir is not None:
+        folders.add(str(env_dir))
+    try:
+        return importlib.machinery.PathFinder.find_spec(name, sorted(folders)) is not None
+    except (ImportError, ValueError):  # a name no import statement could spell
+        return False
 
 
 def _config_section_changed(path: str, base: Path, patched: Path) -> str | None:
@@ -319,9 +388,16 @@ def _revert(change: FileChange, base: Path, tree: Path) -> None:
 
 
 def _review_changes(
-    diff: ParsedDiff, spec: object, base: Path, tree: Path
+    diff: ParsedDiff, spec: object, base: Path, tree: Path, hidden: Path | None, env_dir: Path | None
 ) -> tuple[set[str], list[str], list[FileChange]]:
     """Revert forbidden edits in `tree`; return (flags, notes, the changes that stand)."""
+    imported: list[frozenset[str]] = []  # the tests' imports, read only when a new root module needs them
+
+    def tests_import(name: str) -> bool:
+        if not imported:
+            imported.append(_test_imports(spec, base, hidden))
+        return name in imported[0]
+
     flags: set[str] = set()
     notes: list[str] = []
     kept: list[FileChange] = []
@@ -331,7 +407,7 @@ def _review_changes(
         if infra is None:  # added, edited, renamed into place or away, deleted: all change the configuration
             infra = next(filter(None, (_config_section_changed(p, base, tree) for p in paths)), None)
         if infra is None and change.kind in ("add", "rename"):
-            infra = _shadow_reason(change.path, base)
+            infra = _shadow_reason(change.path, base, tests_import, env_dir)
         if infra is not None:
             _revert(change, base, tree)
             flags.add("tamper")
@@ -391,7 +467,7 @@ def prepare(
     task_cache_dir.mkdir(parents=True, exist_ok=True)
     with scratch_copy(base, work_root=settings.work_root, prefix="patched-") as tree:
         _git_apply(parsed, tree, check=False)
-        flags, notes, kept = _review_changes(parsed, spec, base, tree)
+        flags, notes, kept = _review_changes(parsed, spec, base, tree, hidden, env)
         changed = tuple(c.path for c in kept if c.kind != "delete")
         deleted = tuple(c.path for c in kept if c.kind == "delete") + tuple(
             c.old_path for c in kept if c.kind == "rename" and c.old_path

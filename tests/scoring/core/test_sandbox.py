@@ -246,7 +246,7 @@ def test_command_runs_as_an_unprivileged_user_without_capabilities(tree: Path) -
     """
     result = sandbox.run(python(code), tree=tree, limits=QUICK)
     uid, euid, caps = result.output.split()
-    assert int(uid) >= sandbox._UID_BASE and uid == euid
+    assert int(uid) >= bwrap.UID_BASE and uid == euid
     assert int(caps, 16) == 0
 
 
@@ -283,7 +283,8 @@ def test_a_worker_killed_with_sigkill_leaves_no_sandbox_behind(tmp_path):
     tree = tmp_path / "tree"
     tree.mkdir()
     script = (
-        "from pathlib import Path\nfrom scoring.core import sandbox\nfrom scoring.core.types import RunLimits\n"
+        "from pathlib import Path\nfrom scoring.core.sandbox import process as sandbox\n"
+        "from scoring.core.types import RunLimits\n"
         f"sandbox.run(['sleep', '779'], tree=Path({str(tree)!r}), limits=RunLimits(wall_s=60, cpu_s=60))\n"
     )
     worker = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[3])

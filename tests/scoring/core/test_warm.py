@@ -163,7 +163,7 @@ def test_a_warm_run_sees_the_same_world_as_a_cold_one(runs: Path) -> None:
         facts[mode] = json.loads((runs / mode / "tree" / "facts.json").read_text())
     hot, cold = facts["warm"], facts["cold"]
     assert hot["cwd"] == hot["path0"] == cold["cwd"] == "/sandbox/tree"
-    assert hot["uid"] >= sandbox._UID_BASE and hot["uid"] != cold["uid"]
+    assert hot["uid"] >= bwrap.UID_BASE and hot["uid"] != cold["uid"]
     assert set(hot["caps"].values()) == {0}, hot["caps"]
     assert hot["nnp"] == "1"
     assert hot["runs"] == [], "a run must not see the other runs' folders"

@@ -33,6 +33,10 @@ _BASE_FACTS_FILE = "correctness_base.v2.json"
 #: Base facts of a task whose suites run as one process: a file of their own, so that a patched tree that must
 #: run its suites apart is graded against base runs made apart too.
 _COMBINED_BASE_FACTS_FILE = "correctness_base_combined.v2.json"
+#: Re-runs of the base, made once per task and mode when a patched test passes in some healing runs and fails in
+#: others: only a test the base is unsteady on too is the task's own flakiness (docs/correctness.md).
+_BASE_RERUNS_FILE = "correctness_base_unsteady.v1.json"
+_COMBINED_BASE_RERUNS_FILE = "correctness_base_unsteady_combined.v1.json"
 #: The suites of a task with hidden tests, in the order runs and evidence list them.
 SUITES = ("visible", "hidden")
 
@@ -86,7 +90,20 @@ class CorrectnessCritic(Critic):
         if reruns == 0:
             return previous
         steps.append(f"Step: healing. Re-ran the tests {reruns} more time(s) to separate flaky from failing tests.")
-        healed = grade(ctx, base, runs, steps, healed=True, runs_apart=patched_blocker, shared_process=combined)
+        task_flaky, base_runs = (
+            base_unsteady(ctx, base, combined=combined, deadline=deadline) if unsteady(base, runs) else (frozenset(), 0)
+        )
+        healed = grade(
+            ctx,
+            base,
+            runs,
+            steps,
+            healed=True,
+            runs_apart=patched_blocker,
+            shared_process=combined,
+            task_flaky=task_flaky,
+            base_runs=base_runs,
+        )
         return discriminator.judge(ctx, healed, previous)
 
 
@@ -110,6 +127,53 @@ def base_facts(ctx: ScoringContext, *, combined: bool) -> tuple[dict[str, SuiteR
             json.dump({suite: run.to_json() for suite, run in facts.items()}, handle)
         os.replace(tmp, path)
     return facts, False
+
+
+def unsteady(base: Mapping[str, SuiteRun], runs: Sequence[Mapping[str, SuiteRun]]) -> frozenset[tuple[str, str]]:
+    """(suite, test) of the base's tests that pass in some of `runs` and not in others.
+
+    A change among failing outcomes (failed, skipped, missing) is not unsteadiness: the test failed every time.
+    """
+    found = set()
+    for suite, base_run in base.items():
+        for key in base_run.tests:
+            passes = {_outcome_now(key, run[suite]) == PASSED for run in runs}
+            if len(passes) > 1:
+                found.add((suite, key))
+    return frozenset(found)
+
+
+def base_unsteady(
+    ctx: ScoringContext, base: Mapping[str, SuiteRun], *, combined: bool, deadline: float
+) -> tuple[frozenset[tuple[str, str]], int]:
+    """The task's own flaky tests, unsteady over the cached base run and up to `flaky_reruns` more, and how many
+    runs that was. The re-runs stop at `deadline` (healing's budget); a complete set is cached once per task and
+    mode, like the base facts (a complete file renamed into place).
+
+    Healing asks only when a patched test changed outcome. Without it, a patch that randomly crashes or skips
+    (one coin per run) made every failing test "flaky", and flaky tests leave both sets: a patch that fixed
+    nothing scored 1.0.
+    """
+    path = ctx.task_cache_dir / (_COMBINED_BASE_RERUNS_FILE if combined else _BASE_RERUNS_FILE)
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        cached = json.loads(path.read_text())
+        return frozenset((suite, key) for suite, key in cached["unsteady"]), int(cached["runs"])
+    wanted = max(1, ctx.settings.flaky_reruns)
+    reruns: list[dict[str, SuiteRun]] = []
+    started = time.monotonic()
+    while len(reruns) < wanted:
+        per_run = (time.monotonic() - started) / len(reruns) if reruns else 0.0
+        if deadline - time.monotonic() <= per_run:
+            break
+        reruns.append(run_suites(ctx, ctx.base_dir, list(base), combined=combined))
+    found = unsteady(base, [base, *reruns])
+    if len(reruns) == wanted:
+        ctx.task_cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".base-", dir=ctx.task_cache_dir)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"runs": 1 + wanted, "unsteady": sorted(found)}, handle)
+        os.replace(tmp, path)
+    return found, 1 + len(reruns)
 
 
 def choose_mode(ctx: ScoringContext) -> tuple[bool, str | None]:
@@ -257,10 +321,14 @@ def grade(
     healed: bool = False,
     runs_apart: str | None = None,
     shared_process: bool = False,
+    task_flaky: frozenset[tuple[str, str]] = frozenset(),
+    base_runs: int = 1,
 ) -> CriticResult:
     """Score the patched runs against the base, exactly as docs/contract.md says; the first run is the reference.
 
-    With several runs (healing), a test whose outcome differs between runs is flaky and leaves both sets.
+    With several runs (healing), a test that passes in some runs and fails in others is flaky and leaves both sets
+    when the base is unsteady on it too (`task_flaky`, over `base_runs` runs, see `base_unsteady`); unsteady on the
+    patched tree only, the patch made it unreliable and it counts as failing.
     `runs_apart` is why the patched tree ruled out one process for both suites (see `choose_mode`); it goes to the
     hidden evidence, which API clients do not see, because a patch could probe it for the hidden tests' names.
     """
@@ -269,18 +337,22 @@ def grade(
     evidence: dict[str, Any] = {}
     f2p_total = f2p_pass = p2p_total = p2p_pass = 0
     flaky: dict[str, list[str]] = {}
+    changed = unsteady(base, runs)
+    task_leaves, patch_unsteady = changed & task_flaky, changed - task_flaky
     failing_by_suite: dict[str, int] = {}
     for suite, base_run in base.items():
         tests_evidence = []
         flaky[suite] = []
         failing_by_suite[suite] = 0
         for key, base_outcome in sorted(base_run.tests.items()):
-            outcomes = {_outcome_now(key, run[suite]) for run in runs}
-            now = _outcome_now(key, first[suite])
-            if len(outcomes) > 1:
+            outcomes = [_outcome_now(key, run[suite]) for run in runs]
+            now = outcomes[0]
+            if (suite, key) in task_leaves:
                 flaky[suite].append(key)
                 now = "flaky"
             else:
+                if now == PASSED and (suite, key) in patch_unsteady:
+                    now = next(outcome for outcome in outcomes if outcome != PASSED)
                 if base_outcome == PASSED:
                     p2p_total += 1
                     p2p_pass += now == PASSED
@@ -343,7 +415,14 @@ def grade(
             f"Step: flakiness. {flaky_count} test(s) changed outcome between runs and leave both sets"
             + (f" (visible: {', '.join(flaky['visible'][:5])})." if flaky["visible"] else ".")
         )
-    elif healed:
+    if patch_unsteady:
+        evidence["unsteady"] = len(patch_unsteady)
+        steps.append(
+            f"Step: flakiness. {len(patch_unsteady)} test(s) passed in some runs and failed in others on the patched "
+            f"tree only (the base gave the same outcome in {base_runs} run(s)): the patch made them unreliable, so "
+            "they count as failing."
+        )
+    if healed and not flaky_count and not patch_unsteady:
         steps.append("Step: flakiness. Every re-run gave the same outcomes; the failures are real.")
 
     score = _score(f2p_pass, f2p_total, p2p_pass, p2p_total)
