@@ -130,7 +130,7 @@ def plan(scratch: Path, redis: str) -> list[Bench]:
         Bench(
             "Throughput on rollout groups",
             "benchmarks.pipeline_bench:run_throughput",
-            540,
+            1800,
             pipeline_bench.render_throughput,
             {"samples_out": samples},
         ),
@@ -250,8 +250,43 @@ def document(outcomes: list[tuple[Bench, Section | None, str, float]], context: 
     return "\n\n".join(parts) + "\n"
 
 
+def splice(doc: str, outcomes: list[tuple[Bench, Section | None, str, float]], context: dict[str, Any]) -> str:
+    """`doc` with the sections and goal rows of `outcomes` replaced (or added), everything else kept as it was."""
+    fresh = document(outcomes, context)
+    for bench, section, _, _ in outcomes:
+        title = section.title if section else bench.title
+        new = _section_text(fresh, title)
+        old = _section_text(doc, title)
+        doc = doc.replace(old, new) if old else doc.rstrip("\n") + "\n\n" + new
+        for goal in section.goals if section else ():
+            row = next(line for line in fresh.splitlines() if line.startswith(f"| {goal.name} | "))
+            current = next((line for line in doc.splitlines() if line.startswith(f"| {goal.name} | ")), None)
+            if current:
+                doc = doc.replace(current, row)
+            else:
+                table_end = doc.index("\n\n", doc.index("## Goals\n\n") + len("## Goals\n\n"))
+                doc = doc[:table_end] + "\n" + row + doc[table_end:]
+    note = f"Sections re-run on {context['date']} with `python -m benchmarks --only`: "
+    titles = ", ".join(f"*{(section.title if section else bench.title)}*" for bench, section, _, _ in outcomes)
+    return doc.replace("\n\n## Machine", f" {note}{titles} (machine load then: {context['load']}).\n\n## Machine", 1)
+
+
+def _section_text(doc: str, title: str) -> str:
+    """The text of section `title` (its heading up to the next one), or "" when the document has none."""
+    start = doc.find(f"\n## {title}\n")
+    if start < 0:
+        return ""
+    end = doc.find("\n## ", start + 1)
+    return doc[start + 1 : end + 1 if end >= 0 else len(doc)]
+
+
 def main() -> int:
-    """Run everything, write the document, and return the exit status (1 when a benchmark failed)."""
+    """Run everything (or the benchmarks named by `--only`), write the document, return the exit status.
+
+    `--only WORD [WORD ...]`: run only the benchmarks whose title contains one of the words, and replace their
+    sections and goal rows in the existing docs/benchmarks.md, keeping the rest.
+    """
+    only = [word.lower() for word in sys.argv[sys.argv.index("--only") + 1 :]] if "--only" in sys.argv else []
     started = time.monotonic()
     context: dict[str, Any] = {
         "machine": machine(),
@@ -260,10 +295,15 @@ def main() -> int:
     }
     log(f"machine: {context['machine']}")
     with tempfile.TemporaryDirectory(prefix="bench-") as folder, redis_url(Path(folder)) as redis:
-        outcomes = run_all(plan(Path(folder), redis))
+        benches = [b for b in plan(Path(folder), redis) if not only or any(w in b.title.lower() for w in only)]
+        outcomes = run_all(benches)
     context["machine_end"] = machine()
     context["minutes"] = (time.monotonic() - started) / 60
-    DOC.write_text(document(outcomes, context))
+    if only and DOC.exists():
+        context["load"] = " / ".join(map(str, context["machine_end"]["load_average"]))
+        DOC.write_text(splice(DOC.read_text(), outcomes, context))
+    else:
+        DOC.write_text(document(outcomes, context))
     failed = [bench.title for bench, section, _, _ in outcomes if section is None]
     log(f"wrote {DOC.relative_to(ROOT)}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -46,6 +47,11 @@ GROUP_SIZE = 10
 GOAL_RATIO = 5.0
 GOAL_OVERHEAD = 0.30
 NAIVE_TIMEOUT_S = 120
+#: The naive benchmark: this many runs on the base, then as many on the patched tree.
+NAIVE_BENCH_RUNS = 5
+#: Whole pipeline (all four subscores) against the naive whole pipeline, and per patch.
+GOAL_WHOLE_RATIO = 3.0
+GOAL_WHOLE_MEDIAN_S = 1.0
 #: pytest as the harness starts it: without auto-loading the plugins installed beside the worker (pytest-django,
 #: hypothesis, ...), so both sides pay for pytest alone.
 PYTEST_ENV = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
@@ -59,6 +65,7 @@ class Task:
     base_archive: Path
     hidden_archive: Path | None
     diffs: list[str]
+    labels: list[str] = field(default_factory=list)  # the manifest patch each diff comes from
 
 
 def varied(diff: str, k: int) -> str:
@@ -88,7 +95,13 @@ def demo_tasks(scratch: Path, *, group_size: int, names: Sequence[str] | None = 
         hidden = pack_tree(spec.hidden_tests, scratch / f"{spec.name}-hidden.tar.gz") if spec.hidden_tests else None
         patches = [(DEMO / p["file"]).read_text() for p in entry["patches"]]
         diffs = [varied(patches[i % len(patches)], i // len(patches)) for i in range(group_size)]
-        tasks.append(Task(spec, pack_tree(spec.repo, scratch / f"{spec.name}-repo.tar.gz"), hidden, diffs))
+        labels = [
+            Path(entry["patches"][i % len(patches)]["file"]).stem
+            + (f" (rollout {i // len(patches)})" if i >= len(patches) else "")
+            for i in range(group_size)
+        ]
+        archive = pack_tree(spec.repo, scratch / f"{spec.name}-repo.tar.gz")
+        tasks.append(Task(spec, archive, hidden, diffs, labels))
     return tasks
 
 
@@ -134,8 +147,13 @@ def warm_up(analyser: Analyser, settings: PipelineSettings) -> None:
     warm.prestart(settings.work_root)
 
 
-def naive_patch(task: Task, diff: str, scratch: Path) -> float:
-    """Score one patch the naive way and return its wall time: nothing cached, every tool started afresh."""
+def naive_patch(task: Task, diff: str, scratch: Path) -> dict[str, float]:
+    """Score one patch the naive way: nothing cached, every tool started afresh; the wall time of each part.
+
+    "exec": copy, `git apply`, pylint and bandit, pytest on visible + hidden tests. "bench": the task's benchmark
+    command run NAIVE_BENCH_RUNS times on a copy of the base and as many on the patched tree, serially,
+    unsandboxed, as a user would write it; "ratio": the median patched run over the median base run.
+    """
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=scratch, prefix="naive-") as folder:
         tree = Path(folder) / "tree"
@@ -161,6 +179,24 @@ def naive_patch(task: Task, diff: str, scratch: Path) -> float:
             timeout=NAIVE_TIMEOUT_S,
             check=False,
         )
+        exec_s = time.perf_counter() - started
+        started = time.perf_counter()
+        ratio = None
+        if task.spec.benchmark_command:
+            base = Path(folder) / "base"
+            shutil.copytree(task.spec.repo, base)
+            command = [sys.executable, *task.spec.argv(task.spec.benchmark_command)[1:]]
+            times = {
+                side: [_timed(command, cwd) for _ in range(NAIVE_BENCH_RUNS)]
+                for side, cwd in (("base", base), ("patched", tree))
+            }
+            ratio = statistics.median(times["patched"]) / statistics.median(times["base"])
+    return {"exec_s": exec_s, "bench_s": time.perf_counter() - started, "ratio": ratio}
+
+
+def _timed(command: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=cwd, capture_output=True, timeout=NAIVE_TIMEOUT_S, check=False)
     return time.perf_counter() - started
 
 
@@ -184,24 +220,51 @@ def run_throughput(
                     # Alternate which pipeline goes first, so a slow spell on the shared machine hits both.
                     if i % 2 == 0:
                         real = real_patch(task, diff, settings, analyser)
-                        naive_s = naive_patch(task, diff, scratch)
+                        naive = naive_patch(task, diff, scratch)
                     else:
-                        naive_s = naive_patch(task, diff, scratch)
+                        naive = naive_patch(task, diff, scratch)
                         real = real_patch(task, diff, settings, analyser)
                     rows.append(
                         {
                             "task": task.spec.name,
+                            "patch": task.labels[i],
                             "exec_s": real["walls"]["exec"],
                             "discriminator_s": _discriminator_s(real["result"]),
                             "bench_s": real["walls"].get("bench", 0.0),
-                            "naive_s": naive_s,
+                            "naive_s": naive["exec_s"],
+                            "naive_bench_s": naive["bench_s"],
+                            "naive_ratio": naive["ratio"],
                             "final_score": real["result"]["final_score"],
+                            "perf": _perf_verdict(real["result"]),
                         }
                     )
                     samples.append({"diff": diff, "result": real["result"]})
     if samples_out:
         Path(samples_out).write_text(json.dumps(samples))
     return {"group_size": group_size, "patches": rows}
+
+
+def _perf_verdict(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The performance subscore of a Result: score, verdict, flags and how it was reached."""
+    perf = result.get("subscores", {}).get("performance", {})
+    evidence = perf.get("evidence", {})
+    if evidence.get("shortcut"):
+        method = {"coverage": "not run (changes nothing it runs)", "correctness_gate": "not run (gated)"}[
+            evidence["shortcut"]
+        ]
+    elif "base_cached" in evidence:
+        method = f"cached base, {evidence['n_patched']} patched runs"
+    elif "n_base" in evidence:
+        method = f"interleaved, {evidence['n_base']} pairs"
+    else:
+        method = evidence.get("reason", "failed")
+    return {
+        "score": perf.get("score"),
+        "verdict": evidence.get("verdict", "—"),
+        "ratio": evidence.get("ratio"),
+        "flags": [f for f in perf.get("flags", []) if f in ("perf_regression", "faster", "perf_inconclusive")],
+        "method": method,
+    }
 
 
 def _discriminator_s(result: Mapping[str, Any]) -> float:
@@ -458,7 +521,102 @@ def render_throughput(result: dict[str, Any]) -> Section:
         ]
     )
     goal = Goal("throughput vs naive (exec stage)", f">= {GOAL_RATIO:g}x", f"{overall:.2f}x", overall >= GOAL_RATIO)
-    return Section("Throughput on rollout groups", body, [goal])
+    whole, goals = _whole_pipeline(rows)
+    return Section("Throughput on rollout groups", body + "\n\n" + whole, [goal, *goals])
+
+
+def _whole_pipeline(rows: list[dict[str, Any]]) -> tuple[str, list[Goal]]:
+    """The whole pipeline (all four subscores) against the naive whole pipeline, per stage, with the perf verdicts."""
+    real = [r["exec_s"] + r["bench_s"] for r in rows]
+    naive = [r["naive_s"] + r["naive_bench_s"] for r in rows]
+    ratio = sum(naive) / sum(real)
+    per_stage = [
+        ["exec (tests, pylint, bandit)", *_pair([r["exec_s"] for r in rows], [r["naive_s"] for r in rows])],
+        ["bench (the benchmark)", *_pair([r["bench_s"] for r in rows], [r["naive_bench_s"] for r in rows])],
+        ["whole", *_pair(real, naive)],
+    ]
+    cases = [
+        [
+            r["task"],
+            r["patch"],
+            num(r["exec_s"] * 1000, 0),
+            num(r["bench_s"] * 1000, 0),
+            r["perf"]["method"],
+            "—" if r["perf"]["score"] is None else num(r["perf"]["score"]),
+            r["perf"]["verdict"],
+            "—" if r["perf"]["ratio"] is None else num(r["perf"]["ratio"]),
+            ", ".join(r["perf"]["flags"]) or "—",
+            num(r["naive_bench_s"] * 1000, 0),
+            "—" if r["naive_ratio"] is None else num(r["naive_ratio"]),
+        ]
+        for r in rows
+    ]
+    exec_median, bench_median = (
+        spread([r["exec_s"] for r in rows])["median"],
+        spread([r["bench_s"] for r in rows])["median"],
+    )
+    median = spread(real)["median"]
+    body = "\n\n".join(
+        [
+            "### Whole pipeline against a naive whole pipeline",
+            "The same patches, all four subscores. The naive whole pipeline is the naive one above plus a naive "
+            f"benchmark: the task's benchmark command run {NAIVE_BENCH_RUNS} times on a copy of the base and "
+            f"{NAIVE_BENCH_RUNS} times on the patched tree, serially, unsandboxed, as a user would write it. "
+            "Seconds per patch, median (IQR), and patches per second over all patches:",
+            table(["stage", "real", "naive", "real patches/s", "naive patches/s", "naive / real"], per_stage),
+            "Every patch, with the performance verdict beside its times (*method*: how the critic reached it; "
+            "*naive ratio*: the naive benchmark's median patched run over its median base run, which judges "
+            "nothing by itself):",
+            table(
+                [
+                    "task",
+                    "patch",
+                    "exec ms",
+                    "bench ms",
+                    "method",
+                    "perf score",
+                    "verdict",
+                    "ratio",
+                    "flags",
+                    "naive bench ms",
+                    "naive ratio",
+                ],
+                cases,
+            ),
+        ]
+    )
+    goals = [
+        Goal(
+            "whole pipeline vs naive whole pipeline",
+            f">= {GOAL_WHOLE_RATIO:g}x",
+            f"{ratio:.2f}x",
+            ratio >= GOAL_WHOLE_RATIO,
+        ),
+        Goal(
+            "whole pipeline, median per patch",
+            f"<= {GOAL_WHOLE_MEDIAN_S:g} s",
+            f"{median:.2f} s",
+            median <= GOAL_WHOLE_MEDIAN_S,
+        ),
+        Goal(
+            "bench stage vs exec stage, median per patch",
+            "bench <= exec",
+            f"{bench_median * 1000:.0f} ms vs {exec_median * 1000:.0f} ms",
+            bench_median <= exec_median,
+        ),
+    ]
+    return body, goals
+
+
+def _pair(real: list[float], naive: list[float]) -> list[str]:
+    """Median (IQR) of each side in seconds, both throughputs, and the throughput ratio."""
+    return [
+        with_iqr(spread(real), 1, 3, " s"),
+        with_iqr(spread(naive), 1, 3, " s"),
+        num(len(real) / sum(real)),
+        num(len(naive) / sum(naive)),
+        f"{sum(naive) / sum(real):.2f}x",
+    ]
 
 
 def _stage_costs(patch: dict[str, Any]) -> dict[str, float]:

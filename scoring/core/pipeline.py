@@ -6,7 +6,6 @@ Pure Python. `score` runs everything in one process (`manage.py score_patch`, th
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,6 +15,7 @@ from typing import Any
 
 from scoring.core.aggregate import healing
 from scoring.core.aggregate.route import aggregate, default_weights
+from scoring.core.aggregate.shaping import gate_after
 from scoring.core.analysis.analyser import tool_versions as analysis_tool_versions
 from scoring.core.critics.base import Critic
 from scoring.core.critics.registry import REGISTRY
@@ -23,7 +23,6 @@ from scoring.core.intake.diffcheck import ParsedDiff
 from scoring.core.intake.spec import TaskSpec
 from scoring.core.sandbox import bwrap, workspace
 from scoring.core.sandbox import process as sandbox
-from scoring.core.trees import host_lock
 from scoring.core.types import CriticResult, PipelineSettings, Weights
 from scoring.core.versions import package_version
 
@@ -64,8 +63,12 @@ def run_stage(
     hidden_archive: Path | None,
     settings: PipelineSettings,
     analyser: Any = None,
+    prior: Mapping[str, CriticResult] | None = None,
+    shaping: str = "sum",
 ) -> StageOutcome:
     """Run `critics` on one patched tree, heal the uncertain ones, and return their results with timings.
+
+    `prior`: the results of the stages already run for this patch; `shaping`: the active profile's.
 
     Raises bwrap.SandboxUnavailable when there is no sandbox and unsandboxed runs are not allowed; anything
     the patch itself does ends up in the results, never as an exception.
@@ -73,14 +76,10 @@ def run_stage(
     mode = bwrap.sandbox_mode(settings.allow_unsandboxed)
     timings: dict[str, float] = {}
 
-    # Test runs hold the host lock shared; a benchmark takes it exclusively (in its critic), so no test run
-    # shares the cores with a measurement.
-    benchmarking = any(critic.queue == "bench" for critic in critics)
-    lock_dir = settings.cache_root / "locks"
-
+    # No host-wide lock between tests and benchmarks: a benchmark's CPU time is its own cgroup's, and the cores
+    # are kept apart by deployment (docs/performance.md, "Benchmarks beside tests").
     def run(argv, **kwargs):  # type: ignore[no-untyped-def]  # the sandbox runner's signature, forwarded unchanged
-        with contextlib.nullcontext() if benchmarking else host_lock(lock_dir, exclusive=False):
-            return sandbox.run(argv, allow_unsandboxed=settings.allow_unsandboxed, warm=settings.warm_tests, **kwargs)
+        return sandbox.run(argv, allow_unsandboxed=settings.allow_unsandboxed, warm=settings.warm_tests, **kwargs)
 
     started = time.monotonic()
     with workspace.prepare(
@@ -92,6 +91,7 @@ def run_stage(
         run=run,
     ) as ctx:
         ctx.analyser = analyser
+        ctx.gate = gate_after(prior or {}, shaping)
         timings["prepare"] = round(time.monotonic() - started, 4)
         results = {}
         for critic in critics:
@@ -197,6 +197,7 @@ def score(
     results: dict[str, CriticResult] = {}
     timings: dict[str, float] = {}
     mode = "bwrap"
+    weights = weights or default_weights(critics)
     for group in stages(critics).values():
         outcome = run_stage(
             critics=group,
@@ -206,6 +207,8 @@ def score(
             hidden_archive=hidden_archive,
             settings=settings,
             analyser=analyser,
+            prior=results,
+            shaping=weights.shaping,
         )
         results.update(outcome.results)
         timings.update(outcome.timings_s)
@@ -220,7 +223,7 @@ def score(
     return build_result(
         task_name=spec.name,
         results=results,
-        weights=weights or default_weights(critics),
+        weights=weights,
         settings=settings,
         audit_key=diff.sha256,
         meta=meta,

@@ -1,9 +1,8 @@
-"""Scratch copies of trees and the host-wide lock that keeps benchmarks alone on the cores."""
+"""Scratch copies of trees, reproducible archives of them, and reading files that sandboxed code could write."""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gzip
 import io
 import os
@@ -45,22 +44,6 @@ def remove_tree(path: Path) -> None:
             func(failed_path)
 
     shutil.rmtree(path, onerror=_make_writable_and_retry)  # onexc needs Python 3.12
-
-
-@contextlib.contextmanager
-def host_lock(lock_dir: Path, *, exclusive: bool) -> Iterator[None]:
-    """Hold the host-wide benchmark lock: exclusive for a benchmark, shared for test runs.
-
-    A benchmark waits until no test run is active on this host and keeps new ones out while it measures, so its
-    timings are not polluted by a neighbour. Works across processes (flock on a file in `lock_dir`).
-    """
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / "host.lock", "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def pack_tree(src: Path, dest: Path) -> Path:

@@ -174,6 +174,10 @@ class Weights:
     shaping: str = "sum"
 
 
+GATE_CLOSED = "closed"
+GATE_SUMMED = "summed"
+
+
 @dataclass
 class ScoringContext:
     """Everything a critic may look at for one patch. Built by scoring.core.sandbox.workspace; read-only for critics.
@@ -186,6 +190,7 @@ class ScoringContext:
     - `changed_files`: paths (relative, posix) the patch adds or modifies, after reverts; `added_lines` maps each
       to the 1-based line numbers in the patched file that the patch added or changed.
     - `flags` / `notes`: what preparing the tree already found (tamper, tests_modified) and the reasons.
+    - `gate`: whether the other subscores can still move the reward after a correctness of 0 (GATE_CLOSED ...).
     """
 
     spec: Any  # scoring.core.intake.spec.TaskSpec
@@ -203,3 +208,8 @@ class ScoringContext:
     flags: frozenset[str] = frozenset()
     notes: tuple[str, ...] = ()
     analyser: Any = None  # scoring.core.analysis.analyser.Analyser, shared by style and security
+    #: What an earlier stage's correctness of 0 means under the active profile's shaping (the pipeline decides,
+    #: scoring.core.aggregate.shaping.gate_after): GATE_CLOSED (every other subscore is multiplied by 0, so a
+    #: critic may skip work that cannot move the reward), GATE_SUMMED (they still count), or "" (not known, or
+    #: correctness above 0).
+    gate: str = ""

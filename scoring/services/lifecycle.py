@@ -143,6 +143,13 @@ def stage_execute(*, patch: Patch, stage: str, analyser: Any = None) -> None:
     Raises SandboxUnavailable or an internal error; whatever the patch itself does ends up in the results.
     """
     task = patch.task
+    # The stages already stored, and the active profile's shaping: the bench stage skips a benchmark that cannot
+    # move the reward (a correctness of 0 under a gated profile).
+    prior = {
+        name: CriticResult.from_json(name, data)
+        for row in StageResult.objects.filter(patch=patch, pipeline_version=PIPELINE_VERSION).exclude(stage=stage)
+        for name, data in row.results.items()
+    }
     outcome = run_stage(
         critics=stages(REGISTRY)[stage],
         spec=task_spec(task),
@@ -151,6 +158,8 @@ def stage_execute(*, patch: Patch, stage: str, analyser: Any = None) -> None:
         hidden_archive=storage.archive_path(task.hidden_sha256) if task.hidden_sha256 else None,
         settings=pipeline_settings(),
         analyser=analyser,
+        prior=prior,
+        shaping=selectors.active_weights()[1].shaping,
     )
     stage_record(
         patch=patch,

@@ -80,10 +80,17 @@ def test_throughput_measures_both_pipelines_on_the_same_patches(throughput) -> N
     result, samples = throughput
     (row,) = result["patches"]
     assert row["task"] == "intervals"
-    assert row["exec_s"] > 0 and row["bench_s"] > 0 and row["naive_s"] > 0
+    assert row["exec_s"] > 0 and row["bench_s"] > 0 and row["naive_s"] > 0 and row["naive_bench_s"] > 0
+    assert row["perf"]["score"] is not None and row["perf"]["method"]
     (sample,) = json.loads(Path(samples).read_text())
     assert sample["result"]["task"] == "intervals" and "+++ b/intervals/merge.py" in sample["diff"]
-    assert_section(pipeline_bench.render_throughput(result), "throughput vs naive (exec stage)")
+    assert_section(
+        pipeline_bench.render_throughput(result),
+        "throughput vs naive (exec stage)",
+        "whole pipeline vs naive whole pipeline",
+        "whole pipeline, median per patch",
+        "bench stage vs exec stage, median per patch",
+    )
 
 
 def test_stage_costs_show_the_base_tests_run_once_per_task(tmp_path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +53,32 @@ def test_an_unknown_shaping_is_refused_naming_the_choices(admin):
     with pytest.raises(svc.WeightsInvalid) as refused:
         new_version(admin, shaping="product")
     assert refused.value.errors["shaping"] == "choose one of sum, gated"
+
+
+@pytest.mark.slow
+def test_a_gated_profile_skips_the_benchmark_of_a_patch_whose_tests_fail(admin, base_profile):
+    """The bench stage sees the exec stage's correctness and the active shaping: under gating, a failed patch's
+    performance cannot move the reward, so its benchmark never runs; under the plain sum it is measured."""
+    import hashlib
+
+    from scoring.core.intake.spec import parse_spec
+    from scoring.models import Patch
+    from scoring.services import patch_score_inline, task_create_from_dirs
+
+    demo = Path(__file__).resolve().parents[2] / "scoring" / "demo" / "tasks" / "textstats"
+    task = task_create_from_dirs(spec=parse_spec((demo / "spec.json").read_text(), spec_dir=demo), shared=True)
+    diff = (demo / "patches" / "bad_docstring_only.diff").read_text()  # changes no behaviour: the tests still fail
+
+    def perf(external_id: str) -> dict:
+        patch = Patch.objects.create(
+            task=task, diff=diff, diff_sha256=hashlib.sha256(diff.encode()).hexdigest(), external_id=external_id
+        )
+        assert patch_score_inline(patch=patch)
+        subscores = patch.evaluations.get().subscores
+        assert subscores["correctness"]["score"] == 0.0
+        return subscores["performance"]
+
+    assert "shortcut" not in perf("under-sum")["evidence"]
+    svc.profile_activate(profile=new_version(admin, name="gated", shaping="gated"), actor=admin)
+    gated = perf("under-gating")
+    assert gated["score"] is None and gated["evidence"]["shortcut"] == "correctness_gate"

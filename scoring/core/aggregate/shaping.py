@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from scoring.core.critics.registry import GATE
+from scoring.core.types import GATE_CLOSED, GATE_SUMMED, CriticResult
 
 SUM = "sum"
 GATED = "gated"
@@ -39,3 +40,15 @@ def shaped_scores(scores: Mapping[str, float | None], shaping: str) -> dict[str,
     if shaping == SUM or gate is None:
         return dict(scores)
     return {name: value if name == GATE or value is None else value * gate for name, value in scores.items()}
+
+
+def gate_after(prior: Mapping[str, CriticResult], shaping: str) -> str:
+    """What a measured correctness of 0 in `prior` (the earlier stages) means for the other subscores under `shaping`.
+
+    GATE_CLOSED: `gated` multiplies them by 0, so nothing they measure can move the reward; GATE_SUMMED: they
+    still count; "" when correctness is not measured yet or above 0.
+    """
+    gate = prior.get(GATE)
+    if gate is None or gate.score != 0:
+        return ""
+    return GATE_CLOSED if shaping == GATED else GATE_SUMMED

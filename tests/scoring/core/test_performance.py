@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from scoring.core.aggregate.shaping import gate_after
 from scoring.core.critics.performance.critic import PerformanceCritic
 from scoring.core.intake.spec import TaskSpec
 from scoring.core.sandbox import process as sandbox
-from scoring.core.trees import host_lock
 from scoring.core.types import CriticResult, PipelineSettings, ScoringContext, Weights
 
 LINEAR = """\
@@ -62,6 +61,8 @@ for i in range(ROUNDS):
 # fresh entropy, not a counter).
 NOISY_BENCH = """\
 import random
+
+import mylib  # noqa: F401  (the patch changes it: code the benchmark runs, so it is measured)
 
 rounds = int(300_000 * random.lognormvariate(0, 0.5))
 total = sum(i * i % 7 for i in range(rounds))
@@ -154,8 +155,11 @@ def test_patch_that_makes_a_linear_function_quadratic_scores_at_most_0_4(tmp_pat
 
 def test_no_op_patch_scores_at_least_0_9(tmp_path):
     # Room for healing: on a loaded machine, a no-op's median needs a few more runs to settle.
-    ctx = make_ctx(tmp_path, {"mylib.py": LINEAR, "bench/run.py": BENCH}, {}, bench_max_runs=20)
+    # A rename inside the function the benchmark runs: the same work, but code it executes, so it is measured.
+    renamed = {"mylib.py": LINEAR.replace("seen", "already")}
+    ctx = make_ctx(tmp_path, {"mylib.py": LINEAR, "bench/run.py": BENCH}, renamed, bench_max_runs=20)
     result = evaluate_and_heal(ctx)
+    assert "shortcut" not in result.evidence
     assert result.score is not None and result.score >= 0.9
     assert "perf_regression" not in result.flags
     assert "faster" not in result.flags
@@ -242,7 +246,7 @@ def test_other_knots_rescore_from_the_stored_ratio_without_running_anything(tmp_
 
 def test_patch_that_edits_the_benchmark_script_is_measured_with_the_base_script(tmp_path):
     cheat = 'import json\n\nprint(json.dumps({"seconds": 0.000001}))\n'
-    ctx = self_timed_ctx(tmp_path, {"bench/run.py": cheat})
+    ctx = self_timed_ctx(tmp_path, {"bench/run.py": cheat, "mylib.py": "DELAY = 0.010\nEXTRA = 1\n"})
     result = critic.evaluate(ctx)
     assert result.evidence["reported"]["ratio"] == pytest.approx(1.0)
     assert result.evidence["restored_files"] == ["bench/run.py"]
@@ -268,18 +272,6 @@ def test_noisy_benchmark_is_healed_with_more_runs_and_stays_honest_about_doubt(t
     assert healed.confidence < 0.7
     # At the run budget, healing has nothing left to spend.
     assert critic.heal(ctx, healed, budget_s=60) is healed
-
-
-def test_benchmark_waits_until_no_test_run_holds_the_host(tmp_path):
-    ctx = self_timed_ctx(tmp_path, {})
-    results = []
-    with host_lock(ctx.settings.cache_root / "locks", exclusive=False):
-        worker = threading.Thread(target=lambda: results.append(critic.evaluate(ctx)))
-        worker.start()
-        worker.join(timeout=1.5)
-        assert worker.is_alive() and not results  # a test run is active: the benchmark must not start
-    worker.join(timeout=30)
-    assert results and results[0].evidence["n_base"] == 5
 
 
 def stored(ci_low: float, ci_high: float, ratio: float, p_value: float, **extra) -> CriticResult:
@@ -397,9 +389,12 @@ def test_honest_quadratic_patch_of_the_demo_is_a_regression_without_tamper(tmp_p
 
 
 def test_no_op_on_a_demo_task_scores_at_least_0_9_without_tamper(tmp_path):
-    # intervals is nearly all start-up (about 1 ms of work in 35 ms): the hardest case for a no-op.
-    ctx = demo_ctx(tmp_path, "intervals", append={"intervals/merge.py": "\n# a comment\n"}, bench_max_runs=20)
-    assert_honest(evaluate_and_heal(ctx))
+    # intervals is nearly all start-up (about 1 ms of work in 35 ms): the hardest case for a no-op. A module-level
+    # line is code the benchmark runs, so the patch is measured.
+    ctx = demo_ctx(tmp_path, "intervals", append={"intervals/merge.py": "\n_UNUSED = 0\n"}, bench_max_runs=20)
+    result = evaluate_and_heal(ctx)
+    assert "shortcut" not in result.evidence
+    assert_honest(result)
 
 
 def test_real_speed_up_on_a_demo_task_is_faster_without_tamper(tmp_path):
@@ -579,3 +574,154 @@ def merge(intervals):
 def test_answers_cached_by_one_run_do_not_speed_up_the_next(tmp_path, cache):
     ctx = demo_ctx(tmp_path, "intervals", "borderline_quadratic.diff", append={"intervals/merge.py": cache})
     assert_regression(evaluate_and_heal(ctx), tamper=False)
+
+
+# --- the shortcuts: each must give the verdict a full measurement would --------------------------------------
+
+
+def counting(ctx: ScoringContext) -> list[list[str]]:
+    """Record every command the critic runs in the sandbox (it still runs them)."""
+    commands: list[list[str]] = []
+
+    def run(argv, **kwargs):  # type: ignore[no-untyped-def]
+        commands.append(list(argv))
+        return sandbox.run(argv, **kwargs)
+
+    ctx.run = run
+    return commands
+
+
+SPARE = '''
+
+def spare(items):
+    """Never called by the benchmark."""
+    return sorted(items)
+'''
+
+
+def test_patch_to_a_function_the_benchmark_never_runs_gets_the_base_performance_without_a_run(tmp_path):
+    slow_spare = LINEAR + SPARE.replace("sorted(items)", "sorted(sorted(items) * 1000)")
+    ctx = make_ctx(tmp_path, {"mylib.py": LINEAR + SPARE, "bench/run.py": BENCH}, {"mylib.py": slow_spare})
+    commands = counting(ctx)
+    result = critic.evaluate(ctx)
+    assert result.score == 1.0 and result.confidence >= 0.9
+    assert result.evidence["shortcut"] == "coverage"
+    assert "Not run: a traced run of `python -m bench.run` on the base" in result.rationale[0]
+    assert len(commands) == 1  # the base's traced run, once per task
+    assert critic.evaluate(ctx).evidence["shortcut"] == "coverage" and len(commands) == 1  # cached
+
+
+# A library the benchmark's code reaches without any line of it changing: an optional accelerator module (absent
+# in the base), and a rounds file it looks for (absent) or reads (present).
+OPTIONAL_ACCELERATOR = LINEAR + "\ntry:\n    from _accel import unique\nexcept ImportError:\n    pass\n"
+ROUNDS_FILE = """\
+import os
+
+_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rounds.txt")
+ROUNDS = int(open(_FILE).read()) if os.path.exists(_FILE) else 1_000_000
+"""
+
+
+@pytest.mark.parametrize("where", ["_accel.py", "_accel/__init__.py"], ids=["module", "package"])
+def test_new_module_that_an_executed_import_finds_is_measured_not_skipped(tmp_path, where):
+    base = {"mylib.py": OPTIONAL_ACCELERATOR, "bench/run.py": BENCH}
+    ctx = make_ctx(tmp_path, base, {where: QUADRATIC})
+    result = evaluate_and_heal(ctx)
+    assert "shortcut" not in result.evidence
+    assert_regression(result, tamper=False)
+
+
+@pytest.mark.parametrize("present", [False, True], ids=["file-added", "file-changed"])
+def test_data_file_the_benchmark_looks_for_is_measured_not_skipped(tmp_path, present):
+    base = {"mylib.py": ROUNDS_FILE, "bench/run.py": BUSY_BENCH}
+    if present:
+        base["rounds.txt"] = "1000000\n"
+    ctx = make_ctx(tmp_path, base, {"rounds.txt": "3000000\n"})
+    result = evaluate_and_heal(ctx)
+    assert "shortcut" not in result.evidence
+    assert_regression(result, tamper=False)
+
+
+@pytest.mark.parametrize(
+    "slow",
+    [
+        SPARE.replace("def spare(items):", "def spare(items, _=sum(i * i % 7 for i in range(3_000_000))):"),
+        SPARE.replace("def spare(", "@(lambda f: (sum(i * i % 7 for i in range(3_000_000)), f)[1])\ndef spare("),
+    ],
+    ids=["default", "decorator"],
+)
+def test_slow_signature_of_a_function_the_benchmark_never_calls_is_measured(tmp_path, slow):
+    # A default or a decorator runs when the module is imported, whether the function is ever called or not.
+    ctx = make_ctx(tmp_path, {"mylib.py": LINEAR + SPARE, "bench/run.py": BENCH}, {"mylib.py": LINEAR + slow})
+    result = evaluate_and_heal(ctx)
+    assert "shortcut" not in result.evidence
+    assert_regression(result, tamper=False)
+
+
+def rounds_ctx(tmp_path: Path, rounds: int, name: str) -> ScoringContext:
+    """BUSY_BENCH with 2M rounds on the base and `rounds` on the patched side; one task cache for every patch."""
+    ctx = make_ctx(
+        tmp_path / name,
+        {"mylib.py": "ROUNDS = 2_000_000\n", "bench/run.py": BUSY_BENCH},
+        {"mylib.py": f"ROUNDS = {rounds}\n"},
+    )
+    ctx.task_cache_dir = tmp_path / "task-cache"
+    return ctx
+
+
+def test_later_patches_of_a_task_are_measured_against_the_cached_base(tmp_path):
+    first = evaluate_and_heal(rounds_ctx(tmp_path, 1_000_000, "first"))
+    assert "base_cached" not in first.evidence and first.score == 1.0
+    ctx = rounds_ctx(tmp_path, 500_000, "second")
+    commands = counting(ctx)
+    second = evaluate_and_heal(ctx)
+    assert second.evidence["base_cached"]["runs"] == first.evidence["n_base"]
+    assert len(commands) == 1 + 3  # one base run to check the host, three patched runs
+    assert_honest(second, at_least=1.0)
+    assert "against the" in second.rationale[0] and "measured on this host" in second.rationale[0]
+
+
+def test_slowdown_against_a_cached_base_is_claimed_only_from_fresh_interleaved_runs(tmp_path):
+    evaluate_and_heal(rounds_ctx(tmp_path, 1_000_000, "first"))
+    result = evaluate_and_heal(rounds_ctx(tmp_path, 4_000_000, "slower"))
+    assert_regression(result, tamper=False)
+    assert "base_cached" not in result.evidence
+    assert "measured again, interleaved" in result.rationale[0]
+
+
+@pytest.mark.parametrize("busier", [3.0, 4.0])
+def test_base_cached_on_a_busier_host_cannot_hide_a_slowdown(tmp_path, busier):
+    evaluate_and_heal(rounds_ctx(tmp_path, 1_000_000, "first"))
+    # As if the base had been measured while the host was `busier` times slower: every cached run inflated.
+    (path,) = (tmp_path / "task-cache").glob("bench-base-*.json")
+    cached = json.loads(path.read_text())
+    for key in ("base_s", "base_wall_s"):
+        cached[key] = [value * busier for value in cached[key]]
+    path.write_text(json.dumps(cached))
+    # Twice the work: against the inflated cache it would look faster; measured afresh it is a regression.
+    result = evaluate_and_heal(rounds_ctx(tmp_path, 4_000_000, "slower"))
+    assert_regression(result, tamper=False)
+    assert "the host drifted, so the base is measured again" in result.rationale[0]
+
+
+def prior(correctness: float) -> dict[str, CriticResult]:
+    return {"correctness": CriticResult("correctness", correctness, 0.9, ("Step: tests.",))}
+
+
+def test_failed_patch_under_a_gated_profile_runs_no_benchmark(tmp_path):
+    ctx = make_ctx(tmp_path, {"mylib.py": LINEAR, "bench/run.py": BENCH}, {"mylib.py": QUADRATIC})
+    ctx.gate = gate_after(prior(0.0), "gated")
+    commands = counting(ctx)
+    result = critic.evaluate(ctx)
+    assert result.score is None and result.evidence["shortcut"] == "correctness_gate"
+    assert "gates every other subscore on it (gated)" in result.rationale[0]
+    assert commands == []
+
+
+@pytest.mark.parametrize(("correctness", "profile"), [(0.0, "sum"), (0.5, "gated")])
+def test_slowdown_still_counts_where_performance_can_move_the_reward(tmp_path, correctness, profile):
+    ctx = make_ctx(tmp_path, {"mylib.py": LINEAR, "bench/run.py": BENCH}, {"mylib.py": QUADRATIC})
+    ctx.gate = gate_after(prior(correctness), profile)
+    result = evaluate_and_heal(ctx)
+    assert_regression(result, tamper=False)
+    assert ("sums the subscores, so performance still counts" in result.rationale[0]) is (correctness == 0)
