@@ -1,6 +1,6 @@
 """Label exports: human-corrected labels as JSONL that trainers load without glue, each file with a manifest.
 
-Four formats (docs/exports.md has an example row of each), for two audiences:
+Five formats (docs/exports.md has an example row of each), for three audiences:
 
 - `sft`: one chat per labelled patch, built by scoring.core.learned.prompt.sft_row (the one prompt builder that
   training and inference also call), teaching the reviewers' consensus; with `with_execution` a second row per
@@ -10,8 +10,12 @@ Four formats (docs/exports.md has an example row of each), for two audiences:
   admins only: it keeps hidden test names, output and tracebacks, every client's diffs and external ids, and its
   manifest says so (`audience: admin`).
 - `raw-safe`: the same rows for a trainer: hidden-test evidence reduced to counts, no external ids.
+- `discriminator`: one row per input on which the discriminator judged a patch ("given the task, the patch and
+  this call, does the patch agree with the reference?"), labelled with what execution found. For training this
+  service's own critic (`audience: critic`), never for a client: the rows of honest patches give the reference's
+  answers on the inputs every patch of the task is checked on.
 
-`sft`, `pairwise` and `raw-safe` are trainer-facing (`audience: trainer`): every string of their rows goes through
+`sft`, `pairwise`, `raw-safe` (`audience: trainer`) and `discriminator`: every string of their rows goes through
 `HiddenScrub`, which takes out what names or quotes a task's hidden tests (test names, file names, source lines,
 output), wherever it appears (a reviewer's comment that quotes a hidden test, a rationale step). With `client`,
 an export holds that client's patches only, so the file can be handed to that client.
@@ -49,17 +53,26 @@ from labeling.models import ExportJob, LabelEvent
 from labeling.selectors import human_consensus, latest_labels
 from scoring import queueing, storage
 from scoring.conf import pipeline_settings
+from scoring.core.critics import discriminator
 from scoring.core.critics.registry import CRITERIA
-from scoring.core.learned.prompt import DIFF_CHAR_BUDGET, pairwise_row, sft_row, system_prompt
+from scoring.core.learned.prompt import DIFF_CHAR_BUDGET, discriminator_row, pairwise_row, sft_row, system_prompt
 from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.core.sandbox import workspace
 from scoring.models import Evaluation, Patch, PatchStatus, Task
-from scoring.selectors import critic_input, patch_result, tools_comments
+from scoring.selectors import critic_input, patch_result, spec_for_outsiders, tools_comments
 
-FORMATS: tuple[str, ...] = ("sft", "pairwise", "raw", "raw-safe")
+FORMATS: tuple[str, ...] = ("sft", "pairwise", "raw", "raw-safe", "discriminator")
 
-#: Who may read each format. "trainer" files carry nothing of the hidden tests; "admin" files carry everything.
-AUDIENCE: dict[str, str] = {"sft": "trainer", "pairwise": "trainer", "raw": "admin", "raw-safe": "trainer"}
+#: Who may read each format. "trainer" files carry nothing of the hidden tests nor more of the reference's
+#: behaviour than the Result shows; "critic" files carry the discriminator's per-input verdicts (the operator's
+#: own critic training); "admin" files carry everything. Only "admin" files skip HiddenScrub.
+AUDIENCE: dict[str, str] = {
+    "sft": "trainer",
+    "pairwise": "trainer",
+    "raw": "admin",
+    "raw-safe": "trainer",
+    "discriminator": "critic",
+}
 
 WITHHELD = "[withheld]"
 
@@ -68,6 +81,10 @@ _AUDIENCE_NOTE = {
     "and every client's diffs and external ids",
     "trainer": "safe to hand to a trainer: hidden test names, files, source lines and output are withheld wherever "
     "they appeared, hidden-test evidence is counts only, no external ids",
+    "critic": "for training this service's own critic, never for a client or an agent's trainer: each row says "
+    "whether a patch agrees with the reference on one of its task's generated inputs, so the rows of honest patches "
+    "give the reference's answers on inputs every later patch of the task is checked on; hidden test names, files, "
+    "source lines and output are withheld, and no row holds the reference's source",
 }
 
 #: Share of tasks (by the hash of their name) whose rows go to the `val` split.
@@ -276,7 +293,7 @@ def _patches(*, fmt: str, cutoff: datetime, include_demo: bool, client: Any = No
         patches = patches.filter(client=client)
     if not include_demo:
         patches = patches.filter(is_demo=False, task__is_demo=False)
-    raw = fmt in ("raw", "raw-safe")
+    raw = fmt in ("raw", "raw-safe", "discriminator")  # every finished patch, labelled or not
     patches = patches.filter(labelled | Q(status__in=_EXPORTABLE)) if raw else patches.filter(labelled)
     patches = patches.defer("metadata", *(["diff"] if fmt == "pairwise" else []))  # pairs fetch diffs as needed
     return (
@@ -397,10 +414,16 @@ def export_labels(
     except OSError as exc:
         raise ExportError(f"cannot write {out}: {exc.strerror or exc}") from exc
     patches = _patches(fmt=fmt, cutoff=cutoff, include_demo=include_demo, client=client)
-    rows = {"sft": _sft_rows, "pairwise": _pairwise_rows, "raw": _raw_rows, "raw-safe": _raw_safe_rows}[fmt]
+    rows = {
+        "sft": _sft_rows,
+        "pairwise": _pairwise_rows,
+        "raw": _raw_rows,
+        "raw-safe": _raw_safe_rows,
+        "discriminator": _discriminator_rows,
+    }[fmt]
     options = {"min_margin": min_margin, "with_execution": with_execution}
     seen = _Seen()
-    scrub = HiddenScrub() if AUDIENCE[fmt] == "trainer" else None
+    scrub = HiddenScrub() if AUDIENCE[fmt] != "admin" else None
     try:
         splits = task_split(patches.order_by().values_list("task__name", flat=True).distinct())
         total = patches.count()
@@ -519,6 +542,45 @@ def _pairwise_rows(patches: Iterable[Patch], *, splits: Mapping[str, str], seen:
                     split=splits[task.name],
                     extra={"chosen_patch": chosen, "rejected_patch": rejected},
                 )
+
+
+def _discriminator_rows(patches: Iterable[Patch], *, splits: Mapping[str, str], seen: _Seen, **_):
+    """Per finished patch, one row per input verdict the discriminator kept (evidence["discriminator"]).
+
+    The label is what the sandboxed run and the harness's comparison found; the prompt is the task, the diff and
+    the call, never the Result (its rationale cites the counterexamples). Nothing here reads the reference: rows
+    hold the patch's diff and the generated call, not the reference's source nor its answers.
+    """
+    for patch in patches:
+        evaluation = _use_evaluation(patch)
+        if evaluation is None:
+            seen.skipped["no_evaluation"] += 1
+            continue
+        if any(label.task_broken for label in latest_labels(patch)):
+            seen.skipped["task_broken"] += 1
+            continue
+        verdict = ((evaluation.subscores.get("correctness") or {}).get("evidence") or {}).get("discriminator") or {}
+        verdicts = verdict.get(discriminator.INPUT_VERDICTS) or []
+        if not verdict.get("ran") or not verdicts:
+            seen.skipped["no_discriminator"] += 1
+            continue
+        seen.note(patch, evaluation)
+        extra = {
+            "patch": patch.pk,
+            "pipeline_version": evaluation.pipeline_version,
+            "seed": verdict.get("seed"),
+            "_hidden_evidence": _hidden_evidence(evaluation),  # what HiddenScrub takes out; dropped there
+        }
+        for item in verdicts:
+            yield discriminator_row(
+                task=spec_for_outsiders(patch.task.spec),
+                diff=patch.diff,
+                entry=str(item["entry"]),
+                call=str(item["call"]),
+                agrees=bool(item["agrees"]),
+                split=splits[patch.task.name],
+                extra=extra,
+            )
 
 
 def _raw_rows(patches: Iterable[Patch], *, splits: Mapping[str, str], seen: _Seen, **_):

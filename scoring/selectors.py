@@ -12,6 +12,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from scoring.client import reward_for
 from scoring.core.aggregate import policy
 from scoring.core.aggregate.route import default_weights
+from scoring.core.critics import discriminator
 from scoring.core.critics.registry import CRITERIA, REGISTRY
 from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.core.types import Weights
@@ -89,11 +90,14 @@ def hide_hidden_tests(subscores: dict[str, Any]) -> dict[str, Any]:
     """API clients see counts and pass/fail of hidden tests only: no names, no source, no output.
 
     Nor the output of visible tests that shared a process with the hidden ones (`client_output: false`): code
-    under test could have copied hidden values into a visible test's failure message.
+    under test could have copied hidden values into a visible test's failure message. Nor the discriminator's
+    per-input verdicts (`discriminator.client_evidence` says why).
     """
     subscores = copy.deepcopy(subscores)
     for sub in subscores.values():
         evidence = sub.get("evidence", {})
+        if isinstance(evidence.get("discriminator"), dict):
+            evidence["discriminator"] = discriminator.client_evidence(evidence["discriminator"])
         hidden = evidence.get("hidden")
         if isinstance(hidden, dict):
             evidence["hidden"] = {k: v for k, v in hidden.items() if k in ("passed", "failed", "total")}

@@ -1,9 +1,10 @@
 """python manage.py eval_critic --model DIR --data PATH
 
-Judges the `val` rows of an `sft` export (all rows when there are none) with the critic in DIR and reports, per
-criterion, the mean absolute error against the human labels, band agreement, correctness agreement with
-execution and the valid-JSON rate (scoring.core.learned.train.evaluate). The metrics are stored as a CriticRun,
-which /exports/ charts over critic versions. Exit 0 when evaluated, 2 on bad input, 1 on an internal failure.
+Judges the `val` rows of an `sft` or `discriminator` export (all rows when there are none) with the critic in DIR
+and reports, per criterion, the mean absolute error against the human labels, band agreement, correctness
+agreement with execution, the accuracy of its per-input verdicts against execution and the valid-JSON rate
+(scoring.core.learned.train.evaluate). The metrics are stored as a CriticRun, which /exports/ charts over critic
+versions. Exit 0 when evaluated, 2 on bad input, 1 on an internal failure.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def readable(report: dict[str, Any]) -> str:
         f"valid_json_rate        {show(report['valid_json_rate'])}",
         f"band_agreement         {show(report['band_agreement'])} (n={report['band_counted']})",
         f"correctness_agreement  {show(report['correctness_agreement'])} (n={report['correctness_counted']})",
+        f"discriminator_accuracy {show(report['discriminator_accuracy'])} (n={report['discriminator_counted']}; "
+        f"always the commoner answer: {show(report['discriminator_baseline'])}, "
+        f"disagreement recall: {show(report['discriminator_recall'])})",
         "mae (critic / tools):",
     ]
     for name, value in report["mae"].items():
@@ -38,11 +42,11 @@ def readable(report: dict[str, Any]) -> str:
 
 
 class Command(BaseCommand):
-    help = "Evaluate a trained critic against the human labels of an sft export and store the metrics."
+    help = "Evaluate a trained critic against the labels of an sft or discriminator export and store the metrics."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--model", required=True, type=Path, help="the critic's model folder")
-        parser.add_argument("--data", required=True, type=Path, help="an sft export (JSONL)")
+        parser.add_argument("--data", required=True, type=Path, help="an sft or discriminator export (JSONL)")
         parser.add_argument("--name", dest="critic_version", help="the critic's name (default: the folder name)")
         parser.add_argument("--max-new-tokens", type=int, default=384, help="answer length limit (default 384)")
         parser.add_argument("--json", action="store_true", help="print the report as JSON")

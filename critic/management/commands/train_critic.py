@@ -41,10 +41,10 @@ def critic_extras() -> None:
 
 
 class Command(BaseCommand):
-    help = "Fine-tune the learned critic on the train rows of an sft export."
+    help = "Fine-tune the learned critic on the train rows of an sft or discriminator export (or both, concatenated)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--data", required=True, type=Path, help="an sft export (JSONL)")
+        parser.add_argument("--data", required=True, type=Path, help="an sft or discriminator export (JSONL)")
         parser.add_argument("--base-model", required=True, type=Path, help="a local Hugging Face model folder")
         parser.add_argument("--out", required=True, type=Path, help="where to save the trained model")
         parser.add_argument("--epochs", type=float, default=1.0, help="passes over the train rows (default 1)")

@@ -1,4 +1,4 @@
-"""python manage.py export_labels --format sft|pairwise|raw --out PATH [--include-demo]
+"""python manage.py export_labels --format sft|pairwise|raw|raw-safe|discriminator --out PATH [--include-demo]
 
 Writes JSONL with a `split` field on every row, plus PATH.manifest.json (docs/exports.md). Exit 0 when written,
 2 on bad input (with a message), 1 on an internal failure.
@@ -35,7 +35,8 @@ def parse_cutoff(value: str | None) -> datetime | None:
 
 class Command(BaseCommand):
     help = (
-        "Export human-corrected labels as JSONL (sft, pairwise, raw-safe for trainers; raw for admins) with a manifest."
+        "Export labels as JSONL (sft, pairwise, raw-safe for trainers; discriminator for the critic; raw for admins) "
+        "with a manifest."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -99,7 +100,12 @@ class Command(BaseCommand):
             f"Wrote {manifest['rows']} {fmt} rows to {out} (train {counts['train']}, val {counts['val']}); "
             f"manifest {manifest_path(out)}"
         )
-        if manifest["audience"] == "admin":
+        if manifest["audience"] != "trainer":
             self.stderr.write(f"{fmt}: {manifest['audience_note']}.")
-        if not manifest["rows"]:
+        if not manifest["rows"] and fmt == "discriminator":
+            self.stderr.write(
+                "No discriminator verdicts matched: the file is empty. Score patches of a task that has a reference, "
+                "or add --include-demo."
+            )
+        elif not manifest["rows"]:
             self.stderr.write("No labels matched: the file is empty. Label some patches, or add --include-demo.")

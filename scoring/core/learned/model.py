@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from scoring.core.learned.prompt import CRITERIA, build_messages
-from scoring.core.learned.verdict import Verdict, VerdictError, parse_verdict
+from scoring.core.learned.verdict import Verdict, VerdictError, parse_agreement, parse_verdict
 
 #: Environment variable naming the critic's model folder; unset or empty means "no learned critic".
 MODEL_ENV = "REVIEWAPP_CRITIC_MODEL"
@@ -111,11 +111,20 @@ class CriticModel:
 
         The first answer is greedy; each of the `retries` further attempts samples. A verdict is never guessed.
         """
+        return self._answer(messages, lambda text: parse_verdict(text, criteria=self.criteria), max_new_tokens, retries)
+
+    def agrees(self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int = 16, retries: int = 0) -> bool:
+        """Return the critic's answer to a discriminator row's prompt (prompt.discriminator_messages): does the
+        patch agree with the reference on the call? Raises VerdictError when no answer is valid."""
+        return self._answer(messages, parse_agreement, max_new_tokens, retries)
+
+    def _answer(self, messages: Sequence[Mapping[str, str]], parse: Any, max_new_tokens: int, retries: int) -> Any:
+        """The first answer that `parse` accepts: greedy first, then `retries` sampled attempts."""
         errors = []
         for attempt in range(retries + 1):
             text = self.generate(messages, max_new_tokens=max_new_tokens, sample=attempt > 0)
             try:
-                return parse_verdict(text, criteria=self.criteria)
+                return parse(text)
             except VerdictError as error:
                 errors.append(str(error))
         raise VerdictError(f"no valid verdict in {len(errors)} attempts; last: {errors[-1]}")

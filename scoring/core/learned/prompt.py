@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from scoring.core.aggregate.route import CRITIC_DISAGREES
+from scoring.core.critics import discriminator
 
 #: The criteria the critic judges, in prompt order. The one list this package iterates over.
 CRITERIA: tuple[str, ...] = ("correctness", "style", "performance", "security")
@@ -46,6 +47,17 @@ Trust what execution measured; add what the tools cannot see (cheating, hard-cod
 Think in short steps, one per line, each starting with "Step:".
 Then write, alone on the last line, one JSON object with exactly these keys: {keys}. Each criterion is a number \
 from 0 to 1, or null when it cannot be judged; "comment" is one or two sentences a developer can act on."""
+
+#: The system message of the discriminator's training rows: one call of the patched code, agree or not.
+DISCRIMINATOR_SYSTEM = """\
+You check a patch written by an automated agent against a correct solution of the same task, which you cannot \
+see. You are given the task, the patch and one call of a function of the patched code.
+Decide whether the patched function behaves like the correct solution on that call: the same return value and \
+the same arguments afterwards, or an exception where the correct solution raises one.
+Write, alone on the last line, one JSON object: {"agrees": true} or {"agrees": false}."""
+
+#: The `source` of a discriminator row (its label is what execution found, never a human's view).
+DISCRIMINATOR_SOURCE = "discriminator"
 
 _PAIRWISE_SYSTEM = (
     "You are a software engineer. Write a unified diff against the task's repository that makes its tests pass "
@@ -170,6 +182,54 @@ def sft_row(
     return row
 
 
+def discriminator_messages(*, task: Mapping[str, Any], diff: str, entry: str, call: str) -> list[dict[str, str]]:
+    """The chat input `[system, user]` of a discriminator row: the task, the patch, the one call to judge.
+
+    No Result: its rationale cites the discriminator's counterexamples, which would give the answer away.
+    """
+    user = "\n".join(
+        [
+            *_task_lines(task),
+            f"Entry point: {entry}",
+            f"Call: {_one_line(call)}",
+            "",
+            "Patch:",
+            _fenced(_truncate_diff(diff, DIFF_CHAR_BUDGET), "diff"),
+        ]
+    )
+    return [{"role": "system", "content": DISCRIMINATOR_SYSTEM}, {"role": "user", "content": user}]
+
+
+def discriminator_row(
+    *,
+    task: Mapping[str, Any],
+    diff: str,
+    entry: str,
+    call: str,
+    agrees: bool,
+    split: str,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return one `discriminator` JSONL row (TRL's conversational `messages`): does the patch agree with the
+    reference on this call? `agrees` is what the sandboxed run and the harness's comparison found."""
+    if not isinstance(agrees, bool):
+        raise ValueError(f"agrees must be true or false, got {agrees!r}")
+    row = dict(extra or {})
+    row.update(
+        messages=[
+            *discriminator_messages(task=task, diff=diff, entry=entry, call=call),
+            {"role": "assistant", "content": json.dumps({"agrees": agrees})},
+        ],
+        split=split,
+        task=str(task.get("name", "")),
+        source=DISCRIMINATOR_SOURCE,
+        entry_point=entry,
+        call=call,
+        agrees=agrees,
+    )
+    return row
+
+
 def pairwise_row(
     *,
     task: Mapping[str, Any],
@@ -239,6 +299,9 @@ def _measured_lines(result: Mapping[str, Any], criteria: Sequence[str]) -> Itera
         if len(steps) > _MAX_STEPS:
             yield f"  (+{len(steps) - _MAX_STEPS} more steps)"
         evidence = {k: v for k, v in (sub.get("evidence") or {}).items() if k != CRITIC_EVIDENCE_KEY}
+        if isinstance(evidence.get("discriminator"), Mapping):
+            # The per-input verdicts are the answers of the `discriminator` export's rows, never their prompt.
+            evidence["discriminator"] = discriminator.client_evidence(evidence["discriminator"])
         fields = list(_flatten(evidence, ""))
         for key, value in fields[:_MAX_FIELDS]:
             yield f"  evidence {key}: {_describe(value, hidden='hidden' in key.lower())}"

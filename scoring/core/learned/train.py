@@ -15,11 +15,15 @@ from typing import Any
 
 from scoring.core.aggregate.route import weighted_mean
 from scoring.core.learned.model import CriticModel, load_components
+from scoring.core.learned.prompt import DISCRIMINATOR_SOURCE
 from scoring.core.learned.verdict import Verdict, VerdictError, parse_verdict
 from scoring.core.types import Weights
 
 #: A correctness score at or above this counts as "the patch works" when comparing critic and execution.
 PASS_THRESHOLD = 0.5
+
+#: Tokens a discriminator row's answer may take (`{"agrees": false}` and the end of the turn).
+AGREEMENT_TOKENS = 32
 
 #: Written next to the trained model: what it was trained on and how.
 TRAINING_RECORD = "critic_training.json"
@@ -135,9 +139,13 @@ def evaluate(
     max_new_tokens: int = 384,
     retries: int = 0,
 ) -> dict[str, Any]:
-    """Judge the `val` rows of the sft JSONL `data` (all rows if none) and compare with the labels.
+    """Judge the `val` rows of the sft or discriminator JSONL `data` (all rows if none) and compare with the labels.
 
-    Reports per-criterion mean absolute error against human-labelled rows (and, as the baseline the critic must
+    On `discriminator` rows (docs/exports.md) the critic answers whether the patch agrees with the reference on
+    one call; `discriminator_accuracy` is how often that answer matches what execution found (an answer that does
+    not parse counts as wrong), beside `discriminator_baseline`, the accuracy of always giving the commoner
+    answer, and `discriminator_recall`, the share of disagreeing calls it called so. On sft rows it reports
+    per-criterion mean absolute error against human-labelled rows (and, as the baseline the critic must
     beat, that of the tools' own scores: `mae_tools`), how often the critic's final score
     (under `weights`) lands on the same side of the band as the human's (below / inside / above), how often its
     correctness agrees with execution (both at or above PASS_THRESHOLD, or both below), and the rate of valid JSON
@@ -157,7 +165,15 @@ def evaluate(
     errors: dict[str, list[float]] = {name: [] for name in criteria}
     tool_errors: dict[str, list[float]] = {name: [] for name in criteria}
     band, correctness, valid = [], [], 0
+    checks: list[tuple[bool, bool | None]] = []  # (what execution found, what the critic said) per discriminator row
     for done, row in enumerate(tqdm(rows, desc="eval_critic", disable=not progress), start=1):
+        if row.get("source") == DISCRIMINATOR_SOURCE:
+            said = _agreement(critic, row, max_new_tokens=min(max_new_tokens, AGREEMENT_TOKENS), retries=retries)
+            valid += said is not None
+            checks.append((row["agrees"], said))
+            if on_progress is not None:
+                on_progress(done, len(rows))
+            continue
         human = _human_verdict(row, criteria)
         executed = row.get("execution") or {}
         if human is not None:
@@ -190,7 +206,32 @@ def evaluate(
         "correctness_agreement": _mean(correctness),
         "correctness_counted": len(correctness),
         "band": [weights.band_low, weights.band_high],
+        **_discriminator_metrics(checks),
         "model": str(model_dir),
+    }
+
+
+def _agreement(critic: CriticModel, row: Mapping[str, Any], *, max_new_tokens: int, retries: int) -> bool | None:
+    """The critic's answer to a discriminator row, or None when it gave no valid one."""
+    if not isinstance(row.get("agrees"), bool):
+        raise ValueError("a discriminator row needs `agrees`, true or false (what execution found)")
+    try:
+        return critic.agrees(row["messages"][:-1], max_new_tokens=max_new_tokens, retries=retries)
+    except VerdictError:
+        return None
+
+
+def _discriminator_metrics(checks: list[tuple[bool, bool | None]]) -> dict[str, Any]:
+    """Accuracy against execution on discriminator rows, the majority-answer baseline and the disagreement
+    recall; None where nothing was counted."""
+    truths = [truth for truth, _ in checks]
+    disagreeing = [said for truth, said in checks if not truth]
+    commoner = max(truths.count(True), truths.count(False)) if truths else 0
+    return {
+        "discriminator_accuracy": _mean([truth == said for truth, said in checks]),
+        "discriminator_counted": len(checks),
+        "discriminator_baseline": round(commoner / len(truths), 4) if truths else None,
+        "discriminator_recall": _mean([said is False for said in disagreeing]),
     }
 
 

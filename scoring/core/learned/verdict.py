@@ -49,6 +49,20 @@ def parse_verdict(text: str, *, criteria: Sequence[str] = CRITERIA) -> Verdict:
     return Verdict(subscores=subscores, comment=verdict["comment"].strip(), reasoning=reasoning)
 
 
+def parse_agreement(text: str) -> bool:
+    """Return the answer of a discriminator row's critic: the last JSON object must be {"agrees": true|false}.
+
+    Raises VerdictError otherwise (never a guess).
+    """
+    found = _last_object(text)
+    if found is None:
+        raise VerdictError(f"no JSON object in the critic's output: {_excerpt(text)!r}")
+    answer = found[1]
+    if set(answer) != {"agrees"} or not isinstance(answer["agrees"], bool):
+        raise VerdictError(f'expected {{"agrees": true}} or {{"agrees": false}}, got {_excerpt(json.dumps(answer))!r}')
+    return answer["agrees"]
+
+
 def _last_object(text: str) -> tuple[int, dict[str, Any]] | None:
     """Return (start offset, object) of the last top-level JSON object in `text`, or None."""
     decoder = json.JSONDecoder()

@@ -23,7 +23,7 @@ from scoring.core.intake.diffcheck import DiffError, check_paths_exist, parse_di
 from scoring.core.intake.spec import SpecError, parse_spec
 from scoring.core.sandbox import process as sandbox
 from scoring.core.sandbox import workspace
-from scoring.core.sandbox.process import SandboxUnavailable
+from scoring.core.sandbox.bwrap import SandboxUnavailable
 from scoring.core.trees import pack_tree
 
 

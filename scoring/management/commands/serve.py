@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
 from scoring.accounts import DEMO_ACCOUNTS
-from scoring.core.sandbox.process import SandboxUnavailable, sandbox_mode
+from scoring.core.sandbox.bwrap import SandboxUnavailable, sandbox_mode
 from scoring.health import redis_client
 
 

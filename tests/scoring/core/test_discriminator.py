@@ -15,7 +15,7 @@ import pytest
 
 from scoring.core.critics import discriminator
 from scoring.core.critics.correctness.critic import CorrectnessCritic
-from scoring.core.critics.discriminator import compare, inputs, probe
+from scoring.core.critics.discriminator import compare, inputs, probe, shrink
 from scoring.core.intake.spec import parse_spec
 from scoring.core.trees import pack_tree
 from tests.scoring.core.fixtures import intervals_task as it
@@ -189,7 +189,8 @@ def test_task_inputs_and_reference_outputs_are_computed_once_per_task(task) -> N
     it.evaluate(task, it.patch(it.FIXED))  # makes sure the task's facts are cached
     runner = CountingRunner()
     result = it.evaluate(task, it.patch(it.FIXED_OTHER), run=runner)
-    assert runner.calls == 2  # the tests on the patched tree, then one probe run: no trace, no reference run
+    # The tests on the patched tree, the probe's run and its coverage run: no trace, no reference run.
+    assert runner.calls == 3
     assert result.evidence["discriminator"]["seed"] == discriminator.DEFAULT_SEED
 
 
@@ -418,3 +419,154 @@ def test_an_honest_patch_that_iterates_a_set_like_the_reference_agrees_with_it(t
     assert "the reference answers differently each time" not in result.evidence["discriminator"]["dropped"]
     assert result.evidence["discriminator"]["inputs"] >= 100
     assert result.score == 1.0
+
+
+#: Right on one or two intervals, wrong (no merging at all) from three on: its generated failing inputs are long.
+WRONG_FROM_THREE = it.FIXED.replace(
+    "    merged = []\n",
+    "    if len(intervals) > 2:\n        return sorted(tuple(pair) for pair in intervals)\n    merged = []\n",
+)
+
+
+def _reference_merge(intervals):  # type: ignore[no-untyped-def]
+    namespace: dict = {}
+    exec(compile(it.FIXED, "reference", "exec"), namespace)  # noqa: S102 - the fixture's own reference
+    return namespace["merge"](intervals)
+
+
+def test_the_cited_counterexample_is_shrunk_to_a_minimal_failing_input(task, monkeypatch) -> None:
+    monkeypatch.setattr(discriminator, "SHRINK_BUDGET_S", 120.0)  # the shrinker's result, not its time budget
+    result = it.evaluate(task, it.patch(WRONG_FROM_THREE))
+    verdict = result.evidence["discriminator"]
+    smallest = verdict["counterexamples"][0]
+    assert smallest["shrunk"] is True and verdict["shrink"]["steps"] >= 1
+    # It started from the smallest generated input, which the evidence keeps beside it.
+    assert verdict["counterexamples"][1]["call"] == verdict["shrink"]["from"] != smallest["call"]
+    assert smallest["call"] == "merge([(0, 0), (0, 0), (0, 0)])"  # three intervals, every number at 0
+    # Minimal: every one-step simplification of it is an input on which the patch is right.
+    shrunk = inputs.case("intervals:merge", [[(0, 0)] * 3], {})
+    for simpler in inputs.shrinks(shrunk):
+        args = probe.decode(simpler["args"])
+        assert len(args[0]) <= 2 or _reference_merge(*args) == sorted(args[0])
+    step = _step(result)
+    assert "merge([(0, 0), (0, 0), (0, 0)]): the patch returns" in step and "(shrunk in" in step
+    assert "merge([(0, 0), (0, 0), (0, 0)])" in result.evidence["discriminator"]["input_verdicts"][0]["call"]
+    # Cited, never counted: the agreement rate stays that of the task's fixed inputs.
+    assert verdict["inputs"] == sum(counts["inputs"] for counts in verdict["per_entry"].values())
+
+
+def test_shrinking_keeps_a_reference_answer_it_cannot_confirm_out_of_the_rationale(task, monkeypatch) -> None:
+    # A reference whose second process answers otherwise (randomness, the clock) gives no counterexample.
+    monkeypatch.setattr(shrink.ReferenceAnswers, "is_confirmed", lambda self, case: False)
+    result = it.evaluate(task, it.patch(WRONG_FROM_THREE))
+    verdict = result.evidence["discriminator"]
+    assert "shrink" not in verdict and not verdict["counterexamples"][0].get("shrunk")
+
+
+def test_shrink_candidates_are_smaller_simpler_values_of_the_same_type() -> None:
+    item = inputs.case("m:f", [[(3, 7), (12, 20)], "abc", -5, {"k": [1]}], {"flag": True})
+    candidates = inputs.shrinks(item)
+    assert candidates and all(inputs.size(c) < inputs.size(item) for c in candidates)
+    assert candidates == sorted(candidates, key=inputs.size)
+    decoded = [probe.decode(c["args"]) for c in candidates]
+    assert all(isinstance(d[0], list) and all(isinstance(t, tuple) and len(t) == 2 for t in d[0]) for d in decoded)
+    assert [[], "abc", -5, {"k": [1]}] in decoded and [[(3, 7), (12, 20)], "", -5, {"k": [1]}] in decoded
+    assert [[(3, 7), (12, 20)], "abc", 0, {"k": [1]}] in decoded
+    assert [[(0, 7), (12, 20)], "abc", -5, {"k": [1]}] in decoded
+    assert inputs.simpler(True) == [False] and inputs.simpler(-5) == [0, -2, -4, 5]
+    assert inputs.shrinks(inputs.case("m:f", [0, "", []], {})) == []  # nothing simpler
+
+
+#: An honest fix with a trap door no generated input opens: its four lines stay unreached.
+TRAP_DOOR = it.FIXED.replace(
+    "    merged = []\n",
+    "    if intervals and intervals[0] == (123456, 654321):\n"
+    "        hidden = list(intervals)\n"
+    "        hidden.reverse()\n"
+    "        hidden.append((0, 0))\n"
+    "        return hidden\n"
+    "    merged = []\n",
+)
+TRAP_LINES = [f"intervals/__init__.py:{n}" for n in (7, 8, 9, 10)]
+#: Claims every line covered in each case's output line, with a signature it made up.
+FORGED_CLAIM = """
+
+def _forge():
+    import json
+    import sys
+
+    try:
+        cases = json.load(open(sys.argv[1]))
+        with open(sys.argv[2], "a") as out:
+            for case in cases:
+                claim = [[0, n] for n in range(1, 40)]
+                out.write(json.dumps({"id": case["id"], "status": "ok", "cov": claim, "sig": "0" * 64}) + "\\n")
+    except Exception:
+        pass
+
+
+_forge()
+"""
+#: Reads the coverage plan (and its key) if it can, and signs a claim of every planned line.
+KEY_THIEF = """
+
+def _forge():
+    import hashlib
+    import hmac
+    import json
+    import sys
+
+    try:
+        plan = json.load(open(sys.argv[3]))
+        cases = json.load(open(sys.argv[1]))
+        names = sorted(plan["files"])
+        with open(sys.argv[2], "a") as out:
+            for case in cases:
+                claim = sorted([i, n] for i, name in enumerate(names) for n in plan["files"][name])
+                text = json.dumps([case["id"], claim], separators=(",", ":")).encode()
+                sig = hmac.new(bytes.fromhex(plan["key"]), text, hashlib.sha256).hexdigest()
+                out.write(json.dumps({"id": case["id"], "status": "ok", "cov": claim, "sig": sig}) + "\\n")
+    except Exception:
+        pass
+
+
+_forge()
+"""
+
+
+def test_patched_lines_no_input_reaches_lower_the_confidence_and_are_named(task) -> None:
+    result = it.evaluate(task, it.patch(TRAP_DOOR))
+    verdict = result.evidence["discriminator"]
+    assert verdict["disagree"] == 0 and result.score == 1.0  # coverage never changes a score
+    reach = verdict["coverage"]
+    assert reach["missed"] == TRAP_LINES and reach["reached"] == reach["lines"] - 4
+    assert reach["reached"] < 0.8 * reach["lines"]
+    assert result.confidence == discriminator.FEW_INPUTS_CONFIDENCE  # a doubt healing acts on
+    step = _step(result)
+    assert f"reached {reach['reached']} of the {reach['lines']} patched lines; never intervals/__init__.py:7" in step
+    # The honest fix leaves no patched line unreached and keeps the tests' confidence.
+    honest = it.evaluate(task, it.patch(it.FIXED))
+    assert honest.evidence["discriminator"]["coverage"]["missed"] == []
+    assert honest.confidence > discriminator.FEW_INPUTS_CONFIDENCE
+
+
+def test_healing_aims_more_inputs_at_unreached_patched_lines(task) -> None:
+    with it.prepared(task, it.patch(TRAP_DOOR)) as ctx:
+        first = CorrectnessCritic().evaluate(ctx)
+        healed = CorrectnessCritic().heal(ctx, first, budget_s=120)
+    verdict = healed.evidence["discriminator"]
+    assert verdict["healed"] and verdict["inputs"] > first.evidence["discriminator"]["inputs"]
+    assert verdict["coverage"]["missed"] == TRAP_LINES  # no mutation guesses (123456, 654321)
+    assert healed.rationale[-1].startswith("Step: discriminator healing.")
+    assert "aimed at the unreached patched lines" in healed.rationale[-1]
+    # The search was made: the tests' confidence is back, and the lines still unreached stay named.
+    assert healed.confidence == verdict["tests_confidence"] and healed.score == 1.0
+
+
+@pytest.mark.parametrize("forger", [FORGED_CLAIM, KEY_THIEF], ids=["made-up-signature", "stolen-plan-key"])
+def test_a_patch_cannot_claim_coverage_its_inputs_did_not_earn(task, forger) -> None:
+    result = it.evaluate(task, it.patch(TRAP_DOOR + forger))
+    # Its forged lines also stand as its answers (the first line for an input wins), so it disagrees: what is
+    # checked here is only that its claims of coverage count for nothing.
+    reach = result.evidence["discriminator"]["coverage"]
+    assert set(TRAP_LINES) <= set(reach["missed"]) and reach["reached"] < reach["lines"]

@@ -7,7 +7,9 @@ flag, a "Step: discriminator." sentence citing the smallest counterexamples, evi
 Per task, once (cached in the task cache folder, `task_facts`): the reference tree is built in a scratch copy,
 the visible tests run on it with the probe's profile hook (entry points and their traced arguments), inputs are
 generated from those seeds, and the reference is called on every input. Per patch: one sandboxed probe run on a
-scratch copy of the patched tree, and the comparison, here, on plain data. docs/correctness.md, "Discriminator".
+scratch copy of the patched tree, and the comparison, here, on plain data; beside it a signed coverage run of the
+patched lines (`coverage`), and for a patch that disagrees, the shrinking of its smallest counterexample
+(`shrink`). docs/correctness.md, "Discriminator".
 """
 
 from __future__ import annotations
@@ -19,16 +21,26 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from scoring.core.critics.discriminator import compare, inputs, reference, run
+from scoring.core.critics.discriminator import compare, coverage, inputs, reference, run, shrink
 from scoring.core.critics.discriminator.probe import Unrepresentable, canonical, decode
 from scoring.core.critics.discriminator.reference import ReferenceError
 from scoring.core.types import CriticResult, PipelineSettings, Runner, ScoringContext
 
-__all__ = ["ReferenceError", "check_reference", "combined_score", "heal", "judge", "task_facts"]
+__all__ = [
+    "INPUT_VERDICTS",
+    "ReferenceError",
+    "check_reference",
+    "client_evidence",
+    "combined_score",
+    "heal",
+    "judge",
+    "task_facts",
+]
 
 #: Bumped when the cached task facts change meaning.
 FACTS_FORMAT = 5
@@ -45,13 +57,25 @@ CAP_FACTOR = 20.0
 MIN_CAP_S = 0.5
 #: Counterexamples kept in the evidence and cited in the rationale.
 EVIDENCE_COUNTEREXAMPLES = 5
+#: Evidence key of the per-input verdicts kept for the critic's training rows (the `discriminator` export).
+#: Never shown to API clients nor put in the critic's prompt: see `client_evidence`.
+INPUT_VERDICTS = "input_verdicts"
+#: Per-input verdicts kept per patch: the smallest disagreeing inputs and an even sample of the agreeing ones.
+VERDICTS_DISAGREE = 24
+VERDICTS_AGREE = 24
 RATIONALE_COUNTEREXAMPLES = 2
+#: The time shrinking the smallest counterexample may add to a patch (shrink.shrink).
+SHRINK_BUDGET_S = 2.0
 STEP = "Step: discriminator."
 HEAL_STEP = "Step: discriminator healing."
 #: Perfect agreement on fewer inputs than this is a doubt that healing spends more inputs on.
 FEW_INPUTS = 60
 #: Confidence of such a result until healing has looked further.
 FEW_INPUTS_CONFIDENCE = 0.65
+#: Patched lines no input reached, named in the rationale.
+RATIONALE_MISSED = 4
+#: Coverage-guided inputs per healing round (mutations of the inputs that reached the most patched lines).
+GUIDED_INPUTS = 200
 #: Healing's inputs per round (a fresh seed each round) and the least time a round needs.
 HEAL_INPUTS = 600
 HEAL_ROUND_MIN_S = 3.0
@@ -77,6 +101,16 @@ def combined_score(tests_score: float, agreement: float) -> float:
     fix keeps its 1.0, and a patch that only satisfies the visible tests loses the share of inputs it gets wrong.
     """
     return max(0.0, min(1.0, tests_score * agreement))
+
+
+def client_evidence(verdict: Mapping[str, Any]) -> dict[str, Any]:
+    """evidence["discriminator"] as API clients and the critic's prompt see it: without the per-input verdicts.
+
+    Which of the task's generated inputs a patch gets right tells, with the patch in hand, the reference's answer
+    on each of them; the inputs are the same for every patch of the task (one seed), so a table of those answers
+    would let an agent hard-code them. The Result shows counts and the few counterexamples, as with hidden tests.
+    """
+    return {key: value for key, value in verdict.items() if key != INPUT_VERDICTS}
 
 
 def check_reference(
@@ -141,15 +175,35 @@ def _verdict(ctx: ScoringContext, facts: Mapping[str, Any]) -> dict[str, Any]:
         for case in facts["cases"]
     ]
     budget = min(float(getattr(ctx.spec, "timeout_s", 60)), run.STARTUP_S + sum(c["cap_s"] for c in cases))
-    outcomes = run.call_cases(
-        run=ctx.run,
-        tree=ctx.patched_dir,
-        cases=[{key: case[key] for key in ("id", "entry", "args", "kwargs", "cap_s")} for case in cases],
-        work_root=ctx.settings.work_root,
-        env_dir=ctx.env_dir,
-        budget_s=budget,
-    )
-    found = []
+    plan = coverage.targets(ctx)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Coverage in a process of its own, at the same time: tracing must not slow the verdict's run.
+        reached = pool.submit(coverage.measure, ctx, cases, plan, budget_s=budget) if plan else None
+        outcomes = run.call_cases(
+            run=ctx.run,
+            tree=ctx.patched_dir,
+            cases=[{key: case[key] for key in ("id", "entry", "args", "kwargs", "cap_s")} for case in cases],
+            work_root=ctx.settings.work_root,
+            env_dir=ctx.env_dir,
+            budget_s=budget,
+        )
+        covered = reached.result() if reached is not None else None
+    verdict = _tally(ctx, facts, cases, outcomes, shrinking=True)
+    if covered is not None:
+        verdict["coverage"] = coverage.summary(plan, covered)
+    return verdict
+
+
+def _tally(
+    ctx: ScoringContext,
+    facts: Mapping[str, Any],
+    cases: Sequence[Mapping[str, Any]],
+    outcomes: Mapping[int, Mapping[str, Any]],
+    *,
+    shrinking: bool,
+) -> dict[str, Any]:
+    """The verdict on `cases` (each with "expected" and "cap_s") from the patch's `outcomes`, compared here."""
+    found, agreeing = [], []
     per_entry = {entry: {"inputs": 0, "disagree": 0} for entry in facts["entry_points"]}
     for case in cases:
         verdict = compare.verdict(case["expected"], outcomes.get(case["id"], {"status": "not_run"}))
@@ -162,7 +216,22 @@ def _verdict(ctx: ScoringContext, facts: Mapping[str, Any]) -> dict[str, Any]:
             found.append(
                 (size, case["id"], {"entry": case["entry"], "call": call, "patch": verdict[0], "reference": verdict[1]})
             )
+        else:
+            agreeing.append(case)
     found.sort(key=lambda item: (item[0], item[1]))
+    by_id = {case["id"]: case for case in cases}
+    shrunk = (
+        shrink.shrink(
+            ctx,
+            answers=shrink.ReferenceAnswers(ctx, key=_facts_key(ctx.spec, int(facts["seed"]), 0)),
+            case=by_id[found[0][1]],
+            call=found[0][2]["call"],
+            cap_s=by_id[found[0][1]]["cap_s"],
+            budget_s=SHRINK_BUDGET_S,
+        )
+        if found and shrinking
+        else None
+    )
     timeouts = sum(1 for o in outcomes.values() if o.get("status") in ("timeout", "not_run"))
     return {
         "ran": True,
@@ -174,9 +243,33 @@ def _verdict(ctx: ScoringContext, facts: Mapping[str, Any]) -> dict[str, Any]:
         "timeouts": timeouts,
         "sources": facts["sources"],
         "dropped": facts["dropped"],
-        "counterexamples": [item[2] for item in found[:EVIDENCE_COUNTEREXAMPLES]],
+        "counterexamples": ([shrunk["example"]] if shrunk else [])
+        + [item[2] for item in found[: EVIDENCE_COUNTEREXAMPLES - bool(shrunk)]],
         "notes": facts.get("notes", []),
+        INPUT_VERDICTS: _input_verdicts(
+            [*([shrunk["case"]] if shrunk else []), *(by_id[i[1]] for i in found)], agreeing
+        ),
+        **({"shrink": shrunk["record"]} if shrunk else {}),
     }
+
+
+def _input_verdicts(disagreeing: Sequence[Mapping[str, Any]], agreeing: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """The per-input verdicts kept for training rows: {"entry", "call", "agrees"}, the call written out in full.
+
+    The smallest disagreeing inputs first, then agreeing ones spread evenly over the input set (the traced seeds
+    and the first mutations would otherwise fill the sample). A call too long to write out is left out rather
+    than cut: a row must show the critic the input that was run.
+    """
+    out: list[dict[str, Any]] = []
+    for cases, agrees, wanted in ((disagreeing, False, VERDICTS_DISAGREE), (agreeing, True, VERDICTS_AGREE)):
+        calls = [
+            (case["entry"], call)
+            for case in cases
+            if (call := compare.full_call(case["entry"], case["args"], case["kwargs"])) is not None
+        ]
+        step = max(1, len(calls) // wanted) if agrees else 1
+        out.extend({"entry": entry, "call": call, "agrees": agrees} for entry, call in calls[::step][:wanted])
+    return out
 
 
 def _combine(result: CriticResult, verdict: dict[str, Any]) -> CriticResult:
@@ -193,7 +286,8 @@ def _combine(result: CriticResult, verdict: dict[str, Any]) -> CriticResult:
     if disagree == 0:
         parts.append("The patch agrees with the reference on every one.")
     for example in verdict["counterexamples"][:RATIONALE_COUNTEREXAMPLES]:
-        parts.append(f"{example['call']}: {example['patch']}, {example['reference']}.")
+        shrunk = f" (shrunk in {verdict['shrink']['steps']} steps)" if example.get("shrunk") else ""
+        parts.append(f"{example['call']}: {example['patch']}, {example['reference']}{shrunk}.")
     formula = f"Correctness = tests {round(tests_score, 4)} x agreement {round(agreement, 4)} = {round(score, 4)}."
     parts.append(formula)
     flags = set(result.flags)
@@ -201,9 +295,19 @@ def _combine(result: CriticResult, verdict: dict[str, Any]) -> CriticResult:
         flags.add("overfit")
         parts.append("Flagged overfit.")
     confidence = result.confidence
+    reach = verdict.get("coverage")
+    if reach and reach["reached"] < reach["lines"]:
+        missed = ", ".join(reach["missed"][:RATIONALE_MISSED])
+        more = f" and {len(reach['missed']) - RATIONALE_MISSED} more" if len(reach["missed"]) > RATIONALE_MISSED else ""
+        parts.append(
+            f"The inputs reached {reach['reached']} of the {reach['lines']} patched lines; never {missed}{more}."
+        )
     if disagree == 0 and total < FEW_INPUTS and not verdict.get("healed"):
         confidence = min(confidence, FEW_INPUTS_CONFIDENCE)
         parts.append(f"Perfect agreement on fewer than {FEW_INPUTS} inputs: healing may try more.")
+    elif disagree == 0 and coverage.is_low(reach) and not verdict.get("healed"):
+        confidence = min(confidence, FEW_INPUTS_CONFIDENCE)
+        parts.append("Perfect agreement that leaves patched lines unreached: healing may aim inputs at them.")
     verdict["tests_confidence"] = result.confidence
     evidence = {**result.evidence, "discriminator": verdict}
     steps = (*result.rationale, " ".join(parts))
@@ -213,14 +317,19 @@ def _combine(result: CriticResult, verdict: dict[str, Any]) -> CriticResult:
 
 
 def heal(ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult:
-    """More inputs for a verdict of perfect agreement on few inputs, within `budget_s`; else `previous` unchanged.
+    """More inputs for a verdict of perfect agreement on few inputs, or that left patched lines unreached
+    (`_heal_coverage`), within `budget_s`; else `previous` unchanged.
 
     Each round draws a fresh seed's inputs (their reference outputs cached per task like the first ones), keeps
     those not tried yet, runs the patch on them and merges the counts. Healing stops at the budget, after three
     rounds, or when a round brings nothing new (the entry points' input space is small: the doubt is settled).
     """
     verdict = dict(previous.evidence.get("discriminator") or {})
-    if not verdict.get("ran") or verdict["disagree"] or verdict["inputs"] >= FEW_INPUTS or verdict.get("healed"):
+    if not verdict.get("ran") or verdict["disagree"] or verdict.get("healed"):
+        return previous
+    if verdict["inputs"] >= FEW_INPUTS:
+        if coverage.is_low(verdict.get("coverage")):
+            return _heal_coverage(ctx, previous, verdict, budget_s)
         return previous
     deadline = time.monotonic() + budget_s
     tried = {_case_key(case) for case in task_facts(ctx, seed=verdict["seed"]).get("cases", [])}
@@ -259,6 +368,107 @@ def heal(ctx: ScoringContext, previous: CriticResult, budget_s: float) -> Critic
     return replace(healed, rationale=(*healed.rationale, step))
 
 
+def _heal_coverage(
+    ctx: ScoringContext, previous: CriticResult, verdict: dict[str, Any], budget_s: float
+) -> CriticResult:
+    """Coverage-guided inputs for perfect agreement that left patched lines unreached, within `budget_s`.
+
+    Each round mutates the inputs that reached the most patched lines (the first round: the coverage run's
+    seeds; later ones: the inputs that reached a line none had reached before, if any), asks the reference in two
+    processes (an answer that changes is dropped) while the coverage run measures the new inputs, then runs the
+    patch on those the reference answered, and merges the counts. It stops when the patched lines are reached,
+    at a disagreement, after three rounds or at the budget. The tests' confidence comes back either way: the
+    search was made, and the lines still unreached are named for the reviewer.
+    """
+    deadline = time.monotonic() + budget_s
+    facts = task_facts(ctx, seed=verdict["seed"])
+    base = {case["id"]: case for case in facts.get("cases", [])}
+    seeds = [base[i] for i in verdict["coverage"]["seeds"] if i in base] or list(base.values())[: coverage.SEEDS]
+    tried = {_case_key(case) for case in base.values()}
+    plan = coverage.targets(ctx)
+    rounds: list[tuple[int, int]] = []
+    answers = shrink.ReferenceAnswers(ctx, key=_facts_key(ctx.spec, int(verdict["seed"]), 0))
+    with answers, ThreadPoolExecutor(max_workers=1) as pool:
+        for round_seed in range(verdict["seed"] + 1, verdict["seed"] + 4):
+            if deadline - time.monotonic() < HEAL_ROUND_MIN_S or not seeds:
+                break
+            entries = sorted({case["entry"] for case in seeds})
+            fresh = []
+            for entry in entries:
+                mine = [case for case in seeds if case["entry"] == entry]
+                made = inputs.generate(entry, mine, count=GUIDED_INPUTS // len(entries), seed=round_seed)
+                fresh += [case for case in made if _case_key(case) not in tried]
+            if not fresh:
+                break
+            tried.update(_case_key(case) for case in fresh)
+            fresh = [{**case, "id": i} for i, case in enumerate(fresh)]
+            remaining = deadline - time.monotonic()
+            answers.tree()
+            measuring = pool.submit(
+                coverage.measure,
+                ctx,
+                [{**case, "cap_s": MIN_CAP_S} for case in fresh],
+                plan,
+                budget_s=remaining / 2,
+            )
+            for _ in range(2):  # two processes: an answer that changes between them is no input
+                unsettled = [case for case in fresh if not answers.is_settled(case)]
+                if unsettled:
+                    answers.record(unsettled, answers.ask(unsettled, budget_s=remaining / 4))
+            cases = [
+                {**case, "expected": expected, "cap_s": max(MIN_CAP_S, CAP_FACTOR * float(expected.get("time_s", 0)))}
+                for case in fresh
+                if answers.is_confirmed(case) and (expected := answers.get(case)) is not None
+            ]
+            reached = measuring.result()
+            outcomes = run.call_cases(
+                run=ctx.run,
+                tree=ctx.patched_dir,
+                cases=[{key: case[key] for key in ("id", "entry", "args", "kwargs", "cap_s")} for case in cases],
+                work_root=ctx.settings.work_root,
+                env_dir=ctx.env_dir,
+                budget_s=max(1.5, deadline - time.monotonic()),
+            )
+            rounds.append((round_seed, len(cases)))
+            missed = set(verdict["coverage"]["missed"])
+            newly = [case for case in fresh if missed & set(reached.get(case["id"], ()))]
+            verdict = _merge(
+                verdict,
+                {
+                    **_tally(ctx, facts, cases, outcomes, shrinking=False),
+                    "coverage": _after(verdict["coverage"], reached),
+                },
+            )
+            seeds = newly or seeds
+            if verdict["disagree"] or not coverage.is_low(verdict["coverage"]):
+                break
+    if not rounds:
+        return previous  # no time for a round: the doubt stands
+    verdict["healed"] = True
+    tests = replace(
+        previous,
+        score=verdict["tests_score"],
+        confidence=verdict["tests_confidence"],
+        evidence={k: v for k, v in previous.evidence.items() if k != "discriminator"},
+    )
+    healed = _combine(tests, verdict)
+    reach = verdict["coverage"]
+    seeds_used = ", ".join(str(seed) for seed, _ in rounds)
+    step = (
+        f"{HEAL_STEP} {sum(n for _, n in rounds)} more inputs aimed at the unreached patched lines (seeds "
+        f"{seeds_used}); they reach {reach['reached']} of {reach['lines']}; {verdict['inputs']} in all, "
+        f"{verdict['disagree']} disagree."
+    )
+    return replace(healed, rationale=(*healed.rationale, step))
+
+
+def _after(before: Mapping[str, Any], reached: Mapping[int, Sequence[str]]) -> dict[str, Any]:
+    """A coverage summary with the lines `reached` by new inputs taken out of its missed ones."""
+    hit = {line for lines in reached.values() for line in lines}
+    missed = [line for line in before["missed"] if line not in hit]
+    return {**before, "missed": missed, "reached": before["lines"] - len(missed)}
+
+
 def _case_key(case: Mapping[str, Any]) -> str:
     return canonical([case["entry"], case["args"], case["kwargs"]])
 
@@ -273,13 +483,24 @@ def _merge(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any
     examples = sorted(
         [*first["counterexamples"], *second["counterexamples"]], key=lambda e: (len(e["call"]), e["call"])
     )
+    verdicts = [*first.get(INPUT_VERDICTS, ()), *second.get(INPUT_VERDICTS, ())]
+    kept = [v for v in verdicts if not v["agrees"]][:VERDICTS_DISAGREE] + [v for v in verdicts if v["agrees"]][
+        :VERDICTS_AGREE
+    ]
+    reach = first.get("coverage")
+    if reach and second.get("coverage"):
+        missed = set(second["coverage"]["missed"])
+        unreached = [line for line in reach["missed"] if line in missed]
+        reach = {**reach, "missed": unreached, "reached": reach["lines"] - len(unreached)}
     return {
         **first,
+        **({"coverage": reach} if reach else {}),
         "inputs": first["inputs"] + second["inputs"],
         "disagree": first["disagree"] + second["disagree"],
         "timeouts": first["timeouts"] + second["timeouts"],
         "per_entry": per_entry,
         "counterexamples": examples[:EVIDENCE_COUNTEREXAMPLES],
+        INPUT_VERDICTS: kept,
     }
 
 
@@ -294,17 +515,7 @@ def task_facts(ctx: ScoringContext, *, seed: int = DEFAULT_SEED, budget: int = I
     Raises ReferenceError when the reference cannot be applied. Two workers may compute it at once; each writes a
     complete file and the last rename wins.
     """
-    spec = ctx.spec
-    material = {
-        "format": FACTS_FORMAT,
-        "reference": reference.digest(spec.reference),
-        "entry_points": list(getattr(spec, "entry_points", ())),
-        "inputs": list(getattr(spec, "inputs", ())),
-        "seed": seed,
-        "budget": budget,
-    }
-    key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
-    path = ctx.task_cache_dir / f"discriminator-{key}.json"
+    path = ctx.task_cache_dir / f"discriminator-{_facts_key(ctx.spec, seed, budget)}.json"
     with contextlib.suppress(OSError, ValueError):
         return json.loads(path.read_text())
     facts = _compute_facts(ctx, seed=seed, budget=budget)
@@ -314,6 +525,19 @@ def task_facts(ctx: ScoringContext, *, seed: int = DEFAULT_SEED, budget: int = I
         json.dump(facts, handle)
     os.replace(tmp, path)
     return facts
+
+
+def _facts_key(spec: Any, seed: int, budget: int) -> str:
+    """The cache key of a task's facts: what they are computed from."""
+    material = {
+        "format": FACTS_FORMAT,
+        "reference": reference.digest(spec.reference),
+        "entry_points": list(getattr(spec, "entry_points", ())),
+        "inputs": list(getattr(spec, "inputs", ())),
+        "seed": seed,
+        "budget": budget,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def _compute_facts(ctx: ScoringContext, *, seed: int, budget: int) -> dict[str, Any]:

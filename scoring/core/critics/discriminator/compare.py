@@ -17,6 +17,8 @@ from scoring.core.critics.discriminator.probe import canonical
 _REL_TOL = 1e-9
 _ABS_TOL = 1e-12
 _RENDER_CHARS = 160
+#: Characters of a call written out in full (a training row's input); a longer call is not written out.
+FULL_CALL_CHARS = 1000
 
 
 def same(a: Any, b: Any) -> bool:
@@ -143,9 +145,19 @@ def _what_patch_did(got: Mapping[str, Any]) -> str:
 
 def describe_call(entry: str, args: Any, kwargs: Any) -> str:
     """`merge([(1, 5), (2, 3)])`: the call as Python source, long values cut."""
+    return _call(entry, args, kwargs, render)
+
+
+def full_call(entry: str, args: Any, kwargs: Any) -> str | None:
+    """The call as Python source with nothing cut, or None past FULL_CALL_CHARS."""
+    text = _call(entry, args, kwargs, _render)
+    return text if len(text) <= FULL_CALL_CHARS else None
+
+
+def _call(entry: str, args: Any, kwargs: Any, show: Any) -> str:
     function = entry.rpartition(":")[2]
-    parts = [render(item) for item in (args or {}).get("v", [])]
-    parts += [f"{render(k)[1:-1]}={render(v)}" for k, v in (kwargs or {}).get("v", [])]
+    parts = [show(item) for item in (args or {}).get("v", [])]
+    parts += [f"{show(k)[1:-1]}={show(v)}" for k, v in (kwargs or {}).get("v", [])]
     return f"{function}({', '.join(parts)})"
 
 

@@ -207,6 +207,117 @@ def _mutate_text(text: str, rng: random.Random) -> str:
     return text + rng.choice(alphabet)
 
 
+# --- shrinking ----------------------------------------------------------------------------------------------
+
+#: Simplifications tried per value: elements dropped or simplified one at a time, characters dropped.
+_SHRINK_WIDTH = 16
+
+
+def size(item: Mapping[str, Any]) -> tuple[int, str]:
+    """The order in which cases count as smaller: shorter encoded arguments first, then their text (shortlex)."""
+    text = canonical([item["args"], item.get("kwargs") or {"t": "dict", "v": []}])
+    return len(text), text
+
+
+def shrinks(item: Mapping[str, Any], *, depth: int = 1, width: int = 64) -> list[dict[str, Any]]:
+    """The cases up to `depth` simplifications away from `item` and smaller than it (`size`), smallest first,
+    distinct; each level expands the `width` smallest of the one before.
+
+    A simplification replaces one argument by a simpler value of the same type (`simpler`), or every number of
+    the arguments by its simplest or its halfway value at once. Deterministic.
+    """
+    found = _one_step(item)
+    frontier = found[:width]
+    for _ in range(depth - 1):
+        frontier = distinct(c for parent in frontier for c in _one_step(parent))[: width * width]
+        found = distinct([*found, *frontier])
+    bound = size(item)
+    return sorted((c for c in found if size(c) < bound), key=size)
+
+
+def _one_step(item: Mapping[str, Any]) -> list[dict[str, Any]]:
+    try:
+        args = decode(item["args"])
+        kwargs = decode(item.get("kwargs") or {"t": "dict", "v": []})
+    except (Unrepresentable, KeyError, TypeError, ValueError):
+        return []
+    # Every scalar at its simplest at once, shapes kept: a jump that saves a round per scalar when it still fails.
+    made = [
+        case(item["entry"], _deep(args, 0), _deep(kwargs, 0)),
+        case(item["entry"], _deep(args, 1), _deep(kwargs, 1)),
+    ]
+    for index, value in enumerate(args):
+        for simple in simpler(value):
+            made.append(case(item["entry"], [*args[:index], simple, *args[index + 1 :]], kwargs))
+    for key, value in kwargs.items():
+        for simple in simpler(value):
+            made.append(case(item["entry"], args, {**kwargs, key: simple}))
+    bound = size(item)
+    return sorted((m for m in distinct(m for m in made if m is not None) if size(m) < bound), key=size)
+
+
+def _deep(value: Any, pick: int) -> Any:
+    """`value` with every scalar replaced by its `pick`-th simpler value (0: the simplest, 1: halfway), shapes kept."""
+    kind = type(value)
+    if kind in (list, tuple):
+        return kind(_deep(item, pick) for item in value)
+    if kind is dict:
+        return {key: _deep(item, pick) for key, item in value.items()}
+    if kind in (set, frozenset, str, bytes, bytearray):
+        return value  # their items are their identity (a set of zeros is one zero); one-step shrinks handle them
+    options = simpler(value)
+    return options[min(pick, len(options) - 1)] if options else value
+
+
+def simpler(value: Any, depth: int = 0) -> list[Any]:
+    """Simpler values of the same type: numbers towards 0, containers emptied, halved, an element dropped or
+    simplified, strings emptied, halved or a character dropped; tuples (records) keep their length."""
+    kind = type(value)
+    if kind is bool:
+        return [False] if value else []
+    if kind is int:
+        toward = [0, value // 2 if value > 0 else -(-value // 2), value - 1 if value > 0 else value + 1, -value]
+        return [v for v in dict.fromkeys(toward) if abs(v) < abs(value) or (v == -value and value < 0)]
+    if kind is float:
+        if not math.isfinite(value):
+            return [0.0]
+        return [v for v in dict.fromkeys((0.0, float(int(value)), value / 2)) if abs(v) < abs(value)]
+    if kind in (str, bytes, bytearray):
+        if not value:
+            return []
+        half = len(value) // 2
+        drops = [value[:i] + value[i + 1 :] for i in range(min(len(value), _SHRINK_WIDTH))]
+        return list(dict.fromkeys([value[:0], value[:half], value[half:], *drops]))
+    if depth > 3:
+        return []
+    if kind is tuple:
+        return [
+            (*value[:i], simple, *value[i + 1 :]) for i, item in enumerate(value) for simple in simpler(item, depth + 1)
+        ]
+    if kind in (list, set, frozenset):
+        items = sorted(value, key=lambda v: canonical(encode(v))) if kind is not list else list(value)
+        half = len(items) // 2
+        options = [[], items[:half], items[half:]] if items else []
+        options += [items[:i] + items[i + 1 :] for i in range(min(len(items), _SHRINK_WIDTH))]
+        options += [
+            [*items[:i], simple, *items[i + 1 :]]
+            for i, item in enumerate(items[:_SHRINK_WIDTH])
+            for simple in simpler(item, depth + 1)
+        ]
+        out = []
+        for option in options:
+            with contextlib.suppress(TypeError):  # an unhashable simplified element of a set
+                out.append(kind(option))
+        return out
+    if kind is dict:
+        keys = list(value)[:_SHRINK_WIDTH]
+        options = [{}] if value else []
+        options += [{k: v for k, v in value.items() if k != key} for key in keys]
+        options += [{**value, key: simple} for key in keys for simple in simpler(value[key], depth + 1)]
+        return options
+    return []
+
+
 # --- Hypothesis --------------------------------------------------------------------------------------------
 
 

@@ -12,13 +12,20 @@ Two roles:
 - a script (`python probe.py CASES OUTPUTS`): calls entry points on the cases of CASES and appends one JSON line
   per case to OUTPUTS as soon as it is known (the return value and the arguments after the call, as plain data,
   or the type of the exception raised, or "timeout"). The harness reads the lines and compares; nothing this
-  process says is trusted beyond being the patch's answer (see docs/correctness.md, "Discriminator").
+  process says is trusted beyond being the patch's answer (see docs/correctness.md, "Discriminator");
+- the same script with a coverage plan (`python probe.py CASES OUTPUTS PLAN`): each line also says which of the
+  plan's lines (the patched lines) the call ran, signed with a key the plan holds. The plan file is read and
+  deleted before any code of the tree is imported, and the key lives only in a local variable, so the tree's
+  code cannot sign a claim of coverage it did not earn (short of reading this process's memory, which the
+  static check's frame and garbage-collector rules flag). The harness only ever lets coverage add inputs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import hashlib
+import hmac
 import importlib
 import json
 import linecache
@@ -308,10 +315,48 @@ def _deliberate(exc):
     return line.startswith("raise")
 
 
+def coverage_signature(key, ident, covered):
+    """The signature of one case's coverage claim: HMAC-SHA256 over its id and lines (the harness checks it)."""
+    message = json.dumps([ident, covered], separators=(",", ":")).encode()
+    return hmac.new(bytes.fromhex(key), message, hashlib.sha256).hexdigest()
+
+
+def _coverage(plan_path):
+    """Read and delete the plan; return (key, files, hits, start): `start()` begins recording for one case.
+
+    Only frames of the plan's files get a line tracer, and only the plan's lines are kept. Recording happens in
+    this thread only: code that moves work to another thread, or replaces the tracer, earns no coverage.
+    """
+    with open(plan_path, encoding="utf-8") as handle:
+        plan = json.load(handle)
+    os.unlink(plan_path)
+    root = os.getcwd()
+    files = sorted(plan["files"])
+    wanted = {os.path.join(root, name): (index, frozenset(plan["files"][name])) for index, name in enumerate(files)}
+    hits = set()
+
+    def local(frame, event, arg):
+        if event == "line":
+            index, lines = wanted[frame.f_code.co_filename]
+            if frame.f_lineno in lines:
+                hits.add((index, frame.f_lineno))
+        return local
+
+    def scout(frame, event, arg):
+        return local if frame.f_code.co_filename in wanted else None
+
+    def start():
+        hits.clear()
+        sys.settrace(scout)
+
+    return plan["key"], hits, start
+
+
 def main(argv):
-    """Run the cases of argv[1] (JSON) and append one line per case to argv[2]."""
+    """Run the cases of argv[1] (JSON) and append one line per case to argv[2] (with a plan argv[3]: coverage)."""
     with open(argv[1], encoding="utf-8") as handle:
         cases = json.load(handle)
+    key, hits, start = _coverage(argv[3]) if len(argv) > 3 else (None, None, None)
     out = os.open(argv[2], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     sys.path.insert(0, os.getcwd())
     sys.setrecursionlimit(4000)
@@ -323,12 +368,18 @@ def main(argv):
             if entry not in functions:
                 module, _, name = entry.partition(":")
                 functions[entry] = getattr(importlib.import_module(module), name)
+            if start is not None:
+                start()
             line = _outcome(functions[entry], case)
         except _Timeout:
             line = {"status": "timeout"}
         except BaseException as exc:
             functions.pop(entry, None)
             line = {"status": "no_entry", "reason": f"{type(exc).__name__}: {exc}"[:300]}
+        if key is not None:
+            sys.settrace(None)
+            covered = sorted([index, number] for index, number in hits)
+            line["cov"], line["sig"] = covered, coverage_signature(key, case["id"], covered)
         line["id"] = case["id"]
         try:
             text = json.dumps(line, separators=(",", ":"))

@@ -7,6 +7,7 @@ line is the one the process was on when it died or was killed, and the run goes 
 
 from __future__ import annotations
 
+import hmac
 import json
 import secrets
 import shutil
@@ -72,12 +73,18 @@ def call_cases(
     env_dir: Path | None,
     budget_s: float,
     memory_bytes: int = 1 << 30,
+    coverage: Mapping[str, Sequence[int]] | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Call each case's entry point on a scratch copy of `tree`; return {case id: outcome}, one per case.
 
     A case needs "id", "entry", "args", "kwargs" and "cap_s" (its alarm). Outcomes are the probe's lines, or
     {"status": "timeout" | "crashed"} for the case a killed or dead process was on, or {"status": "not_run"} for
     cases past the time budget or the restart limit. The first line for an id wins.
+
+    With `coverage` ({file: line numbers}, relative to the tree), each outcome whose coverage claim carries a valid
+    signature gets "covered": the "file:line" strings of those lines its call ran. A claim without one (forged by
+    the tree's code, or a line the tree's code wrote first) counts as no coverage at all: it can only cost the
+    patch more inputs, never spare it any.
     """
     outcomes: dict[int, dict[str, Any]] = {}
     pending = list(cases)
@@ -95,6 +102,11 @@ def call_cases(
                 (report / "cases.json").write_text(json.dumps(list(pending)))
                 wall = min(remaining, STARTUP_S + sum(float(c["cap_s"]) for c in pending))
                 argv = ["python", "{report_dir}/probe.py", "{report_dir}/cases.json", "{report_dir}/outputs.jsonl"]
+                key = secrets.token_hex(32) if coverage is not None else None
+                if key is not None:
+                    plan = {"key": key, "files": {name: sorted(lines) for name, lines in coverage.items()}}
+                    (report / "plan.json").write_text(json.dumps(plan))
+                    argv.append("{report_dir}/plan.json")
                 result = run(
                     argv,
                     tree=copy,
@@ -106,7 +118,7 @@ def call_cases(
                 for line in _lines(report / "outputs.jsonl"):
                     ident = line.get("id")
                     if isinstance(ident, int) and ident in wanted and ident not in outcomes:
-                        outcomes[ident] = line
+                        outcomes[ident] = _with_coverage(line, key, sorted(coverage or ()))
                 pending = [c for c in pending if int(c["id"]) not in outcomes]
                 if pending:
                     # The process stopped on this case: killed by the wall clock, or it died.
@@ -117,6 +129,27 @@ def call_cases(
     for case in pending:
         outcomes[int(case["id"])] = {"status": "not_run"}
     return outcomes
+
+
+def _with_coverage(line: dict[str, Any], key: str | None, files: Sequence[str]) -> dict[str, Any]:
+    """The outcome line without its coverage claim, plus "covered" when the claim's signature is the probe's."""
+    claim, signature = line.pop("cov", None), line.pop("sig", None)
+    if key is None or not isinstance(signature, str) or not isinstance(claim, list):
+        return line
+    expected = probe.coverage_signature(key, line["id"], claim)
+    if not hmac.compare_digest(expected, signature):
+        return line
+    covered = set()
+    for item in claim:
+        if (
+            isinstance(item, list)
+            and len(item) == 2
+            and all(type(v) is int for v in item)
+            and 0 <= item[0] < len(files)
+        ):
+            covered.add(f"{files[item[0]]}:{item[1]}")
+    line["covered"] = sorted(covered)
+    return line
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:

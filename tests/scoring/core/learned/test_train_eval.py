@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from scoring.core.learned.model import MODEL_ENV, CriticModel
-from scoring.core.learned.prompt import build_messages, pairwise_row, sft_row
+from scoring.core.learned.prompt import build_messages, discriminator_row, pairwise_row, sft_row
 from scoring.core.learned.tiny import build_tiny_model
 from scoring.core.learned.train import evaluate, train
 from scoring.core.learned.verdict import VerdictError
@@ -223,3 +223,64 @@ def test_datasets_loads_the_sft_and_pairwise_exports(data, tmp_path):
     pairs = load_dataset("json", data_files=str(pairwise), cache_dir=str(tmp_path / "cache"))["train"]
     assert {"prompt", "chosen", "rejected", "split"} <= set(pairs.column_names)
     assert pairs[1]["split"] == "val" and pairs[0]["chosen"][0]["role"] == "assistant"
+
+
+def check(name, split, *, agrees, call="add(2, -3)"):
+    return discriminator_row(
+        task=task(name), diff=DIFF, entry="calc:add", call=call, agrees=agrees, split=split, extra={"patch": 1}
+    )
+
+
+#: Every training row says the patch disagrees, so the tiny model learns to answer {"agrees": false}.
+CHECKS = [
+    *(check(f"train{i}", "train", agrees=False, call=f"add({i}, -1)") for i in range(3)),
+    check("val0", "val", agrees=False),
+    check("val1", "val", agrees=False, call="add(0, 0)"),
+    check("val2", "val", agrees=True, call="add(2, 3)"),
+]
+
+
+@pytest.fixture(scope="module")
+def checker(tmp_path_factory, one_thread):
+    """A tiny critic trained on discriminator rows only."""
+    corpus = [m["content"] for r in CHECKS for m in r["messages"]]
+    base = build_tiny_model(tmp_path_factory.mktemp("check-base"), corpus=corpus)
+    data = write_jsonl(tmp_path_factory.mktemp("check-data") / "discriminator.jsonl", CHECKS)
+    out = tmp_path_factory.mktemp("checker")
+    train(data=data, base_model=base, out=out, max_steps=40, lr=1e-2, progress=False, save_steps=40)
+    return out, data, base
+
+
+def test_evaluation_reports_the_critics_per_input_accuracy_against_execution(checker):
+    out, data, _ = checker
+    assert CriticModel.load(out).agrees(CHECKS[3]["messages"][:-1]) is False
+    report = evaluate(model_dir=out, data=data, weights=WEIGHTS, progress=False, max_new_tokens=80)
+    assert report["split"] == "val" and report["rows"] == 3 and report["valid_json_rate"] == 1.0
+    # It says "disagrees" on all three held-out calls; execution found two disagreeing and one agreeing.
+    assert report["discriminator_accuracy"] == round(2 / 3, 4) and report["discriminator_counted"] == 3
+    assert report["discriminator_baseline"] == round(2 / 3, 4)
+    assert report["discriminator_recall"] == 1.0
+    # No sft row: the human and band metrics say nothing was comparable rather than a number.
+    assert report["band_agreement"] is None and report["correctness_agreement"] is None
+
+
+def test_an_answer_that_does_not_parse_counts_as_wrong_never_as_a_guess(checker):
+    _, data, base = checker
+    report = evaluate(model_dir=base, data=data, weights=WEIGHTS, progress=False, max_new_tokens=8)
+    assert report["valid_json_rate"] == 0.0
+    assert report["discriminator_accuracy"] == 0.0 and report["discriminator_recall"] == 0.0
+
+
+def test_sft_and_discriminator_rows_in_one_file_are_each_graded_their_way(trained, tmp_path):
+    data = write_jsonl(tmp_path / "both.jsonl", [*ROWS, *CHECKS[3:]])
+    report = evaluate(model_dir=trained[0], data=data, weights=WEIGHTS, progress=False, max_new_tokens=80)
+    assert report["rows"] == 6 and report["discriminator_counted"] == 3 and report["correctness_counted"] == 3
+    assert report["mae_counts"]["correctness"] == 2
+
+
+def test_a_discriminator_row_without_its_label_is_a_clear_error(checker, tmp_path):
+    out, _, _ = checker
+    broken = {**CHECKS[3]}
+    del broken["agrees"]
+    with pytest.raises(ValueError, match="needs `agrees`"):
+        evaluate(model_dir=out, data=write_jsonl(tmp_path / "bad.jsonl", [broken]), weights=WEIGHTS, progress=False)

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from scoring.core.learned.verdict import Verdict, VerdictError, parse_verdict
+from scoring.core.learned.verdict import Verdict, VerdictError, parse_agreement, parse_verdict
 
 GOOD = '{"correctness": 0.8, "style": 1, "performance": null, "security": 0.5, "comment": "Handle zero."}'
 
@@ -74,3 +74,24 @@ def test_criteria_can_be_chosen_by_the_caller():
     verdict = parse_verdict('{"readability": 0.4, "comment": ""}', criteria=("readability",))
     assert verdict == Verdict(subscores={"readability": 0.4}, comment="", reasoning=())
     assert verdict.to_json() == {"subscores": {"readability": 0.4}, "comment": "", "reasoning": []}
+
+
+@pytest.mark.parametrize(("text", "agrees"), [('{"agrees": true}', True), ('Step: x.\n{"agrees": false}', False)])
+def test_a_discriminator_answer_is_the_last_json_object_true_or_false(text, agrees):
+    assert parse_agreement(text) is agrees
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("it agrees", "no JSON object"),
+        ('{"agrees": 1}', "expected"),
+        ('{"agrees": "yes"}', "expected"),
+        ('{"agrees": true, "why": "same"}', "expected"),
+        (GOOD, "expected"),
+    ],
+    ids=["prose", "number", "string", "extra-key", "criteria-verdict"],
+)
+def test_a_discriminator_answer_that_is_not_true_or_false_is_a_clear_error(text, message):
+    with pytest.raises(VerdictError, match=message):
+        parse_agreement(text)
