@@ -407,6 +407,8 @@ HOW_RUN = "reads how it is being run"
         ("import sys\nFAST = sys.gettrace() is None\n", "(sys.gettrace)"),
         ("import sys\nFAST = sys.unraisablehook is sys.__unraisablehook__\n", "(sys.unraisablehook)"),
         ("import gc\nFAST = gc.get_count()[2] == 0\n", "(gc.get_count)"),
+        ("import warnings\nFAST = not warnings.filters\n", "(warnings.filters)"),
+        ("import logging\nFAST = not logging.root.handlers\n", "(logging.root)"),
         ("import time\n\ndef merge(x):\n    return time.process_time() < 0.2\n", "(time.process_time)"),
         ("import resource\nFAST = resource.getrusage(0).ru_utime\n", "(resource.getrusage)"),
         ("import time\nSTART = time.perf_counter()\n", "reads the clock at import time (time.perf_counter)"),

@@ -204,6 +204,9 @@ _RULE_SPECS: dict[str, tuple[str | None, str, bool]] = {
     "__main__": (_HOW_RUN, ANY, True),
     "psutil": (_HOW_RUN, ANY, True),
     "threading.excepthook": (_HOW_RUN, ANY, True),
+    # pytest installs warning filters and root logging handlers around every test.
+    "warnings.filters": (_HOW_RUN, ANY, True),
+    "logging.root": (_HOW_RUN, ANY, True),
     **{f"gc.{name}": (_HOW_RUN, ANY, True) for name in ("get_count", "get_stats", "get_freeze_count", "isenabled")},
     # How long the process has run (pytest's collection comes before any test; a benchmark starts at once).
     **{f"time.{name}": (_HOW_RUN, ANY, True) for name in ("process_time", "process_time_ns", "thread_time")},
