@@ -1151,7 +1151,7 @@ class _Analysis:
 
     def _in_script_main(self, node: ast.AST) -> bool:
         """True for code under the main guard of a file the base already ran as a script reading its command line."""
-        return self.script and self.outer is None and self.info[id(node)].main_guard
+        return self.script and self.nesting == 0 and self.info[id(node)].main_guard
 
     def _in_class_body(self, node: ast.AST) -> bool:
         return isinstance(self.info[id(node)].scope, ast.ClassDef)
