@@ -76,7 +76,7 @@ def cli_findings(tree: Path, path: str, home: str) -> tuple[float, float, set[tu
         if symbol == "suppressed-message":
             # The analyser reports the message a pragma hid; the CLI reports the pragma. Compare what was hidden.
             match = SUPPRESSED.match(message["message"])
-            symbol, line, column = match.group(1), int(match.group(2)), None  # type: ignore[union-attr]
+            symbol, line, column = match.group(1), int(match.group(2)), None  # type: ignore[union-attr]  # the pattern matched: its groups exist
         elif message["type"] == "info" and symbol != "file-ignored":
             continue
         found.add(("pylint", symbol, line, column))

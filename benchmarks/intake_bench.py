@@ -139,7 +139,7 @@ def profile_rows(profiler: cProfile.Profile, limit: int) -> list[list[Any]]:
 
     Rows: function, calls, own seconds, cumulative seconds, share of the request.
     """
-    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]  # pstats keeps its table in an undocumented attribute
     total = max(entry[3] for entry in stats.values())
     below = [(cum, own, calls, key) for key, (_, calls, own, cum, _) in stats.items() if cum < 0.98 * total]
     prefixes = (sysconfig.get_paths()["purelib"] + "/", str(ROOT) + "/", sysconfig.get_paths()["stdlib"] + "/")

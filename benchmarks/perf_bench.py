@@ -59,7 +59,7 @@ class SyntheticBench:
 def sequential(noise: str, effect: float, seed: int, **options: float) -> perfstats.Decision:
     """The sequential comparison on one synthetic stream, with the pipeline's default run limits."""
     bench = SyntheticBench(noise, effect, seed)
-    return perfstats.sequential_compare(bench.pair, clock=bench.clock, **options)  # type: ignore[arg-type]
+    return perfstats.sequential_compare(bench.pair, clock=bench.clock, **options)  # type: ignore[arg-type]  # options of several types, each the keyword it names
 
 
 def fixed(noise: str, effect: float, seed: int, runs: int = FIXED_RUNS) -> perfstats.Comparison:

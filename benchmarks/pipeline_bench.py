@@ -274,7 +274,7 @@ def instrumented() -> Iterator[Probe]:
     probe = Probe()
     real_run, real_suite = sandbox.run, correctness.run_suite
 
-    def run(argv, **kwargs):  # type: ignore[no-untyped-def]
+    def run(argv, **kwargs):
         kind = "tests" if "pytest" in argv else "benchmark"
         started = time.perf_counter()
         try:
@@ -282,7 +282,7 @@ def instrumented() -> Iterator[Probe]:
         finally:
             probe.seconds[kind] += time.perf_counter() - started
 
-    def run_suite(ctx, source, suite):  # type: ignore[no-untyped-def]
+    def run_suite(ctx, source, suite):
         if source == ctx.base_dir:
             probe.base_runs.append(suite)
         return real_suite(ctx, source, suite)

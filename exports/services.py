@@ -58,7 +58,7 @@ from scoring.core.critics.registry import CRITERIA
 from scoring.core.learned.prompt import DIFF_CHAR_BUDGET, discriminator_row, pairwise_row, sft_row, system_prompt
 from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.core.sandbox import workspace
-from scoring.models import Evaluation, Patch, PatchStatus, Task
+from scoring.models import JUDGED_STATUSES, Evaluation, Patch, PatchStatus, Task
 from scoring.selectors import critic_input, patch_result, spec_for_outsiders, tools_comments
 
 FORMATS: tuple[str, ...] = ("sft", "pairwise", "raw", "raw-safe", "discriminator")
@@ -103,7 +103,7 @@ SPLIT_RULE = (
 _CHUNK = 200  # patches per database round trip; bounds memory together with the diff cache below
 _DIFF_CACHE = 128  # diffs kept while pairing the patches of one task
 _PROGRESS_EVERY = 100  # patches between progress callbacks
-_EXPORTABLE = (PatchStatus.SCORED, PatchStatus.NEEDS_REVIEW, PatchStatus.REVIEWED, PatchStatus.REJECTED)
+_EXPORTABLE = JUDGED_STATUSES | {PatchStatus.REJECTED}
 
 Progress = Callable[[int, int], None]  # (patches done, patches total)
 
@@ -317,9 +317,10 @@ def _use_evaluation(patch: Patch) -> Evaluation | None:
 
     Labels made under an older pipeline version keep their evaluation, which is what the reviewer corrected.
     """
-    evaluations = patch.all_evaluations
+    evaluations = patch.all_evaluations  # type: ignore[attr-defined]  # set by Prefetch(to_attr=...) in _patches
     current = [e for e in evaluations if e.pipeline_version == PIPELINE_VERSION] or evaluations[-1:]
-    patch.current_evaluations = current  # the prefetch hook scoring.selectors.current_evaluation reads
+    # The prefetch hook scoring.selectors.current_evaluation reads.
+    patch.current_evaluations = current  # type: ignore[attr-defined]  # set by Prefetch(to_attr=...), read as one
     return current[0] if current else None
 
 
@@ -375,7 +376,9 @@ class _Seen:
             for tool, version in (evaluation.meta.get("tools") or {}).items():
                 self.tools[str(tool)].add(str(version))
         self.label_profile_versions.update(
-            e.weight_profile_version for e in patch.label_list if e.weight_profile_version is not None
+            e.weight_profile_version
+            for e in patch.label_list  # type: ignore[attr-defined]  # set by Prefetch(to_attr=...) in _patches
+            if e.weight_profile_version is not None
         )
 
 
@@ -414,14 +417,15 @@ def export_labels(
     except OSError as exc:
         raise ExportError(f"cannot write {out}: {exc.strerror or exc}") from exc
     patches = _patches(fmt=fmt, cutoff=cutoff, include_demo=include_demo, client=client)
-    rows = {
+    writers: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
         "sft": _sft_rows,
         "pairwise": _pairwise_rows,
         "raw": _raw_rows,
         "raw-safe": _raw_safe_rows,
         "discriminator": _discriminator_rows,
-    }[fmt]
-    options = {"min_margin": min_margin, "with_execution": with_execution}
+    }
+    rows = writers[fmt]
+    options: dict[str, Any] = {"min_margin": min_margin, "with_execution": with_execution}
     seen = _Seen()
     scrub = HiddenScrub() if AUDIENCE[fmt] != "admin" else None
     try:
@@ -501,7 +505,13 @@ def _sft_rows(patches: Iterable[Patch], *, splits: Mapping[str, str], seen: _See
             "human_final": _number(human["final_score"]),
             "pipeline_version": evaluation.pipeline_version,
         }
-        common = {"task": task, "diff": diff, "result": result, "split": splits[patch.task.name], "criteria": CRITERIA}
+        common: dict[str, Any] = {
+            "task": task,
+            "diff": diff,
+            "result": result,
+            "split": splits[patch.task.name],
+            "criteria": CRITERIA,
+        }
         subscores = {name: _number(human["subscores"].get(name)) for name in CRITERIA}
         extra["_hidden_evidence"] = _hidden_evidence(evaluation)  # what HiddenScrub takes out; dropped there
         yield sft_row(**common, subscores=subscores, comment=human["comment"], source="human", extra=extra)
@@ -519,7 +529,8 @@ def _pairwise_rows(patches: Iterable[Patch], *, splits: Mapping[str, str], seen:
         return Patch.objects.values_list("diff", flat=True).get(pk=patch_id)
 
     for _task_id, group in groupby(patches, key=lambda p: p.task_id):
-        ranked, task = [], None
+        ranked: list[tuple[float, int]] = []
+        task: Task | None = None
         for patch in group:
             task = patch.task
             human = _labelled(patch, seen)
@@ -527,6 +538,8 @@ def _pairwise_rows(patches: Iterable[Patch], *, splits: Mapping[str, str], seen:
                 seen.note(patch, _use_evaluation(patch))
                 ranked.append((-human["final_score"], patch.pk))
         ranked.sort()  # best first; ties by id, so the file is deterministic
+        if task is None:  # groupby gives no empty group
+            continue
         diff_of.cache_clear()
         for i, (chosen_neg, chosen) in enumerate(ranked):
             for rejected_neg, rejected in ranked[i + 1 :]:
@@ -611,7 +624,7 @@ def _raw_row(patch: Patch, *, splits: Mapping[str, str], seen: _Seen, safe: bool
         "final_score": _number(result["final_score"]),
         "automatic": _automatic(result) if evaluation is not None else None,
         "human": _human(human_consensus(patch)),
-        "labels": [_label(event) for event in patch.label_list],
+        "labels": [_label(event) for event in patch.label_list],  # type: ignore[attr-defined]  # set by Prefetch(to_attr=...) in _patches
     }
     if safe and evaluation is not None:
         row["_hidden_evidence"] = _hidden_evidence(evaluation)  # what HiddenScrub takes out; dropped there

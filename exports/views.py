@@ -150,13 +150,13 @@ class ExportListApi(APIView):
             ref_name = "ExportJobInput"
 
     @extend_schema(responses=ExportJobSerializer(many=True))
-    def get(self, request):  # type: ignore[no-untyped-def]
+    def get(self, request):
         """The latest 100 export jobs, newest first."""
         jobs = ExportJob.objects.select_related("requested_by")[:100]
         return Response(ExportJobSerializer(jobs, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={202: ExportJobSerializer})
-    def post(self, request):  # type: ignore[no-untyped-def]
+    def post(self, request):
         """Start an export of labels up to now; poll the job, then download its file."""
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -178,7 +178,7 @@ class ExportDetailApi(APIView):
     permission_classes = [IsAdmin]
 
     @extend_schema(responses=ExportJobSerializer)
-    def get(self, request, pk: int):  # type: ignore[no-untyped-def]
+    def get(self, request, pk: int):
         return Response(ExportJobSerializer(get_object_or_404(ExportJob, pk=pk)).data)
 
 
@@ -186,12 +186,12 @@ class ExportDownloadApi(APIView):
     permission_classes = [IsAdmin]
     what = "data"
 
-    def perform_content_negotiation(self, request, force=False):  # type: ignore[no-untyped-def]
+    def perform_content_negotiation(self, request, force=False):
         # A file is a file whatever the Accept header asks for; only errors go through a renderer.
         return super().perform_content_negotiation(request, force=True)
 
     @extend_schema(responses={(200, JSONL): OpenApiResponse(OpenApiTypes.BINARY), 404: None})
-    def get(self, request, pk: int):  # type: ignore[no-untyped-def]
+    def get(self, request, pk: int):
         """The export file of a finished job (JSONL), or with `manifest/` its manifest."""
         return _file(get_object_or_404(ExportJob, pk=pk), self.what)
 
@@ -200,7 +200,7 @@ class ExportParquetApi(ExportDownloadApi):
     what = "parquet"
 
     @extend_schema(responses={(200, "application/vnd.apache.parquet"): OpenApiResponse(OpenApiTypes.BINARY), 404: None})
-    def get(self, request, pk: int):  # type: ignore[no-untyped-def]
+    def get(self, request, pk: int):
         """The Parquet copy of a finished export (one schema over every row: loads at any size)."""
         return super().get(request, pk)
 
@@ -209,7 +209,7 @@ class ExportManifestApi(ExportDownloadApi):
     what = "manifest"
 
     @extend_schema(responses={(200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT), 404: None})
-    def get(self, request, pk: int):  # type: ignore[no-untyped-def]
+    def get(self, request, pk: int):
         """The manifest of a finished export job (docs/exports.md lists its fields)."""
         return super().get(request, pk)
 
@@ -218,6 +218,6 @@ class CriticRunListApi(APIView):
     permission_classes = [IsAdmin]
 
     @extend_schema(responses=CriticRunSerializer(many=True))
-    def get(self, request):  # type: ignore[no-untyped-def]
+    def get(self, request):
         """The stored eval_critic metrics, newest first (the latest 100)."""
         return Response(CriticRunSerializer(CriticRun.objects.all()[:100], many=True).data)

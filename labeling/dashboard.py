@@ -12,6 +12,7 @@ import krippendorff
 import numpy as np
 
 from labeling.models import LabelEvent
+from labeling.selectors import latest_per_reviewer
 from scoring.core.critics.registry import REGISTRY
 from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.models import Evaluation, Patch, PatchStatus
@@ -63,10 +64,8 @@ def labels_per_hour(*, now: datetime, hours: int = 48) -> dict[str, Any]:
 
 def _latest_events() -> list[LabelEvent]:
     """The latest label of each reviewer on each patch (older events were edited away)."""
-    latest: dict[tuple[int, int], LabelEvent] = {}
-    for event in LabelEvent.objects.only("patch_id", "reviewer_id", "subscores", "task_broken").order_by("id"):
-        latest[(event.patch_id, event.reviewer_id)] = event
-    return [e for e in latest.values() if not e.task_broken]
+    events = LabelEvent.objects.only("patch_id", "reviewer_id", "subscores", "task_broken").order_by("id")
+    return [e for e in latest_per_reviewer(events) if not e.task_broken]
 
 
 def _histogram(values: list[float]) -> list[int]:

@@ -8,24 +8,24 @@ the shapes critics store (a list of dicts with `file` and `line` is a finding; a
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import unidiff
 from django.utils.html import conditional_escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import TextLexer, get_lexer_for_filename
 from pygments.util import ClassNotFound
+from unidiff.errors import UnidiffParseError
 
 #: The review page shows at most this many diff lines; the rest is summarised (the raw diff stays in the API).
 MAX_DIFF_LINES = 4000
 #: Evidence tables and lists are cut here; long text goes into a collapsed block.
 MAX_ROWS = 60
 MAX_TEXT = 4000
-HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 FORMATTER = HtmlFormatter(nowrap=True, classprefix="tok-")
 
 
@@ -58,7 +58,7 @@ class DiffFile:
     removed: int = 0
 
 
-def _lexer(path: str):  # type: ignore[no-untyped-def]
+def _lexer(path: str):
     try:
         return get_lexer_for_filename(path, stripnl=False, stripall=False, ensurenl=False)
     except ClassNotFound:
@@ -75,65 +75,74 @@ def _highlight_lines(path: str, texts: list[str]) -> list[SafeString]:
     return [mark_safe(line) for line in lines[: len(texts)]]  # noqa: S308 - Pygments escaped every token
 
 
-def _path_of(header: str) -> str:
-    path = header[4:].split("\t", 1)[0].strip()
-    return path[2:] if path[:2] in ("a/", "b/") else path
+def _text(line: unidiff.patch.Line) -> str:
+    """A diff line's text without its line ending (a CRLF file's lines keep no stray carriage return)."""
+    value = line.value
+    if value.endswith("\n"):
+        value = value[:-1]
+    return value[:-1] if value.endswith("\r") else value
 
 
-def render_diff(diff: str, findings: list[Finding] = ()) -> tuple[list[DiffFile], int]:  # type: ignore[assignment]
-    """The diff as files of numbered, highlighted lines with findings attached. Returns (files, lines left out)."""
+def _hunk_header(hunk: unidiff.Hunk) -> str:
+    """The hunk's header as git writes it (a range of one line is written without its length)."""
+
+    def span(start: int, length: int) -> str:
+        return str(start) if length == 1 else f"{start},{length}"
+
+    section = hunk.section_header.rstrip("\r")
+    return f"@@ -{span(hunk.source_start, hunk.source_length)} +{span(hunk.target_start, hunk.target_length)} @@" + (
+        f" {section}" if section else ""
+    )
+
+
+def render_diff(diff: str, findings: Sequence[Finding] = ()) -> tuple[list[DiffFile], int]:
+    """The diff as files of numbered, highlighted lines with findings attached. Returns (files, rows left out).
+
+    Parsed with unidiff, as intake parsed it (scoring.core.intake.diffcheck): the page shows the files and hunks the
+    scorers saw. A file without hunks (binary, a rename, a mode change) has nothing to show. At most
+    MAX_DIFF_LINES rows (hunk headers and lines) are shown; the count of the rest is returned.
+    """
     by_line: dict[tuple[str, int], list[Finding]] = {}
     for finding in findings:
         by_line.setdefault((finding.file, finding.line), []).append(finding)
+    try:
+        patch = unidiff.PatchSet(diff)
+    except (UnidiffParseError, ValueError):
+        # Every stored diff passed intake's unidiff parse; a row from before that check is shown as plain text.
+        lines = diff.splitlines()
+        note = [DiffLine("note", None, None, conditional_escape(text)) for text in lines[:MAX_DIFF_LINES]]
+        return [DiffFile(path="(unparsed diff)", lines=note)], max(0, len(lines) - MAX_DIFF_LINES)
     files: list[DiffFile] = []
-    raw: list[tuple[str, int | None, int | None, str]] = []  # kind, old, new, text for the current file
-    old = new = 0
-    lines = diff.splitlines()
-    omitted = max(0, len(lines) - MAX_DIFF_LINES)
-
-    def flush() -> None:
-        if not files:
-            return
-        current = files[-1]
-        code = [(i, text) for i, (kind, _, _, text) in enumerate(raw) if kind in ("add", "del", "ctx")]
+    budget = MAX_DIFF_LINES
+    omitted = 0
+    for patched in patch:
+        rows: list[tuple[str, int | None, int | None, str]] = []  # kind, old, new, text
+        for hunk in patched:
+            rows.append(("hunk", None, None, _hunk_header(hunk)))
+            for line in hunk:
+                kind = {"+": "add", "-": "del", " ": "ctx"}.get(line.line_type, "note")
+                text = _text(line) if kind != "note" else line.line_type + _text(line)
+                rows.append((kind, line.source_line_no, line.target_line_no, text))
+        if not rows:
+            continue
+        shown, omitted = rows[: max(0, budget)], omitted + max(0, len(rows) - budget)
+        budget -= len(shown)
+        if not shown:
+            continue
+        current = DiffFile(
+            path=patched.path.rstrip("\r"),
+            lines=[],
+            added=sum(kind == "add" for kind, *_ in shown),
+            removed=sum(kind == "del" for kind, *_ in shown),
+        )
+        code = [(i, text) for i, (kind, _, _, text) in enumerate(shown) if kind in ("add", "del", "ctx")]
         html = dict(zip((i for i, _ in code), _highlight_lines(current.path, [t for _, t in code]), strict=True))
-        for i, (kind, o, n, text) in enumerate(raw):
-            line = DiffLine(kind, o, n, html.get(i, conditional_escape(text)))
-            if kind in ("add", "ctx") and n is not None:
-                line.findings = by_line.get((current.path, n), [])
-            current.lines.append(line)
-        raw.clear()
-
-    old_left = new_left = 0  # lines left in the current hunk body, from its header's counts
-    for text in lines[:MAX_DIFF_LINES]:
-        if old_left > 0 or new_left > 0:
-            if text.startswith("+"):
-                raw.append(("add", None, new, text[1:]))
-                files[-1].added += 1
-                new, new_left = new + 1, new_left - 1
-            elif text.startswith("-"):
-                raw.append(("del", old, None, text[1:]))
-                files[-1].removed += 1
-                old, old_left = old + 1, old_left - 1
-            elif text.startswith("\\"):
-                raw.append(("note", None, None, text))
-            else:
-                raw.append(("ctx", old, new, text[1:]))
-                old, new, old_left, new_left = old + 1, new + 1, old_left - 1, new_left - 1
-            continue
-        if text.startswith("+++ "):
-            flush()
-            files.append(DiffFile(path=_path_of(text), lines=[]))
-            continue
-        match = HUNK.match(text)
-        if match and files:
-            old, new = int(match.group(1)), int(match.group(3))
-            old_left, new_left = int(match.group(2) or 1), int(match.group(4) or 1)
-            raw.append(("hunk", None, None, text))
-        elif text.startswith("\\") and files:
-            raw.append(("note", None, None, text))
-        # Anything else is a file header (diff --git, index, ---, mode lines): the file name says enough.
-    flush()
+        for i, (kind, old, new, text) in enumerate(shown):
+            row = DiffLine(kind, old, new, html.get(i, conditional_escape(text)))
+            if kind in ("add", "ctx") and new is not None:
+                row.findings = by_line.get((current.path, new), [])
+            current.lines.append(row)
+        files.append(current)
     return files, omitted
 
 
@@ -147,8 +156,8 @@ def findings_of(criterion: str, label: str, evidence: Mapping[str, Any]) -> list
             if not (isinstance(entry, dict) and isinstance(entry.get("file"), str)):
                 continue
             try:
-                line = int(entry.get("line"))
-            except (TypeError, ValueError):
+                line = int(entry["line"])
+            except (KeyError, TypeError, ValueError):
                 continue
             code = " ".join(str(entry[k]) for k in ("id", "symbol", "test") if entry.get(k))
             message = str(entry.get("message") or entry.get("text") or "")

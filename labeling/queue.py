@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django import forms
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
@@ -19,9 +20,19 @@ from scoring.models import Evaluation, PatchStatus
 ROUTES = ("review", "audit")
 
 
+class QueueFilterForm(forms.Form):
+    """The queue page's query (`?task=&flag=&route=&doubt=`), parsed by Django's form fields."""
+
+    task = forms.CharField(required=False, max_length=100)
+    flag = forms.ChoiceField(required=False, choices=[(flag, flag) for flag in sorted(FLAGS)])
+    route = forms.ChoiceField(required=False, choices=[(route, route) for route in ROUTES])
+    doubt = forms.ChoiceField(required=False, choices=[(name, name) for name in CRITERIA])
+
+
 @dataclass(frozen=True)
 class QueueFilters:
-    """The queue's filters, validated: unknown values are dropped rather than raising."""
+    """The queue's filters, validated: a value the form refuses (an unknown flag, a stale link) is dropped
+    rather than raising, so an old bookmark still opens the queue."""
 
     task: str = ""
     flag: str = ""
@@ -30,15 +41,9 @@ class QueueFilters:
 
     @classmethod
     def from_query(cls, query: Any) -> QueueFilters:
-        flag = query.get("flag", "")
-        route = query.get("route", "")
-        doubt = query.get("doubt", "")
-        return cls(
-            task=query.get("task", "")[:100],
-            flag=flag if flag in FLAGS else "",
-            route=route if route in ROUTES else "",
-            doubt=doubt if doubt in CRITERIA else "",
-        )
+        form = QueueFilterForm(query)
+        form.is_valid()  # fields with errors are left out of cleaned_data
+        return cls(**{name: form.cleaned_data.get(name) or "" for name in QueueFilterForm.base_fields})
 
     def as_query(self) -> dict[str, str]:
         return {k: v for k, v in vars(self).items() if v}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import Exists, OuterRef
@@ -11,15 +12,26 @@ from scoring.core.aggregate.route import weighted_mean
 from scoring.models import Patch
 
 
-def latest_labels(patch: Patch) -> list[Any]:
+def latest_per_reviewer(events: Iterable[LabelEvent]) -> list[LabelEvent]:
+    """Of `events` in id order, each reviewer's latest on each patch: their current label (an edit is a new event,
+    the older ones stay as history). The one definition of "a reviewer's label" every read uses."""
+    latest: dict[tuple[int, int], LabelEvent] = {}
+    for event in events:
+        latest[(event.patch_id, event.reviewer_id)] = event
+    return list(latest.values())
+
+
+def latest_label(*, patch_id: int, reviewer: Any) -> LabelEvent | None:
+    """The reviewer's current label on a patch (their latest event), or None."""
+    return LabelEvent.objects.filter(patch_id=patch_id, reviewer=reviewer).order_by("-id").first()
+
+
+def latest_labels(patch: Patch) -> list[LabelEvent]:
     """The latest label event of each reviewer of `patch` (prefetched as `label_list` when listing)."""
     events = getattr(patch, "label_list", None)
     if events is None:
         events = list(patch.label_events.order_by("id"))
-    latest: dict[int, Any] = {}
-    for event in events:
-        latest[event.reviewer_id] = event
-    return list(latest.values())
+    return latest_per_reviewer(events)
 
 
 def human_consensus(patch: Patch, weights: dict[str, float] | None = None) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from labeling.models import Claim, LabelEvent
-from labeling.selectors import human_consensus
+from labeling.selectors import human_consensus, latest_label
 from scoring.core.aggregate.route import weighted_mean
 from scoring.core.critics.registry import CRITERIA
 from scoring.core.pipeline import PIPELINE_VERSION
@@ -214,11 +214,6 @@ def clean_scores(raw: Mapping[str, Any]) -> dict[str, float | None]:
     return scores
 
 
-def latest_label(*, patch_id: int, reviewer: Any) -> LabelEvent | None:
-    """The reviewer's current label on a patch (their latest event), or None."""
-    return LabelEvent.objects.filter(patch_id=patch_id, reviewer=reviewer).order_by("-id").first()
-
-
 def _stale(patch: Patch, latest: LabelEvent) -> LabelConflict:
     saved = timezone.localtime(latest.created_at).strftime("%H:%M:%S")
     return LabelConflict(
@@ -312,7 +307,9 @@ def label_submit(
                 )
         except IntegrityError:
             # Another save named the same previous event first (unique `supersedes`): this one is stale.
-            raise _stale(patch, latest_label(patch_id=patch.pk, reviewer=reviewer) or latest) from None
+            raced = latest_label(patch_id=patch.pk, reviewer=reviewer) or latest
+            assert raced is not None  # an edit names an event, and that event is never deleted (labels append)
+            raise _stale(patch, raced) from None
     mark_reviewed_when_complete(patch)
     record_human_final(patch)
     return event

@@ -5,15 +5,12 @@ Every page needs a reviewer or an admin: anonymous visitors go to the login page
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -27,12 +24,12 @@ from labeling import services
 from labeling.models import Claim, LabelEvent
 from labeling.present import findings_of, numeric_series, render_diff, render_evidence
 from labeling.queue import ROUTES, QueueFilters, queue_counts, queue_items
-from labeling.selectors import critic_runs_series
+from labeling.selectors import critic_runs_series, latest_label, latest_per_reviewer
 from scoring.conf import pipeline_settings
 from scoring.core.critics.registry import REGISTRY
 from scoring.core.types import FLAGS
 from scoring.models import Patch, Task
-from scoring.roles import has_role
+from scoring.roles import has_role, reviewer_required
 from scoring.selectors import active_weights, current_evaluation
 
 PAGE_SIZE = 50
@@ -42,20 +39,6 @@ MAX_SKIPPED = 200
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
-
-
-def reviewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Anonymous -> the login page; an account that is neither reviewer nor admin -> 403."""
-
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not has_role(request.user, "reviewer", "admin"):
-            raise PermissionDenied("Reviewers and admins only.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 # --- queue --------------------------------------------------------------------------------------------------
@@ -162,9 +145,7 @@ def _criteria_rows(evaluation: Any, mine: LabelEvent | None, form: dict[str, Any
 def _others_labels(patch: Patch, user: Any) -> list[dict[str, Any]]:
     """The latest label of every other reviewer, one value per registry criterion."""
     events = LabelEvent.objects.filter(patch=patch).exclude(reviewer=user).select_related("reviewer")
-    latest: dict[int, LabelEvent] = {}
-    for event in events.order_by("id"):
-        latest[event.reviewer_id] = event
+    latest = latest_per_reviewer(events.order_by("id"))
     return [
         {
             "reviewer": event.reviewer.get_username(),
@@ -173,7 +154,7 @@ def _others_labels(patch: Patch, user: Any) -> list[dict[str, Any]]:
             "final": event.final_score,
             "comment": event.comment,
         }
-        for event in latest.values()
+        for event in latest
     ]
 
 
@@ -181,8 +162,9 @@ def _review_context(request: HttpRequest, patch: Patch, *, form: dict[str, Any] 
     evaluation = current_evaluation(patch)
     if evaluation is None:
         raise Http404("This patch has not been scored yet.")
-    mine = services.latest_label(patch_id=patch.pk, reviewer=request.user)
-    seat = Claim.objects.filter(patch=patch, reviewer=request.user, done_at__isnull=True).first()
+    mine = latest_label(patch_id=patch.pk, reviewer=request.user)
+    # The page is behind reviewer_required: the user is signed in, never AnonymousUser.
+    seat = Claim.objects.filter(patch=patch, reviewer=request.user, done_at__isnull=True).first()  # type: ignore[misc]  # see above
     # Blind labelling: the others' labels stay hidden until this reviewer's own label is in. An admin who
     # holds no seat on the item is not labelling it and may look.
     reveal = mine is not None or (seat is None and has_role(request.user, "admin"))

@@ -37,7 +37,7 @@ class Lane(ThreadPoolExecutor):
     def pending(self) -> int:
         return self._pending
 
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:  # type: ignore[override]
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
         with self._lock:
             self._pending += 1
         future = super().submit(fn, *args, **kwargs)

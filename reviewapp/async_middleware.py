@@ -47,5 +47,6 @@ class WhiteNoiseMiddleware(SyncWhiteNoiseMiddleware):
 
 async def _read_off_the_loop(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
     """The chunks of a synchronous iterator, each read on a pool thread."""
-    while chunk := await sync_to_async(next, thread_sensitive=False)(chunks, b""):
+    # next(iterator, default): asgiref's types keep only the one-argument form of next.
+    while chunk := await sync_to_async(next, thread_sensitive=False)(chunks, b""):  # type: ignore[call-arg]  # see above
         yield chunk

@@ -32,7 +32,7 @@ app.autodiscover_tasks()
 
 
 @worker_ready.connect
-def _start_heartbeat(sender, **_kwargs):  # type: ignore[no-untyped-def]
+def _start_heartbeat(sender, **_kwargs):
     """Tell /healthz this worker is alive."""
     from scoring.health import start_heartbeat
 
@@ -44,7 +44,7 @@ def _start_heartbeat(sender, **_kwargs):  # type: ignore[no-untyped-def]
 
 
 @worker_shutting_down.connect
-def _withdraw_exec_worker(sender, **_kwargs):  # type: ignore[no-untyped-def]
+def _withdraw_exec_worker(sender, **_kwargs):
     """No new task for a worker that is stopping (scoring.affinity)."""
     from scoring.affinity import withdraw
 

@@ -37,7 +37,7 @@ def user_create(*, username: str, role: str, password: str | None = None) -> tup
     return user, password, token
 
 
-def token_create(*, user: Any, ttl=None) -> str:  # type: ignore[no-untyped-def]
+def token_create(*, user: Any, ttl=None) -> str:
     """A new API token for `user`; only its hash is stored, so this is the one time it can be shown."""
     _, token = AuthToken.objects.create(user=user, expiry=ttl) if ttl is not None else AuthToken.objects.create(user)
     return token
@@ -56,7 +56,7 @@ class SignInThrottleBackend(AxesStandaloneBackend):
     is no address to count it against, so it is let through to the next backend instead of raising.
     """
 
-    def authenticate(self, request, username=None, password=None, **kwargs):  # type: ignore[no-untyped-def]
+    def authenticate(self, request, username=None, password=None, **kwargs):
         if request is None:
             return None
         return super().authenticate(request, username=username, password=password, **kwargs)

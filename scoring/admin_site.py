@@ -26,7 +26,7 @@ class ReviewAdminSite(admin.AdminSite):
         """Admins (the role, or superusers) may use the admin site."""
         return has_role(request.user, "admin")
 
-    def admin_view(self, view: Callable[..., HttpResponse], cacheable: bool = False) -> Callable[..., HttpResponse]:
+    def admin_view(self, view: Callable[..., HttpResponse], cacheable: bool = False) -> Callable[..., HttpResponse]:  # type: ignore[override]  # Django's stubs type views by a private alias; same shape
         """Like Django's, but anonymous visitors go to /accounts/login/ and a signed-in account without the admin
         role is refused (403), not sent to log in."""
         wrapped = super().admin_view(view, cacheable)

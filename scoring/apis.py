@@ -11,8 +11,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.shortcuts import get_object_or_404
-from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -25,7 +24,7 @@ from scoring import selectors, services
 from scoring.core.aggregate.route import Route
 from scoring.core.intake.diffcheck import DiffError
 from scoring.core.intake.text import unstorable
-from scoring.limits import BoundedJSONParser, Pagination, body_too_large, check_batch_bytes
+from scoring.limits import BoundedJSONParser, CursorPages, Pagination, body_too_large, check_batch_bytes
 from scoring.models import Patch, PatchStatus, Task
 from scoring.roles import CanSubmit, is_staff_reader
 
@@ -34,6 +33,7 @@ log = logging.getLogger(__name__)
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler plus our own errors: every refusal is a 4xx with a `detail` message, never a 500."""
+    response: Response | None
     if isinstance(exc, services.ServiceError):
         response = Response({"detail": str(exc), **exc.extra}, status=exc.status)
         if exc.status == 429:
@@ -90,7 +90,7 @@ class ResultSerializer(serializers.Serializer):
         ref_name = "Result"
 
 
-def result_of(request, patch: Patch) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def result_of(request, patch: Patch) -> dict[str, Any]:
     return selectors.patch_result(patch, reveal_hidden=is_staff_reader(request.user), human=selectors.human_of(patch))
 
 
@@ -141,7 +141,7 @@ class TaskListCreateApi(APIView):
             return spec
 
     @extend_schema(responses=OutputSerializer(many=True))
-    def get(self, request):  # type: ignore[no-untyped-def]
+    def get(self, request):
         paginator = self.pagination_class()
         tasks = selectors.tasks_visible_to(request.user).order_by("name")
         page = paginator.paginate_queryset(tasks, request, view=self)
@@ -150,7 +150,7 @@ class TaskListCreateApi(APIView):
         )
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
-    def post(self, request):  # type: ignore[no-untyped-def]
+    def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         task = services.task_create(
@@ -167,7 +167,7 @@ class TaskDetailApi(APIView):
     permission_classes = [CanSubmit]
 
     @extend_schema(responses=TaskListCreateApi.OutputSerializer)
-    def get(self, request, name: str):  # type: ignore[no-untyped-def]
+    def get(self, request, name: str):
         task = get_object_or_404(selectors.tasks_visible_to(request.user), name=name)
         return Response(TaskListCreateApi.OutputSerializer(task, context={"request": request}).data)
 
@@ -245,36 +245,48 @@ class AcceptedSerializer(serializers.Serializer):
 class PatchListCreateApi(APIView):
     permission_classes = [CanSubmit]
     parser_classes = [BoundedJSONParser]
-    pagination_class = Pagination  # read by drf-spectacular too: the schema shows the page envelope
+    # Patches arrive while a client pages through them: cursor pages (scoring.limits.CursorPages). Read by
+    # drf-spectacular too: the schema shows the page envelope and its parameters.
+    pagination_class = CursorPages
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("task", str),
-            OpenApiParameter("status", str, enum=PatchStatus.values),
-            OpenApiParameter("since", str, description="ISO 8601 time; patches created at or after it"),
-            OpenApiParameter("ids", str, description="comma-separated patch ids, at most 1000"),
-        ],
-        responses=ResultSerializer(many=True),
-    )
-    def get(self, request):  # type: ignore[no-untyped-def]
-        queryset = selectors.patches_visible_to(request.user).order_by("-id")
-        if task := request.query_params.get("task"):
-            queryset = queryset.filter(task__name=task)
-        if wanted := request.query_params.get("status"):
-            if wanted not in PatchStatus.values:
-                raise ValidationError({"status": f"unknown status {wanted!r}; one of {PatchStatus.values}"})
-            queryset = queryset.filter(status=wanted)
-        if since := request.query_params.get("since"):
-            moment = parse_datetime(since)
-            if moment is None:
-                raise ValidationError({"since": "not an ISO 8601 date-time"})
-            queryset = queryset.filter(created_at__gte=moment)
-        if ids := request.query_params.get("ids"):
-            wanted_ids = ids.split(",")
+    class FilterSerializer(serializers.Serializer):
+        """The list's query: each filter optional, a malformed one a 400 naming it."""
+
+        task = serializers.CharField(required=False, max_length=100)
+        status = serializers.ChoiceField(choices=PatchStatus.values, required=False)
+        since = serializers.DateTimeField(required=False, help_text="ISO 8601 time; patches created at or after it")
+        ids = serializers.RegexField(
+            r"^\s*\d{1,18}\s*(,\s*\d{1,18}\s*)*$",
+            required=False,
+            help_text=f"comma-separated patch ids, at most {settings.LIMITS['BATCH_ITEMS']}",
+            error_messages={"invalid": "a comma-separated list of patch ids"},
+        )
+
+        class Meta:
+            ref_name = "PatchListFilter"
+
+        def validate_ids(self, value: str) -> list[int]:
+            ids = [int(i) for i in value.split(",")]
             limit = settings.LIMITS["BATCH_ITEMS"]
-            if len(wanted_ids) > limit or not all(i.strip().isdigit() and len(i.strip()) <= 18 for i in wanted_ids):
-                raise ValidationError({"ids": f"a comma-separated list of at most {limit} patch ids"})
-            queryset = queryset.filter(pk__in=[int(i) for i in wanted_ids])
+            if len(ids) > limit:
+                raise ValidationError(f"a comma-separated list of at most {limit} patch ids")
+            return ids
+
+    @extend_schema(parameters=[FilterSerializer], responses=ResultSerializer(many=True))
+    def get(self, request):
+        # An empty filter (`?task=&status=`) filters nothing, as docs/contract.md writes the query.
+        query = self.FilterSerializer(data={k: v for k, v in request.query_params.items() if v != ""})
+        query.is_valid(raise_exception=True)
+        filters = query.validated_data
+        queryset = selectors.patches_visible_to(request.user)
+        if "task" in filters:
+            queryset = queryset.filter(task__name=filters["task"])
+        if "status" in filters:
+            queryset = queryset.filter(status=filters["status"])
+        if "since" in filters:
+            queryset = queryset.filter(created_at__gte=filters["since"])
+        if "ids" in filters:
+            queryset = queryset.filter(pk__in=filters["ids"])
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.with_results(queryset), request, view=self)
         return paginator.get_paginated_response([result_of(request, p) for p in page])
@@ -282,9 +294,12 @@ class PatchListCreateApi(APIView):
     @extend_schema(
         request=PatchInputSerializer,
         responses={200: AcceptedSerializer, 202: AcceptedSerializer, 409: AcceptedSerializer},
-        description="One patch object, or a list of up to 1000 (then the answer is a list of per-item results).",
+        description=(
+            f"One patch object, or a list of up to {settings.LIMITS['BATCH_ITEMS']} (then the answer is a list of "
+            "per-item results)."
+        ),
     )
-    def post(self, request):  # type: ignore[no-untyped-def]
+    def post(self, request):
         if isinstance(request.data, list):
             return self._post_many(request)
         data = PatchInputSerializer(data=request.data)
@@ -303,7 +318,7 @@ class PatchListCreateApi(APIView):
         code = status.HTTP_202_ACCEPTED if submission.created else status.HTTP_200_OK
         return Response({"id": submission.patch.pk, "status": submission.patch.status}, status=code)
 
-    def _post_many(self, request):  # type: ignore[no-untyped-def]
+    def _post_many(self, request):
         limit = settings.LIMITS["BATCH_ITEMS"]
         if not request.data or len(request.data) > limit:
             raise ValidationError({"detail": f"a batch holds 1 to {limit} patches, got {len(request.data)}"})
@@ -331,15 +346,15 @@ class PatchListCreateApi(APIView):
 class PatchDetailApi(APIView):
     permission_classes = [CanSubmit]
 
-    def _patch(self, request, pk: int) -> Patch:  # type: ignore[no-untyped-def]
+    def _patch(self, request, pk: int) -> Patch:
         return get_object_or_404(selectors.with_results(selectors.patches_visible_to(request.user)), pk=pk)
 
     @extend_schema(responses=ResultSerializer)
-    def get(self, request, pk: int):  # type: ignore[no-untyped-def]
+    def get(self, request, pk: int):
         return Response(result_of(request, self._patch(request, pk)))
 
     @extend_schema(responses={200: AcceptedSerializer, 409: AcceptedSerializer})
-    def delete(self, request, pk: int):  # type: ignore[no-untyped-def]
+    def delete(self, request, pk: int):
         patch = self._patch(request, pk)
         if not services.patch_cancel(patch=patch):
             patch.refresh_from_db()
@@ -355,14 +370,16 @@ class RewardsApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         task = serializers.CharField(max_length=100)
-        completions = serializers.ListField(child=serializers.JSONField(), min_length=1, max_length=1000)
+        completions = serializers.ListField(
+            child=serializers.JSONField(), min_length=1, max_length=settings.LIMITS["BATCH_ITEMS"]
+        )
         external_ids = serializers.ListField(child=ExternalIdField(allow_null=True), required=False)
         wait_s = serializers.FloatField(min_value=0, max_value=600, default=120)
 
         class Meta:
             ref_name = "RewardsInput"
 
-        def validate(self, attrs):  # type: ignore[no-untyped-def]
+        def validate(self, attrs):
             ids = attrs.get("external_ids")
             if ids is not None and len(ids) != len(attrs["completions"]):
                 raise ValidationError({"external_ids": "must have one entry per completion"})
@@ -382,13 +399,13 @@ class RewardsApi(APIView):
             ref_name = "Rewards"
 
     @extend_schema(request=InputSerializer, responses=OutputSerializer)
-    def post(self, request):  # type: ignore[no-untyped-def]
+    def post(self, request):
         # The route serves scoring.rewards_async.RewardsWaitApi, which waits on the event loop between these two
         # steps; this synchronous form answers at once.
         ids, _ = self.submit(request)
         return Response(selectors.rewards_of(ids=ids))
 
-    def submit(self, request) -> tuple[list[int], float]:  # type: ignore[no-untyped-def]
+    def submit(self, request) -> tuple[list[int], float]:
         """Validate the body and store every completion: the patch ids in order, and the seconds to wait."""
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

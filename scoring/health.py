@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from scoring.models import Evaluation, Patch, PatchStatus
+from scoring.models import ACTIVE_STATUSES, Evaluation, Patch, PatchStatus
 from scoring.roles import has_role
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def start_heartbeat(hostname: str) -> threading.Thread:
 
 def queue_depth() -> int:
     """Patches queued or running."""
-    return Patch.objects.filter(status__in=[PatchStatus.QUEUED, PatchStatus.RUNNING]).count()
+    return Patch.objects.filter(status__in=ACTIVE_STATUSES).count()
 
 
 @require_GET
@@ -116,7 +116,7 @@ def metrics_allowed(request: HttpRequest) -> bool:
 class _DatabaseCollector:
     """Reads the numbers Prometheus asks for from the database, which every process shares."""
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self):
         by_status = GaugeMetricFamily("reviewapp_patches", "Patches by status", labels=["status"])
         counts = dict(Patch.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
         for status in PatchStatus.values:
@@ -125,7 +125,7 @@ class _DatabaseCollector:
         yield GaugeMetricFamily(
             "reviewapp_queue_depth",
             "Patches queued or running",
-            value=counts.get(PatchStatus.QUEUED, 0) + counts.get(PatchStatus.RUNNING, 0),
+            value=sum(counts.get(status, 0) for status in ACTIVE_STATUSES),
         )
         stage = GaugeMetricFamily(
             "reviewapp_stage_seconds",

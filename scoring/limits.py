@@ -13,9 +13,10 @@ import math
 from typing import Any
 
 from django.conf import settings
-from rest_framework.exceptions import APIException, ParseError, ValidationError
-from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.exceptions import APIException, NotFound, ParseError, ValidationError
+from rest_framework.pagination import CursorPagination, LimitOffsetPagination
 from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
 
 
 def body_too_large() -> str:
@@ -38,7 +39,7 @@ class BoundedJSONParser(JSONParser):
     refuses: each is a ParseError now, and nesting is bounded by LIMITS["JSON_DEPTH"].
     """
 
-    def parse(self, stream, media_type=None, parser_context=None):  # type: ignore[no-untyped-def]
+    def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.LIMITS["REQUEST_BYTES"]
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
@@ -99,14 +100,62 @@ class Pagination(LimitOffsetPagination):
     64 bits, and `?limit=100000000000000000000` was a 500."""
 
     @property
-    def max_limit(self) -> int:  # type: ignore[override]
+    def max_limit(self) -> int:  # type: ignore[override]  # DRF declares a class attribute; read from settings here
         return settings.LIMITS["PAGE_SIZE"]
 
-    def get_offset(self, request) -> int:  # type: ignore[no-untyped-def]
+    def get_offset(self, request) -> int:
         offset = super().get_offset(request)
         if offset > settings.LIMITS["PAGE_OFFSET"]:
             raise ValidationError({"offset": f"at most {settings.LIMITS['PAGE_OFFSET']}"})
         return offset
+
+
+class CursorPages(CursorPagination):
+    """Pages of a list that grows while a client reads it (the patch list): newest first, each page continuing
+    below the last id of the one before, so rows added between two requests neither shift a row onto the next
+    page twice nor push one past it unseen, as offsets did. https://www.django-rest-framework.org/api-guide/pagination/#cursorpagination
+
+    The envelope keeps LimitOffsetPagination's keys (`count`, `next`, `previous`, `results`); `?limit=` sets the
+    page size up to LIMITS["PAGE_SIZE"]; `?offset=` is a 400 (it would silently return the first page again).
+    """
+
+    ordering = "-id"
+    page_size_query_param = "limit"
+    count = 0
+
+    @property
+    def max_page_size(self) -> int:  # type: ignore[override]  # DRF's class attribute, read from settings here
+        return settings.LIMITS["PAGE_SIZE"]
+
+    def paginate_queryset(self, queryset, request, view=None):
+        if "offset" in request.query_params:
+            raise ValidationError({"offset": "this list pages by cursor: follow `next` instead"})
+        self.count = queryset.count()
+        return super().paginate_queryset(queryset, request, view)
+
+    def decode_cursor(self, request):
+        """DRF's cursor, refused with a 400 when it is not one this server wrote: a garbled cursor is a 404 in
+        DRF, and a cursor whose position is not an id reached the database filter (a 500)."""
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound as exc:
+            raise ValidationError({"cursor": "not a cursor from this list: follow `next` or `previous`"}) from exc
+        if cursor is not None and cursor.position is not None:
+            position = cursor.position
+            if not (position.isdigit() and int(position) < 2**63):
+                raise ValidationError({"cursor": "not a cursor from this list: follow `next` or `previous`"})
+        return cursor
+
+    def get_paginated_response(self, data):
+        return Response(
+            {"count": self.count, "next": self.get_next_link(), "previous": self.get_previous_link(), "results": data}
+        )
+
+    def get_paginated_response_schema(self, schema):
+        envelope = super().get_paginated_response_schema(schema)
+        envelope["required"] = ["count", *envelope.get("required", [])]
+        envelope["properties"] = {"count": {"type": "integer", "example": 123}, **envelope["properties"]}
+        return envelope
 
 
 def check_batch_bytes(items: list[Any]) -> None:

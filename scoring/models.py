@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from scoring.core.types import DEFAULT_AUDIT_RATE, DEFAULT_BAND_HIGH, DEFAULT_BAND_LOW
+
 
 class Task(models.Model):
     """A base repository with tests, held-out tests and an optional benchmark, described by its spec."""
@@ -39,6 +41,16 @@ class PatchStatus(models.TextChoices):
     FAILED = "failed"
     CANCELLED = "cancelled"
     REJECTED = "rejected"
+
+
+# The status sets, each defined once (the client's reviewapp_client.semantics mirrors them; a test keeps it so).
+#: In the pipeline: a worker will move it on.
+ACTIVE_STATUSES = frozenset({PatchStatus.QUEUED, PatchStatus.RUNNING})
+#: Judged by the automatic scoring: the patch has a current evaluation with subscores.
+JUDGED_STATUSES = frozenset({PatchStatus.SCORED, PatchStatus.NEEDS_REVIEW, PatchStatus.REVIEWED})
+#: Finished: the pipeline will not move it again (only a reviewer's label, needs_review -> reviewed). /rewards/
+#: stops waiting for it and workers publish it finished (scoring.notify).
+TERMINAL_STATUSES = JUDGED_STATUSES | {PatchStatus.FAILED, PatchStatus.REJECTED, PatchStatus.CANCELLED}
 
 
 class Patch(models.Model):
@@ -102,9 +114,9 @@ class WeightProfile(models.Model):
     name = models.SlugField(max_length=50)
     version = models.PositiveIntegerField()
     weights = models.JSONField(help_text="criterion -> weight")
-    band_low = models.FloatField(default=0.5)
-    band_high = models.FloatField(default=0.7)
-    audit_rate = models.FloatField(default=0.02)
+    band_low = models.FloatField(default=DEFAULT_BAND_LOW)
+    band_high = models.FloatField(default=DEFAULT_BAND_HIGH)
+    audit_rate = models.FloatField(default=DEFAULT_AUDIT_RATE)
     perf_knots = models.JSONField(help_text="[[ratio, score], ...]")
     shaping = models.CharField(max_length=20, default="sum", help_text="scoring.core.aggregate.shaping: sum or gated")
     is_active = models.BooleanField(default=False)

@@ -1,7 +1,7 @@
 """Patch-finished notifications over Redis pub/sub: workers publish, `/rewards/` waits on them without a thread.
 
-A worker publishes a patch's id on one channel when the patch reaches a status of selectors.DONE (after the
-commit that wrote it). Each web process holds one subscription per event loop, whatever the number of waiting
+A worker publishes a patch's id on one channel when the patch reaches one of scoring.models.TERMINAL_STATUSES
+(after the commit that wrote it). Each web process holds one subscription per event loop, whatever the number of waiting
 calls, and wakes the calls that wait for that id. A notification is a hint, never the truth: the database is
 read before answering, at least every `REWARDS_RECHECK_S`, and after every (re)subscription, so a lost message
 (Redis restarting, a listener reconnecting) only delays an answer.

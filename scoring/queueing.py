@@ -6,9 +6,12 @@ work names the task here instead. reviewapp.celery routes the same names to thei
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import current_app
+
+if TYPE_CHECKING:
+    from kombu import Queue
 
 RUN_STAGE = "scoring.tasks.run_stage"
 ENQUEUE_PATCHES = "scoring.tasks.enqueue_patches"
@@ -19,6 +22,6 @@ EXPORT_RUN = "exports.tasks.export_run"
 CRITIC_REVIEW = "critic.tasks.critic_review"
 
 
-def send(name: str, *args: Any, queue: str | None = None) -> None:
+def send(name: str, *args: Any, queue: str | Queue | None = None) -> None:
     """Send one message for task `name`; raises what the broker raises (callers decide what an outage means)."""
     current_app.send_task(name, args=args, queue=queue)

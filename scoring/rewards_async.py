@@ -22,19 +22,19 @@ from rest_framework.response import Response
 
 from scoring import notify, selectors
 from scoring.apis import RewardsApi
-from scoring.models import Patch
+from scoring.models import TERMINAL_STATUSES, Patch
 
 
 def unfinished(ids: set[int]) -> set[int]:
     """The ids among `ids` whose patch has not reached a done status."""
-    return set(Patch.objects.filter(pk__in=ids).exclude(status__in=selectors.DONE).values_list("pk", flat=True))
+    return set(Patch.objects.filter(pk__in=ids).exclude(status__in=TERMINAL_STATUSES).values_list("pk", flat=True))
 
 
 class RewardsWaitApi(RewardsApi):
     """RewardsApi whose POST waits for the rewards without holding a thread (other methods stay synchronous)."""
 
     @classmethod
-    def as_view(cls, **initkwargs: Any):  # type: ignore[no-untyped-def, override]
+    def as_view(cls, **initkwargs: Any):
         sync_view = super().as_view(**initkwargs)
 
         async def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -45,8 +45,8 @@ class RewardsWaitApi(RewardsApi):
             return await self.post_and_wait(request, *args, **kwargs)
 
         # What DRF's as_view sets and what drf-spectacular and the middleware read.
-        view.cls = cls  # type: ignore[attr-defined]
-        view.initkwargs = initkwargs  # type: ignore[attr-defined]
+        view.cls = cls  # type: ignore[attr-defined]  # what APIView.as_view sets on its view, for the schema
+        view.initkwargs = initkwargs  # type: ignore[attr-defined]  # what APIView.as_view sets on its view, for the schema
         view.csrf_exempt = True  # type: ignore[attr-defined]  # SessionAuthentication checks CSRF itself
         return view
 

@@ -16,19 +16,7 @@ from scoring.core.critics import discriminator
 from scoring.core.critics.registry import CRITERIA, REGISTRY
 from scoring.core.pipeline import PIPELINE_VERSION
 from scoring.core.types import Weights
-from scoring.models import Evaluation, Patch, PatchStatus, Task, WeightProfile
-
-#: Statuses in which a patch will not change without a person: /rewards/ stops waiting for it.
-DONE = frozenset(
-    {
-        PatchStatus.SCORED,
-        PatchStatus.NEEDS_REVIEW,
-        PatchStatus.REVIEWED,
-        PatchStatus.FAILED,
-        PatchStatus.REJECTED,
-        PatchStatus.CANCELLED,
-    }
-)
+from scoring.models import TERMINAL_STATUSES, Evaluation, Patch, PatchStatus, Task, WeightProfile
 
 
 def weights_of(profile: WeightProfile) -> Weights:
@@ -217,7 +205,7 @@ def rewards_of(*, ids: list[int]) -> dict[str, Any]:
     out: dict[str, Any] = {"ids": ids, "status": [], "rewards": [], "subscores": {c: [] for c in CRITERIA}}
     for pk in ids:
         patch = patches[pk]
-        evaluation = current_evaluation(patch) if patch.status in DONE else None
+        evaluation = current_evaluation(patch) if patch.status in TERMINAL_STATUSES else None
         withheld, final = _payable(patch, evaluation)
         # One table says what each status is worth (scoring.client.reward_for); None: nothing to train on.
         reward = reward_for(patch.status, final, withheld=withheld)

@@ -100,7 +100,7 @@ def tasks_import(
     return summary
 
 
-def _import_row(row, index, columns, prefix, holdout, user, summary, seen) -> None:  # type: ignore[no-untyped-def]
+def _import_row(row, index, columns, prefix, holdout, user, summary, seen) -> None:
     if isinstance(row, str):
         summary.refused.append((index + 1, row))
         return

@@ -26,7 +26,10 @@ class TaskImportApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     class InputSerializer(serializers.Serializer):
-        data = serializers.FileField(help_text=f"JSONL, one task row a line, at most {MAX_ROWS} rows")
+        # A field named `data`, as the form posts it: it shadows Serializer.data, which this input never reads.
+        data = serializers.FileField(  # type: ignore[assignment]  # see above
+            help_text=f"JSONL, one task row a line, at most {MAX_ROWS} rows"
+        )
         columns = serializers.CharField(required=False, allow_blank=True, default="", help_text="part=column,...")
         prefix = serializers.CharField(required=False, allow_blank=True, default="", max_length=40)
         holdout = serializers.IntegerField(required=False, default=1, min_value=0, max_value=100)
@@ -45,7 +48,7 @@ class TaskImportApi(APIView):
             ref_name = "TaskImportSummary"
 
     @extend_schema(request=InputSerializer, responses=OutputSerializer)
-    def post(self, request):  # type: ignore[no-untyped-def]
+    def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         body = data.validated_data

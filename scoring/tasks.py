@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 _analyser = None
 
 
-def worker_analyser():  # type: ignore[no-untyped-def]
+def worker_analyser():
     """The warm analyser of this worker process, started on first use and closed at exit."""
     global _analyser
     if _analyser is None:
@@ -37,7 +37,7 @@ def worker_analyser():  # type: ignore[no-untyped-def]
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
-def run_stage(self, patch_id: int, stage: str) -> str:  # type: ignore[no-untyped-def]
+def run_stage(self, patch_id: int, stage: str) -> str:
     """Run one stage ("exec" or "bench") of a patch, then hand over to the next stage or finalize."""
     try:
         return _run_stage(patch_id, stage, token=self.request.id or "")

@@ -58,12 +58,13 @@ class SharedUserRateThrottle(UserRateThrottle):
     def allow_request(self, request: Any, view: Any) -> bool:
         if self.rate is None:
             return True
+        num_requests, duration = self.parse_rate(self.rate)  # what DRF's __init__ stored on self, typed
         key = self.get_cache_key(request, view)
         if key is None:
             return True
         try:
             allowed, wait_ms = _sliding_window()(
-                keys=[KEY_PREFIX + key], args=[self.duration, self.num_requests, uuid.uuid4().hex]
+                keys=[KEY_PREFIX + key], args=[duration, num_requests, uuid.uuid4().hex]
             )
         except (redis.RedisError, OSError) as exc:
             log.warning("rate limit not checked: Redis is unreachable (%s)", exc)

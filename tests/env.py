@@ -10,6 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("REVIEWAPP_DATA_DIR", str(ROOT / "build" / "test-data"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reviewapp.settings")
+os.environ.setdefault("REVIEWAPP_ENV", "test")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Small, fast settings for the pipeline in tests (the defaults are sized for production).

@@ -23,7 +23,7 @@ from scoring.conf import pipeline_settings
 from scoring.core import tuning as tuning_math
 from scoring.core.aggregate.shaping import SHAPINGS
 from scoring.core.types import PipelineSettings, Weights
-from scoring.models import Evaluation, ReaggregationJob, WeightAudit, WeightProfile
+from scoring.models import JUDGED_STATUSES, Evaluation, ReaggregationJob, WeightAudit, WeightProfile
 from scoring.models import PatchStatus as S
 from scoring.selectors import weights_of
 from scoring.services import (
@@ -39,8 +39,6 @@ from scoring.services import (
 log = logging.getLogger(__name__)
 
 Job = ReaggregationJob.Status
-#: Statuses whose patches have a current Evaluation worth showing in the what-if.
-SCORED_STATUSES = (S.SCORED, S.NEEDS_REVIEW, S.REVIEWED)
 MAX_LAST_N = 5000
 RACE = "another profile was activated at the same moment; reload and try again"
 
@@ -91,9 +89,9 @@ def proposal_validate(
         name=name,
         version=version,
         weights=clean,
-        band_low=low,  # type: ignore[arg-type]
-        band_high=high,  # type: ignore[arg-type]
-        audit_rate=rate,  # type: ignore[arg-type]
+        band_low=low,  # type: ignore[arg-type]  # checked by proposal_check before use
+        band_high=high,  # type: ignore[arg-type]  # checked by proposal_check before use
+        audit_rate=rate,  # type: ignore[arg-type]  # checked by proposal_check before use
         perf_knots=knots,
         shaping=shaping,
     )
@@ -323,7 +321,7 @@ def _recent(last_n: int, now: Any) -> list[Evaluation]:
     claimed, labelled = held_exprs(now, "patch_id")
     queryset = (
         current_evaluations()
-        .filter(patch__status__in=SCORED_STATUSES)
+        .filter(patch__status__in=JUDGED_STATUSES)
         .annotate(claimed=claimed, labelled=labelled)
         .prefetch_related(
             Prefetch("patch__label_events", queryset=LabelEvent.objects.order_by("id"), to_attr="label_list")
@@ -353,7 +351,7 @@ def what_if(*, proposed: Weights, last_n: int = 500) -> WhatIf:
         if queue_move(status, route, held=False) == S.NEEDS_REVIEW:
             moves["entering"] += 1
         elif queue_move(status, route, held=False) == S.SCORED:
-            held = evaluation.claimed or evaluation.labelled
+            held = evaluation.claimed or evaluation.labelled  # type: ignore[attr-defined]  # annotated in _recent
             moves["held" if held else "leaving"] += 1
         human = human_consensus(evaluation.patch, dict(proposed.weights))
         if human is not None and human["final_score"] is not None:

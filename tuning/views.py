@@ -221,12 +221,12 @@ class WeightProfileListApi(APIView):
             ref_name = "WeightProfileInput"
 
     @extend_schema(responses=ProfileSerializer(many=True))
-    def get(self, request):  # type: ignore[no-untyped-def]
+    def get(self, request):
         profiles = WeightProfile.objects.select_related("created_by").order_by("name", "-version")
         return Response(ProfileSerializer(profiles, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: ProfileSerializer})
-    def post(self, request):  # type: ignore[no-untyped-def]
+    def post(self, request):
         """A new version of `name`: given fields, the rest from its latest version (or the active profile)."""
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -246,7 +246,7 @@ class WeightProfileDetailApi(APIView):
     permission_classes = [IsAdmin]
 
     @extend_schema(responses=ProfileSerializer)
-    def get(self, request, pk: int):  # type: ignore[no-untyped-def]
+    def get(self, request, pk: int):
         return Response(ProfileSerializer(get_object_or_404(WeightProfile, pk=pk)).data)
 
 
@@ -254,7 +254,7 @@ class WeightProfileActivateApi(APIView):
     permission_classes = [IsAdmin]
 
     @extend_schema(request=None, responses={202: JobSerializer})
-    def post(self, request, pk: int):  # type: ignore[no-untyped-def]
+    def post(self, request, pk: int):
         """Activate a version (an earlier one is a rollback) and start the re-aggregation; poll the job."""
         job = svc.profile_activate(profile=get_object_or_404(WeightProfile, pk=pk), actor=request.user)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
@@ -264,7 +264,7 @@ class ReaggregationJobApi(APIView):
     permission_classes = [IsAdmin]
 
     @extend_schema(responses=JobSerializer)
-    def get(self, request, pk: int):  # type: ignore[no-untyped-def]
+    def get(self, request, pk: int):
         return Response(JobSerializer(get_object_or_404(ReaggregationJob, pk=pk)).data)
 
 
@@ -296,7 +296,7 @@ class WhatIfApi(APIView):
             ref_name = "WhatIf"
 
     @extend_schema(request=InputSerializer, responses=OutputSerializer)
-    def post(self, request):  # type: ignore[no-untyped-def]
+    def post(self, request):
         """What activating the proposal would do to the last `last_n` scored patches. Changes nothing."""
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -322,7 +322,7 @@ class WeightFitApi(APIView):
             ref_name = "WeightFit"
 
     @extend_schema(request=ProposalSerializer, responses=OutputSerializer)
-    def post(self, request):  # type: ignore[no-untyped-def]
+    def post(self, request):
         """Weights fitted to the human labels (performance through the proposal's knots). Saves nothing."""
         data = ProposalSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -348,7 +348,7 @@ class WeightAuditApi(APIView):
             ref_name = "WeightAudit"
 
     @extend_schema(responses=OutputSerializer(many=True))
-    def get(self, request):  # type: ignore[no-untyped-def]
+    def get(self, request):
         """Who created or activated which version, newest first (the last 200)."""
         rows = WeightAudit.objects.select_related("actor", "profile").order_by("-id")[:200]
         return Response(self.OutputSerializer(rows, many=True).data)

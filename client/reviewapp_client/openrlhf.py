@@ -75,8 +75,7 @@ def rewards_for(
         statuses = sorted({row.status or "?" for row in rows if row is not None and row.reward is None})
         logger.warning("%d of %d rollouts have no reward (%s), counted as 0.0", sum(unscored), len(rows), statuses)
     logs: dict[str, list[float]] = {
-        name: [row.subscores[name] if row is not None and row.subscores[name] is not None else 0.0 for row in rows]
-        for name in CRITERIA
+        name: [(row.subscores[name] or 0.0) if row is not None else 0.0 for row in rows] for name in CRITERIA
     }
     logs[UNSCORED_LOG] = unscored
     return {"rewards": rewards, "scores": list(rewards), "extra_logs": logs}

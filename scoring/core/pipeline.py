@@ -78,7 +78,7 @@ def run_stage(
     benchmarking = any(critic.queue == "bench" for critic in critics)
     lock_dir = settings.cache_root / "locks"
 
-    def run(argv, **kwargs):  # type: ignore[no-untyped-def]
+    def run(argv, **kwargs):  # type: ignore[no-untyped-def]  # the sandbox runner's signature, forwarded unchanged
         with contextlib.nullcontext() if benchmarking else host_lock(lock_dir, exclusive=False):
             return sandbox.run(argv, allow_unsandboxed=settings.allow_unsandboxed, warm=settings.warm_tests, **kwargs)
 

@@ -38,7 +38,7 @@ def scratch_copy(src: Path, *, work_root: Path, prefix: str = "tree-") -> Iterat
 def remove_tree(path: Path) -> None:
     """Remove `path` even if sandboxed code made parts of it read-only."""
 
-    def _make_writable_and_retry(func, failed_path, _exc):  # type: ignore[no-untyped-def]
+    def _make_writable_and_retry(func, failed_path, _exc):  # type: ignore[no-untyped-def]  # shutil.rmtree's onexc callback, whatever it is given
         with contextlib.suppress(OSError):
             Path(failed_path).parent.chmod(0o755)
             Path(failed_path).chmod(0o755)

@@ -11,6 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+# Defaults named once: the dataclasses below, the WeightProfile model and the Django settings all read these.
+#: Final scores in [DEFAULT_BAND_LOW, DEFAULT_BAND_HIGH] are borderline and go to review.
+DEFAULT_BAND_LOW = 0.5
+DEFAULT_BAND_HIGH = 0.7
+#: The share of confident patches sampled for a human audit.
+DEFAULT_AUDIT_RATE = 0.02
+#: Subscores less confident than this are healed, and routed to review if they stay below (REVIEWAPP_HEAL_CONFIDENCE).
+DEFAULT_HEAL_CONFIDENCE = 0.7
+
 #: The whole flag vocabulary (docs/scoring.md, "Flags"). A flag outside this set is a bug; what each one does is
 #: scoring.core.aggregate.policy.POLICY.
 FLAGS: frozenset[str] = frozenset(
@@ -135,7 +144,7 @@ class PipelineSettings:
     cache_root: Path
     work_root: Path
     allow_unsandboxed: bool = False
-    heal_confidence_threshold: float = 0.7
+    heal_confidence_threshold: float = DEFAULT_HEAL_CONFIDENCE
     heal_budget_s: float = 60.0
     flaky_reruns: int = 2
     bench_min_runs: int = 5
@@ -156,9 +165,9 @@ class Weights:
     name: str
     version: int
     weights: Mapping[str, float]
-    band_low: float = 0.5
-    band_high: float = 0.7
-    audit_rate: float = 0.02
+    band_low: float = DEFAULT_BAND_LOW
+    band_high: float = DEFAULT_BAND_HIGH
+    audit_rate: float = DEFAULT_AUDIT_RATE
     # (ratio, score) knots for the performance critic, linear between, clamped outside.
     perf_knots: tuple[tuple[float, float], ...] = ((1.05, 1.0), (1.30, 0.4), (2.0, 0.0))
     # How subscores combine before the mean: "sum" (plain) or "gated" (scoring.core.aggregate.shaping).

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 S = PatchStatus
 
 
-def reconcile(*, now=None) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def reconcile(*, now=None) -> dict[str, int]:
     """Re-enqueue patches whose message was lost or whose worker died; fail those past the attempt cap.
 
     Runs from celery beat on one host. Enqueuing twice is harmless: only one delivery wins the claim.
@@ -44,7 +44,7 @@ def reconcile(*, now=None) -> dict[str, int]:  # type: ignore[no-untyped-def]
     return counts
 
 
-def prune_evidence(*, now=None) -> int:  # type: ignore[no-untyped-def]
+def prune_evidence(*, now=None) -> int:
     """Drop bulky evidence (test output, findings) older than the retention; scores and rationale stay."""
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.REVIEWAPP["RETENTION_DAYS"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -23,8 +23,19 @@ from scoring.core.critics.registry import REGISTRY
 from scoring.core.intake import diffcheck
 from scoring.core.pipeline import PIPELINE_VERSION, build_result, run_stage, stages, tool_versions
 from scoring.core.types import CriticResult
-from scoring.models import Evaluation, Patch, PatchStatus, StageResult, WeightProfile
+from scoring.models import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    Evaluation,
+    Patch,
+    PatchStatus,
+    StageResult,
+    WeightProfile,
+)
 from scoring.services.task_intake import task_spec
+
+if TYPE_CHECKING:
+    from kombu import Queue
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +59,7 @@ def patch_transition(*, patch_id: int, source: Iterable[str], target: str, extra
     if extra is not None:
         condition &= extra
     won = Patch.objects.filter(condition).update(status=target, updated_at=timezone.now(), **fields) == 1
-    if won and target in selectors.DONE:
+    if won and target in TERMINAL_STATUSES:
         # Wake the /rewards/ calls waiting for this patch, once the status they will read is committed.
         transaction.on_commit(lambda: notify.patch_done(patch_id))
     return won
@@ -62,7 +73,7 @@ def patch_claim(*, patch_id: int, token: str, lease_s: float, stage: str) -> Pat
     attempt; past the cap the patch fails with the last reason, so a poison pill cannot loop forever.
     """
     patch = Patch.objects.filter(pk=patch_id).first()
-    if patch is None or patch.status not in (S.QUEUED, S.RUNNING):
+    if patch is None or patch.status not in ACTIVE_STATUSES:
         return None
     now = timezone.now()
     handoff = patch.status == S.RUNNING and patch.lease_until is None and patch.next_stage == stage
@@ -108,7 +119,7 @@ def patch_release(*, patch: Patch, reason: str) -> None:
 def patch_fail(*, patch_id: int, reason: str) -> bool:
     return patch_transition(
         patch_id=patch_id,
-        source=(S.QUEUED, S.RUNNING),
+        source=tuple(ACTIVE_STATUSES),
         target=S.FAILED,
         reason=reason[:2000],
         lease_until=None,
@@ -203,7 +214,7 @@ def enqueue_stage(patch_id: int, stage: str | None = None) -> None:
     """Send a patch's next stage to its queue. A broker outage is logged, not raised: the row is safe, and the
     reconciler enqueues it again once the broker is back."""
     stage = stage or next(iter(stages(REGISTRY)))
-    queue = stage
+    queue: str | Queue = stage
     if stage == "exec":  # a task's patches go to the worker that has the task warm (scoring.affinity)
         task_id = Patch.objects.filter(pk=patch_id).values_list("task_id", flat=True).first()
         queue = affinity.exec_queue(task_id) if task_id is not None else stage

@@ -20,7 +20,7 @@ from scoring.core.intake import diffcheck
 from scoring.core.intake.diffcheck import DiffError
 from scoring.core.intake.text import storable
 from scoring.core.sandbox import workspace
-from scoring.models import Patch, PatchStatus, Task
+from scoring.models import ACTIVE_STATUSES, Patch, PatchStatus, Task
 from scoring.services.errors import Conflict, QueueFull, ServiceError
 from scoring.services.lifecycle import enqueue_many, enqueue_stage, patch_transition
 
@@ -48,7 +48,7 @@ def diff_validate(*, task: Task, diff: str, in_process_only: bool = False) -> di
 
 def _check_queue_room(client: Any, incoming: int) -> None:
     limit = settings.REVIEWAPP["MAX_QUEUED_PER_CLIENT"]
-    pending = Patch.objects.filter(client=client, status__in=[S.QUEUED, S.RUNNING]).count()
+    pending = Patch.objects.filter(client=client, status__in=ACTIVE_STATUSES).count()
     if pending + incoming > limit:
         raise QueueFull(
             f"{pending} patches of yours are already queued or running (limit {limit}); retry later",
@@ -141,6 +141,7 @@ def patch_submit_many(*, client: Any, items: Iterable[Mapping[str, Any]], tasks:
         if isinstance(outcome, ServiceError):
             out[index] = Submission(None, False, outcome)
             continue
+        assert outcome is not None  # every item git had to decide was decided above
         task, sha = outcome
         external_id = item.get("external_id")
         first = existing.get((task.pk, external_id)) if external_id is not None else None
@@ -176,7 +177,7 @@ def _existing_by_external_id(client: Any, items: list, tasks: Mapping[str, Task]
     if not keys:
         return {}
     rows = Patch.objects.filter(client=client, task__in=list(tasks.values()), external_id__in=keys)
-    return {(row.task_id, row.external_id): row for row in rows}
+    return {(row.task_id, row.external_id): row for row in rows if row.external_id is not None}
 
 
 def _validate_item(
@@ -260,9 +261,11 @@ def rewards_submit(*, client: Any, task: Task, completions: list[Any], external_
             )
         else:
             try:
-                patch = patch_submit(
+                submitted = patch_submit(
                     client=client, task=task, diff=diff, external_id=external_id, check_queue=False
                 ).patch
+                assert submitted is not None  # patch_submit raises rather than return no patch
+                patch = submitted
             except DiffError as exc:
                 patch = patch_reject(
                     client=client, task=task, diff=diff, external_id=external_id, reason=f"diff: {exc}"

@@ -137,7 +137,7 @@ def _split_shared(spec_data: Mapping[str, Any] | str | bytes) -> tuple[Mapping[s
 def task_create_from_dirs(*, spec: TaskSpec, user: Any = None, is_demo: bool = False, shared: bool = False) -> Task:
     """Register a task from a CLI spec whose repo / hidden_tests / reference are folders or files on this machine."""
     with tempfile.TemporaryDirectory() as tmp:
-        streams = {}
+        streams: dict[str, Any] = {}
         for field in ("repo", "hidden_tests", "reference"):
             source: Path | None = getattr(spec, field)
             if source is None:

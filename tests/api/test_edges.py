@@ -13,11 +13,11 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.django_db
 
 
-def post_raw(api, path: str, body: bytes, content_type: str = "application/json"):  # type: ignore[no-untyped-def]
+def post_raw(api, path: str, body: bytes, content_type: str = "application/json"):
     return api.generic("POST", path, body, content_type=content_type)
 
 
-def assert_error(response, status: int, *needles: str) -> None:  # type: ignore[no-untyped-def]
+def assert_error(response, status: int, *needles: str) -> None:
     """A refusal in the API's shape: `status`, JSON with a `detail` that says each of `needles`."""
     assert response.status_code == status, response.content[:500]
     detail = response.json()["detail"]
@@ -44,7 +44,7 @@ def test_a_page_limit_past_any_integer_is_capped_and_answered(api, tiny_task, fi
 
 def test_an_offset_past_any_integer_gets_400_naming_the_limit(api, tiny_task):
     for offset in ("100000000000000000000", "1" + "0" * 30):
-        assert_error(api.get("/api/v1/patches/", {"offset": offset}), 400, "offset", "at most")
+        assert_error(api.get("/api/v1/tasks/", {"offset": offset}), 400, "offset", "at most")  # offset pages
 
 
 def test_ids_past_64_bits_in_a_path_or_a_filter_get_400_or_404_not_500(api, make_user, tiny_task):

@@ -12,11 +12,11 @@ pytestmark = pytest.mark.django_db
 PASSWORD = "correct-horse-battery"
 
 
-def sign_in(username: str, password: str, address: str = "127.0.0.2"):  # type: ignore[no-untyped-def]
+def sign_in(username: str, password: str, address: str = "127.0.0.2"):
     return Client(REMOTE_ADDR=address).post("/accounts/login/", {"username": username, "password": password})
 
 
-def signed_in(response) -> bool:  # type: ignore[no-untyped-def]
+def signed_in(response) -> bool:
     return response.status_code == 302 and not response["Location"].startswith("/accounts/login/")
 
 

@@ -251,3 +251,58 @@ def test_list_fetches_many_results_by_id_and_refuses_junk_ids(api, tiny_task, fi
     listed = api.get(f"/api/v1/patches/?ids={first},{second}").json()
     assert sorted(r["id"] for r in listed["results"]) == sorted([first, second])
     assert api.get("/api/v1/patches/?ids=1,abc").status_code == 400
+
+
+def _submit(api, fix_diff, keys):
+    items = [{"task": "tiny", "diff": fix_diff, "external_id": key} for key in keys]
+    answer = api.post("/api/v1/patches/", items, format="json")
+    assert answer.status_code == 202, answer.content
+    return [item["id"] for item in answer.json()]
+
+
+def test_paging_the_list_while_patches_arrive_neither_skips_nor_repeats_a_row(api, tiny_task, fix_diff):
+    before = _submit(api, fix_diff, [f"before-{i}" for i in range(7)])
+    seen: list[int] = []
+    page = api.get("/api/v1/patches/", {"limit": 3}).json()
+    assert set(page) == {"count", "next", "previous", "results"}
+    while True:
+        seen += [result["id"] for result in page["results"]]
+        # Between every two requests more patches arrive; under offset pages each of them pushed a row seen
+        # already onto the next page.
+        _submit(api, fix_diff, [f"during-{len(seen)}-{i}" for i in range(2)])
+        if not page["next"]:
+            break
+        page = api.get(page["next"]).json()
+    assert seen == sorted(before, reverse=True)  # every row once, newest first, none of the later ones
+    assert api.get("/api/v1/patches/").json()["count"] == 7 + 2 * 3
+
+
+def test_a_cursor_the_server_did_not_write_or_an_offset_gets_400(api, tiny_task, fix_diff):
+    import base64
+
+    _submit(api, fix_diff, ["a", "b"])
+    for cursor in ("garbage", base64.b64encode(b"p=abc").decode(), base64.b64encode(b"p=" + b"9" * 30).decode()):
+        answer = api.get("/api/v1/patches/", {"cursor": cursor})
+        assert answer.status_code == 400, (cursor, answer.content)
+        assert "cursor" in answer.json()["detail"]
+    answer = api.get("/api/v1/patches/", {"offset": 3})
+    assert answer.status_code == 400
+    assert "follow `next`" in answer.json()["detail"]
+
+
+def test_list_filters_are_checked_each_naming_itself_and_empty_ones_filter_nothing(api, tiny_task, fix_diff):
+    first, _ = _submit(api, fix_diff, ["f1", "f2"])
+    assert api.get("/api/v1/patches/?task=&status=&since=&ids=").json()["count"] == 2
+    assert [r["id"] for r in api.get(f"/api/v1/patches/?ids={first}").json()["results"]] == [first]
+    assert api.get("/api/v1/patches/?since=2000-01-01T00:00:00Z&task=tiny").json()["count"] == 2
+    assert api.get("/api/v1/patches/?since=2999-01-01T00:00:00Z").json()["count"] == 0
+    for query, name in [
+        ("status=bogus", "status"),
+        ("since=yesterday", "since"),
+        ("ids=1,abc", "ids"),
+        ("ids=" + ",".join(["1"] * 1001), "ids"),
+        ("task=" + "t" * 101, "task"),
+    ]:
+        answer = api.get(f"/api/v1/patches/?{query}")
+        assert answer.status_code == 400, query
+        assert answer.json()["detail"].startswith(name), (query, answer.json())

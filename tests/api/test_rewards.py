@@ -42,7 +42,7 @@ def finish(patch: Patch, *flags_by_criterion: tuple[str, str]) -> None:
 
 
 @pytest.fixture
-def batch(api, tiny_task, fix_diff):  # type: ignore[no-untyped-def]
+def batch(api, tiny_task, fix_diff):
     """Ask for rewards of three completions; return a function asking again (same external ids: same patches)."""
     body = {
         "task": "tiny",

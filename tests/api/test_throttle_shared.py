@@ -17,7 +17,7 @@ LIMIT = 10
 
 
 @pytest.fixture
-def two_servers(web_server, redis_server):  # type: ignore[no-untyped-def]
+def two_servers(web_server, redis_server):
     client = redis_client()
     for key in client.scan_iter(f"{KEY_PREFIX}*"):
         client.delete(key)

@@ -26,7 +26,7 @@ def _chat(content: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": content}]
 
 
-def _trl_call(function, completions, tasks):  # type: ignore[no-untyped-def]
+def _trl_call(function, completions, tasks):
     """Call a reward function the way GRPOTrainer._calculate_rewards does (TRL 0.2x-1.x)."""
     return function(
         prompts=[[{"role": "user", "content": "Fix calc.add"}]] * len(completions),

@@ -31,14 +31,14 @@ PROMPT = "<|im_start|>user\nFix calc.add<|im_end|>\n<|im_start|>assistant\n"
 GARBAGE = "no diff, just prose"
 
 
-def _load_like_openrlhf(path: Path):  # type: ignore[no-untyped-def]
+def _load_like_openrlhf(path: Path):
     spec = importlib.util.spec_from_file_location("reward_func", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.reward_func
 
 
-def _scalar(value):  # type: ignore[no-untyped-def]
+def _scalar(value):
     """How OpenRLHF's executor reads a per-sample value (GenerationRequestExecutor._extract_scalar)."""
     if isinstance(value, list | tuple):
         return _scalar(value[0]) if value else None
@@ -59,7 +59,7 @@ def test_per_rollout_calls_from_openrlhf_are_coalesced_into_few_reward_requests(
     reward_func = _load_like_openrlhf(ROOT / path)
     responses = [f"```diff\n{fix_diff}```" if i % 2 == 0 else GARBAGE for i in range(16)]
 
-    def one_rollout(index: int):  # type: ignore[no-untyped-def]
+    def one_rollout(index: int):
         return reward_func([PROMPT + responses[index]], [PROMPT], ["tiny"])
 
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -88,7 +88,7 @@ def test_service_down_gives_openrlhf_zero_marked_unscored_instead_of_an_exceptio
 
 
 @pytest.fixture
-def openrlhf_server(live_server, client_token):  # type: ignore[no-untyped-def]
+def openrlhf_server(live_server, client_token):
     batcher = RewardBatcher(RewardClient(live_server.url, client_token, retries=0), wait_s=0)
     server = make_server(batcher, port=0, token="s3cret")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -104,7 +104,7 @@ def test_openrlhf_http_reward_mode_answers_its_request_shape_behind_a_url_token(
     url, batcher = openrlhf_server
     headers = {"Content-Type": "application/json"}  # all OpenRLHF's request_api_wrapper sends
 
-    def post(target: str, body):  # type: ignore[no-untyped-def]
+    def post(target: str, body):
         return requests.post(target, data=json.dumps(body), headers=headers, timeout=60)
 
     body = {"query": [PROMPT + GARBAGE], "prompts": [PROMPT], "labels": ["tiny"]}

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from reviewapp_client.semantics import FINAL, PENDING, reward_for
+from reviewapp_client.semantics import FINAL, JUDGED, PENDING, reward_for
 
-from scoring.models import Patch, PatchStatus
+from scoring.models import ACTIVE_STATUSES, JUDGED_STATUSES, TERMINAL_STATUSES, Patch, PatchStatus
 
 
-def _rewards(api, completions, external_ids):  # type: ignore[no-untyped-def]
+def _rewards(api, completions, external_ids):
     body = {"task": "tiny", "completions": completions, "external_ids": external_ids, "wait_s": 0}
     response = api.post("/api/v1/rewards/", data=json.dumps(body), content_type="application/json")
     assert response.status_code == 200, response.content
@@ -44,3 +44,7 @@ def test_reward_table_covers_every_status_the_service_has():
     assert reward_for("scored", 0.7, withheld=True) is None
     with pytest.raises(ValueError, match="unknown patch status 'bogus'"):
         reward_for("bogus", 0.7)
+
+
+def test_the_client_reads_the_status_sets_as_the_service_defines_them():
+    assert (FINAL, JUDGED, PENDING) == (TERMINAL_STATUSES, JUDGED_STATUSES, ACTIVE_STATUSES)

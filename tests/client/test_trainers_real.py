@@ -20,12 +20,12 @@ GARBAGE = "I rewrote calc, trust me, it is fine now."
 PROMPT = "calc.add subtracts instead of adding. Answer with a unified diff in a ```diff block."
 
 
-def _scripted_policy(fix_diff: str):  # type: ignore[no-untyped-def]
+def _scripted_policy(fix_diff: str):
     """A rollout_func whose policy answers each prompt with the fix and with prose: a random tiny model writes no
     diff, and the point is that real patches reach the worker and their rewards reach the loss."""
     answers = [f"Here is the fix:\n```diff\n{fix_diff}```", GARBAGE]
 
-    def rollout(prompts, trainer):  # type: ignore[no-untyped-def]
+    def rollout(prompts, trainer):
         tokenizer = trainer.processing_class
         prompt_ids, completion_ids = [], []
         for index, prompt in enumerate(prompts):  # TRL hands each prompt num_generations times, in a row
@@ -97,7 +97,7 @@ def test_grpo_trainer_takes_two_steps_on_the_services_rewards(
     assert time.monotonic() - started < 120, "the GRPO test must stay well under two minutes"
 
 
-def _rollout(task, answer: str):  # type: ignore[no-untyped-def]
+def _rollout(task, answer: str):
     """A finished verifiers rollout of `task` whose model answered `answer` (as verifiers' own CLI builds one)."""
     import verifiers.v1 as vf
     from verifiers.v1.graph import MessageNode
@@ -134,7 +134,7 @@ def test_verifiers_environment_scores_a_dataset_through_the_service(
     answers = [f"```diff\n{fix_diff}```", GARBAGE] * 2
     traces = [_rollout(task, answer) for task, answer in zip(tasks, answers, strict=True)]
 
-    async def score_group():  # type: ignore[no-untyped-def]
+    async def score_group():
         await asyncio.gather(*(task.score(trace) for task, trace in zip(tasks, traces, strict=True)))
 
     asyncio.run(score_group())

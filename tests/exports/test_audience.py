@@ -29,7 +29,7 @@ HIDDEN_NEEDLES = ("test_add_negative", "test_hidden_calc", "assert add(-2, -3) =
 QUOTE = "Fails the hidden test_hidden_calc.py::test_add_negative, which checks `assert add(-2, -3) == -5`."
 
 
-def _scored(task, client, diff: str, external_id: str) -> Patch:  # type: ignore[no-untyped-def]
+def _scored(task, client, diff: str, external_id: str) -> Patch:
     patch = Patch.objects.create(
         task=task,
         client=client,
@@ -44,7 +44,7 @@ def _scored(task, client, diff: str, external_id: str) -> Patch:  # type: ignore
 
 
 @pytest.fixture
-def labelled(tiny_task, make_user, fix_diff):  # type: ignore[no-untyped-def]
+def labelled(tiny_task, make_user, fix_diff):
     """Alice's overfitting and correct patches, Bob's correct one, all scored for real and labelled."""
     alice, _ = make_user("alice", "client")
     bob, _ = make_user("bob", "client")
@@ -69,7 +69,7 @@ def _outputs(hidden: dict) -> list[str]:
     return [line for line in lines if len(line) >= 16 and any(c.isalnum() for c in line)]
 
 
-def _export_all(tmp_path, **options) -> dict[str, tuple[str, dict]]:  # type: ignore[no-untyped-def]
+def _export_all(tmp_path, **options) -> dict[str, tuple[str, dict]]:
     """Every format: name -> (file text, manifest)."""
     out = {}
     for fmt in FORMATS:

@@ -40,7 +40,7 @@ HIDDEN_NEEDLES = ("test_add_negative", "test_hidden_calc")
 
 
 @pytest.fixture
-def scored(tmp_path, make_user):  # type: ignore[no-untyped-def]
+def scored(tmp_path, make_user):
     """The tiny task with a reference and hidden tests; an honest and a hard-coding patch scored for real."""
     (tmp_path / "reference.diff").write_text(REFERENCE)
     spec = json.loads((TINY / "spec.json").read_text())
@@ -63,7 +63,7 @@ def scored(tmp_path, make_user):  # type: ignore[no-untyped-def]
     return patches
 
 
-def _rows(path):  # type: ignore[no-untyped-def]
+def _rows(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 

@@ -91,3 +91,12 @@ def test_the_queue_is_listed_counted_and_filtered_through_its_index(filters, lis
             assert "TEMP B-TREE FOR ORDER BY" not in shown, shown
             if sql.startswith("SELECT COUNT"):
                 assert "COVERING INDEX evaluation_queue" in shown, shown
+
+
+def test_queue_filters_keep_known_values_and_drop_unknown_or_overlong_ones():
+    from django.http import QueryDict
+
+    query = QueryDict("task=gcd&flag=tamper&route=bogus&doubt=style")
+    assert QueueFilters.from_query(query) == QueueFilters(task="gcd", flag="tamper", doubt="style")
+    overlong = QueryDict(f"task={'t' * 101}&flag=not-a-flag&route=audit&doubt=taste")
+    assert QueueFilters.from_query(overlong) == QueueFilters(route="audit")

@@ -53,7 +53,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(predicate, *, timeout_s: float, what: str, every_s: float = 0.2):  # type: ignore[no-untyped-def]
+def wait_for(predicate, *, timeout_s: float, what: str, every_s: float = 0.2):
     """Poll `predicate` until it returns something truthy; fail the test with `what` after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -94,7 +94,7 @@ class PrivateRedis:
         except (redis.RedisError, OSError):
             return False
 
-    def client(self):  # type: ignore[no-untyped-def]
+    def client(self):
         import redis
 
         return redis.Redis(port=self.port, socket_timeout=5, socket_connect_timeout=5)
@@ -163,7 +163,7 @@ class PrivatePostgres:
     def url(self, db: str) -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{db}"
 
-    def connect(self, db: str = "postgres"):  # type: ignore[no-untyped-def]
+    def connect(self, db: str = "postgres"):
         import psycopg
 
         return psycopg.connect(self.url(db), autocommit=True, connect_timeout=5)
@@ -519,14 +519,14 @@ def report() -> Collector:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(item, call):
     """Remember whether a test's body failed, so the `stack` fixture keeps that test's service logs."""
     outcome = yield
     if outcome.get_result().when == "call":
         item.rep_call_failed = outcome.get_result().failed
 
 
-def pytest_runtest_logreport(report):  # type: ignore[no-untyped-def]
+def pytest_runtest_logreport(report):
     if "tests/reliability/" not in report.nodeid:
         return
     if report.when == "call" or report.failed:
@@ -536,7 +536,7 @@ def pytest_runtest_logreport(report):  # type: ignore[no-untyped-def]
         _collector.tests.append((label, outcome, report.duration))
 
 
-def pytest_sessionfinish(session, exitstatus):  # type: ignore[no-untyped-def]
+def pytest_sessionfinish(session, exitstatus):
     if not _collector.tests:
         return
     REPORT.parent.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ CLIENT_APIS = ("/api/v1/tasks/", "/api/v1/patches/", "/api/v1/rewards/")
 ADMIN_MODEL_PAGES = re.compile(r"^/admin/(autocomplete/|\w+/\w+/)")
 
 
-def _walk(patterns, prefix: str = ""):  # type: ignore[no-untyped-def]
+def _walk(patterns, prefix: str = ""):
     for entry in patterns:
         if isinstance(entry, URLResolver):
             yield from _walk(entry.url_patterns, prefix + str(entry.pattern))
@@ -106,7 +106,7 @@ def endpoint(url: str) -> str:
     return "/" + "/".join(parts[:keep]) + tail
 
 
-def verdict(url: str, response) -> str:  # type: ignore[no-untyped-def]
+def verdict(url: str, response) -> str:
     """One of: login (sent to the login page), denied (401/403), error (5xx), ok (anything else)."""
     if response.status_code >= 500 and not (url == "/healthz" and response.status_code == 503):
         return "error"
@@ -212,7 +212,7 @@ def test_one_client_cannot_see_or_cancel_another_clients_patches(make_user, tiny
     )
 
 
-def _register(api, name: str, tmp_path, *, shared: bool | None = None) -> int:  # type: ignore[no-untyped-def]
+def _register(api, name: str, tmp_path, *, shared: bool | None = None) -> int:
     """Register the tiny fixture under `name` through POST /api/v1/tasks/ as `api`'s account; the status."""
     import json
 
@@ -250,7 +250,7 @@ def test_a_client_sees_and_scores_only_its_own_and_shared_tasks(make_user, fix_d
     assert _register(alice, "alice-shared", tmp_path, shared=True) == 201
     assert _register(bob, "bob-bad-shared", tmp_path, shared="yes") == 400  # not a boolean
 
-    def names(api) -> set[str]:  # type: ignore[no-untyped-def]
+    def names(api) -> set[str]:
         return {t["name"] for t in api.get("/api/v1/tasks/").json()["results"]}
 
     assert names(alice) == {"alice-private", "alice-shared"}
@@ -286,7 +286,7 @@ def test_a_client_sees_and_scores_only_its_own_and_shared_tasks(make_user, fix_d
     )
 
 
-def _user(name: str):  # type: ignore[no-untyped-def]
+def _user(name: str):
     from django.contrib.auth import get_user_model
 
     return get_user_model().objects.get(username=name)

@@ -288,7 +288,7 @@ def test_a_full_disk_under_the_workspace_is_a_retryable_failure_with_nothing_par
         (pk,) = submit_all(stack, 1, "disk", start=n)
         ids.append(pk)
 
-        def settled(pk=pk):  # type: ignore[no-untyped-def]
+        def settled(pk=pk):
             row = stack.sql("SELECT status, reason FROM scoring_patch WHERE id = %s", pk)[0]
             return row if row[0] in FINISHED_SCORED or (row[0] == "queued" and row[1]) else None
 

@@ -44,14 +44,14 @@ def wsgi_keeps_test_connection():
     request_finished.connect(close_old_connections)
 
 
-def role_headers(role: str, make_user) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def role_headers(role: str, make_user) -> dict[str, str]:
     from scoring.accounts import token_create
 
     user, token = make_user(f"fuzz-{role}", role)
     return {"Authorization": f"Token {token or token_create(user=user)}"}
 
 
-def steer(case) -> None:  # type: ignore[no-untyped-def]
+def steer(case) -> None:
     """Point generated bodies at the real intake (the `tiny` task, not only "unknown task"), and never wait."""
     if isinstance(case.body, dict):
         if "task" in case.body:
@@ -60,7 +60,7 @@ def steer(case) -> None:  # type: ignore[no-untyped-def]
             case.body["wait_s"] = 0  # nothing is scored here
 
 
-def fuzz_operation(operation, mode: GenerationMode, headers: dict[str, str]) -> Counter:  # type: ignore[no-untyped-def]
+def fuzz_operation(operation, mode: GenerationMode, headers: dict[str, str]) -> Counter:
     """MAX_EXAMPLES generated requests to one operation; raises on the first that fails a check.
 
     Returns how many responses of each class (2xx, 4xx...) it got.
@@ -75,7 +75,7 @@ def fuzz_operation(operation, mode: GenerationMode, headers: dict[str, str]) -> 
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-    def run(case) -> None:  # type: ignore[no-untyped-def]
+    def run(case) -> None:
         steer(case)
         response = case.call(headers=headers)
         classes[f"{response.status_code // 100}xx"] += 1
@@ -133,14 +133,14 @@ def test_generated_sequences_along_the_schemas_links_never_get_a_5xx(
     classes: Counter = Counter()
     steps: Counter = Counter()
 
-    class Machine(schema.as_state_machine()):  # type: ignore[misc]
-        def before_call(self, case) -> None:  # type: ignore[no-untyped-def]
+    class Machine(schema.as_state_machine()):  # type: ignore[misc]  # schemathesis builds the base class at run time
+        def before_call(self, case) -> None:
             steer(case)
 
-        def get_call_kwargs(self, case) -> dict:  # type: ignore[no-untyped-def]
+        def get_call_kwargs(self, case) -> dict:
             return {"headers": headers}
 
-        def validate_response(self, response, case, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        def validate_response(self, response, case, **kwargs) -> None:
             classes[f"{response.status_code // 100}xx"] += 1
             steps[f"{case.method} {case.path}"] += 1
             case.validate_response(response, checks=CHECKS, headers=headers)

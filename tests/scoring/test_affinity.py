@@ -17,7 +17,7 @@ HOSTS = ["w1@affinity", "w2@affinity"]
 
 
 @pytest.fixture
-def brokers(redis_server):  # type: ignore[no-untyped-def]
+def brokers(redis_server):
     """A clean broker with the two workers' own queues declared, as their workers would declare them."""
     client = redis_client()
     client.flushdb()
@@ -30,7 +30,7 @@ def brokers(redis_server):  # type: ignore[no-untyped-def]
     affinity._live = (0.0, [])
 
 
-def advertise(client, *hosts: str) -> None:  # type: ignore[no-untyped-def]
+def advertise(client, *hosts: str) -> None:
     for key in client.scan_iter(f"{affinity.ADVERT_KEY}*"):
         client.delete(key)
     for host in hosts:
@@ -38,7 +38,7 @@ def advertise(client, *hosts: str) -> None:  # type: ignore[no-untyped-def]
     affinity._live = (0.0, [])
 
 
-def queued_patch_ids(client, queue: str) -> list[int]:  # type: ignore[no-untyped-def]
+def queued_patch_ids(client, queue: str) -> list[int]:
     """The patch ids of the run_stage messages waiting in `queue` (kombu's JSON envelope in a Redis list)."""
     ids = []
     for raw in client.lrange(queue, 0, -1):
@@ -51,7 +51,7 @@ def queued_patch_ids(client, queue: str) -> list[int]:  # type: ignore[no-untype
 
 
 @pytest.fixture
-def patches_of_four_tasks(tiny_task, make_user, fix_diff):  # type: ignore[no-untyped-def]
+def patches_of_four_tasks(tiny_task, make_user, fix_diff):
     """Three queued patches for each of four tasks (copies of the tiny task): {task id: [patch ids]}."""
     user, _ = make_user("trainer", "client")
     groups = {}

@@ -26,7 +26,7 @@ def _file(data: bytes, name: str) -> io.BytesIO:
     return stream
 
 
-def _post(client, tmp_path, spec_json: str, reference: bytes | None):  # type: ignore[no-untyped-def]
+def _post(client, tmp_path, spec_json: str, reference: bytes | None):
     repo = _file(pack_tree(TINY / "repo", tmp_path / "repo.tar.gz").read_bytes(), "repo.tar.gz")
     form = {"spec": spec_json, "repo": repo}
     if reference is not None:
@@ -35,7 +35,7 @@ def _post(client, tmp_path, spec_json: str, reference: bytes | None):  # type: i
 
 
 @pytest.fixture
-def admin_client(make_user):  # type: ignore[no-untyped-def]
+def admin_client(make_user):
     from rest_framework.test import APIClient
 
     admin, _ = make_user("ada", "admin")

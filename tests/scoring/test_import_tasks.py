@@ -43,12 +43,12 @@ BAD = [
 ]  # fmt: skip
 
 
-def _jsonl(path: Path, rows: list) -> Path:  # type: ignore[type-arg]
+def _jsonl(path: Path, rows: list) -> Path:  # type: ignore[type-arg]  # rows of any JSON shape
     path.write_text("".join(json.dumps(row) + "\n" for row in rows) + "{not json\n")
     return path
 
 
-def _import(*args: str) -> dict:  # type: ignore[type-arg]
+def _import(*args: str) -> dict:  # type: ignore[type-arg]  # the command's JSON summary, any shape
     out = StringIO()
     call_command("import_tasks", *args, "--json", stdout=out, stderr=StringIO())
     return json.loads(out.getvalue())
@@ -130,7 +130,7 @@ def test_an_imported_task_fails_on_its_stub_and_passes_with_its_reference(tmp_pa
 def test_the_api_imports_a_jsonl_upload_and_says_what_it_refused(api, tmp_path):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    def post(rows: list, **fields: str):  # type: ignore[no-untyped-def, type-arg]
+    def post(rows: list, **fields: str):  # type: ignore[type-arg]  # rows of any JSON shape
         upload = SimpleUploadedFile("tasks.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
         return api.post("/api/v1/tasks/import/", {"data": upload, **fields}, format="multipart")
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def admin_client(client, admin):  # type: ignore[no-untyped-def]
+def admin_client(client, admin):
     from tests.weights.test_views import PASSWORD
 
     client.login(username="ada", password=PASSWORD)

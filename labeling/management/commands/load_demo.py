@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -33,13 +34,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--force", action="store_true", help="load even when REVIEWAPP_ENV=production")
 
-    def handle(self, *args, **options) -> None:  # type: ignore[override]
+    def handle(self, *args, **options) -> None:
         if settings.PRODUCTION and not options["force"]:
             raise CommandError("refusing to load demo accounts in production (use --force)", returncode=2)
         manifest = json.loads((demo_root() / "manifest.json").read_text())
         client = self._user(DEMO_CLIENT, "client")
         labeller = self._user(DEMO_LABELLER, "reviewer")
-        entries = []
+        entries: list[tuple[Task, dict[str, Any]]] = []
         for task_entry in manifest["tasks"]:
             spec_path = demo_root() / task_entry["spec"]
             spec = parse_spec(spec_path.read_text(), spec_dir=spec_path.parent)
@@ -72,13 +73,13 @@ class Command(BaseCommand):
             user.save(update_fields=["password"])
             self.stdout.write(f"  {role:<9} login: {username} / {password}")
 
-    def _user(self, username: str, role: str):  # type: ignore[no-untyped-def]
+    def _user(self, username: str, role: str):
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             user, _, _ = accounts.user_create(username=username, role=role)
         return user
 
-    def _score(self, task: Task, entry: dict, *, client, analyser) -> None:  # type: ignore[no-untyped-def]
+    def _score(self, task: Task, entry: dict, *, client, analyser) -> None:
         diff = (demo_root() / entry["file"]).read_text()
         patch = services.patch_submit(
             client=client,
@@ -90,10 +91,11 @@ class Command(BaseCommand):
             enqueue=False,
             is_demo=True,
         ).patch
+        assert patch is not None  # patch_submit raises rather than return no patch
         if not services.patch_score_inline(patch=patch, analyser=analyser):
             raise CommandError(f"demo patch {patch.pk} is held by a worker; try again in a minute")
 
-    def _label(self, entries, *, client, labeller) -> int:  # type: ignore[no-untyped-def]
+    def _label(self, entries, *, client, labeller) -> int:
         """Demo labels on the good and bad patches of every task: two far-apart patches per task, enough for
         pairwise examples. Borderline and cheating patches stay in the queue for the user to try."""
         count = 0

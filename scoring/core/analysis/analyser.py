@@ -289,7 +289,7 @@ class Analyser:
                 proc.wait(timeout=5)
             for pipe in (proc.stdin, proc.stdout):
                 with contextlib.suppress(OSError):
-                    pipe.close()  # type: ignore[union-attr]
+                    pipe.close()  # type: ignore[union-attr]  # the pipe was opened above
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

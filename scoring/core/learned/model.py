@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from scoring.core.learned.prompt import CRITERIA, build_messages
+from scoring.core.critics.registry import CRITERIA
+from scoring.core.learned.prompt import build_messages
 from scoring.core.learned.verdict import Verdict, VerdictError, parse_agreement, parse_verdict
 
 #: Environment variable naming the critic's model folder; unset or empty means "no learned critic".

@@ -18,8 +18,9 @@ from typing import Any
 from scoring.core.aggregate.route import CRITIC_DISAGREES
 from scoring.core.critics import discriminator
 
-#: The criteria the critic judges, in prompt order. The one list this package iterates over.
-CRITERIA: tuple[str, ...] = ("correctness", "style", "performance", "security")
+# The criteria the critic judges, in prompt order, are the critics registry's: a fifth critic is judged by the
+# learned critic too (and its exported rows carry it) without an edit here.
+from scoring.core.critics.registry import CRITERIA
 
 #: Evidence key under which the pipeline records the learned critic's view; never shown back to the critic.
 CRITIC_EVIDENCE_KEY = "critic"

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scoring.core.learned.prompt import CRITERIA
+from scoring.core.critics.registry import CRITERIA
 
 
 class VerdictError(ValueError):

@@ -420,7 +420,7 @@ def _close_all_but(*keep: int) -> None:
     os.closerange(low, top)
 
 
-def _spawn(function, *args, close: tuple[int, ...]) -> int:  # type: ignore[no-untyped-def]
+def _spawn(function, *args, close: tuple[int, ...]) -> int:  # type: ignore[no-untyped-def]  # not yet typed (listed in pyproject [tool.mypy])
     """Fork a child that closes `close` and runs `function(*args)`; return its pid to the parent.
 
     The child leaves with os._exit whatever happens, so it never returns into its parent's code.

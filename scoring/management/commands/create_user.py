@@ -18,7 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--role", required=True, choices=ROLES)
         parser.add_argument("--password", help="for reviewers and admins; a random one is printed if omitted")
 
-    def handle(self, *args, name: str, role: str, password: str | None, **options) -> None:  # type: ignore[override]
+    def handle(self, *args, name: str, role: str, password: str | None, **options) -> None:
         if get_user_model().objects.filter(username=name).exists():
             raise CommandError(f"a user named {name!r} already exists", returncode=2)
         try:
@@ -29,6 +29,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Created {role} {user.username!r}.")
         if role == "client":
             self.stdout.write("API token (shown once; stored hashed):")
+            assert token is not None  # user_create makes a token for every client
             self.stdout.write(token)
         elif password is None:
             self.stdout.write(f"Password: {password_used}")

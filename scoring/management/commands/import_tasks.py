@@ -33,7 +33,7 @@ class Command(BaseCommand):
 
     def handle(
         self, *args, dataset: Path, columns: str, prefix: str, holdout: int, split: str | None, json: bool, **options
-    ) -> None:  # type: ignore[override]
+    ) -> None:
         if not dataset.exists():
             raise CommandError(f"{dataset}: no such file or folder", returncode=2)
         if holdout < 0:

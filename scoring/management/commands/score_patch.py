@@ -41,7 +41,7 @@ class Command(BaseCommand):
         parser.add_argument("--patch", required=True, type=Path, help="the unified diff to score")
         parser.add_argument("--json", action="store_true", help="print the Result as JSON")
 
-    def handle(self, *args, task: Path, patch: Path, **options) -> None:  # type: ignore[override]
+    def handle(self, *args, task: Path, patch: Path, **options) -> None:
         settings = pipeline_settings()
         try:
             spec = parse_spec(_read(task, "task spec"), spec_dir=task.resolve().parent)
@@ -50,7 +50,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=2) from exc
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                base_archive = _as_archive(spec.repo, Path(tmp) / "repo.tar.gz")
+                assert spec.repo is not None  # parse_spec requires "repo" of a CLI spec
+                base_archive = pack_tree(spec.repo, Path(tmp) / "repo.tar.gz") if spec.repo.is_dir() else spec.repo
                 hidden_archive = _as_archive(spec.hidden_tests, Path(tmp) / "hidden.tar.gz")
                 base = workspace.base_tree(base_archive, cache_root=settings.cache_root)
                 check_paths_exist(diff, base)

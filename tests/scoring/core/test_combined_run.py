@@ -25,7 +25,7 @@ def blocker(**overrides: object) -> str | None:
         "tree_files": list(gcd_task.REPO),
         "addopts": ["-q"],
     }
-    return combine_blocker(**{**facts, **overrides})  # type: ignore[arg-type]
+    return combine_blocker(**{**facts, **overrides})  # type: ignore[arg-type]  # facts of several types, overridden per test
 
 
 def test_the_gcd_task_may_run_both_suites_in_one_process() -> None:

@@ -258,4 +258,4 @@ def test_whole_text_diff_is_accepted_and_prose_alone_is_not() -> None:
     assert diff_from_completion(SIMPLE) == SIMPLE
     assert diff_from_completion("I could not find the bug, sorry.") is None
     assert diff_from_completion([{"role": "user", "content": SIMPLE}]) is None
-    assert diff_from_completion(None) is None  # type: ignore[arg-type]
+    assert diff_from_completion(None) is None  # type: ignore[arg-type]  # a trainer may send null: the function must cope

@@ -39,7 +39,7 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> it.Task:
     return it.task(tmp_path_factory.mktemp("discriminator"))
 
 
-def _step(result) -> str:  # type: ignore[no-untyped-def]
+def _step(result) -> str:
     return next(step for step in result.rationale if step.startswith("Step: discriminator."))
 
 
@@ -293,7 +293,7 @@ def test_a_reference_given_as_files_overlays_the_base(tmp_path, packed) -> None:
     assert "overfit" in it.evaluate(task, it.patch(it.hardcoded(VISIBLE_ANSWERS))).flags
 
 
-def _check(ctx, reference: Path) -> None:  # type: ignore[no-untyped-def]
+def _check(ctx, reference: Path) -> None:
     discriminator.check_reference(
         spec=ctx.spec, reference_path=reference, base_dir=ctx.base_dir, settings=ctx.settings, run_command=ctx.run
     )
@@ -428,7 +428,7 @@ WRONG_FROM_THREE = it.FIXED.replace(
 )
 
 
-def _reference_merge(intervals):  # type: ignore[no-untyped-def]
+def _reference_merge(intervals):
     namespace: dict = {}
     exec(compile(it.FIXED, "reference", "exec"), namespace)  # noqa: S102 - the fixture's own reference
     return namespace["merge"](intervals)

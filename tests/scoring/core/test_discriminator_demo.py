@@ -19,7 +19,7 @@ DEMO = Path(__file__).resolve().parents[3] / "scoring" / "demo"
 MANIFEST = json.loads((DEMO / "manifest.json").read_text())
 
 
-def _correctness(task_name: str, patch_file: str, root: Path):  # type: ignore[no-untyped-def]
+def _correctness(task_name: str, patch_file: str, root: Path):
     entry = next(task for task in MANIFEST["tasks"] if task["name"] == task_name)
     spec_path = DEMO / entry["spec"]
     spec = parse_spec(spec_path.read_text(), spec_dir=spec_path.parent)

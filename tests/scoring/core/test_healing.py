@@ -35,7 +35,7 @@ def result(name: str, confidence: float) -> CriticResult:
 def test_only_uncertain_results_are_healed_with_a_fair_share_of_the_budget() -> None:
     critics = [RecordingCritic("a"), RecordingCritic("b"), RecordingCritic("c")]
     results = {"a": result("a", 0.4), "b": result("b", 0.95), "c": result("c", 0.6)}
-    healed = healing.heal_all(None, results, critics, threshold=0.7, budget_s=10)  # type: ignore[arg-type]
+    healed = healing.heal_all(None, results, critics, threshold=0.7, budget_s=10)  # type: ignore[arg-type]  # healing never reads the context in this test
     assert healed["b"] is results["b"]
     assert healed["a"].rationale == ("Step: measured.", "Step: healed.")
     assert critics[1].budgets == []
@@ -45,7 +45,7 @@ def test_only_uncertain_results_are_healed_with_a_fair_share_of_the_budget() -> 
 
 def test_no_budget_left_is_said_in_the_rationale() -> None:
     critic = RecordingCritic("a")
-    healed = healing.heal_all(None, {"a": result("a", 0.1)}, [critic], threshold=0.7, budget_s=0)  # type: ignore[arg-type]
+    healed = healing.heal_all(None, {"a": result("a", 0.1)}, [critic], threshold=0.7, budget_s=0)  # type: ignore[arg-type]  # healing never reads the context in this test
     assert critic.budgets == []
     assert healed["a"].rationale[-1].startswith("Step: healing skipped")
 
@@ -54,13 +54,13 @@ def test_a_failing_heal_keeps_the_previous_result() -> None:
     class Broken(Critic):
         name = "a"
 
-        def evaluate(self, ctx):  # type: ignore[no-untyped-def]
+        def evaluate(self, ctx):
             return result("a", 0.1)
 
-        def heal(self, ctx, previous, budget_s):  # type: ignore[no-untyped-def]
+        def heal(self, ctx, previous, budget_s):
             raise RuntimeError("boom")
 
-    healed = healing.heal_all(None, {"a": result("a", 0.1)}, [Broken()], threshold=0.7, budget_s=5)  # type: ignore[arg-type]
+    healed = healing.heal_all(None, {"a": result("a", 0.1)}, [Broken()], threshold=0.7, budget_s=5)  # type: ignore[arg-type]  # healing never reads the context in this test
     assert healed["a"].score == 0.5
     assert "healing failed (RuntimeError)" in healed["a"].rationale[-1]
 

@@ -25,7 +25,7 @@ def honest(**overrides: CriticResult) -> dict[str, CriticResult]:
     return {name: result(name) for name in ("correctness", "style", "performance", "security")} | overrides
 
 
-def route(results: dict[str, CriticResult]):  # type: ignore[no-untyped-def]
+def route(results: dict[str, CriticResult]):
     return aggregate(results, WEIGHTS, audit_key="k", confidence_threshold=0.7)
 
 

@@ -199,7 +199,7 @@ def test_canaries_are_named_and_placed_like_the_tasks_own_tests(task, tmp_path: 
         captured: dict[str, bytes] = {}
         real_reader = runner.read_runs
 
-        def spying(stream, *args, **kwargs):  # type: ignore[no-untyped-def]
+        def spying(stream, *args, **kwargs):
             captured["stream"] = stream
             return real_reader(stream, *args, **kwargs)
 

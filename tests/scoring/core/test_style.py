@@ -77,7 +77,7 @@ def context(
     )
 
 
-def evaluate(tmp_path: Path, base: dict[str, str], patch: dict[str, str], analyser: Analyser | None, **kw: str):  # type: ignore[no-untyped-def]
+def evaluate(tmp_path: Path, base: dict[str, str], patch: dict[str, str], analyser: Analyser | None, **kw: str):
     return StyleCritic().evaluate(context(tmp_path, base, patch, analyser, **kw))
 
 

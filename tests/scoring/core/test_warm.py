@@ -412,7 +412,7 @@ def test_an_exception_in_the_worker_during_a_run_kills_the_run(runs: Path) -> No
     tree, report = make_run(runs, "slow", "import time\n\ndef test_slow():\n    time.sleep(787)\n")
     argv = [*PYTEST, "test_probe.py"]
 
-    def interrupt(signum, frame):  # type: ignore[no-untyped-def]
+    def interrupt(signum, frame):
         raise TimeoutError("the stage's soft time limit")
 
     run_probe(runs, "warmup", "def test_ok():\n    pass\n")

@@ -552,7 +552,7 @@ def _record(line: bytes) -> dict[str, Any] | None:
         or not isinstance(record.get("nonce"), str)
     ):
         return None
-    fields = _RECORD_FIELDS.get(record.get("k"))  # type: ignore[arg-type]
+    fields = _RECORD_FIELDS.get(record.get("k"))  # type: ignore[arg-type]  # a record of any shape: an unknown kind finds no fields
     if fields is None or any(not isinstance(record.get(name), kind) for name, kind in fields.items()):
         return None
     if record["k"] == "canaries" and not all(isinstance(n, str) for n in record["nodeids"]):

@@ -658,7 +658,7 @@ class _Analysis:
             elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
                 self._bind(scope_for(node, node.name), node.name, None)
 
-    def _bind_target(self, target: ast.expr, value: ast.expr, scope_for) -> None:  # type: ignore[no-untyped-def]
+    def _bind_target(self, target: ast.expr, value: ast.expr, scope_for) -> None:  # type: ignore[no-untyped-def]  # not yet typed (listed in pyproject [tool.mypy])
         if isinstance(target, ast.Name):
             self._bind(scope_for(target, target.id), target.id, value)
         elif isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)):
@@ -913,7 +913,7 @@ class _Analysis:
         if isinstance(node, ast.BinOp):
             left, right = self._fold_any(node.left, depth), self._fold_any(node.right, depth)
             if isinstance(node.op, ast.Add) and type(left) is type(right) and isinstance(left, (str, bytes)):
-                return left + right  # type: ignore[operator]
+                return left + right  # type: ignore[operator]  # not yet typed (listed in pyproject [tool.mypy])
             if isinstance(node.op, ast.Mult):
                 text, count = (left, right) if isinstance(right, int) else (right, left)
                 if isinstance(text, (str, bytes)) and isinstance(count, int) and len(text) * count <= _MAX_FOLD_CHARS:
@@ -942,7 +942,7 @@ class _Analysis:
                 bounds = [self._fold_any(b, depth) if b is not None else None for b in (index.lower, index.upper)]
                 step = self._fold_any(index.step, depth) if index.step is not None else None
                 if all(b is None or isinstance(b, int) for b in [*bounds, step]) and step != 0:
-                    return text[bounds[0] : bounds[1] : step]  # type: ignore[misc]
+                    return text[bounds[0] : bounds[1] : step]
                 return None
             position = self._fold_any(index, depth)
             if isinstance(position, int) and -len(text) <= position < len(text):
@@ -976,7 +976,7 @@ class _Analysis:
             if isinstance(separator, (str, bytes)) and isinstance(items, (ast.List, ast.Tuple)):
                 parts = [self._fold_any(item, depth) for item in items.elts]
                 if all(type(part) is type(separator) for part in parts):
-                    return separator.join(parts)  # type: ignore[arg-type]
+                    return separator.join(parts)  # type: ignore[arg-type]  # not yet typed (listed in pyproject [tool.mypy])
             return None
         args = [self._fold_any(arg, depth) for arg in node.args]
         if any(arg is None for arg in args):
@@ -1061,7 +1061,7 @@ class _Analysis:
             if rule.test_machinery and self.is_test:
                 continue
             if rule.kind in (ANY, MEMBERS, SYS_MODULES):
-                self._flag(alias, rule.reason.format(_display(key, qual, rule)))  # type: ignore[union-attr]
+                self._flag(alias, rule.reason.format(_display(key, qual, rule)))  # type: ignore[union-attr]  # not yet typed (listed in pyproject [tool.mypy])
         if self._in_class_body(node):
             for alias, qual in quals:
                 if _normalize(qual) in _VALUE_SENSITIVE_MODULES:
@@ -1091,7 +1091,7 @@ class _Analysis:
                 continue
             if key in _COMMAND_LINE and self._in_script_main(node):
                 continue
-            reason = rule.reason.format(_display(key, qual, rule)) + self._via(node, qual)  # type: ignore[union-attr]
+            reason = rule.reason.format(_display(key, qual, rule)) + self._via(node, qual)  # type: ignore[union-attr]  # not yet typed (listed in pyproject [tool.mypy])
             applies = rule.kind in (ANY, MEMBERS) or (rule.kind == CALL and called)
             if applies or (rule.kind == IMPORT_TIME_CALL and called and self._at_import_time(node)):
                 self._flag(node, reason)
@@ -1137,9 +1137,9 @@ class _Analysis:
         elif isinstance(parent, (ast.Tuple, ast.List)) and isinstance(self._parent(parent), ast.Assign):
             # `a, b = os, sys` binds aliases like `a = os` does, except in a class body (read back as `C.a`).
             grand = self._parent(parent)
-            escapes = self._in_class_body(grand) or not all(  # type: ignore[arg-type]
+            escapes = self._in_class_body(grand) or not all(  # type: ignore[arg-type]  # not yet typed (listed in pyproject [tool.mypy])
                 isinstance(t, (ast.Tuple, ast.List)) and len(t.elts) == len(parent.elts)
-                for t in grand.targets  # type: ignore[union-attr]
+                for t in grand.targets  # type: ignore[union-attr]  # not yet typed (listed in pyproject [tool.mypy])
             )
         elif isinstance(parent, (ast.Assign, ast.AnnAssign)):
             targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
@@ -1312,7 +1312,7 @@ class _Analysis:
             returns = [n for n in ast.walk(node) if isinstance(n, ast.Return)]
             if any(self._line(n) is not None for n in [node, *returns]):
                 line = self._line(node) or next(self._line(n) for n in returns if self._line(n) is not None)
-                self.found.add((line, f"{node.name} always returns {constant}"))  # type: ignore[arg-type]
+                self.found.add((line, f"{node.name} always returns {constant}"))  # type: ignore[arg-type]  # not yet typed (listed in pyproject [tool.mypy])
 
     def _check_always_equal_mapping(self, node: ast.Dict | ast.Call) -> None:
         """`type("X", (), {"__eq__": lambda s, o: True})` and `dict(__eq__=lambda s, o: True)`."""
@@ -1417,7 +1417,7 @@ def _decode_literal(quals: frozenset[str], args: list[str | bytes | int | None])
             codec = args[1] if len(args) > 1 else "utf-8"
             if not (isinstance(codec, str) and _plain_codec(codec)):
                 return None
-            return codecs.decode(args[0], codec)  # type: ignore[arg-type]
+            return codecs.decode(args[0], codec)  # type: ignore[arg-type]  # not yet typed (listed in pyproject [tool.mypy])
         name = next(q for q in sorted(quals) if q.startswith("base64."))
         return getattr(base64, name.split(".")[1])(args[0])
     except (TypeError, ValueError, LookupError, UnicodeError, StopIteration):

@@ -96,4 +96,6 @@ def summary(plan: Mapping[str, Sequence[int]], reached: Mapping[int, Sequence[st
 
 def is_low(summary: Mapping[str, Any] | None) -> bool:
     """True when the inputs reached less than MIN_SHARE of the patched lines."""
-    return bool(summary) and summary["lines"] > 0 and summary["reached"] < MIN_SHARE * summary["lines"]
+    if not summary:
+        return False
+    return bool(summary["lines"] > 0 and summary["reached"] < MIN_SHARE * summary["lines"])

@@ -155,7 +155,7 @@ def decode(data):
     raise Unrepresentable(f"cannot rebuild a {data.get('cls', tag)} from plain data")
 
 
-def canonical(data):
+def canonical(data: object) -> str:
     """One string per encoded value (key order fixed), for sorting, de-duplication and sizes."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -163,7 +163,7 @@ def canonical(data):
 # --- pytest plugin: trace the visible tests' calls into the task's code ------------------------------------
 
 
-def _is_test_file(path):
+def _is_test_file(path: str) -> bool:
     name = os.path.basename(path)
     parts = path.replace(os.sep, "/").split("/")
     return (
@@ -315,7 +315,7 @@ def _deliberate(exc):
     return line.startswith("raise")
 
 
-def coverage_signature(key, ident, covered):
+def coverage_signature(key: str, ident: str, covered: list[int]) -> str:
     """The signature of one case's coverage claim: HMAC-SHA256 over its id and lines (the harness checks it)."""
     message = json.dumps([ident, covered], separators=(",", ":")).encode()
     return hmac.new(bytes.fromhex(key), message, hashlib.sha256).hexdigest()

@@ -102,8 +102,9 @@ def call_cases(
                 (report / "cases.json").write_text(json.dumps(list(pending)))
                 wall = min(remaining, STARTUP_S + sum(float(c["cap_s"]) for c in pending))
                 argv = ["python", "{report_dir}/probe.py", "{report_dir}/cases.json", "{report_dir}/outputs.jsonl"]
-                key = secrets.token_hex(32) if coverage is not None else None
-                if key is not None:
+                key = None
+                if coverage is not None:
+                    key = secrets.token_hex(32)
                     plan = {"key": key, "files": {name: sorted(lines) for name, lines in coverage.items()}}
                     (report / "plan.json").write_text(json.dumps(plan))
                     argv.append("{report_dir}/plan.json")

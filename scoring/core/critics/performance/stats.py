@@ -292,7 +292,7 @@ def sequential_compare(
 class _Samples:
     """The growing samples of one sequential comparison and the clock that bounds them."""
 
-    def __init__(self, base, patched, measure_pair, clock, budget_s):  # type: ignore[no-untyped-def]
+    def __init__(self, base, patched, measure_pair, clock, budget_s):  # type: ignore[no-untyped-def]  # not yet typed (listed in pyproject [tool.mypy])
         self.base, self.patched = base, patched
         self._measure_pair, self._clock, self._budget_s = measure_pair, clock, budget_s
         self._start = clock()

