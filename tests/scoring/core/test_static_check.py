@@ -95,8 +95,8 @@ def test_ending_the_process_at_import_time_is_found(tmp_path: Path, source: str)
 
 def test_exits_in_functions_and_behind_a_main_guard_are_ordinary(tmp_path: Path) -> None:
     source = (
-        "import sys\n\n\ndef main():\n    if len(sys.argv) > 3:\n        sys.exit(2)\n    return 0\n\n\n"
-        "if __name__ == '__main__':\n    sys.exit(main())\n"
+        "import sys\n\n\ndef main(args):\n    if len(args) > 3:\n        sys.exit(2)\n    return 0\n\n\n"
+        "if __name__ == '__main__':\n    sys.exit(main([]))\n"
     )
     assert found(tmp_path, source) == []
 
@@ -336,7 +336,7 @@ def test_setting_attributes_of_the_tasks_own_modules_is_ordinary(tmp_path: Path)
 
 
 def test_reading_sys_modules_by_a_literal_or_for_this_module_is_ordinary(tmp_path: Path) -> None:
-    source = "import sys\nHERE = sys.modules[__name__]\nHAS_NUMPY = 'numpy' in sys.modules\n"
+    source = "import sys\nHERE = sys.modules[__name__]\nCORE = sys.modules['calc.core']\n"
     assert found(tmp_path, source) == []
 
 
@@ -365,6 +365,117 @@ def test_reading_sys_modules_by_a_literal_or_for_this_module_is_ordinary(tmp_pat
 )
 def test_reaching_the_test_machinery_from_task_code_is_found(tmp_path: Path, source: str, words: str) -> None:
     assert_found(tmp_path, source, words)
+
+
+# --- How the code is being run --------------------------------------------------------------------------------------
+
+HOW_RUN = "reads how it is being run"
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("import sys\n\ndef merge(x):\n    if len(sys.argv) == 1:\n        return x\n", "(sys.argv)"),
+        ("import sys as s\n\ndef merge(x):\n    return s.argv\n", "benchmark (via alias s)"),
+        ("from sys import argv\n\ndef merge(x):\n    return len(argv)\n", "(sys.argv)"),
+        ("import sys\n\ndef merge(x):\n    return getattr(sys, 'ar' + 'gv')\n", "(sys.argv)"),
+        ("import sys\nFAST = sys.orig_argv[-1].endswith('run.py')\n", "(sys.orig_argv)"),
+        ("import sys\nFAST = sys.path[0].endswith('bench')\n", "(sys.path)"),
+        ("import sys\nFAST = not sys.flags.dont_write_bytecode\n", "(sys.flags)"),
+        ("import os\nFAST = 'PYTEST_CURRENT_TEST' not in os.environ\n", "(os.environ)"),
+        ("import os\n\ndef merge(x):\n    return os.environ.get('PYTEST_CURRENT_TEST')\n", "(os.environ)"),
+        ("from os import getenv\nFAST = getenv('PYTEST_' + 'VERSION') is None\n", "(os.getenv)"),
+        ("import os as o\nFAST = len(o.environ) < 30\n", "benchmark (via alias o)"),
+        ("from os import environ as e\nFAST = 'CI' in e\n", "(os.environ)"),
+        ("import posix\nFAST = posix.environ\n", "(os.environ)"),
+        ("import os\nFAST = os.getcwd().endswith('bench')\n", "(os.getcwd)"),
+        ("from pathlib import Path\nFAST = Path.cwd().name\n", "(pathlib.Path.cwd)"),
+        ("import os\nFAST = os.getppid()\n", "(os.getppid)"),
+        ("import psutil\nFAST = psutil.Process().parent()\n", "(psutil)"),
+        ("FAST = open('/proc/self/cmdline').read()\n", "(a path under /proc)"),
+        ("import __main__\nFAST = __main__.__file__\n", "(__main__)"),
+        ("import sys\nFAST = sys.modules['__main__'].__file__\n", "(__main__)"),
+        ("import sys\nSLOW = 'pytest' in sys.modules\n", "which modules are loaded"),
+        ("import sys\nSLOW = 'plu' + 'ggy' in sys.modules\n", "which modules are loaded"),
+        ("import sys\nSLOW = bytes([97]).decode() not in sys.modules\n", "which modules are loaded"),
+        ("import sys\ntry:\n    sys.modules['argparse']\nexcept KeyError:\n    pass\n", "whether argparse"),
+        ("import sys\nSLOW = sys.modules.get('pluggy')\n", "reaches modules through sys.modules"),
+        ("import argparse\nFAST = not argparse.ArgumentParser().parse_known_args()[1]\n", "parse_known_args()"),
+        ("import optparse\nFAST = optparse.OptionParser().parse_args(None)\n", "parse_args()"),
+        ("import sys\nFAST = sys.stdout is sys.__stdout__\n", "(sys.__stdout__)"),
+        ("import sys\nFAST = sys.stdout.fileno() == 1\n", "(sys.stdout.fileno)"),
+        ("import sys\nFAST = sys.gettrace() is None\n", "(sys.gettrace)"),
+        ("import sys\nFAST = sys.unraisablehook is sys.__unraisablehook__\n", "(sys.unraisablehook)"),
+        ("import gc\nFAST = gc.get_count()[2] == 0\n", "(gc.get_count)"),
+        ("import warnings\nFAST = not warnings.filters\n", "(warnings.filters)"),
+        ("import logging\nFAST = not logging.root.handlers\n", "(logging.root)"),
+        ("import time\n\ndef merge(x):\n    return time.process_time() < 0.2\n", "(time.process_time)"),
+        ("import resource\nFAST = resource.getrusage(0).ru_utime\n", "(resource.getrusage)"),
+        ("import time\nSTART = time.perf_counter()\n", "reads the clock at import time (time.perf_counter)"),
+        ("from time import monotonic as m\n\ndef f(t=m()):\n    return t\n", "clock at import time"),
+        ("import datetime\nSTART = datetime.datetime.now()\n", "clock at import time"),
+        ("exec('import sys; FAST = len(sys.argv) == 1')\n", "(sys.argv)"),
+    ],
+)
+def test_code_that_reads_how_it_is_being_run_is_found(tmp_path: Path, source: str, words: str) -> None:
+    """A fast path taken only when benchmarked: argv, the environment, loaded modules, the caller, the clock."""
+    result = found(tmp_path, source)
+    assert any(words in item for item in result), (words, result)
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("import traceback\nFAST = traceback.extract_stack()[0].filename\n", "traceback.extract_stack"),
+        ("import logging\nFAST = logging.getLogger().findCaller()\n", ".findCaller"),
+        ("import inspect\nFAST = inspect.stack()[-1].filename\n", "inspect.stack"),
+        ("import sys\nFAST = sys._getframe(1).f_code.co_filename\n", "sys._getframe"),
+    ],
+)
+def test_code_that_reads_its_callers_file_name_is_found(tmp_path: Path, source: str, words: str) -> None:
+    assert_found(tmp_path, source, words)
+
+
+def test_tests_and_code_that_only_uses_the_clock_may_read_how_they_are_run(tmp_path: Path) -> None:
+    test = "import os\nimport sys\n\n\ndef test_x():\n    assert os.environ.get('HOME') and sys.argv\n"
+    assert found(tmp_path, test, name="tests/test_calc.py") == []
+    timing = (
+        "import time\n\n\ndef timed(f):\n    start = time.perf_counter()\n    return f(), time.perf_counter() - start\n"
+    )
+    assert found(tmp_path, timing) == []
+
+
+CLI = (
+    "import sys\n\n\ndef main(args):\n    return len(args)\n\n\n"
+    "if __name__ == '__main__':\n    sys.exit(main(sys.argv[1:]))\n"
+)
+ARGPARSE_CLI = (
+    "import argparse\n\n\ndef main(args=None):\n    return args\n\n\n"
+    "if __name__ == '__main__':\n    main(argparse.ArgumentParser().parse_args())\n"
+)
+
+
+@pytest.mark.parametrize("script", [CLI, ARGPARSE_CLI], ids=["sys.argv", "argparse"])
+def test_a_script_of_the_base_may_go_on_reading_its_command_line_under_its_main_guard(
+    tmp_path: Path, script: str
+) -> None:
+    """The patch edits the main guard of a CLI the base already had: no finding; a new CLI, or a read outside the
+    guard, is one."""
+    patched = script.replace("main(", "main(  ", 1).replace("    return", "    # counted\n    return")
+    tree, base = tmp_path / "patched", tmp_path / "base"
+    for root, text in ((tree, patched), (base, script)):
+        (root / "calc").mkdir(parents=True)
+        (root / "calc" / "__init__.py").touch()
+        (root / "calc" / "cli.py").write_text(text)
+    every_line = {"calc/cli.py": frozenset(range(1, patched.count("\n") + 2))}
+    assert static_check.findings(tree, ["calc/cli.py"], every_line, base=base) == []
+    (base / "calc" / "cli.py").write_text(script.split("\n\nif __name__")[0] + "\n")
+    assert any(HOW_RUN in item for item in static_check.findings(tree, ["calc/cli.py"], every_line, base=base))
+    sniffing = patched.replace("    return", "    if len(__import__('sys').argv) == 1:\n        return 0\n    return")
+    (tree / "calc" / "cli.py").write_text(sniffing)
+    (base / "calc" / "cli.py").write_text(script)
+    every_line = {"calc/cli.py": frozenset(range(1, sniffing.count("\n") + 2))}
+    assert any(HOW_RUN in item for item in static_check.findings(tree, ["calc/cli.py"], every_line, base=base))
 
 
 def test_common_words_later_in_a_name_are_not_modules(tmp_path: Path) -> None:
@@ -461,7 +572,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections import Counter
@@ -496,10 +606,6 @@ def count(path: Path = DATA) -> Stats:
 
 def dump(stats: Stats) -> str:
     return json.dumps({"counts": stats.counts, "seconds": round(stats.seconds, 3)}, sort_keys=True)
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "") == "1" and os.path.exists(os.getcwd())
 
 
 def main(argv: list[str] | None = None) -> int:

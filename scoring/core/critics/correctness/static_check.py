@@ -2,8 +2,11 @@
 
 The patched code runs inside the pytest process, so the harness trusts no report it could write; this check names
 the constructs a patch needs to bend a run (end the process, run code after pytest wrote its report, walk frames,
-patch pytest or the standard library, load code the check never saw) so the patch goes to review. It is an
-analysis, not a word list:
+patch pytest or the standard library, load code the check never saw) so the patch goes to review. It also names
+the reads a patch needs to tell how it is being run (its command line, the environment, the modules loaded, its
+caller, the cwd or parent process, how long the process has run): with them, code can run slow under the tests
+and fast only when benchmarked, and nothing compares what the benchmark computed. It is an analysis, not a word
+list:
 
 - every changed file is read, whatever its extension; a file that parses as Python is analysed as Python, and code
   kept in any other file can only run through a loader (importlib, exec, runpy...), which is what gets flagged;
@@ -13,6 +16,9 @@ analysis, not a word list:
   literal that holds code (given to exec, or kept for a file written at run time) is analysed as code;
 - only constructs that start on a line the patch added count (an alias may come from an unchanged line), with the
   lines counted as `git diff` counts them (a lone carriage return is a line break to Python, not to git).
+
+Tests may read how they are run; so may the main guard of a script whose base version already read its command
+line there (a task's own CLI).
 
 `findings` never raises on any file content; a file it cannot analyse is itself a finding.
 """
@@ -76,6 +82,8 @@ _IMPORT_SYSTEM = "changes the import system ({})"
 _XML = "imports an XML writer ({}), which can rewrite the JUnit report"
 _UNPICKLE = "loads a pickle or the like ({}), which can call any function"
 _EXIT_HOOK = "registers code that runs at exit ({}), after pytest wrote its report"
+_HOW_RUN = "reads how it is being run ({}), which tells a test run from a benchmark"
+_CLOCK_AT_IMPORT = "reads the clock at import time ({}), which tells how long the process has run"
 
 _RULE_SPECS: dict[str, tuple[str | None, str, bool]] = {
     # The test machinery: only tests have a reason to touch it.
@@ -125,7 +133,9 @@ _RULE_SPECS: dict[str, tuple[str | None, str, bool]] = {
     "inspect.trace": (_FRAMES, ANY, False),
     "inspect.getouterframes": (_FRAMES, ANY, False),
     "inspect.getinnerframes": (_FRAMES, ANY, False),
-    "traceback.walk_stack": (_FRAMES, ANY, False),
+    **{f"traceback.{name}": (_FRAMES, ANY, False) for name in ("walk_stack", "extract_stack", "format_stack")},
+    **{f"traceback.{name}": (_FRAMES, ANY, False) for name in ("print_stack", "StackSummary")},
+    "logging.currentframe": (_FRAMES, ANY, False),
     "gc.get_referrers": (_FRAMES, ANY, False),
     "gc.get_referents": (_FRAMES, ANY, False),
     "gc.get_objects": (_FRAMES, ANY, False),
@@ -176,6 +186,36 @@ _RULE_SPECS: dict[str, tuple[str | None, str, bool]] = {
     "sys.path_hooks": (_IMPORT_SYSTEM, ANY, False),
     "sys.path_importer_cache": (_IMPORT_SYSTEM, ANY, False),
     "sys.modules": ("reaches modules through {}", SYS_MODULES, False),
+    # How the process is being run: the tests, the discriminator and the benchmark each start it differently, so
+    # code that reads any of this can take a fast path only when benchmarked (tests may read it: allowed there).
+    **{f"sys.{name}": (_HOW_RUN, ANY, True) for name in ("argv", "orig_argv", "flags", "path")},
+    **{f"sys.{name}": (_HOW_RUN, ANY, True) for name in ("gettrace", "getprofile", "getallocatedblocks")},
+    **{f"sys.{name}": (_HOW_RUN, ANY, True) for name in ("excepthook", "unraisablehook", "displayhook")},
+    **{f"sys.__{name}__": (_HOW_RUN, ANY, True) for name in ("stdin", "stdout", "stderr")},
+    **{
+        f"sys.{stream}.{name}": (_HOW_RUN, ANY, True)
+        for stream in ("stdin", "stdout", "stderr")
+        for name in ("fileno", "name", "__class__")
+    },
+    **{f"os.{name}": (_HOW_RUN, ANY, True) for name in ("environ", "environb", "getenv", "getenvb", "getcwd")},
+    **{f"os.{name}": (_HOW_RUN, ANY, True) for name in ("getcwdb", "getppid", "getpgrp", "getpgid", "getsid")},
+    "os.times": (_HOW_RUN, ANY, True),
+    "pathlib.Path.cwd": (_HOW_RUN, ANY, True),
+    "__main__": (_HOW_RUN, ANY, True),
+    "psutil": (_HOW_RUN, ANY, True),
+    "threading.excepthook": (_HOW_RUN, ANY, True),
+    # pytest installs warning filters and root logging handlers around every test.
+    "warnings.filters": (_HOW_RUN, ANY, True),
+    "logging.root": (_HOW_RUN, ANY, True),
+    **{f"gc.{name}": (_HOW_RUN, ANY, True) for name in ("get_count", "get_stats", "get_freeze_count", "isenabled")},
+    # How long the process has run (pytest's collection comes before any test; a benchmark starts at once).
+    **{f"time.{name}": (_HOW_RUN, ANY, True) for name in ("process_time", "process_time_ns", "thread_time")},
+    **{f"time.{name}": (_HOW_RUN, ANY, True) for name in ("thread_time_ns", "clock_gettime", "clock_gettime_ns")},
+    "resource.getrusage": (_HOW_RUN, ANY, True),
+    **{f"time.{name}": (_CLOCK_AT_IMPORT, IMPORT_TIME_CALL, True) for name in ("time", "time_ns", "monotonic")},
+    **{f"time.{name}": (_CLOCK_AT_IMPORT, IMPORT_TIME_CALL, True) for name in ("monotonic_ns", "perf_counter")},
+    **{f"time.{name}": (_CLOCK_AT_IMPORT, IMPORT_TIME_CALL, True) for name in ("perf_counter_ns",)},
+    **{f"datetime.datetime.{name}": (_CLOCK_AT_IMPORT, IMPORT_TIME_CALL, True) for name in ("now", "utcnow")},
     # Report writers.
     **{name: (_XML, ANY, False) for name in ("xml.etree.ElementTree", "xml.etree.cElementTree", "xml.dom.minidom")},
     **{name: (_XML, ANY, False) for name in ("xml.sax.saxutils", "lxml.etree", "lxml.builder")},
@@ -198,6 +238,7 @@ _INERT_MODULES = frozenset(
 #: Attribute names that only frame walking uses, whatever object they are read from.
 _FRAME_ATTRS = frozenset(
     {"f_back", "f_locals", "f_globals", "f_builtins", "f_trace", "tb_frame", "gi_frame", "cr_frame", "ag_frame"}
+    | {"findCaller"}  # logging's: the file and line of the caller
 )
 #: Strings that name the test machinery or the sandbox's report (docstrings excepted).
 _WORDS = ("pytest", "junit", "conftest", "/sandbox", "<testsuite", "<testcase")
@@ -208,6 +249,12 @@ _DUNDER_STORES = {
     "__loader__": "rebinds __loader__",
     "pytest_plugins": "declares pytest_plugins (loads pytest plugins)",
 }
+#: Methods that read the process's command line when given no arguments (argparse's and optparse's).
+_ARGUMENT_PARSERS = frozenset(
+    {"parse_args", "parse_known_args", "parse_intermixed_args", "parse_known_intermixed_args"}
+)
+#: The rules a script of the base may go on using under its main guard.
+_COMMAND_LINE = frozenset({"sys.argv", "sys.orig_argv"})
 _GETATTRS = frozenset({"builtins.getattr", "builtins.hasattr", "inspect.getattr_static"})
 _SETATTRS = frozenset({"builtins.setattr", "builtins.delattr"})
 _COMPILED_SUFFIXES = (".pyc", ".pyo", ".so", ".pyd", ".dll", ".dylib")
@@ -223,11 +270,14 @@ _PLAIN_CODECS = frozenset({"utf-8", "ascii", "iso8859-1", "latin-1", "utf-16", "
 _PLAIN_CODECS |= {"base64", "unicode-escape", "raw-unicode-escape", "cp1252"}
 
 
-def findings(tree: Path, changed_files: Sequence[str], added_lines: Mapping[str, frozenset[int]]) -> list[str]:
+def findings(
+    tree: Path, changed_files: Sequence[str], added_lines: Mapping[str, frozenset[int]], *, base: Path | None = None
+) -> list[str]:
     """Reasons why the lines the patch added to `changed_files` could reach into the test machinery.
 
     `changed_files` are paths relative to `tree` (any extension); `added_lines[path]` the 1-based lines the patch
-    added there. Returns "path:line reason" strings in path and line order; never raises on file content.
+    added there; `base` the tree before the patch (a script of the base may go on reading its command line).
+    Returns "path:line reason" strings in path and line order; never raises on file content.
     """
     own = _own_roots(tree)
     found: set[tuple[str, int, str]] = set()
@@ -235,7 +285,8 @@ def findings(tree: Path, changed_files: Sequence[str], added_lines: Mapping[str,
         added = frozenset(added_lines.get(path, ()))
         if not added:
             continue
-        for line, reason in _file_findings(tree, path, added, own):
+        script = base is not None and _reads_command_line_as_script(base, path)
+        for line, reason in _file_findings(tree, path, added, own, script):
             found.add((path, line, reason))
     return [f"{path}:{line} {reason}" for path, line, reason in sorted(found)]
 
@@ -259,7 +310,29 @@ def _own_roots(tree: Path) -> frozenset[str]:
     return frozenset(names)
 
 
-def _file_findings(root: Path, path: str, added: frozenset[int], own: frozenset[str]) -> list[tuple[int, str]]:
+def _reads_command_line_as_script(base: Path, path: str) -> bool:
+    """True when the base's `path` reads its command line under `if __name__ == "__main__":` (a CLI script).
+
+    The base is the task author's code, trusted: a plain look at its main guard is enough.
+    """
+    if path.startswith("/") or ".." in PurePosixPath(path).parts:
+        return False
+    try:
+        module = ast.parse((base / path).read_bytes()[: MAX_FILE_BYTES + 1])
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    for statement in module.body:
+        if isinstance(statement, ast.If) and _is_main_guard(statement.test):
+            for node in ast.walk(statement):
+                name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+                if name == "argv" or name in _ARGUMENT_PARSERS:
+                    return True
+    return False
+
+
+def _file_findings(
+    root: Path, path: str, added: frozenset[int], own: frozenset[str], script: bool = False
+) -> list[tuple[int, str]]:
     """(git line, reason) pairs of one changed file; files that cannot be read safely are findings themselves."""
     first = min(added)
     if path.startswith("/") or ".." in PurePosixPath(path).parts:
@@ -279,13 +352,13 @@ def _file_findings(root: Path, path: str, added: frozenset[int], own: frozenset[
         return []
     is_python = path.endswith(".py")
     try:
-        return _source_findings(data, path, added, own, is_python, root)
+        return _source_findings(data, path, added, own, is_python, root, script)
     except (RecursionError, MemoryError, _TooComplex):
         return [(first, "is nested too deeply or too complex to analyse")]
 
 
 def _source_findings(
-    data: bytes, path: str, added: frozenset[int], own: frozenset[str], is_python: bool, root: Path
+    data: bytes, path: str, added: frozenset[int], own: frozenset[str], is_python: bool, root: Path, script: bool
 ) -> list[tuple[int, str]]:
     """Findings of one file's bytes: decoded as Python decodes it, parsed, then analysed."""
     found: list[tuple[int, str]] = []
@@ -316,6 +389,7 @@ def _source_findings(
         is_python=is_python,
         is_test=_is_test_file(path),
         root=root,
+        script=script,
     )
     found += analysis.run()
     return found
@@ -422,6 +496,7 @@ class _Analysis:
         is_python: bool,
         is_test: bool,
         root: Path | None = None,
+        script: bool = False,
         exec_site: ast.AST | None = None,
         outer: _Analysis | None = None,
         site_line: int | None = None,
@@ -436,6 +511,8 @@ class _Analysis:
         self.own = own
         self.is_python = is_python
         self.is_test = is_test
+        # The base's file read its command line under its main guard: the patch may go on doing so there.
+        self.script = script
         self.root = root
         # Code held in a literal is analysed on its own: every finding sits on the literal's line (`site_line`),
         # `outer` lends its names to code run by exec, and its top level runs at import time when the call does.
@@ -952,6 +1029,8 @@ class _Analysis:
             self._check_call(node)
         if isinstance(node, (ast.Name, ast.Attribute, ast.Call, ast.Subscript)):
             self._check_reference(node)
+        if isinstance(node, ast.Subscript):
+            self._check_module_lookup(node)
         if isinstance(node, ast.Attribute):
             self._check_attribute(node)
         if isinstance(node, ast.Name):
@@ -1010,6 +1089,8 @@ class _Analysis:
             key, rule = match
             if rule.test_machinery and self.is_test:
                 continue
+            if key in _COMMAND_LINE and self._in_script_main(node):
+                continue
             reason = rule.reason.format(_display(key, qual, rule)) + self._via(node, qual)  # type: ignore[union-attr]  # not yet typed (listed in pyproject [tool.mypy])
             applies = rule.kind in (ANY, MEMBERS) or (rule.kind == CALL and called)
             if applies or (rule.kind == IMPORT_TIME_CALL and called and self._at_import_time(node)):
@@ -1067,6 +1148,10 @@ class _Analysis:
             escapes = isinstance(parent, _CONTAINERS)
         if escapes:
             self._flag(node, f"hands the module {_normalize(qual)} around as a value{self._via(node, qual)}")
+
+    def _in_script_main(self, node: ast.AST) -> bool:
+        """True for code under the main guard of a file the base already ran as a script reading its command line."""
+        return self.script and self.nesting == 0 and self.info[id(node)].main_guard
 
     def _in_class_body(self, node: ast.AST) -> bool:
         return isinstance(self.info[id(node)].scope, ast.ClassDef)
@@ -1132,12 +1217,28 @@ class _Analysis:
         return bool(self._quals(parent.func) & {"builtins.exec", "builtins.eval", "builtins.compile"})
 
     def _check_sys_modules(self, node: ast.AST, parent: ast.AST | None, reason: str) -> None:
-        """Reading one module by a literal name (or this module by `__name__`) is fine; anything else is not."""
+        """Reading one module by a literal name (or this module by `__name__`) is resolution; anything else is not.
+
+        Asking whether a module is loaded is how code tells a pytest process (pytest, pluggy, argparse... loaded)
+        from a benchmark's; `_check_module_lookup` judges the literal reads.
+        """
         if isinstance(parent, ast.Compare) and node in parent.comparators:
+            if not self.is_test:
+                self._flag(node, _HOW_RUN.format("which modules are loaded: `in sys.modules`"))
             return
         read = isinstance(parent, ast.Subscript) and parent.value is node and isinstance(parent.ctx, ast.Load)
         if not (read and self._quals(parent)):
             self._flag(node, reason + self._via(node, "sys.modules"))
+
+    def _check_module_lookup(self, node: ast.Subscript) -> None:
+        """`sys.modules["argparse"]` raises when the module is not loaded: only the task's own modules are fine."""
+        if self.is_test or not isinstance(node.ctx, ast.Load):
+            return
+        if "sys.modules" not in {_normalize(q) for q in self._quals(node.value)}:
+            return
+        for module in sorted(self._quals(node)):
+            if not self._is_own(module):
+                self._flag(node, _HOW_RUN.format(f"whether {module} is loaded: `sys.modules[...]`"))
 
     def _check_attribute(self, node: ast.Attribute) -> None:
         if node.attr in _FRAME_ATTRS:
@@ -1182,6 +1283,13 @@ class _Analysis:
             if name in _FRAME_ATTRS or name == "__code__":
                 self._flag(node, f"sets .{name}")
             self._check_replacement(node, obj, name)
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr in _ARGUMENT_PARSERS and not self.is_test:
+            given = node.args[0] if node.args else _keyword(node, "args")
+            if (given is None or (isinstance(given, ast.Constant) and given.value is None)) and not (
+                self._in_script_main(node)
+            ):
+                self._flag(node, _HOW_RUN.format(f"the command line, through {func.attr}()"))
         funcs = self._quals(node.func)
         if node.args and "builtins.vars" in funcs:
             self._check_namespace(node, node.args[0], "vars")
@@ -1250,6 +1358,8 @@ class _Analysis:
             # A payload written to a file at run time or given to `python -c` is code too.
             self._analyse_code(node, text, _IN_STRING)
         lowered = text.lower()
+        if "/proc/" in lowered:
+            self._flag(node, _HOW_RUN.format("a path under /proc"))
         for word in _WORDS:
             if word in lowered:
                 self._flag(node, f"names the test machinery in a string ({word!r})")
