@@ -583,7 +583,7 @@ def counting(ctx: ScoringContext) -> list[list[str]]:
     """Record every command the critic runs in the sandbox (it still runs them)."""
     commands: list[list[str]] = []
 
-    def run(argv, **kwargs):  # type: ignore[no-untyped-def]
+    def run(argv, **kwargs):
         commands.append(list(argv))
         return sandbox.run(argv, **kwargs)
 
