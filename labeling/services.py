@@ -20,11 +20,11 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from labeling.models import Claim, LabelEvent
-from labeling.selectors import human_consensus, latest_label
+from labeling.selectors import human_consensus, labels_per_item, latest_label
 from scoring.core.aggregate.route import weighted_mean
 from scoring.core.critics.registry import CRITERIA
 from scoring.core.pipeline import PIPELINE_VERSION
-from scoring.models import Evaluation, Patch, PatchStatus, Task
+from scoring.models import Evaluation, Patch, PatchStatus
 from scoring.selectors import active_weights, current_evaluation
 from scoring.services import patch_transition
 
@@ -46,14 +46,6 @@ class LabelConflict(ReviewError):
     """A stale edit or a lost seat: nothing was written."""
 
     status = 409
-
-
-def labels_per_item(task: Task) -> int:
-    """How many distinct reviewers label each queued patch of `task` (the spec's `labels_per_item`, default 1)."""
-    try:
-        return max(1, int(task.spec.get("labels_per_item") or 1))
-    except (TypeError, ValueError):
-        return 1
 
 
 def _live_or_done(now: datetime) -> Q:

@@ -21,16 +21,13 @@ from django_htmx.middleware import HtmxDetails
 
 from labeling import dashboard as stats
 from labeling import services
-from labeling.models import Claim, LabelEvent
-from labeling.present import findings_of, numeric_series, render_diff, render_evidence
 from labeling.queue import ROUTES, QueueFilters, queue_counts, queue_items
-from labeling.selectors import critic_runs_series, latest_label, latest_per_reviewer
+from labeling.selectors import critic_runs_series, review_page_data
 from scoring.conf import pipeline_settings
 from scoring.core.critics.registry import REGISTRY
 from scoring.core.types import FLAGS
 from scoring.models import Patch, Task
-from scoring.roles import has_role, reviewer_required
-from scoring.selectors import active_weights, current_evaluation
+from scoring.roles import reviewer_required
 
 PAGE_SIZE = 50
 #: Recently skipped patches are not offered again in this session (capped so the session stays small).
@@ -110,91 +107,11 @@ def _patch_or_404(patch_id: int) -> Patch:
     return patch
 
 
-def _criteria_rows(evaluation: Any, mine: LabelEvent | None, form: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """One row per registry criterion: the automatic result, its evidence, and the value the form starts at."""
-    rows = []
-    for critic in REGISTRY:
-        sub = evaluation.subscores.get(critic.name) or {}
-        auto = sub.get("score")
-        if form is not None:
-            value, note = form["scores"].get(critic.name), form["notes"].get(critic.name, "")
-        elif mine is not None:
-            label = mine.subscores.get(critic.name, {})
-            value, note = label.get("human"), label.get("note", "")
-        else:
-            value, note = auto, ""
-        evidence = sub.get("evidence") or {}
-        rows.append(
-            {
-                "name": critic.name,
-                "label": critic.label,
-                "auto": auto,
-                "confidence": sub.get("confidence"),
-                "doubt": critic.name in evaluation.doubt,
-                "rationale": sub.get("rationale") or [],
-                "flags": sub.get("flags") or [],
-                "evidence": render_evidence(evidence) if evidence else None,
-                "series": numeric_series(evidence),
-                "value": value,
-                "note": note,
-            }
-        )
-    return rows
-
-
-def _others_labels(patch: Patch, user: Any) -> list[dict[str, Any]]:
-    """The latest label of every other reviewer, one value per registry criterion."""
-    events = LabelEvent.objects.filter(patch=patch).exclude(reviewer=user).select_related("reviewer")
-    latest = latest_per_reviewer(events.order_by("id"))
-    return [
-        {
-            "reviewer": event.reviewer.get_username(),
-            "task_broken": event.task_broken,
-            "values": [event.subscores.get(c.name, {}).get("human") for c in REGISTRY],
-            "final": event.final_score,
-            "comment": event.comment,
-        }
-        for event in latest
-    ]
-
-
-def _review_context(request: HttpRequest, patch: Patch, *, form: dict[str, Any] | None = None) -> dict[str, Any]:
-    evaluation = current_evaluation(patch)
-    if evaluation is None:
+def review_context(request: HttpRequest, patch: Patch, *, form: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = review_page_data(patch=patch, user=request.user, form=form)
+    if data is None:
         raise Http404("This patch has not been scored yet.")
-    mine = latest_label(patch_id=patch.pk, reviewer=request.user)
-    # The page is behind reviewer_required: the user is signed in, never AnonymousUser.
-    seat = Claim.objects.filter(patch=patch, reviewer=request.user, done_at__isnull=True).first()  # type: ignore[misc]  # see above
-    # Blind labelling: the others' labels stay hidden until this reviewer's own label is in. An admin who
-    # holds no seat on the item is not labelling it and may look.
-    reveal = mine is not None or (seat is None and has_role(request.user, "admin"))
-    others = _others_labels(patch, request.user) if reveal else []
-    findings = [
-        finding
-        for critic in REGISTRY
-        for finding in findings_of(
-            critic.name, critic.label, (evaluation.subscores.get(critic.name) or {}).get("evidence") or {}
-        )
-    ]
-    files, omitted = render_diff(patch.diff, findings)
-    profile, weights = active_weights()
-    return {
-        "patch": patch,
-        "evaluation": evaluation,
-        "criteria": _criteria_rows(evaluation, mine, form),
-        "files": files,
-        "omitted": omitted,
-        "mine": mine,
-        "seat": seat,
-        "can_label": seat is not None or mine is not None,
-        "others": others,
-        "profile": profile,
-        "weights": dict(weights.weights),
-        "comment": form["comment"] if form else (mine.comment if mine else ""),
-        "opened_at": form["opened_at"] if form else time.time(),
-        "renew_s": services.LEASE_RENEW_S,
-        "labels_per_item": services.labels_per_item(patch.task),
-    }
+    return {**data, "renew_s": services.LEASE_RENEW_S}
 
 
 @require_GET
@@ -202,7 +119,7 @@ def _review_context(request: HttpRequest, patch: Patch, *, form: dict[str, Any] 
 def item(request: HtmxHttpRequest, patch_id: int) -> HttpResponse:
     """The review page of one patch."""
     patch = _patch_or_404(patch_id)
-    return render(request, "labeling/review.html", _review_context(request, patch))
+    return render(request, "labeling/review.html", review_context(request, patch))
 
 
 def _form_values(request: HttpRequest) -> dict[str, Any]:
@@ -239,7 +156,7 @@ def _save(request: HttpRequest, patch_id: int, *, task_broken: bool) -> HttpResp
             task_broken=task_broken,
         )
     except services.ReviewError as exc:
-        context = _review_context(request, patch, form=form)
+        context = review_context(request, patch, form=form)
         context["error"] = str(exc)
         return render(request, "labeling/review.html", context, status=exc.status)
     messages.success(request, f"Saved your label on patch {patch.pk}.")
