@@ -36,6 +36,13 @@ import sys
 import time
 import types
 
+# This file runs on the sandbox's bare interpreter, so it imports nothing for typing at run time: the constant is
+# False there, and mypy reads the block as always taken (as it does `typing.TYPE_CHECKING`).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 #: Size caps of one encoded value: nesting depth, number of nodes, characters of one string.
 MAX_DEPTH = 24
 MAX_NODES = 20_000
@@ -59,7 +66,7 @@ class Unrepresentable(ValueError):
     """A value that cannot be carried as plain data (the message says why)."""
 
 
-def encode(value, *, _depth=0, _budget=None):
+def encode(value: object, *, _depth: int = 0, _budget: list[int] | None = None) -> Any:
     """Return `value` as plain JSON data that names every type, or raise Unrepresentable.
 
     Exact builtin types only: a subclass (a list whose `__eq__` lies, an int subclass) is encoded as an object
@@ -74,7 +81,7 @@ def encode(value, *, _depth=0, _budget=None):
         raise Unrepresentable(f"nested deeper than {MAX_DEPTH} levels")
     kind = type(value)
 
-    def sub(item):
+    def sub(item: object) -> Any:
         return encode(item, _depth=_depth + 1, _budget=budget)
 
     if value is None or kind is bool or kind is int:
@@ -99,7 +106,7 @@ def encode(value, *, _depth=0, _budget=None):
     return _encode_object(value, sub)
 
 
-def _encode_object(value, sub):
+def _encode_object(value: object, sub: Callable[[object], Any]) -> dict[str, Any]:
     """An instance of any other class: its class name plus its state, or a deterministic repr."""
     kind = type(value)
     cls = f"{kind.__module__}.{kind.__qualname__}"
@@ -130,7 +137,7 @@ def _encode_object(value, sub):
     return {"t": "repr", "cls": cls, "v": text}
 
 
-def decode(data):
+def decode(data: Any) -> Any:
     """Rebuild Python values from `encode`'s output (inputs only hold decodable kinds)."""
     if isinstance(data, list):  # plain JSON lists (hand-written inputs) are lists
         return [decode(item) for item in data]
