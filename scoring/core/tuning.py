@@ -38,14 +38,15 @@ def clean_weights(weights: Any, errors: dict[str, str]) -> dict[str, float]:
         errors["weights"] = f"give exactly one weight per criterion: {', '.join(CRITERIA)}"
         return {}
     values = {name: number(weights[name]) for name in CRITERIA}
-    if any(value is None or value < 0 for value in values.values()):
+    checked = {name: value for name, value in values.items() if value is not None and value >= 0}
+    if len(checked) != len(values):
         errors["weights"] = "every weight must be a number >= 0"
         return {}
-    total = sum(values.values())  # type: ignore[arg-type]  # not yet typed (listed in pyproject [tool.mypy])
+    total = sum(checked.values())
     if total <= 0:
         errors["weights"] = "at least one weight must be above 0"
         return {}
-    return {name: round(value / total, 6) for name, value in values.items()}  # type: ignore[operator]  # not yet typed (listed in pyproject [tool.mypy])
+    return {name: round(value / total, 6) for name, value in checked.items()}
 
 
 def clean_knots(knots: Any, errors: dict[str, str]) -> tuple[tuple[float, float], ...]:
@@ -55,12 +56,13 @@ def clean_knots(knots: Any, errors: dict[str, str]) -> tuple[tuple[float, float]
     except (TypeError, ValueError):
         errors["perf_knots"] = problem
         return ()
-    ok = len(pairs) >= 2 and all(r is not None and s is not None and r > 0 and 0 <= s <= 1 for r, s in pairs)
-    ok = ok and all(a[0] < b[0] and a[1] >= b[1] for a, b in itertools.pairwise(pairs))
+    checked = tuple((r, s) for r, s in pairs if r is not None and s is not None and r > 0 and 0 <= s <= 1)
+    ok = len(pairs) >= 2 and len(checked) == len(pairs)
+    ok = ok and all(a[0] < b[0] and a[1] >= b[1] for a, b in itertools.pairwise(checked))
     if not ok:
         errors["perf_knots"] = problem
         return ()
-    return pairs  # type: ignore[return-value]  # not yet typed (listed in pyproject [tool.mypy])
+    return checked
 
 
 def histogram(scores: Sequence[float | None]) -> tuple[list[int], int]:
@@ -126,7 +128,9 @@ def fit_weights(rows: Sequence[Row], *, criteria: Sequence[str] = CRITERIA) -> F
     def gradient(w: np.ndarray) -> np.ndarray:
         r, predicted, total = residual(w)
         jacobian = (scores - predicted[:, None] * measured) / total[:, None]
-        return 2 * jacobian.T @ r / n
+        # numpy types `@` on arrays of unknown dtype as Any; the result is the gradient array.
+        grad: np.ndarray = 2 * jacobian.T @ r / n
+        return grad
 
     solution = minimize(
         loss,

@@ -19,6 +19,8 @@ DEFAULT_BAND_HIGH = 0.7
 DEFAULT_AUDIT_RATE = 0.02
 #: Subscores less confident than this are healed, and routed to review if they stay below (REVIEWAPP_HEAL_CONFIDENCE).
 DEFAULT_HEAL_CONFIDENCE = 0.7
+#: The performance critic's (ratio, score) knots: linear between, clamped outside.
+DEFAULT_PERF_KNOTS: tuple[tuple[float, float], ...] = ((1.05, 1.0), (1.30, 0.4), (2.0, 0.0))
 
 #: The whole flag vocabulary (docs/scoring.md, "Flags"). A flag outside this set is a bug; what each one does is
 #: scoring.core.aggregate.policy.POLICY.
@@ -169,7 +171,7 @@ class Weights:
     band_high: float = DEFAULT_BAND_HIGH
     audit_rate: float = DEFAULT_AUDIT_RATE
     # (ratio, score) knots for the performance critic, linear between, clamped outside.
-    perf_knots: tuple[tuple[float, float], ...] = ((1.05, 1.0), (1.30, 0.4), (2.0, 0.0))
+    perf_knots: tuple[tuple[float, float], ...] = DEFAULT_PERF_KNOTS
     # How subscores combine before the mean: "sum" (plain) or "gated" (scoring.core.aggregate.shaping).
     shaping: str = "sum"
 

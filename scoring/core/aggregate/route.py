@@ -24,7 +24,7 @@ def default_weights(critics: Iterable[Critic], *, name: str = "default", version
 
 def weighted_mean(scores: Mapping[str, float | None], weights: Mapping[str, float]) -> float | None:
     """Mean of the measured scores, weights renormalised over them. None when nothing weighted was measured."""
-    measured = [(scores[name], weights.get(name, 0.0)) for name in scores if scores[name] is not None]
+    measured = [(score, weights.get(name, 0.0)) for name, score in scores.items() if score is not None]
     total = sum(w for _, w in measured)
     if total <= 0:
         return None

@@ -195,7 +195,7 @@ class Analyser:
             assert self._proc is not None and self._proc.stdin is not None
             self._proc.stdin.write(json.dumps(request).encode() + b"\n")
             self._proc.stdin.flush()
-            response = json.loads(self._read_line(time.monotonic() + self.timeout_s))
+            response: dict[str, Any] = json.loads(self._read_line(time.monotonic() + self.timeout_s))
             if not response.get("ok"):
                 raise AnalyserError(f"analyser error: {response.get('error', 'no detail')}")
         except (OSError, ValueError, AnalyserError) as exc:
@@ -541,8 +541,8 @@ def read_pylint_options(path: Path) -> dict[str, str]:
     if text is None:
         raise ConfigError("is not a file")
     if path.suffix == ".toml":
-        section = configread.table(configread.load_toml(text), "tool", "pylint")
-        for key, value in section.items():
+        pylint_table = configread.table(configread.load_toml(text), "tool", "pylint")
+        for key, value in pylint_table.items():
             for option, raw in value.items() if isinstance(value, dict) else [(key, value)]:
                 options[option] = ",".join(map(str, raw)) if isinstance(raw, list) else str(raw)
     else:

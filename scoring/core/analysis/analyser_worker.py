@@ -105,7 +105,9 @@ class Worker:
         prefixes = tuple(root.rstrip(os.sep) + os.sep for root in roots)
 
         def inside(path: str | None) -> bool:
-            return bool(path) and os.path.realpath(path).startswith(prefixes)
+            if not path:
+                return False
+            return os.path.realpath(path).startswith(prefixes)
 
         cache = self.manager.astroid_cache
         for name, module in list(cache.items()):
@@ -244,7 +246,9 @@ def locate(line: int, lines: list[str], scopes: list[tuple[int, int, str]]) -> t
     return scope, normalise_context(text)
 
 
-def pylint_finding(message: Any, lines: list[str], scopes: list, linter: Any) -> dict[str, Any] | None:
+def pylint_finding(
+    message: Any, lines: list[str], scopes: list[tuple[int, int, str]], linter: Any
+) -> dict[str, Any] | None:
     """A pylint message as a finding; a suppressed-message becomes the message the pragma hid, marked suppressed."""
     symbol, msg_id, category, line, text = message.symbol, message.msg_id, message.category, message.line, message.msg
     suppressed = False

@@ -118,6 +118,8 @@ def _git_would_agree(found: pygit2.Diff, parsed: ParsedDiff, base_dir: Path) -> 
         return False
     headers = []
     for patch, change in zip(found, parsed.files, strict=True):
+        # pygit2 declares None for a delta without a patch; a diff built from patch text has one per file.
+        assert patch is not None
         delta = patch.delta
         read = (delta.status, delta.old_file.path, delta.new_file.path)
         if read != (_KINDS.get(change.kind), change.old_path or change.path, change.path):

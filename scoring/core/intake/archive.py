@@ -33,7 +33,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Protocol
 
 #: Below this many unpacked bytes the ratio is not checked: small text archives compress very well.
 RATIO_FLOOR = 1 << 20
@@ -193,9 +193,10 @@ def _extract_any(archive: Path, tree: Path, budget: _Budget) -> None:
         raise ArchiveError(f"archive could not be unpacked: {exc}") from exc
 
 
-def _extract_tar(fileobj: BinaryIO, tree: Path, budget: _Budget) -> None:
+def _extract_tar(fileobj: _ReadSeek, tree: Path, budget: _Budget) -> None:
     """Unpack a tar stream member by member, checking each one before it is written."""
-    with tarfile.open(fileobj=fileobj, mode="r:") as tar:
+    # mode "r:" only reads, seeks and tells: typeshed's tarfile asks for write() and close() even to read.
+    with tarfile.open(fileobj=fileobj, mode="r:") as tar:  # type: ignore[call-overload]  # typeshed wants write()
         for member in tar:  # lazy: a member is checked before the stream moves past its data
             if member.issym() or member.islnk():
                 raise ArchiveError(f"member {member.name!r}: links are not allowed (points to {member.linkname!r})")
@@ -230,7 +231,7 @@ def _extract_zip(archive: Path, tree: Path, budget: _Budget) -> None:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(info) as src, open(target, "xb") as out:
-                for chunk in iter(lambda src=src: src.read(_CHUNK), b""):
+                while chunk := src.read(_CHUNK):
                     budget.add_bytes(len(chunk), name)
                     out.write(chunk)
             target.chmod(0o755 if mode & 0o100 else 0o644)
@@ -244,6 +245,14 @@ def _strip_single_root(tree: Path) -> Path:
     return tree
 
 
+class _ReadSeek(Protocol):
+    """What tarfile reads an uncompressed stream through: a gzip file, or a _BoundedReader over one."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+    def seek(self, offset: int, whence: int = os.SEEK_SET, /) -> int: ...
+    def tell(self) -> int: ...
+
+
 class _BoundedReader:
     """A read-only, seekable view of a decompressed stream that refuses to go past `limit` bytes.
 
@@ -251,7 +260,7 @@ class _BoundedReader:
     this caps the work and memory spent on such a stream whatever the tar headers say.
     """
 
-    def __init__(self, raw: BinaryIO, limit: int) -> None:
+    def __init__(self, raw: _ReadSeek, limit: int) -> None:
         self._raw = raw
         self._limit = limit
 

@@ -63,12 +63,13 @@ def load_toml(text: str) -> dict[str, Any]:
 def table(document: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
     """The table at `keys` in a TOML document ({} when absent), or ConfigError when something on the way is not
     a table (`[tool] pytest = 5`): the tool reading it would fail, so nothing it says can be trusted."""
-    current: Any = document
+    current = document
     for depth, key in enumerate(keys):
-        current = current.get(key, {})
-        if not isinstance(current, dict):
+        value = current.get(key, {})
+        if not isinstance(value, dict):
             dotted = ".".join(keys[: depth + 1])
-            raise ConfigError(f"has a {type(current).__name__} where the table [{dotted}] belongs")
+            raise ConfigError(f"has a {type(value).__name__} where the table [{dotted}] belongs")
+        current = value
     return current
 
 

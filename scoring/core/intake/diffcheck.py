@@ -189,7 +189,7 @@ def _check_mode(mode: str, number: int) -> None:
         raise DiffError(f"unsupported file mode {mode} (line {number})")
 
 
-def _header_name(raw: str, prefix: str, number: int) -> str | None:
+def _header_name(raw: str, prefix: str, number: int | None) -> str | None:
     """Return the repository path in a '---'/'+++' name (None for /dev/null); refuse odd names."""
     name = _unquote(raw.split("\t", 1)[0].rstrip("\r") if not raw.startswith('"') else raw, number)
     if name == "/dev/null":
@@ -202,7 +202,7 @@ def _header_name(raw: str, prefix: str, number: int) -> str | None:
     return _check_path(name[len(prefix) :], number)
 
 
-def _unquote(name: str, number: int) -> str:
+def _unquote(name: str, number: int | None) -> str:
     """Undo git's C-style quoting of unusual file names ("a/caf\\303\\251.py")."""
     name = name.strip()
     if not name.startswith('"'):
@@ -259,7 +259,10 @@ def _file_change(patched: unidiff.PatchedFile) -> FileChange:
         kind, path, old_path = "modify", target, None
     if path is None:
         raise DiffError("a file in the diff goes from /dev/null to /dev/null")
-    added = frozenset(line.target_line_no for hunk in patched for line in hunk if line.is_added)
+    # unidiff types target_line_no as optional; an added line always has one.
+    added = frozenset(
+        line.target_line_no for hunk in patched for line in hunk if line.is_added and line.target_line_no is not None
+    )
     return FileChange(path=path, old_path=old_path, kind=kind, added_lines=added, is_python=path.endswith(".py"))
 
 

@@ -152,47 +152,47 @@ def _text(key: str, value: Any) -> str:
 
 
 def _name(key: str, value: Any) -> str:
-    value = _text(key, value)
-    if not _NAME.fullmatch(value):
+    text = _text(key, value)
+    if not _NAME.fullmatch(text):
         raise SpecError(
-            f"{key}: {value!r} is not a slug (letters, digits, '-', '_', '.', "
+            f"{key}: {text!r} is not a slug (letters, digits, '-', '_', '.', "
             "starting with a letter or digit, at most 100 characters)"
         )
-    return value
+    return text
 
 
 def _command(key: str, value: Any) -> str:
-    value = _text(key, value)
-    found = [token for token in _SHELL_SYNTAX if token in value]
+    text = _text(key, value)
+    found = [token for token in _SHELL_SYNTAX if token in text]
     if found:
         raise SpecError(f"{key}: shell syntax {found[0]!r} is not allowed; commands run without a shell")
     try:
-        argv = shlex.split(value)
+        argv = shlex.split(text)
     except ValueError as exc:
         raise SpecError(f"{key}: cannot be split into arguments ({exc})") from exc
     if not argv or not argv[0].strip():
         raise SpecError(f"{key}: must not be empty")
-    return value
+    return text
 
 
 def _pytest_command(key: str, value: Any) -> str:
-    value = _command(key, value)
-    argv = shlex.split(value)
+    text = _command(key, value)
+    argv = shlex.split(text)
     if not any(tuple(argv[: len(prefix)]) == prefix for prefix in PYTEST_PREFIXES):
-        raise SpecError(f"{key}: must be a pytest invocation ('pytest ...' or 'python -m pytest ...'), got {value!r}")
-    return value
+        raise SpecError(f"{key}: must be a pytest invocation ('pytest ...' or 'python -m pytest ...'), got {text!r}")
+    return text
 
 
 def _relative_path(key: str, value: Any) -> str:
-    value = _text(key, value)
-    if any(ord(char) < 0x20 for char in value) or "\\" in value:
-        raise SpecError(f"{key}: {value!r} contains a control character or a backslash")
-    path = PurePosixPath(value)
+    text = _text(key, value)
+    if any(ord(char) < 0x20 for char in text) or "\\" in text:
+        raise SpecError(f"{key}: {text!r} contains a control character or a backslash")
+    path = PurePosixPath(text)
     if path.is_absolute():
-        raise SpecError(f"{key}: {value!r} must be relative to the repository")
+        raise SpecError(f"{key}: {text!r} must be relative to the repository")
     if ".." in path.parts:
-        raise SpecError(f"{key}: {value!r} must not contain '..'")
-    return value
+        raise SpecError(f"{key}: {text!r} must not contain '..'")
+    return text
 
 
 def _string_list(key: str, value: Any, check: Callable[[str, Any], str]) -> tuple[str, ...]:
@@ -204,16 +204,16 @@ def _string_list(key: str, value: Any, check: Callable[[str, Any], str]) -> tupl
 
 
 def _requirement(key: str, value: Any) -> str:
-    value = _text(key, value).strip()
-    if value.startswith("-"):
-        raise SpecError(f"{key}: pip options such as {value.split()[0]!r} are not allowed")
+    text = _text(key, value).strip()
+    if text.startswith("-"):
+        raise SpecError(f"{key}: pip options such as {text.split()[0]!r} are not allowed")
     try:
-        requirement = Requirement(value)
+        requirement = Requirement(text)
     except InvalidRequirement as exc:
-        raise SpecError(f"{key}: {value!r} is not a PEP 508 requirement ({str(exc).splitlines()[0]})") from exc
+        raise SpecError(f"{key}: {text!r} is not a PEP 508 requirement ({str(exc).splitlines()[0]})") from exc
     if requirement.url:
-        raise SpecError(f"{key}: {value!r} points to a URL or path; only index packages are allowed")
-    return value
+        raise SpecError(f"{key}: {text!r} points to a URL or path; only index packages are allowed")
+    return text
 
 
 def _requirements(key: str, value: Any) -> tuple[str, ...]:
@@ -251,10 +251,10 @@ def _local_path(key: str, value: Any, base: Path) -> Path:
 
 
 def _entry_point(key: str, value: Any) -> str:
-    value = _text(key, value).strip()
-    if not _ENTRY_POINT.fullmatch(value):
-        raise SpecError(f"{key}: {value!r} is not of the form 'package.module:function'")
-    return value
+    text = _text(key, value).strip()
+    if not _ENTRY_POINT.fullmatch(text):
+        raise SpecError(f"{key}: {text!r} is not of the form 'package.module:function'")
+    return text
 
 
 def _entry_points(key: str, value: Any) -> tuple[str, ...]:

@@ -6,13 +6,15 @@ torch and transformers are imported when a model is loaded, so `from_env()` with
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from scoring.core.critics.registry import CRITERIA
 from scoring.core.learned.prompt import build_messages
 from scoring.core.learned.verdict import Verdict, VerdictError, parse_agreement, parse_verdict
+
+_Answer = TypeVar("_Answer")
 
 #: Environment variable naming the critic's model folder; unset or empty means "no learned critic".
 MODEL_ENV = "REVIEWAPP_CRITIC_MODEL"
@@ -105,7 +107,8 @@ class CriticModel:
         )
         with torch.inference_mode():
             output = self.model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)
-        return self.tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True)
+        answer: str = self.tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True)
+        return answer
 
     def judge(self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int = 384, retries: int = 2) -> Verdict:
         """Return the critic's verdict on `messages` (from build_messages); raise VerdictError if none is valid.
@@ -119,9 +122,11 @@ class CriticModel:
         patch agree with the reference on the call? Raises VerdictError when no answer is valid."""
         return self._answer(messages, parse_agreement, max_new_tokens, retries)
 
-    def _answer(self, messages: Sequence[Mapping[str, str]], parse: Any, max_new_tokens: int, retries: int) -> Any:
+    def _answer(
+        self, messages: Sequence[Mapping[str, str]], parse: Callable[[str], _Answer], max_new_tokens: int, retries: int
+    ) -> _Answer:
         """The first answer that `parse` accepts: greedy first, then `retries` sampled attempts."""
-        errors = []
+        errors: list[str] = []
         for attempt in range(retries + 1):
             text = self.generate(messages, max_new_tokens=max_new_tokens, sample=attempt > 0)
             try:

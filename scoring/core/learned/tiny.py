@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported for real inside the functions, so importing this module costs nothing
+    from transformers import PreTrainedTokenizerFast
 
 END_OF_TURN = "<|im_end|>"  # the EOS token: generation stops at the end of the assistant turn
 PADDING = "<|endoftext|>"
@@ -56,7 +60,7 @@ def build_tiny_model(out: Path, *, corpus: Iterable[str], vocab_size: int = 1024
     return out
 
 
-def _train_tokenizer(corpus: Iterable[str], *, vocab_size: int):
+def _train_tokenizer(corpus: Iterable[str], *, vocab_size: int) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on `corpus` and wrap it as a PreTrainedTokenizerFast with the chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast

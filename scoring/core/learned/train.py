@@ -61,7 +61,7 @@ def train(
     """
     import torch
     from datasets import Dataset
-    from transformers import TrainerCallback
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
@@ -95,8 +95,10 @@ def train(
         seed=seed,
     )
 
-    class _Report(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
+    class _Report(TrainerCallback):  # type: ignore[misc]  # transformers is read as Any (follow_imports = skip)
+        def on_step_end(
+            self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object
+        ) -> None:
             if on_progress is not None:
                 on_progress(state.global_step, state.max_steps)
 
@@ -268,8 +270,9 @@ def _add_errors(
 ) -> None:
     """Append |judged - human| per criterion where both gave a score."""
     for name, values in errors.items():
-        if judged.get(name) is not None and human.get(name) is not None:
-            values.append(abs(judged[name] - human[name]))
+        judged_score, human_score = judged.get(name), human.get(name)
+        if judged_score is not None and human_score is not None:
+            values.append(abs(judged_score - human_score))
 
 
 def _band_side(subscores: Mapping[str, float | None], weights: Weights) -> int | None:

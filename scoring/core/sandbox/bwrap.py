@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from scoring.core.intake.text import storable
 from scoring.core.sandbox import cgroups
@@ -48,7 +48,7 @@ _PR_SET_PDEATHSIG = 1
 _ORPHANED = 125
 _libc = ctypes.CDLL(None, use_errno=True)
 
-_SIGNAL_LIMITS = {signal.SIGXCPU: "cpu", signal.SIGXFSZ: "file_size"}
+_SIGNAL_LIMITS: dict[int, str] = {signal.SIGXCPU: "cpu", signal.SIGXFSZ: "file_size"}
 # Heuristics on the (untrusted) output text; a patch gains nothing by faking them: the flag only explains a failure.
 _TEXT_LIMITS = (
     ("memory", re.compile(r"MemoryError|Cannot allocate memory|std::bad_alloc|out of memory", re.IGNORECASE)),
@@ -312,7 +312,9 @@ def supervise(outer: list[str], inner: list[str], *, cwd: str, limits: RunLimits
     )
 
 
-def spawn(command: Sequence[str], *, join: Sequence[int] = (), lasting: bool = False, **popen: Any) -> subprocess.Popen:
+def spawn(
+    command: Sequence[str], *, join: Sequence[int] = (), lasting: bool = False, **popen: Any
+) -> subprocess.Popen[bytes]:
     """subprocess.Popen(command, **popen), tied to this process: the child dies with it, even if it dies first.
 
     In the child, before exec: PR_SET_PDEATHSIG(SIGKILL), then an immediate exit if this process is already gone
@@ -332,10 +334,17 @@ def spawn(command: Sequence[str], *, join: Sequence[int] = (), lasting: bool = F
 
     # A preexec_fn is unsafe in a threaded process when it takes a lock another thread may hold at fork; tie() takes
     # none (three system calls). It also makes Popen fork instead of vfork: a cost of well under a millisecond here.
-    start = functools.partial(subprocess.Popen, command, preexec_fn=tie, **popen)
+    def start() -> subprocess.Popen[bytes]:  # the callers read bytes: none passes text=True or an encoding
+        return subprocess.Popen(command, preexec_fn=tie, **popen)
+
     if lasting and threading.current_thread() is not threading.main_thread():
         return _LastingThread.of_this_process().call(start)
     return start()
+
+
+_T = TypeVar("_T")
+#: A call for the lasting thread: the function, the list its (result, exception) goes to, the event set when done.
+_Call = tuple[Callable[[], object], list[tuple[object, BaseException | None]], threading.Event]
 
 
 class _LastingThread:
@@ -350,7 +359,7 @@ class _LastingThread:
 
     def __init__(self) -> None:
         self.owner = os.getpid()
-        self.calls: queue.SimpleQueue = queue.SimpleQueue()
+        self.calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
         threading.Thread(target=self._serve, name="reviewapp-lasting", daemon=True).start()
 
     @classmethod
@@ -360,16 +369,16 @@ class _LastingThread:
                 cls._current = cls()
             return cls._current
 
-    def call(self, function: Callable[[], Any]) -> Any:
+    def call(self, function: Callable[[], _T]) -> _T:
         """function() run on the lasting thread; its result, or its exception raised here."""
         done = threading.Event()
-        outcome: list = []
+        outcome: list[tuple[object, BaseException | None]] = []
         self.calls.put((function, outcome, done))
         done.wait()
         value, error = outcome[0]
         if error is not None:
             raise error
-        return value
+        return cast(_T, value)  # what function() returned
 
     def _serve(self) -> None:
         while True:
@@ -470,13 +479,13 @@ def drain(fd: int) -> bytes:
     return bytes(data)
 
 
-def namespace_init_pid(side: bytes) -> int | None:
+def namespace_init_pid(side: bytes | bytearray) -> int | None:
     """The host pid of the sandbox's PID 1, from bwrap's --info-fd JSON (None unsandboxed or if bwrap failed)."""
     match = re.search(rb'"child-pid"\s*:\s*(\d+)', side)
     return int(match.group(1)) if match else None
 
 
-def _children_cpu(side: bytes) -> float:
+def _children_cpu(side: bytes | bytearray) -> float:
     """User + system seconds of the command and its waited-for children, from bash's `times` output."""
     lines = re.findall(rb"(\d+)m([\d.]+)s (\d+)m([\d.]+)s", side)
     if not lines:

@@ -51,7 +51,7 @@ _pending: list[RunGroup] = []
 #: The process that last swept the cgroups of dead workers (each process does it at its first run).
 _swept_by: int | None = None
 #: This process's watcher (see `watch`).
-_watcher: subprocess.Popen | None = None
+_watcher: subprocess.Popen[bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -199,9 +199,9 @@ def create(*, memory_bytes: int | None, max_pids: int | None) -> RunGroup | None
         _swept_by = os.getpid()
         sweep(layout)
         _start_watcher()
-    for group in list(_pending):
-        if group.remove(wait_s=0):
-            _pending.remove(group)
+    for stale in list(_pending):
+        if stale.remove(wait_s=0):
+            _pending.remove(stale)
     group = _make(layout, memory_bytes=memory_bytes, max_pids=max_pids)
     if group is None:
         _log.warning("could not create a run cgroup under %s: this run has per-process limits only", layout.memory)

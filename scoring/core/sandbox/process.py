@@ -75,8 +75,9 @@ def run(
     if mode == "bwrap":
         paths = {"{tree}": TREE_INSIDE, "{report_dir}": REPORT_INSIDE, "{env_dir}": ENV_INSIDE}
         if warm and uid is not None:
-            kwargs = {"tree": tree, "report_dir": report_dir, "env_dir": env_dir, "limits": limits, "uid": uid}
-            result = warm_runs.run(_substitute(argv, paths), **kwargs)
+            result = warm_runs.run(
+                _substitute(argv, paths), tree=tree, report_dir=report_dir, env_dir=env_dir, limits=limits, uid=uid
+            )
             if result is not None:
                 return result
         inner = limited(_substitute(argv, paths), limits, uid, nproc_base=0)

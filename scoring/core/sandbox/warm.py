@@ -33,6 +33,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from scoring.core.sandbox import bwrap, cgroups
 from scoring.core.types import RunLimits, RunResult
@@ -201,8 +202,9 @@ class Zygote:
         # A pidfd names the namespace's PID 1 for good: a kill can never reach a process that reused its number.
         child_pid = bwrap.namespace_init_pid(bwrap.drain(side_read))
         self.child: int | None = None
-        with contextlib.suppress(OSError, TypeError):
-            self.child = os.pidfd_open(child_pid)
+        if child_pid is not None:  # None: bwrap never said (it failed)
+            with contextlib.suppress(OSError):
+                self.child = os.pidfd_open(child_pid)
         # In a cold run an environment's module would win over the zygote's (PYTHONPATH comes first): such a task,
         # or one whose environment ships a start-up hook, runs cold. The environment never changes: asked once.
         modules = frozenset(ready.get("modules", ())) | _START_UP_MODULES
@@ -223,7 +225,7 @@ class Zygote:
             finally:
                 cgroups.close(join)
 
-    def run(self, request: dict, limits: RunLimits) -> RunResult | None:
+    def run(self, request: dict[str, Any], limits: RunLimits) -> RunResult | None:
         """Send one request and supervise it like a cold run.
 
         None when the zygote failed before the run's code started (the caller runs it cold); WarmRunLost when
@@ -236,7 +238,7 @@ class Zygote:
             self.close()
             raise
 
-    def _run(self, request: dict, limits: RunLimits) -> RunResult | None:
+    def _run(self, request: dict[str, Any], limits: RunLimits) -> RunResult | None:
         started = time.monotonic()
         # The run's cgroup was made ahead (its supervisor joined it during the previous run); its limits are set
         # now, before the run starts. The next run's cgroup goes with this request.
@@ -258,7 +260,7 @@ class Zygote:
         return bwrap.run_result(collected, code=code, cpu_s=cpu_s, started=started, limits=limits, limit_hit=limit_hit)
 
     def _exchange(
-        self, request: dict, limits: RunLimits, started: float, join: list[int]
+        self, request: dict[str, Any], limits: RunLimits, started: float, join: list[int]
     ) -> tuple[bwrap.Collected, int, float] | None:
         """Send the request (with the run's output pipe and the next run's cgroup), collect its output and reply.
 
@@ -277,7 +279,7 @@ class Zygote:
         finally:
             os.close(output_write)
             cgroups.close(join)
-        reply: dict = {}
+        reply: dict[str, Any] = {}
         self.channel.setblocking(False)
 
         def exited() -> bool:
@@ -309,7 +311,7 @@ class Zygote:
             raise WarmRunLost(f"the warm test runner failed during a run: {reply.get('error', 'unexpected reply')}")
         return collected, reply["code"], reply["cpu_s"]
 
-    def _reply(self, *, blocking: bool) -> dict:
+    def _reply(self, *, blocking: bool) -> dict[str, Any]:
         """The zygote's reply; {} when none is there yet (or none came within the channel's timeout)."""
         try:
             data = self.channel.recv(_MAX_MESSAGE)
@@ -320,9 +322,10 @@ class Zygote:
         if not data:
             return {"error": "the zygote is gone"}
         try:
-            return json.loads(data)
+            reply: dict[str, Any] = json.loads(data)
         except ValueError:
             return {"error": "an unreadable reply"}
+        return reply
 
     def close(self) -> None:
         """Kill the zygote's whole sandbox (any run in it included) and wait for it. Only its owner process may."""

@@ -33,6 +33,7 @@ from scoring.core.intake import applycheck, configread
 from scoring.core.intake.archive import safe_extract, sha256_file
 from scoring.core.intake.configread import ConfigError
 from scoring.core.intake.diffcheck import DiffError, FileChange, ParsedDiff, parse_diff
+from scoring.core.intake.spec import TaskSpec
 from scoring.core.trees import make_read_only, remove_tree, scratch_copy
 from scoring.core.types import PipelineSettings, Runner, ScoringContext
 from scoring.core.versions import package_version
@@ -362,7 +363,7 @@ def _config_sections(path: Path, name: str) -> dict[str, object]:
     if name == "pyproject.toml":
         tool = configread.table(configread.load_toml(text), "tool")
         return {f"[tool.{key}]": value for key, value in tool.items() if key.startswith(_PYPROJECT_TABLES)}
-    sections = {
+    sections: dict[str, object] = {
         f"[{section}]": items
         for section, items in configread.pytest_ini_sections(text, path=name).items()
         if section in _SETUP_CFG_PYTEST_SECTIONS
@@ -445,7 +446,7 @@ def task_cache_key(*, base_sha: str, hidden_sha: str | None, spec: object) -> st
 @contextlib.contextmanager
 def prepare(
     *,
-    spec: object,
+    spec: TaskSpec,
     diff: ParsedDiff | str,
     base_archive: Path,
     hidden_archive: Path | None,

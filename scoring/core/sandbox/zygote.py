@@ -59,6 +59,13 @@ import sys
 import tempfile
 import traceback
 
+# This file also runs as the sandbox's zygote on a bare interpreter, so it imports nothing for typing at run time:
+# the constant is False there, and mypy reads the block as always taken (as it does `typing.TYPE_CHECKING`).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID = 0x00020000, 0x08000000, 0x40000000, 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
 MS_PRIVATE, MNT_DETACH = 1 << 18, 2
@@ -197,7 +204,7 @@ def stand_by(control_fd: int, result_fd: int, join: list[int]) -> None:
     supervise(json.loads(message), fds[0], result_fd)
 
 
-def start(request: dict, output_fd: int, standby: Standby | None) -> tuple[int, int]:
+def start(request: dict[str, Any], output_fd: int, standby: Standby | None) -> tuple[int, int]:
     """Start a run: hand it to the standby supervisor, or fork one. (supervisor pid, its answer's pipe)."""
     if standby is None:
         result_read, result_write = os.pipe()
@@ -212,15 +219,16 @@ def start(request: dict, output_fd: int, standby: Standby | None) -> tuple[int, 
     return pid, result_read
 
 
-def finish(pid: int, result_read: int) -> dict:
+def finish(pid: int, result_read: int) -> dict[str, Any]:
     """What the run's supervisor reports, once it has ended."""
     with os.fdopen(result_read, "rb") as result:
         data = result.read()
     os.waitpid(pid, 0)
     try:
-        return json.loads(data)
+        answer: dict[str, Any] = json.loads(data)
     except ValueError:
         return {"error": "the run's supervisor died without an answer"}
+    return answer
 
 
 def _discard(standby: Standby | None) -> None:
@@ -232,7 +240,7 @@ def _discard(standby: Standby | None) -> None:
         os.waitpid(pid, 0)
 
 
-def supervise(request: dict, output_fd: int, result_fd: int) -> None:
+def supervise(request: dict[str, Any], output_fd: int, result_fd: int) -> None:
     """In new mount, PID, IPC and network namespaces, start the run's init and report its status and CPU time."""
     _close_all_but(output_fd, result_fd)  # the zygote's socket above all
     null = os.open(os.devnull, os.O_RDWR)
@@ -249,13 +257,13 @@ def supervise(request: dict, output_fd: int, result_fd: int) -> None:
     _, status, usage = os.wait4(pid, 0)
     if set_up != b"1":
         why = set_up.decode(errors="replace") or f"init exit status {status}"
-        answer: dict = {"error": f"the run could not be set up: {why}", "ran": False}
+        answer: dict[str, Any] = {"error": f"the run could not be set up: {why}", "ran": False}
     else:
         answer = {"code": _shell_code(status), "cpu_s": usage.ru_utime + usage.ru_stime}
     os.write(result_fd, json.dumps(answer).encode())
 
 
-def init(request: dict, output_fd: int, ready_fd: int) -> None:
+def init(request: dict[str, Any], output_fd: int, ready_fd: int) -> None:
     """PID 1 of the run: build its private view, drop every privilege, start pytest, reap until it ends."""
     _close_all_but(output_fd, ready_fd)
     try:
@@ -276,7 +284,7 @@ def init(request: dict, output_fd: int, ready_fd: int) -> None:
             os._exit(_shell_code(status))
 
 
-def run_pytest(request: dict, output_fd: int) -> None:
+def run_pytest(request: dict[str, Any], output_fd: int) -> None:
     """Become `python -m pytest ARGS` in the tree: same cwd, sys.path[0], argv and environment as a fresh one."""
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
@@ -291,6 +299,7 @@ def run_pytest(request: dict, output_fd: int) -> None:
         sys.path.insert(1, ENV)
     sys.argv = ["-m", *request["args"]]
     random.seed()  # a fresh process would not share the zygote's random state
+    code: int | str | None  # what SystemExit carries, made an exit status below
     try:
         runpy.run_module("pytest", run_name="__main__", alter_sys=True)  # as `python -m pytest` does
         code = 0
@@ -346,7 +355,7 @@ def _under_runs(relative: str) -> str:
     return path
 
 
-def _limit(limits: dict) -> None:
+def _limit(limits: dict[str, Any]) -> None:
     """The same limits `prlimit` sets on a cold run: SIGXCPU at the CPU limit, SIGKILL one second later."""
     cpu = int(limits["cpu"])
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
@@ -393,7 +402,9 @@ def _capabilities() -> dict[str, int]:
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    encode = lambda text: None if text is None else text.encode()  # noqa: E731
+    def encode(text: str | None) -> bytes | None:
+        return None if text is None else text.encode()
+
     _check(_libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)))
 
 
@@ -420,7 +431,7 @@ def _close_all_but(*keep: int) -> None:
     os.closerange(low, top)
 
 
-def _spawn(function, *args, close: tuple[int, ...]) -> int:  # type: ignore[no-untyped-def]  # not yet typed (listed in pyproject [tool.mypy])
+def _spawn(function: Callable[..., object], *args: object, close: tuple[int, ...]) -> int:
     """Fork a child that closes `close` and runs `function(*args)`; return its pid to the parent.
 
     The child leaves with os._exit whatever happens, so it never returns into its parent's code.

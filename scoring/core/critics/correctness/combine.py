@@ -178,7 +178,7 @@ def hidden_test_files(files: Iterable[str]) -> list[str]:
 
 def tree_files(tree: Path) -> frozenset[str]:
     """Every file under `tree` (not folders), as relative posix paths."""
-    found = set()
+    found: set[str] = set()
     for folder, _dirs, names in os.walk(tree):
         relative = Path(folder).relative_to(tree).as_posix()
         found.update(name if relative == "." else f"{relative}/{name}" for name in names)

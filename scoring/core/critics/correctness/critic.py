@@ -28,6 +28,7 @@ from scoring.core.critics import discriminator
 from scoring.core.critics.base import Critic
 from scoring.core.critics.correctness import combine, runner, static_check
 from scoring.core.critics.correctness.runner import MISSING, PASSED, SuiteRun
+from scoring.core.intake.spec import TaskSpec
 from scoring.core.types import CriticResult, ScoringContext
 
 _BASE_FACTS_FILE = "correctness_base.v2.json"
@@ -265,9 +266,12 @@ def _hidden_test_args(layout: runner.HiddenLayout) -> list[str]:
 
 def _suite_command(ctx: ScoringContext, suite: str) -> str:
     """The pytest command of a suite: the spec's (the default hidden one is built from the hidden files)."""
+    # Asked for the hidden suite only when the task has a hidden command of its own (run_suite runs the default).
+    spec: TaskSpec = ctx.spec
     if suite == "visible":
-        return ctx.spec.test_command
-    return ctx.spec.hidden_test_command
+        return spec.test_command
+    assert spec.hidden_test_command is not None
+    return spec.hidden_test_command
 
 
 def _outcome_now(key: str, run: SuiteRun) -> str:

@@ -35,6 +35,13 @@ import types
 
 import pytest
 
+# This file runs inside the sandbox beside the task's tests, so it imports nothing for typing at run time: the
+# constant is False there, and mypy reads the block as always taken (as it does `typing.TYPE_CHECKING`).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
 _EXCERPT_CHARS = 600
 _MAX_CANARIES = 8
 _SUFFIXES = ("again", "extra", "more", "other", "edge", "case", "variant", "regression", "second", "alt")
@@ -45,10 +52,10 @@ _write = os.write
 _dumps = json.dumps
 
 
-def _bootstrap() -> dict:
+def _bootstrap() -> dict[str, Any]:
     path = os.environ.get("REVIEWAPP_HARNESS", "")
     with open(path, encoding="utf-8") as handle:
-        data = json.load(handle)
+        data: dict[str, Any] = json.load(handle)
     os.unlink(path)
     with contextlib.suppress(OSError):
         os.unlink(__file__)
@@ -60,11 +67,11 @@ _NONCE = _BOOT["nonce"]
 _STREAM = os.open(os.path.join(os.path.dirname(os.environ["REVIEWAPP_HARNESS"]), "stream"), os.O_WRONLY)
 _seq = 0
 _canaries: set[str] = set()
-_config = None
+_config: pytest.Config | None = None
 _status = 1
 
 
-def _emit(record: dict) -> None:
+def _emit(record: dict[str, object]) -> None:
     """Write one record to the stream; a closed stream (the harness gave up) ends the run."""
     global _seq
     _seq += 1
@@ -86,7 +93,9 @@ class _HiddenTests(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         self.aliases = {os.path.join(root, real): os.path.join(root, stub) for real, stub in aliases.items()}
         self.names = {_module_name(path) for path in [*self.sources, *self.aliases]}
 
-    def find_spec(self, fullname, path=None, target=None):
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if fullname.rpartition(".")[2] not in self.names:
             return None  # most imports: not a hidden module's name, no path search
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
@@ -101,11 +110,11 @@ class _HiddenTests(importlib.abc.MetaPathFinder, importlib.abc.Loader):
                 return importlib.util.spec_from_file_location(fullname, candidate, loader=self)
         return None
 
-    def create_module(self, spec):
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
         return None
 
-    def exec_module(self, module) -> None:
-        origin = module.__spec__.origin
+    def exec_module(self, module: types.ModuleType) -> None:
+        origin: str = module.__spec__.origin  # type: ignore[union-attr,assignment]  # find_spec gave it a file
         source = self.sources[self.aliases.get(origin, origin)]
         tree = ast.parse(source, filename=origin)
         name = os.path.basename(origin)
@@ -142,7 +151,7 @@ def _conftests_now() -> dict[str, bytes]:
 _CONFTESTS = _conftests_now()
 
 
-def pytest_plugin_registered(plugin, manager) -> None:
+def pytest_plugin_registered(plugin: object, manager: pytest.PytestPluginManager) -> None:
     path = getattr(plugin, "__file__", None)
     if not path or os.path.basename(path) != "conftest.py":
         return
@@ -158,7 +167,7 @@ def pytest_plugin_registered(plugin, manager) -> None:
         _emit({"k": "tamper", "why": "conftest"})
 
 
-def pytest_configure(config) -> None:
+def pytest_configure(config: pytest.Config) -> None:
     global _config
     _config = config
     if _hidden in sys.meta_path:
@@ -166,15 +175,15 @@ def pytest_configure(config) -> None:
     sys.meta_path.insert(0, _hidden)
 
 
-def _canary_factory(test):
-    def canary(*args, **kwargs):
+def _canary_factory(test: Callable[..., object]) -> Callable[..., None]:
+    def canary(*args: object, **kwargs: object) -> None:
         test(*args, **kwargs)
         raise AssertionError("assert False")
 
     return canary
 
 
-def _make_canary(test, name: str):
+def _make_canary(test: Callable[..., object], name: str) -> types.FunctionType:
     """A function that runs `test`, then fails, and looks like one of the test module's own: its code object names it
     `name` at the original's file and line, its globals are the module's, and the module holds it under `name`."""
     made = _canary_factory(test)
@@ -184,17 +193,18 @@ def _make_canary(test, name: str):
         code = code.replace(co_filename=original.co_filename, co_firstlineno=original.co_firstlineno)
     globals_ = getattr(test, "__globals__", made.__globals__)
     function = types.FunctionType(code, globals_, name, None, made.__closure__)
-    function.__signature__ = inspect.signature(test)  # pytest reads the fixtures it needs from the signature
+    # pytest reads the fixtures it needs from the signature (FunctionType declares no such attribute).
+    function.__signature__ = inspect.signature(test)  # type: ignore[attr-defined]  # pytest's own attribute
     function.__doc__ = getattr(test, "__doc__", None)
     if hasattr(test, "pytestmark"):
-        function.pytestmark = list(test.pytestmark)
+        function.pytestmark = list(test.pytestmark)  # type: ignore[attr-defined]  # pytest's marks, as on `test`
     if "__name__" in globals_ and globals_.get(name) is None:
         globals_[name] = function
     return function
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(session, config, items) -> None:
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Insert the canaries among the items: perturbed copies of real module-level tests, beside their originals."""
     wanted = int(_BOOT.get("canaries", 0))
     rng = random.SystemRandom()
@@ -208,14 +218,14 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     names = {item.nodeid for item in items}
     rng.shuffle(plain)
     # One in every test module first (up to _MAX_CANARIES), so forcing the tests of any one file trips one.
-    firsts = list({item.parent.nodeid: item for item in plain}.values())
+    firsts = list({item.parent.nodeid: item for item in plain}.values())  # type: ignore[union-attr]  # a Module
     chosen = firsts[:_MAX_CANARIES] + [item for item in plain if item not in firsts]
     for original in chosen[: max(wanted, min(len(firsts), _MAX_CANARIES))]:
         base = original.originalname
         for _ in range(20):
             new = f"{base}_{rng.choice(_SUFFIXES)}"
             name = new + original.name[len(base) :]
-            if f"{original.parent.nodeid}::{name}" not in names:
+            if f"{original.parent.nodeid}::{name}" not in names:  # type: ignore[union-attr]  # a Module (see plain)
                 break
         else:
             continue
@@ -233,7 +243,7 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     _emit({"k": "canaries", "nodeids": sorted(_canaries)})
 
 
-def pytest_runtest_logreport(report) -> None:
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     text = report.longreprtext if report.failed or report.skipped else ""
     _emit(
         {
@@ -248,24 +258,24 @@ def pytest_runtest_logreport(report) -> None:
     )
 
 
-def pytest_collectreport(report) -> None:
+def pytest_collectreport(report: pytest.CollectReport) -> None:
     if report.failed:
         _emit({"k": "collect_error", "nodeid": report.nodeid, "text": report.longreprtext[:_EXCERPT_CHARS]})
 
 
-def pytest_internalerror(excrepr) -> None:
+def pytest_internalerror(excrepr: object) -> None:
     _emit({"k": "internal_error", "text": str(excrepr)[:_EXCERPT_CHARS]})
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session, exitstatus) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
     global _status
     _status = int(exitstatus)
     _emit({"k": "done", "exitstatus": int(exitstatus)})
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config) -> None:
+def pytest_unconfigure(config: pytest.Config) -> None:
     """The verdict is out: end here, before any exit hook, finalizer or `__del__` of the tree's code can run."""
     sys.stdout.flush()
     sys.stderr.flush()

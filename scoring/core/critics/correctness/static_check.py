@@ -34,7 +34,7 @@ import os
 import re
 import stat
 import tokenize
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -468,6 +468,7 @@ def _rule_for(qual: str) -> tuple[str, _Rule] | None:
 # --- The analysis of one module ----------------------------------------------------------------------------------
 
 #: Where a value ends up held or handed on.
+_CONTAINERS: tuple[type[ast.AST], ...]  # grown below, so not the type of the first tuple
 _CONTAINERS = (ast.keyword, ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Starred, ast.Return, ast.Yield, ast.YieldFrom)
 _CONTAINERS += (ast.Lambda, ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
 _Scope = ast.AST  # a Module, FunctionDef, AsyncFunctionDef, Lambda or ClassDef
@@ -658,7 +659,7 @@ class _Analysis:
             elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
                 self._bind(scope_for(node, node.name), node.name, None)
 
-    def _bind_target(self, target: ast.expr, value: ast.expr, scope_for) -> None:  # type: ignore[no-untyped-def]  # not yet typed (listed in pyproject [tool.mypy])
+    def _bind_target(self, target: ast.expr, value: ast.expr, scope_for: Callable[[ast.AST, str], _Scope]) -> None:
         if isinstance(target, ast.Name):
             self._bind(scope_for(target, target.id), target.id, value)
         elif isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)):
@@ -815,6 +816,7 @@ class _Analysis:
 
     def _check_missing_modules(self, node: ast.Import | ast.ImportFrom) -> None:
         """A module of the task's tree that is not in the tree can only be one the patch writes at run time."""
+        wanted: list[tuple[ast.AST, str]]
         if isinstance(node, ast.Import):
             wanted = [(alias, alias.name) for alias in node.names]
         else:
@@ -913,7 +915,7 @@ class _Analysis:
         if isinstance(node, ast.BinOp):
             left, right = self._fold_any(node.left, depth), self._fold_any(node.right, depth)
             if isinstance(node.op, ast.Add) and type(left) is type(right) and isinstance(left, (str, bytes)):
-                return left + right  # type: ignore[operator]  # not yet typed (listed in pyproject [tool.mypy])
+                return left + right  # type: ignore[operator]  # type(left) is type(right): str + str or bytes + bytes
             if isinstance(node.op, ast.Mult):
                 text, count = (left, right) if isinstance(right, int) else (right, left)
                 if isinstance(text, (str, bytes)) and isinstance(count, int) and len(text) * count <= _MAX_FOLD_CHARS:
@@ -942,7 +944,7 @@ class _Analysis:
                 bounds = [self._fold_any(b, depth) if b is not None else None for b in (index.lower, index.upper)]
                 step = self._fold_any(index.step, depth) if index.step is not None else None
                 if all(b is None or isinstance(b, int) for b in [*bounds, step]) and step != 0:
-                    return text[bounds[0] : bounds[1] : step]
+                    return text[bounds[0] : bounds[1] : step]  # type: ignore[index]  # all ints or None (checked above)
                 return None
             position = self._fold_any(index, depth)
             if isinstance(position, int) and -len(text) <= position < len(text):
@@ -976,7 +978,7 @@ class _Analysis:
             if isinstance(separator, (str, bytes)) and isinstance(items, (ast.List, ast.Tuple)):
                 parts = [self._fold_any(item, depth) for item in items.elts]
                 if all(type(part) is type(separator) for part in parts):
-                    return separator.join(parts)  # type: ignore[arg-type]  # not yet typed (listed in pyproject [tool.mypy])
+                    return separator.join(parts)  # type: ignore[arg-type]  # every part has the separator's type
             return None
         args = [self._fold_any(arg, depth) for arg in node.args]
         if any(arg is None for arg in args):
@@ -987,12 +989,14 @@ class _Analysis:
             if isinstance(owner, (str, bytes)):
                 if method in ("lower", "upper", "strip", "lstrip", "rstrip", "replace", "swapcase", "title"):
                     try:
-                        return getattr(owner, method)(*args)
+                        edited: str | bytes = getattr(owner, method)(*args)  # these methods keep the owner's type
+                        return edited
                     except (TypeError, ValueError):
                         return None
                 if method in ("decode", "encode") and all(isinstance(a, str) and _plain_codec(a) for a in args[:1]):
                     try:
-                        return getattr(owner, method)(*args)
+                        coded: str | bytes = getattr(owner, method)(*args)  # bytes.decode gives str, str.encode bytes
+                        return coded
                     except (TypeError, ValueError, LookupError, UnicodeError):
                         return None
             quals = self._quals(func)
@@ -1061,7 +1065,7 @@ class _Analysis:
             if rule.test_machinery and self.is_test:
                 continue
             if rule.kind in (ANY, MEMBERS, SYS_MODULES):
-                self._flag(alias, rule.reason.format(_display(key, qual, rule)))  # type: ignore[union-attr]  # not yet typed (listed in pyproject [tool.mypy])
+                self._flag(alias, rule.reason.format(_display(key, qual, rule)))  # type: ignore[union-attr]  # _rule_for never returns an exception (reason None)
         if self._in_class_body(node):
             for alias, qual in quals:
                 if _normalize(qual) in _VALUE_SENSITIVE_MODULES:
@@ -1091,7 +1095,7 @@ class _Analysis:
                 continue
             if key in _COMMAND_LINE and self._in_script_main(node):
                 continue
-            reason = rule.reason.format(_display(key, qual, rule)) + self._via(node, qual)  # type: ignore[union-attr]  # not yet typed (listed in pyproject [tool.mypy])
+            reason = rule.reason.format(_display(key, qual, rule)) + self._via(node, qual)  # type: ignore[union-attr]  # _rule_for never returns an exception (reason None)
             applies = rule.kind in (ANY, MEMBERS) or (rule.kind == CALL and called)
             if applies or (rule.kind == IMPORT_TIME_CALL and called and self._at_import_time(node)):
                 self._flag(node, reason)
@@ -1134,12 +1138,10 @@ class _Analysis:
             passed = parent.func is not node and not self._getattr_target(parent) and not self._setattr_target(parent)
             inspected = self._quals(parent.func) & {"builtins.vars", "builtins.isinstance", "builtins.id"}
             escapes = passed and not inspected
-        elif isinstance(parent, (ast.Tuple, ast.List)) and isinstance(self._parent(parent), ast.Assign):
+        elif isinstance(parent, (ast.Tuple, ast.List)) and isinstance(grand := self._parent(parent), ast.Assign):
             # `a, b = os, sys` binds aliases like `a = os` does, except in a class body (read back as `C.a`).
-            grand = self._parent(parent)
-            escapes = self._in_class_body(grand) or not all(  # type: ignore[arg-type]  # not yet typed (listed in pyproject [tool.mypy])
-                isinstance(t, (ast.Tuple, ast.List)) and len(t.elts) == len(parent.elts)
-                for t in grand.targets  # type: ignore[union-attr]  # not yet typed (listed in pyproject [tool.mypy])
+            escapes = self._in_class_body(grand) or not all(
+                isinstance(t, (ast.Tuple, ast.List)) and len(t.elts) == len(parent.elts) for t in grand.targets
             )
         elif isinstance(parent, (ast.Assign, ast.AnnAssign)):
             targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
@@ -1227,7 +1229,7 @@ class _Analysis:
                 self._flag(node, _HOW_RUN.format("which modules are loaded: `in sys.modules`"))
             return
         read = isinstance(parent, ast.Subscript) and parent.value is node and isinstance(parent.ctx, ast.Load)
-        if not (read and self._quals(parent)):
+        if not (read and parent is not None and self._quals(parent)):  # read: parent is a Subscript
             self._flag(node, reason + self._via(node, "sys.modules"))
 
     def _check_module_lookup(self, node: ast.Subscript) -> None:
@@ -1312,7 +1314,7 @@ class _Analysis:
             returns = [n for n in ast.walk(node) if isinstance(n, ast.Return)]
             if any(self._line(n) is not None for n in [node, *returns]):
                 line = self._line(node) or next(self._line(n) for n in returns if self._line(n) is not None)
-                self.found.add((line, f"{node.name} always returns {constant}"))  # type: ignore[arg-type]  # not yet typed (listed in pyproject [tool.mypy])
+                self.found.add((line, f"{node.name} always returns {constant}"))  # type: ignore[arg-type]  # not None: any() above
 
     def _check_always_equal_mapping(self, node: ast.Dict | ast.Call) -> None:
         """`type("X", (), {"__eq__": lambda s, o: True})` and `dict(__eq__=lambda s, o: True)`."""
@@ -1341,7 +1343,7 @@ class _Analysis:
     def _check_raise(self, node: ast.Raise) -> None:
         exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
         exits = exc is not None and {"builtins.SystemExit", "builtins.KeyboardInterrupt"} & self._quals(exc)
-        if exits and self._at_import_time(node):
+        if exits and exc is not None and self._at_import_time(node):  # exits already says exc is not None
             self._flag(node, _EXITS_AT_IMPORT.format(f"raise {_unparse(exc)}"))
 
     def _check_words(self, node: ast.AST) -> None:
@@ -1417,9 +1419,10 @@ def _decode_literal(quals: frozenset[str], args: list[str | bytes | int | None])
             codec = args[1] if len(args) > 1 else "utf-8"
             if not (isinstance(codec, str) and _plain_codec(codec)):
                 return None
-            return codecs.decode(args[0], codec)  # type: ignore[arg-type]  # not yet typed (listed in pyproject [tool.mypy])
+            return codecs.decode(args[0], codec)  # type: ignore[arg-type]  # another type raises TypeError, caught below
         name = next(q for q in sorted(quals) if q.startswith("base64."))
-        return getattr(base64, name.split(".")[1])(args[0])
+        decoded: bytes = getattr(base64, name.split(".")[1])(args[0])  # base64's *decode functions return bytes
+        return decoded
     except (TypeError, ValueError, LookupError, UnicodeError, StopIteration):
         return None
 

@@ -253,7 +253,9 @@ def _tally(
     }
 
 
-def _input_verdicts(disagreeing: Sequence[Mapping[str, Any]], agreeing: Sequence[Mapping[str, Any]]) -> list[dict]:
+def _input_verdicts(
+    disagreeing: Sequence[Mapping[str, Any]], agreeing: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """The per-input verdicts kept for training rows: {"entry", "call", "agrees"}, the call written out in full.
 
     The smallest disagreeing inputs first, then agreeing ones spread evenly over the input set (the traced seeds
@@ -517,7 +519,8 @@ def task_facts(ctx: ScoringContext, *, seed: int = DEFAULT_SEED, budget: int = I
     """
     path = ctx.task_cache_dir / f"discriminator-{_facts_key(ctx.spec, seed, budget)}.json"
     with contextlib.suppress(OSError, ValueError):
-        return json.loads(path.read_text())
+        cached: dict[str, Any] = json.loads(path.read_text())
+        return cached
     facts = _compute_facts(ctx, seed=seed, budget=budget)
     ctx.task_cache_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".discriminator-", dir=ctx.task_cache_dir)
@@ -593,7 +596,9 @@ def _compute_facts(ctx: ScoringContext, *, seed: int, budget: int) -> dict[str, 
             )
             for _ in range(2)
         )
-    kept, dropped, missing = [], {}, {}
+    kept: list[dict[str, Any]] = []
+    dropped: dict[str, int] = {}
+    missing: dict[str, str] = {}
     for item in cases:
         outcome = outcomes.get(item["id"], {"status": "not_run"})
         expected = compare.expected_of(outcome)

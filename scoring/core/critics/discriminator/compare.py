@@ -170,7 +170,8 @@ def render(value: Any) -> str:
 def _render(value: Any) -> str:
     if not isinstance(value, dict):
         return repr(value).encode("utf-8", "backslashreplace").decode("utf-8")
-    tag, raw = value.get("t"), value.get("v")
+    tag = value.get("t")
+    raw: Any = value.get("v")  # plain JSON whose shape the tag names
     if tag == "float":
         return f"float({raw!r})"
     if tag == "list":

@@ -86,19 +86,19 @@ def _key(item: Mapping[str, Any]) -> dict[str, Any]:
 # --- mutation ------------------------------------------------------------------------------------------------
 
 
-def mutate_call(args: Sequence[Any], kwargs: Mapping[str, Any], rng: random.Random) -> tuple[list[Any], dict]:
+def mutate_call(args: Sequence[Any], kwargs: Mapping[str, Any], rng: random.Random) -> tuple[list[Any], dict[str, Any]]:
     """A copy of the call with one to three of its arguments mutated (each a fresh copy)."""
-    args, kwargs = [decode(encode(a)) for a in args], {k: decode(encode(v)) for k, v in kwargs.items()}
-    slots = [("a", i) for i in range(len(args))] + [("k", k) for k in kwargs]
+    new_args, new_kwargs = [decode(encode(a)) for a in args], {k: decode(encode(v)) for k, v in kwargs.items()}
+    slots: list[tuple[str, int | str]] = [("a", i) for i in range(len(new_args))] + [("k", k) for k in new_kwargs]
     if not slots:
-        return args, kwargs
+        return new_args, new_kwargs
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
         where, key = rng.choice(slots)
-        if where == "a":
-            args[key] = mutate(args[key], rng)
-        else:
-            kwargs[key] = mutate(kwargs[key], rng)
-    return args, kwargs
+        if where == "a" and isinstance(key, int):  # always an int: the argument's position
+            new_args[key] = mutate(new_args[key], rng)
+        elif isinstance(key, str):  # always, for a ("k", name) slot: keyword names are strings
+            new_kwargs[key] = mutate(new_kwargs[key], rng)
+    return new_args, new_kwargs
 
 
 def mutate(value: Any, rng: random.Random, depth: int = 0) -> Any:
@@ -162,7 +162,7 @@ def _mutate_sequence(items: list[Any], rng: random.Random, depth: int) -> list[A
     return items
 
 
-def _mutate_dict(value: dict, rng: random.Random, depth: int) -> dict:
+def _mutate_dict(value: dict[Any, Any], rng: random.Random, depth: int) -> dict[Any, Any]:
     items = dict(value)
     if not items:
         return {"a": 0}
@@ -311,10 +311,10 @@ def simpler(value: Any, depth: int = 0) -> list[Any]:
         return out
     if kind is dict:
         keys = list(value)[:_SHRINK_WIDTH]
-        options = [{}] if value else []
-        options += [{k: v for k, v in value.items() if k != key} for key in keys]
-        options += [{**value, key: simple} for key in keys for simple in simpler(value[key], depth + 1)]
-        return options
+        smaller: list[dict[Any, Any]] = [{}] if value else []
+        smaller += [{k: v for k, v in value.items() if k != key} for key in keys]
+        smaller += [{**value, key: simple} for key in keys for simple in simpler(value[key], depth + 1)]
+        return smaller
     return []
 
 
@@ -391,7 +391,7 @@ def _infer_type(st: Any, kind: type, values: list[Any]) -> Any:
     if kind is list:
         return st.lists(_elements(st, [item for value in values for item in value]), max_size=size)
     if kind is tuple:
-        by_length: dict[int, list[tuple]] = {}
+        by_length: dict[int, list[tuple[Any, ...]]] = {}
         for value in values:
             by_length.setdefault(len(value), []).append(value)
         return st.one_of([_record(st, n, group) for n, group in by_length.items()])
@@ -405,7 +405,7 @@ def _infer_type(st: Any, kind: type, values: list[Any]) -> Any:
     return None
 
 
-def _record(st: Any, length: int, group: list[tuple]) -> Any:
+def _record(st: Any, length: int, group: list[tuple[Any, ...]]) -> Any:
     """Tuples of this length, field by field; when every observed one has ascending numbers ((start, end)),
     mostly ascending ones too, so that generated records are valid as often as the observed ones."""
     raw = st.tuples(*[_infer(st, [v[i] for v in group]) for i in range(length)])

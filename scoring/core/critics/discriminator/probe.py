@@ -36,6 +36,15 @@ import sys
 import time
 import types
 
+# This file runs on the sandbox's bare interpreter, so it imports nothing for typing at run time: the constant is
+# False there, and mypy reads the block as always taken (as it does `typing.TYPE_CHECKING`).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from _typeshed import TraceFunction
+
 #: Size caps of one encoded value: nesting depth, number of nodes, characters of one string.
 MAX_DEPTH = 24
 MAX_NODES = 20_000
@@ -59,7 +68,7 @@ class Unrepresentable(ValueError):
     """A value that cannot be carried as plain data (the message says why)."""
 
 
-def encode(value, *, _depth=0, _budget=None):
+def encode(value: Any, *, _depth: int = 0, _budget: list[int] | None = None) -> Any:
     """Return `value` as plain JSON data that names every type, or raise Unrepresentable.
 
     Exact builtin types only: a subclass (a list whose `__eq__` lies, an int subclass) is encoded as an object
@@ -74,7 +83,7 @@ def encode(value, *, _depth=0, _budget=None):
         raise Unrepresentable(f"nested deeper than {MAX_DEPTH} levels")
     kind = type(value)
 
-    def sub(item):
+    def sub(item: object) -> Any:
         return encode(item, _depth=_depth + 1, _budget=budget)
 
     if value is None or kind is bool or kind is int:
@@ -99,7 +108,7 @@ def encode(value, *, _depth=0, _budget=None):
     return _encode_object(value, sub)
 
 
-def _encode_object(value, sub):
+def _encode_object(value: Any, sub: Callable[[object], Any]) -> dict[str, Any]:
     """An instance of any other class: its class name plus its state, or a deterministic repr."""
     kind = type(value)
     cls = f"{kind.__module__}.{kind.__qualname__}"
@@ -107,8 +116,9 @@ def _encode_object(value, sub):
         return {"t": "enum", "cls": cls, "v": value.name}
     if isinstance(value, _CODE_LIKE):
         raise Unrepresentable(f"a {cls} is code, not data")
-    state = {}
-    for base in (list, tuple, dict, set, frozenset, str, int, float, bytes):
+    state: dict[str, Any] = {}
+    bases: tuple[type[Any], ...] = (list, tuple, dict, set, frozenset, str, int, float, bytes)
+    for base in bases:
         if isinstance(value, base):
             state["__base__"] = sub(base(value))
             break
@@ -130,13 +140,14 @@ def _encode_object(value, sub):
     return {"t": "repr", "cls": cls, "v": text}
 
 
-def decode(data):
+def decode(data: Any) -> Any:
     """Rebuild Python values from `encode`'s output (inputs only hold decodable kinds)."""
     if isinstance(data, list):  # plain JSON lists (hand-written inputs) are lists
         return [decode(item) for item in data]
     if not isinstance(data, dict):
         return data
-    tag, raw = data.get("t"), data.get("v")
+    tag = data.get("t")
+    raw: Any = data.get("v")  # plain JSON whose shape the tag names
     if tag == "float":
         return float(raw)
     if tag in ("list", "tuple", "set", "frozenset"):
@@ -174,17 +185,17 @@ def _is_test_file(path: str) -> bool:
     )
 
 
-def pytest_configure(config):
+def pytest_configure(config: object) -> None:
     """Start recording calls from test files into module-level functions under the tree (the working folder)."""
     out_path = os.environ.get("DISCRIMINATOR_TRACE")
     if not out_path:
         return
     root = os.getcwd().rstrip(os.sep) + os.sep
     here = os.path.abspath(__file__)
-    seen = {}
+    seen: dict[str, set[str]] = {}
     out = open(out_path, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
 
-    def record(frame):
+    def record(frame: types.FrameType) -> None:
         code = frame.f_code
         filename = code.co_filename
         if not filename.startswith(root) or filename == here or _is_test_file(filename[len(root) :]):
@@ -205,7 +216,7 @@ def pytest_configure(config):
         calls = seen.setdefault(entry, set())
         if len(calls) >= MAX_SEEDS_PER_ENTRY:
             return
-        line = {"entry": entry, "annotations": _annotations(function)}
+        line: dict[str, Any] = {"entry": entry, "annotations": _annotations(function)}
         try:
             args, kwargs = _arguments(frame)
             line["args"], line["kwargs"] = encode(args), encode(kwargs)
@@ -217,7 +228,7 @@ def pytest_configure(config):
             out.write(key + "\n")
             out.flush()
 
-    def profile(frame, event, arg):
+    def profile(frame: types.FrameType, event: str, arg: object) -> None:
         if event == "call":
             with contextlib.suppress(Exception):  # a tracing problem must never fail the tests
                 record(frame)
@@ -225,11 +236,11 @@ def pytest_configure(config):
     sys.setprofile(profile)
 
 
-def pytest_unconfigure(config):
+def pytest_unconfigure(config: object) -> None:
     sys.setprofile(None)
 
 
-def _arguments(frame):
+def _arguments(frame: types.FrameType) -> tuple[list[Any], dict[str, Any]]:
     """(args, kwargs) of a call, read from the frame at its 'call' event, before the body ran."""
     code = frame.f_code
     names = code.co_varnames
@@ -247,7 +258,7 @@ def _arguments(frame):
     return args, kwargs
 
 
-def _annotations(function):
+def _annotations(function: object) -> dict[str, str]:
     try:
         items = getattr(function, "__annotations__", {}) or {}
         return {str(k): v if isinstance(v, str) else getattr(v, "__name__", repr(v)) for k, v in items.items()}
@@ -262,11 +273,11 @@ class _Timeout(BaseException):
     """Raised by the per-case alarm; a BaseException so that `except Exception` in the called code misses it."""
 
 
-def _on_alarm(signum, frame):
+def _on_alarm(signum: int, frame: types.FrameType | None) -> None:
     raise _Timeout
 
 
-def _outcome(function, case):
+def _outcome(function: Callable[..., object], case: dict[str, Any]) -> dict[str, Any]:
     """Call `function` on the case and describe what happened as one JSON-able dict."""
     try:
         args = decode(case["args"])
@@ -303,7 +314,7 @@ def _outcome(function, case):
         return {"status": "unrepresentable", "reason": str(exc), "time_s": elapsed}
 
 
-def _deliberate(exc):
+def _deliberate(exc: BaseException) -> bool:
     """True when the exception came from a `raise` statement of Python code (not from inside an operation such
     as unpacking or indexing): only then is its type part of the function's contract."""
     tb = exc.__traceback__
@@ -315,13 +326,13 @@ def _deliberate(exc):
     return line.startswith("raise")
 
 
-def coverage_signature(key: str, ident: str, covered: list[int]) -> str:
+def coverage_signature(key: str, ident: str, covered: list[list[int]]) -> str:
     """The signature of one case's coverage claim: HMAC-SHA256 over its id and lines (the harness checks it)."""
     message = json.dumps([ident, covered], separators=(",", ":")).encode()
     return hmac.new(bytes.fromhex(key), message, hashlib.sha256).hexdigest()
 
 
-def _coverage(plan_path):
+def _coverage(plan_path: str) -> tuple[str, set[tuple[int, int]], Callable[[], None]]:
     """Read and delete the plan; return (key, files, hits, start): `start()` begins recording for one case.
 
     Only frames of the plan's files get a line tracer, and only the plan's lines are kept. Recording happens in
@@ -333,26 +344,26 @@ def _coverage(plan_path):
     root = os.getcwd()
     files = sorted(plan["files"])
     wanted = {os.path.join(root, name): (index, frozenset(plan["files"][name])) for index, name in enumerate(files)}
-    hits = set()
+    hits: set[tuple[int, int]] = set()
 
-    def local(frame, event, arg):
+    def local(frame: types.FrameType, event: str, arg: object) -> TraceFunction:
         if event == "line":
             index, lines = wanted[frame.f_code.co_filename]
             if frame.f_lineno in lines:
                 hits.add((index, frame.f_lineno))
         return local
 
-    def scout(frame, event, arg):
+    def scout(frame: types.FrameType, event: str, arg: object) -> TraceFunction | None:
         return local if frame.f_code.co_filename in wanted else None
 
-    def start():
+    def start() -> None:
         hits.clear()
         sys.settrace(scout)
 
     return plan["key"], hits, start
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     """Run the cases of argv[1] (JSON) and append one line per case to argv[2] (with a plan argv[3]: coverage)."""
     with open(argv[1], encoding="utf-8") as handle:
         cases = json.load(handle)
@@ -361,7 +372,7 @@ def main(argv):
     sys.path.insert(0, os.getcwd())
     sys.setrecursionlimit(4000)
     signal.signal(signal.SIGALRM, _on_alarm)
-    functions = {}
+    functions: dict[str, Callable[..., object]] = {}
     for case in cases:
         entry = case["entry"]
         try:
@@ -376,7 +387,7 @@ def main(argv):
         except BaseException as exc:
             functions.pop(entry, None)
             line = {"status": "no_entry", "reason": f"{type(exc).__name__}: {exc}"[:300]}
-        if key is not None:
+        if key is not None and hits is not None:  # both set by _coverage, or neither
             sys.settrace(None)
             covered = sorted([index, number] for index, number in hits)
             line["cov"], line["sig"] = covered, coverage_signature(key, case["id"], covered)

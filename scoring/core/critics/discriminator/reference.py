@@ -17,6 +17,7 @@ from pathlib import Path
 
 from scoring.core.intake.archive import ArchiveError, safe_extract
 from scoring.core.intake.diffcheck import DiffError, parse_diff
+from scoring.core.intake.spec import TaskSpec
 from scoring.core.sandbox import workspace
 from scoring.core.trees import remove_tree, scratch_copy
 from scoring.core.types import RunLimits, Runner
@@ -112,7 +113,7 @@ def visible_tests_argv(test_command: str, *, plugin: str | None = None) -> list[
     return ["env", "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1", *argv, *extra, "-p", "no:cacheprovider", "-q"]
 
 
-def check(*, spec: object, reference: Path, base_dir: Path, work_root: Path, run: Runner, cache_dir: Path) -> None:
+def check(*, spec: TaskSpec, reference: Path, base_dir: Path, work_root: Path, run: Runner, cache_dir: Path) -> None:
     """Refuse a reference that does not apply to the base or does not pass the visible tests (ReferenceError).
 
     A reference that passed once is remembered in `cache_dir` (by its digest, the base and the test command), so

@@ -434,8 +434,9 @@ def _trace(ctx: ScoringContext, argv: Sequence[str]) -> dict[str, Any] | None:
     with contextlib.suppress(OSError, ValueError, AttributeError):
         cached = json.loads(cache.read_text())
         if cached.get("command") == ctx.spec.benchmark_command:
-            return cached.get("record")
-    record = None
+            known: dict[str, Any] | None = cached.get("record")
+            return known
+    record: dict[str, Any] | None = None
     if len(argv) >= 2 and argv[0] == "python" and (argv[1] == "-m" or not argv[1].startswith("-")):
         with scratch_copy(ctx.base_dir, work_root=ctx.settings.work_root, prefix="bench-trace-") as tree:
             (tree / TRACER_NAME).write_bytes(TRACER.read_bytes())
@@ -728,12 +729,12 @@ def _judged(
     # waits, or works in processes the command did not wait for): when it claims "slower" and CPU time does
     # not, or when its whole interval lies above CPU time's.
     verdict = verdict_of(evidence)
-    wall = evidence.get("wall")
+    wall: Mapping[str, Any] = evidence.get("wall") or {}  # {} when wall time was not measured
     wall_verdict = verdict_of(wall) if wall else None
     hidden = wall_verdict == "slower" and (verdict != "slower" or wall["ci_low"] > evidence["ci_high"])
     judged_on = "wall" if hidden else "cpu"
     stats = wall if hidden else evidence
-    verdict = wall_verdict if hidden else verdict
+    verdict = wall_verdict if hidden and wall_verdict else verdict
     wall_doubt = (
         verdict != "slower" and wall_verdict is not None and _wall_in_doubt(wall["ci_low"], wall_verdict, slower_at)
     )

@@ -13,15 +13,15 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
-from scoring.core.types import Weights
+from scoring.core.types import DEFAULT_PERF_KNOTS
 
-#: The default (ratio, score) knots: one source of truth, the field default of Weights.perf_knots.
-DEFAULT_KNOTS: tuple[tuple[float, float], ...] = next(f.default for f in fields(Weights) if f.name == "perf_knots")
+#: The default (ratio, score) knots: one source of truth, types.DEFAULT_PERF_KNOTS (Weights.perf_knots's default).
+DEFAULT_KNOTS = DEFAULT_PERF_KNOTS
 
 VERDICTS = ("faster", "same", "slower", "inconclusive")
 
@@ -98,9 +98,10 @@ def decide(ci_low: float, ci_high: float, p_value: float, *, slower_at: float, a
 
 def _median_ratio(base: np.ndarray, patched: np.ndarray, axis: int = -1, start_up_s: float = 0.0) -> np.ndarray:
     """(median patched - start-up) / (median base - start-up), each part floored at TIME_FLOOR_S."""
-    return np.maximum(np.median(patched, axis=axis) - start_up_s, TIME_FLOOR_S) / np.maximum(
+    ratio: np.ndarray = np.maximum(np.median(patched, axis=axis) - start_up_s, TIME_FLOOR_S) / np.maximum(
         np.median(base, axis=axis) - start_up_s, TIME_FLOOR_S
     )
+    return ratio
 
 
 def shared_start_up(base: Sequence[float], patched: Sequence[float], start_up_s: float) -> float:
@@ -292,7 +293,14 @@ def sequential_compare(
 class _Samples:
     """The growing samples of one sequential comparison and the clock that bounds them."""
 
-    def __init__(self, base, patched, measure_pair, clock, budget_s):  # type: ignore[no-untyped-def]  # not yet typed (listed in pyproject [tool.mypy])
+    def __init__(
+        self,
+        base: list[float],
+        patched: list[float],
+        measure_pair: Callable[[], tuple[float, float]],
+        clock: Callable[[], float],
+        budget_s: float,
+    ) -> None:
         self.base, self.patched = base, patched
         self._measure_pair, self._clock, self._budget_s = measure_pair, clock, budget_s
         self._start = clock()
