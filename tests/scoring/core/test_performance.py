@@ -686,7 +686,9 @@ def test_slowdown_against_a_cached_base_is_claimed_only_from_fresh_interleaved_r
     result = evaluate_and_heal(rounds_ctx(tmp_path, 4_000_000, "slower"))
     assert_regression(result, tamper=False)
     assert "base_cached" not in result.evidence
-    assert "measured again, interleaved" in result.rationale[0]
+    # Measured again, interleaved: because the cached base could not rule the slowdown out, or because the host
+    # drifted since it was cached (a busy shared machine); either way never claimed against the cache.
+    assert "measured again" in result.rationale[0]
 
 
 @pytest.mark.parametrize("busier", [3.0, 4.0])
