@@ -14,7 +14,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 
 # Per-suite time budgets (seconds). A suite past its budget fails the run instead of eating CI's 90 minutes.
 BUDGET_CORE ?= 1200
-BUDGET_DB ?= 720
+BUDGET_DB ?= 1200
 BUDGET_BROWSER ?= 420
 BUDGET_RELIABILITY ?= 900
 BUDGET_CRITIC ?= 420

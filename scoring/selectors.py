@@ -244,7 +244,8 @@ def critic_input(patch: Patch) -> tuple[dict[str, Any], str, dict[str, Any]]:
     of hidden material (counts, no names, no output; the spec without hidden keys), with the measured scores: the
     critic's comment reaches clients, so it must never have read what they may not see.
     """
-    spec = spec_for_outsiders(patch.task.spec)
+    # That hidden tests exist is no secret (clients see their counts); the prompt says so.
+    spec = spec_for_outsiders(patch.task.spec) | {"hidden_tests": bool(patch.task.spec.get("hidden_test_command"))}
     return spec, patch.diff, patch_result(patch, reveal_hidden=False, include_id=False, withhold=False)
 
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from exports.services import VAL_SHARE, _bucket, export_labels, manifest_path, reviewer_pseudonym, task_split
 from scoring.core.learned.prompt import build_messages
-from scoring.selectors import patch_result
+from scoring.selectors import critic_input
 from tests.exports.factories import bulk_labelled, diff_for, make_label, make_patch, make_task, two_sided_tasks
 
 pytestmark = pytest.mark.django_db
@@ -124,8 +124,9 @@ def test_exported_prompt_is_the_prompt_inference_builds(labelled, tmp_path):
     export_labels(fmt="sft", out=out)
     for row in rows_of(out):
         patch = next(p for p in labelled if p.pk == row["patch"])
-        result = patch_result(patch, reveal_hidden=True)
-        assert row["messages"][:-1] == build_messages(task=patch.task.spec, diff=patch.diff, result=result)
+        task, diff, result = critic_input(patch)
+        assert row["messages"][:-1] == build_messages(task=task, diff=diff, result=result)
+        assert "Hidden tests: yes (names withheld)" in row["messages"][1]["content"]
     # Hidden test names reach neither the export nor the critic.
     assert "test_overflow" not in out.read_text()
 
