@@ -257,6 +257,8 @@ def splice(doc: str, outcomes: list[tuple[Bench, Section | None, str, float]], c
         title = section.title if section else bench.title
         new = _section_text(fresh, title)
         old = _section_text(doc, title)
+        if old and not doc.endswith(old):  # a section followed by another keeps its blank line before it
+            new = new.rstrip("\n") + "\n\n"
         doc = doc.replace(old, new) if old else doc.rstrip("\n") + "\n\n" + new
         for goal in section.goals if section else ():
             row = next(line for line in fresh.splitlines() if line.startswith(f"| {goal.name} | "))
