@@ -72,7 +72,7 @@ class ExportJob(models.Model):
         DONE = "done"
         FAILED = "failed"
 
-    fmt = models.CharField(max_length=10)
+    fmt = models.CharField(max_length=20)
     include_demo = models.BooleanField(default=False)
     with_execution = models.BooleanField(default=False)
     min_margin = models.FloatField(default=0.2)
