@@ -274,6 +274,18 @@ def _input_verdicts(
     return out
 
 
+def _healed(previous: CriticResult, verdict: dict[str, Any]) -> CriticResult:
+    """The tests' part of `previous` (its discriminator evidence dropped), combined again with the healed verdict."""
+    verdict["healed"] = True
+    tests = replace(
+        previous,
+        score=verdict["tests_score"],
+        confidence=verdict["tests_confidence"],
+        evidence={k: v for k, v in previous.evidence.items() if k != "discriminator"},
+    )
+    return _combine(tests, verdict)
+
+
 def _combine(result: CriticResult, verdict: dict[str, Any]) -> CriticResult:
     """The tests' result with the verdict folded in: score, flag, one rationale step, the evidence."""
     total, disagree = verdict["inputs"], verdict["disagree"]
@@ -352,14 +364,7 @@ def heal(ctx: ScoringContext, previous: CriticResult, budget_s: float) -> Critic
             break
     if not rounds and not exhausted:
         return previous  # no time for a round: the doubt stands
-    verdict["healed"] = True
-    tests = replace(
-        previous,
-        score=verdict["tests_score"],
-        confidence=verdict["tests_confidence"],
-        evidence={k: v for k, v in previous.evidence.items() if k != "discriminator"},
-    )
-    healed = _combine(tests, verdict)
+    healed = _healed(previous, verdict)
     added = sum(count for _, count in rounds)
     if rounds:
         seeds = ", ".join(str(seed) for seed, _ in rounds)
@@ -446,14 +451,7 @@ def _heal_coverage(
                 break
     if not rounds:
         return previous  # no time for a round: the doubt stands
-    verdict["healed"] = True
-    tests = replace(
-        previous,
-        score=verdict["tests_score"],
-        confidence=verdict["tests_confidence"],
-        evidence={k: v for k, v in previous.evidence.items() if k != "discriminator"},
-    )
-    healed = _combine(tests, verdict)
+    healed = _healed(previous, verdict)
     reach = verdict["coverage"]
     seeds_used = ", ".join(str(seed) for seed, _ in rounds)
     step = (
