@@ -47,3 +47,10 @@ def test_gating_keeps_unmeasured_criteria_out_and_refuses_unknown_shapings():
     assert _reward({**scores, "correctness": None}, "gated") is None  # no correctness, no final score
     with pytest.raises(ValueError, match="unknown reward shaping 'product'"):
         shaped_scores(scores, "product")
+
+
+def test_exactly_correctness_gates_the_reward():
+    """The gated shaping scales the other subscores by the one critic that gates: correctness, never another."""
+    from scoring.core.critics.registry import GATE, REGISTRY
+
+    assert [critic.name for critic in REGISTRY if critic.gates_reward] == ["correctness"] == [GATE]

@@ -179,14 +179,7 @@ def _verdict(ctx: ScoringContext, facts: Mapping[str, Any]) -> dict[str, Any]:
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Coverage in a process of its own, at the same time: tracing must not slow the verdict's run.
         reached = pool.submit(coverage.measure, ctx, cases, plan, budget_s=budget) if plan else None
-        outcomes = run.call_cases(
-            run=ctx.run,
-            tree=ctx.patched_dir,
-            cases=[{key: case[key] for key in ("id", "entry", "args", "kwargs", "cap_s")} for case in cases],
-            work_root=ctx.settings.work_root,
-            env_dir=ctx.env_dir,
-            budget_s=budget,
-        )
+        outcomes = run.call_on_patched(ctx, cases, budget_s=budget)
         covered = reached.result() if reached is not None else None
     verdict = _tally(ctx, facts, cases, outcomes, shrinking=True)
     if covered is not None:
@@ -428,14 +421,7 @@ def _heal_coverage(
                 if answers.is_confirmed(case) and (expected := answers.get(case)) is not None
             ]
             reached = measuring.result()
-            outcomes = run.call_cases(
-                run=ctx.run,
-                tree=ctx.patched_dir,
-                cases=[{key: case[key] for key in ("id", "entry", "args", "kwargs", "cap_s")} for case in cases],
-                work_root=ctx.settings.work_root,
-                env_dir=ctx.env_dir,
-                budget_s=max(1.5, deadline - time.monotonic()),
-            )
+            outcomes = run.call_on_patched(ctx, cases, budget_s=max(1.5, deadline - time.monotonic()))
             rounds.append((round_seed, len(cases)))
             missed = set(verdict["coverage"]["missed"])
             newly = [case for case in fresh if missed & set(reached.get(case["id"], ()))]

@@ -69,15 +69,7 @@ def measure(
     """{case id: "file:line" reached} for a spread of `cases` (each with "id" and "cap_s"), from a signed run."""
     step = max(1, len(cases) // CASES)
     picked = [{**case, "cap_s": CAP_FACTOR * float(case["cap_s"])} for case in list(cases)[::step][:CASES]]
-    outcomes = run.call_cases(
-        run=ctx.run,
-        tree=ctx.patched_dir,
-        cases=[{key: case[key] for key in ("id", "entry", "args", "kwargs", "cap_s")} for case in picked],
-        work_root=ctx.settings.work_root,
-        env_dir=ctx.env_dir,
-        budget_s=budget_s,
-        coverage=plan,
-    )
+    outcomes = run.call_on_patched(ctx, picked, budget_s=budget_s, coverage=plan)
     return {ident: list(outcome.get("covered", ())) for ident, outcome in outcomes.items()}
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from scoring.core.critics.discriminator import probe
 from scoring.core.critics.discriminator.reference import visible_tests_argv
 from scoring.core.trees import read_regular_file, remove_tree, scratch_copy
-from scoring.core.types import RunLimits, Runner
+from scoring.core.types import RunLimits, Runner, ScoringContext
 
 _PROBE_SOURCE = Path(probe.__file__)
 #: What starting Python, importing the task's code and writing the lines may cost on top of the cases' caps.
@@ -62,6 +62,29 @@ def trace(
             except (ValueError, RecursionError):
                 continue
         return calls, result.returncode
+
+
+#: What the probe is told of a case; the rest (expected outcomes, sizes) stays in the harness.
+CASE_KEYS = ("id", "entry", "args", "kwargs", "cap_s")
+
+
+def call_on_patched(
+    ctx: ScoringContext,
+    cases: Sequence[Mapping[str, Any]],
+    *,
+    budget_s: float,
+    coverage: Mapping[str, Sequence[int]] | None = None,
+) -> dict[int, dict[str, Any]]:
+    """call_cases on the patched tree of `ctx`, the probe told only CASE_KEYS of each case."""
+    return call_cases(
+        run=ctx.run,
+        tree=ctx.patched_dir,
+        cases=[{key: case[key] for key in CASE_KEYS} for case in cases],
+        work_root=ctx.settings.work_root,
+        env_dir=ctx.env_dir,
+        budget_s=budget_s,
+        coverage=coverage,
+    )
 
 
 def call_cases(
