@@ -320,6 +320,8 @@ REVIEWAPP = {
     "HEAL_BUDGET_S": env.float("REVIEWAPP_HEAL_BUDGET_S", default=60.0),
     "BENCH_MAX_RUNS": env.int("REVIEWAPP_BENCH_MAX_RUNS", default=30),
     "BENCH_BUDGET_S": env.float("REVIEWAPP_BENCH_BUDGET_S", default=60.0),
+    # CPUs benchmark runs are pinned to, e.g. "3" or "2,3" (docs/performance.md, "Benchmarks beside tests").
+    "BENCH_CPUS": tuple(env.list("REVIEWAPP_BENCH_CPUS", cast=int, default=[])),
     # /rewards/ answers null for a `suspicious` patch until a reviewer labelled it (docs/scoring.md, "Flag policy").
     "WITHHOLD_SUSPICIOUS": env.bool("REVIEWAPP_WITHHOLD_SUSPICIOUS", default=True),
     "CRITIC_MODEL": env.str("REVIEWAPP_CRITIC_MODEL", default=""),

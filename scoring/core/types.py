@@ -109,6 +109,8 @@ class RunLimits:
     run_memory_bytes: int = 2 << 30
     #: Processes and threads of the whole run, the sandbox's own few (bwrap, its init, the shell) included.
     run_max_pids: int = 160
+    #: The CPUs the run's processes may use (sched_setaffinity); empty: the worker's own. Benchmarks use it.
+    cpus: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,8 @@ class PipelineSettings:
     bench_min_runs: int = 5
     bench_max_runs: int = 30
     bench_budget_s: float = 60.0
+    #: CPUs every benchmark run is pinned to (empty: the worker's own); those this worker may not use are left out.
+    bench_cpus: tuple[int, ...] = ()
     analyser_recycle_after: int = 200
     analyser_timeout_s: float = 30.0
     analyser_memory_bytes: int = 1 << 30

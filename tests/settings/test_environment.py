@@ -58,6 +58,12 @@ def test_set_variables_are_read_with_their_types(tmp_path):
     )
 
 
+def test_benchmark_cpus_are_a_list_of_numbers_reaching_the_pipeline(tmp_path):
+    code = "from scoring.conf import pipeline_settings as p; print(p().bench_cpus)"
+    assert run(tmp_path, code).stdout.strip().splitlines()[-1] == "()"
+    assert run(tmp_path, code, REVIEWAPP_BENCH_CPUS="1, 3").stdout.strip().splitlines()[-1] == "(1, 3)"
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "says"),
     [
@@ -68,6 +74,7 @@ def test_set_variables_are_read_with_their_types(tmp_path):
         ("REVIEWAPP_METRICS_ALLOW", "127.0.0.1,10.0.0.x", "REVIEWAPP_METRICS_ALLOW is not valid"),
         ("REVIEWAPP_THROTTLE_RATE", "lots", "REVIEWAPP_THROTTLE_RATE='lots' is not valid"),
         ("REVIEWAPP_ENV", "prod", "REVIEWAPP_ENV='prod' is not valid"),
+        ("REVIEWAPP_BENCH_CPUS", "2,x", "REVIEWAPP_BENCH_CPUS='2,x' is not valid"),
     ],
 )
 def test_a_bad_value_stops_the_start_with_its_name_and_exit_2(tmp_path, variable, value, says):

@@ -97,7 +97,8 @@ def _bwrap_problem() -> str | None:
 
 
 def limited(argv: list[str], limits: RunLimits, uid: int | None, *, nproc_base: int) -> list[str]:
-    """Wrap `argv` in prlimit and, as root, in setpriv to a fresh uid with no capabilities and no new privileges."""
+    """Wrap `argv` in prlimit (and taskset, given CPUs) and, as root, in setpriv to a fresh uid with no capabilities
+    and no new privileges."""
     cpu = max(1, int(limits.cpu_s + 0.999))
     wrapped = [
         "/usr/bin/prlimit",
@@ -107,6 +108,8 @@ def limited(argv: list[str], limits: RunLimits, uid: int | None, *, nproc_base: 
         f"--nproc={nproc_base + limits.max_pids}",
         "--",
     ]
+    if limits.cpus:
+        wrapped = ["/usr/bin/taskset", "--cpu-list", ",".join(map(str, limits.cpus)), *wrapped]
     if uid is not None:
         wrapped += [
             "/usr/bin/setpriv",

@@ -1,6 +1,7 @@
-"""Warm test runs: pytest commands forked from a zygote that imported pytest once, inside bubblewrap.
+"""Warm runs: Python commands forked from a zygote that imported pytest once, inside bubblewrap.
 
-`sandbox.run(..., warm=True)` comes here for `[env NAME=value ...] python -m pytest ARGS` when the worker is root
+`sandbox.run(..., warm=True)` comes here for `[env NAME=value ...] python (-m MODULE | -c CODE | SCRIPT) ARGS` (the
+tests, the benchmark, the discriminator's probe) when the worker is root
 (a fresh uid per run needs it). Everything else takes the ordinary path, one bwrap per command, and so does a
 run the machinery fails to start (never because of the patch: a run cannot reach it); a zygote lost during a run
 raises WarmRunLost, and the stage is retried on fresh copies. scoring/core/sandbox/zygote.py describes what a warm run
@@ -56,7 +57,7 @@ _log = logging.getLogger(__name__)
 
 _zygotes: OrderedDict[tuple[Path, Path | None], Zygote] = OrderedDict()
 _lock = threading.Lock()
-#: How this process's eligible pytest runs went: "warm" (ran in a zygote, timeouts included), "cold" (sent to
+#: How this process's eligible Python runs went: "warm" (ran in a zygote, timeouts included), "cold" (sent to
 #: the ordinary path: no zygote, a shadowing task environment, a run that could not start), "lost".
 stats: Counter[str] = Counter()
 
@@ -68,11 +69,12 @@ class WarmRunLost(RuntimeError):
     """
 
 
-def pytest_args(argv: Sequence[str]) -> tuple[dict[str, str], list[str]] | None:
-    """(extra environment, pytest's arguments) when `argv` is `[env NAME=value ...] python -m pytest ...`.
+def python_args(argv: Sequence[str]) -> tuple[dict[str, str], dict[str, Any]] | None:
+    """(extra environment, program) when `argv` is `[env NAME=value ...] python PROGRAM ARGS`.
 
-    None for anything else, and for a PYTHON* variable: Python reads those when it starts, which a forked run
-    cannot replay.
+    PROGRAM is `-m MODULE`, `-c CODE` or a script's path; the program is {"module" | "code" | "path": ...,
+    "args": ARGS}. None for anything else (another interpreter option, another executable), and for a PYTHON*
+    variable: Python reads those when it starts, which a forked run cannot replay.
     """
     argv = list(argv)
     env: dict[str, str] = {}
@@ -81,29 +83,35 @@ def pytest_args(argv: Sequence[str]) -> tuple[dict[str, str], list[str]] | None:
         while argv and _ASSIGNMENT.fullmatch(argv[0]):
             name, value = argv.pop(0).split("=", 1)
             env[name] = value
-    if argv[:3] != ["python", "-m", "pytest"] or any(name.startswith("PYTHON") for name in env):
+    if argv[:1] != ["python"] or len(argv) < 2 or any(name.startswith("PYTHON") for name in env):
         return None
-    return env, argv[3:]
+    if argv[1] in ("-m", "-c"):
+        if len(argv) < 3:
+            return None
+        return env, {"module" if argv[1] == "-m" else "code": argv[2], "args": argv[3:]}
+    if argv[1].startswith("-"):
+        return None
+    return env, {"path": argv[1], "args": argv[2:]}
 
 
 def run(
     argv: Sequence[str], *, tree: Path, report_dir: Path | None, env_dir: Path | None, limits: RunLimits, uid: int
 ) -> RunResult | None:
-    """Run the pytest command `argv` (placeholders already replaced) warm; None when it must run cold instead.
+    """Run the Python command `argv` (placeholders already replaced) warm; None when it must run cold instead.
 
     `tree` and `report_dir` are already handed over to `uid`. Both must lie in the same runs folder (the tree's
     grandparent, as scratch_copy makes them), which the zygote sees whole and each run sees only its part of.
     Raises WarmRunLost when the zygote died during the run.
     """
-    parsed = pytest_args(argv)
+    parsed = python_args(argv)
     runs_root = tree.parent.parent
     if parsed is None or runs_root == Path("/") or (report_dir and not report_dir.is_relative_to(runs_root)):
         return None
-    env, args = parsed
+    env, program = parsed
     request = {
         "tree": tree.relative_to(runs_root).as_posix(),
         "report": report_dir.relative_to(runs_root).as_posix() if report_dir else None,
-        "args": args,
+        "program": program,
         "env": env,
         "uid": uid,
         "limits": {
@@ -111,6 +119,7 @@ def run(
             "memory": limits.memory_bytes,
             "file_size": limits.file_size_bytes,
             "pids": limits.max_pids,
+            "cpus": list(limits.cpus),
         },
     }
     with _lock:
@@ -142,7 +151,10 @@ def prestart(runs_root: Path, env_dir: Path | None = None) -> bool:
 
 
 class Zygote:
-    """One warm pytest process in its own bubblewrap, and the socket to it. Used under the module's lock."""
+    """One warm Python process (pytest imported) in its own bubblewrap, and the socket to it.
+
+    Used under the module's lock.
+    """
 
     def __init__(self, runs_root: Path, env_dir: Path | None) -> None:
         self.dead = False
@@ -213,7 +225,7 @@ class Zygote:
         if not ready.get("ready") or self.child is None:
             self.close()
             self.log.seek(0)
-            _log.warning("warm test runs unavailable, running pytest cold: %s", self.log.read()[-2000:].decode())
+            _log.warning("warm runs unavailable, running Python commands cold: %s", self.log.read()[-2000:].decode())
             return
         self.prepared = _new_group(RunLimits())
         if self.prepared is not None:

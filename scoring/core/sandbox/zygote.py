@@ -1,4 +1,4 @@
-"""The warm test runner's zygote: imports pytest once, then forks one sandboxed pytest run per request.
+"""The warm runner's zygote: imports pytest once, then forks one sandboxed Python run per request.
 
 This file runs INSIDE bubblewrap, started by sandbox.warm as `python /sandbox/zygote.py FD PREFIXES`, where FD is a
 SOCK_SEQPACKET socket to the worker. It imports only the standard library and pytest (never the project), so it
@@ -12,7 +12,7 @@ a fresh bubblewrap would give it (docs/sandbox.md, "Warm test runs"):
       |     starts without the task environment on its path)
       `- supervisor: unshare(mount, PID, IPC, network namespaces), reports the run's status and CPU time
            `- init (PID 1 of the new PID namespace): private mounts, `lo` up, limits, a fresh uid, reaps
-                `- pytest (PID 2): the untrusted run, with stdout/stderr on the worker's pipe
+                `- python (PID 2): the untrusted run (pytest, the benchmark, the probe), output on the worker's pipe
 
 - the run's tree and report folder are bind-mounted at /sandbox/tree and /sandbox/report, and the folder holding
   every run (/sandbox/runs) is unmounted from the run's namespace: a run sees no other run;
@@ -28,23 +28,26 @@ a fresh bubblewrap would give it (docs/sandbox.md, "Warm test runs"):
   The run's processes together are held to its memory and process limits; the worker kills what is left.
 
 Protocol: the zygote sends {"ready": true, "modules": [...]} once warm (the top-level modules it imported). Each
-request is one JSON message with the write end of the run's output pipe attached (SCM_RIGHTS), followed by the
-next run's cgroup.procs descriptors, if any: {"id", "in_cgroup" (run it in the standby's cgroup), "tree",
-"report" (paths under /sandbox/runs, report may be null), "args" (pytest's arguments), "env" (extra variables),
-"uid", "limits"}. The answer echoes the id with {"code", "cpu_s"} (`code` as a shell reports it: 128 + N for a
-death by signal N), or {"error", "ran": false} when the run could not be set up (no untrusted code ran, so the
-worker runs it the ordinary way), or another {"error"}. {"prepare": true} with cgroup.procs descriptors attached
-(no answer) makes a standby for the first run, or a new one.
+request is one JSON message with the write end of the run's output pipe attached (SCM_RIGHTS), followed by the next
+run's cgroup.procs descriptors, if any: {"id", "in_cgroup" (run it in the standby's cgroup), "tree", "report" (paths
+under /sandbox/runs, report may be null), "program" ({"module" | "path" | "code", "args"}: what follows `python`),
+"env" (extra variables), "uid", "limits" (with "cpus", the run's CPUs, or [])}. The answer echoes the id with
+{"code", "cpu_s"} (`code` as a shell reports it: 128 + N for a death by signal N), or {"error", "ran": false} when
+the run could not be set up (no untrusted code ran, so the worker runs it the ordinary way), or another {"error"}.
+{"prepare": true} with cgroup.procs descriptors attached (no answer) makes a standby for the first run, or a new
+one.
 """
 
 from __future__ import annotations
 
 import atexit
+import builtins
 import contextlib
 import ctypes
 import fcntl
 import gc
 import importlib
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -58,6 +61,7 @@ import struct
 import sys
 import tempfile
 import traceback
+import types
 
 # This file also runs as the sandbox's zygote on a bare interpreter, so it imports nothing for typing at run time:
 # the constant is False there, and mypy reads the block as always taken (as it does `typing.TYPE_CHECKING`).
@@ -74,7 +78,7 @@ SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 RUNS, TREE, REPORT, ENV = "/sandbox/runs", "/sandbox/tree", "/sandbox/report", "/sandbox/env"
 #: The folders of the worker's Python (from the worker: sandbox.python_prefixes), read-only in every run.
 PYTHON_PREFIXES: tuple[str, ...] = ()
-#: Requests carry pytest's arguments (hidden test files included): room for long lists.
+#: Requests carry the program's arguments (hidden test files included): room for long lists.
 MAX_MESSAGE = 1 << 20
 #: Descriptors a request may carry: the output pipe, then a cgroup.procs per cgroup v1 hierarchy (at most 3).
 MAX_FDS = 8
@@ -264,7 +268,7 @@ def supervise(request: dict[str, Any], output_fd: int, result_fd: int) -> None:
 
 
 def init(request: dict[str, Any], output_fd: int, ready_fd: int) -> None:
-    """PID 1 of the run: build its private view, drop every privilege, start pytest, reap until it ends."""
+    """PID 1 of the run: build its private view, drop every privilege, start the program, reap until it ends."""
     _close_all_but(output_fd, ready_fd)
     try:
         _private_mounts(request["tree"], request.get("report"))
@@ -276,7 +280,7 @@ def init(request: dict[str, Any], output_fd: int, ready_fd: int) -> None:
         os._exit(SETUP_FAILED)
     os.write(ready_fd, b"1")
     os.close(ready_fd)
-    pid = _spawn(run_pytest, request, output_fd, close=())
+    pid = _spawn(run_python, request, output_fd, close=())
     os.close(output_fd)
     while True:  # PID 1 adopts every orphan of the run; its exit takes them all down with the namespace
         child, status = os.wait()
@@ -284,8 +288,12 @@ def init(request: dict[str, Any], output_fd: int, ready_fd: int) -> None:
             os._exit(_shell_code(status))
 
 
-def run_pytest(request: dict[str, Any], output_fd: int) -> None:
-    """Become `python -m pytest ARGS` in the tree: same cwd, sys.path[0], argv and environment as a fresh one."""
+def run_python(request: dict[str, Any], output_fd: int) -> None:
+    """Become `python -m MODULE ARGS`, `python SCRIPT ARGS` or `python -c CODE ARGS` in the tree.
+
+    What a fresh interpreter would give it: the same cwd, `sys.argv`, `sys.path[0]` (the cwd for -m, the script's
+    folder for a script, "" for -c), `__main__` and environment.
+    """
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
     null = os.open(os.devnull, os.O_RDONLY)
@@ -293,15 +301,24 @@ def run_pytest(request: dict[str, Any], output_fd: int) -> None:
     _close_all_but()
     os.environ.update(request["env"])
     os.chdir(TREE)
-    sys.path[0] = TREE
+    program = request["program"]
+    if "module" in program:
+        sys.path[0], sys.argv = TREE, ["-m", *program["args"]]  # runpy puts the module's file in argv[0]
+    elif "path" in program:
+        script = os.path.abspath(program["path"])
+        sys.path[0], sys.argv = os.path.dirname(os.path.realpath(script)), [program["path"], *program["args"]]
+    else:
+        sys.path[0], sys.argv = "", ["-c", *program["args"]]
     if os.path.isdir(ENV):  # what PYTHONPATH would have done at start-up; the zygote itself started without it
         os.environ["PYTHONPATH"] = ENV
         sys.path.insert(1, ENV)
-    sys.argv = ["-m", *request["args"]]
     random.seed()  # a fresh process would not share the zygote's random state
     code: int | str | None  # what SystemExit carries, made an exit status below
     try:
-        runpy.run_module("pytest", run_name="__main__", alter_sys=True)  # as `python -m pytest` does
+        if "module" in program:
+            runpy.run_module(program["module"], run_name="__main__", alter_sys=True)  # as `python -m` does
+        else:
+            _run_main(program)
         code = 0
     except SystemExit as exc:
         code = exc.code
@@ -318,6 +335,29 @@ def run_pytest(request: dict[str, Any], output_fd: int) -> None:
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
     os._exit(code & 0xFF)
+
+
+def _run_main(program: dict[str, Any]) -> None:
+    """Run a script or `-c` code as `__main__`, the way the interpreter does (a script's __file__ is absolute)."""
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = builtins
+    if "path" in program:
+        script = os.path.abspath(program["path"])
+        try:
+            with open(script, "rb") as handle:
+                source = handle.read()
+        except OSError as exc:
+            print(f"python: can't open file {script!r}: [Errno {exc.errno}] {exc.strerror}", file=sys.stderr)
+            raise SystemExit(2) from None
+        main.__file__ = script
+        main.__cached__ = None  # type: ignore[attr-defined]  # a script's __main__ has it, set to None
+        main.__loader__ = importlib.machinery.SourceFileLoader("__main__", script)
+        code = compile(source, script, "exec")
+    else:
+        main.__loader__ = importlib.machinery.BuiltinImporter  # what `-c` gets
+        code = compile(program["code"], "<string>", "exec")
+    sys.modules["__main__"] = main
+    exec(code, main.__dict__)  # noqa: S102 - the run's own program, in its sandbox, as the interpreter would
 
 
 def _private_mounts(tree: str, report: str | None) -> None:
@@ -356,7 +396,10 @@ def _under_runs(relative: str) -> str:
 
 
 def _limit(limits: dict[str, Any]) -> None:
-    """The same limits `prlimit` sets on a cold run: SIGXCPU at the CPU limit, SIGKILL one second later."""
+    """The same limits `prlimit` (and `taskset`) set on a cold run: SIGXCPU at the CPU limit, SIGKILL one second
+    later; the run's CPUs, when given."""
+    if limits.get("cpus"):
+        os.sched_setaffinity(0, limits["cpus"])
     cpu = int(limits["cpu"])
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_AS, (limits["memory"], limits["memory"]))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -95,6 +97,8 @@ def unique(items):
 )
 
 critic = PerformanceCritic()
+#: The runner the pipeline gives the critic: Python commands forked from the warm zygote where the worker can.
+RUN = functools.partial(sandbox.run, warm=True)
 DEFAULT_WEIGHTS = Weights(name="default", version=1, weights={})
 
 
@@ -123,7 +127,7 @@ def make_ctx(
         env_dir=None,
         task_cache_dir=tmp_path / "task-cache",
         settings=PipelineSettings(cache_root=tmp_path / "cache", work_root=tmp_path / "work", **options),
-        run=sandbox.run,
+        run=RUN,
     )
 
 
@@ -267,7 +271,7 @@ def test_noisy_benchmark_is_healed_with_more_runs_and_stays_honest_about_doubt(t
     healed = critic.heal(ctx, first, budget_s=60)
     assert healed.evidence["n_base"] == 10
     assert healed.evidence["base_s"][:5] == first.evidence["base_s"]
-    assert any("n=5 each" in step and step.endswith("adding 5 runs.") for step in healed.rationale)
+    assert any("n=5 pairs" in step and step.endswith("adding 5 runs.") for step in healed.rationale)
     assert "perf_inconclusive" in healed.flags
     assert not healed.flags & {"perf_regression", "tamper"}
     assert healed.confidence < 0.7
@@ -341,7 +345,7 @@ def demo_ctx(tmp_path: Path, task: str, *patches: str, append: dict[str, str] | 
         env_dir=None,
         task_cache_dir=tmp_path / "task-cache",
         settings=PipelineSettings(cache_root=tmp_path / "cache", work_root=tmp_path / "work", **options),
-        run=sandbox.run,
+        run=RUN,
     )
 
 
@@ -586,7 +590,7 @@ def counting(ctx: ScoringContext) -> list[list[str]]:
 
     def run(argv, **kwargs):
         commands.append(list(argv))
-        return sandbox.run(argv, **kwargs)
+        return RUN(argv, **kwargs)
 
     ctx.run = run
     return commands
@@ -731,3 +735,22 @@ def test_slowdown_still_counts_where_performance_can_move_the_reward(tmp_path, c
     result = evaluate_and_heal(ctx)
     assert_regression(result, tamper=False)
     assert ("sums the subscores, so performance still counts" in result.rationale[0]) is (correctness == 0)
+
+
+def test_benchmark_runs_are_pinned_to_the_configured_cpus(tmp_path):
+    cpu = max(os.sched_getaffinity(0))
+    base = {"mylib.py": "ROUNDS = 1000\n", "bench/run.py": BUSY_BENCH}
+    ctx = make_ctx(tmp_path, base, {"mylib.py": "ROUNDS = 1001\n"}, bench_cpus=(cpu, 4096))
+    commands = counting(ctx)
+    seen = []
+    run = ctx.run
+
+    def watching(argv, **kwargs):
+        seen.append(kwargs["limits"].cpus)
+        return run(argv, **kwargs)
+
+    ctx.run = watching
+    result = critic.evaluate(ctx)
+    assert commands and set(seen) == {(cpu,)}  # a CPU this worker may not use is left out
+    assert result.evidence["cpus"] == [cpu]
+    assert f"Every run pinned to CPU {cpu}" in result.rationale[0]

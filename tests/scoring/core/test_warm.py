@@ -7,6 +7,7 @@ cross-run tests check what a warm zygote could leak from one run to the next.
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 import time
 import xml.etree.ElementTree as ET
@@ -255,7 +256,9 @@ def test_a_run_cannot_reach_the_zygote_or_its_socket(runs: Path) -> None:
     ],
 )
 def test_limits_bind_in_a_warm_run(runs: Path, name: str, code: str, expected: str) -> None:
-    limits = RunLimits(wall_s=30, cpu_s=2, memory_bytes=768 << 20, max_pids=32, file_size_bytes=8 << 20)
+    # CPU time binds only the spinning run: zeroing 768 MiB on a freshly booted host took over 2 s of CPU once.
+    cpu_s = 2 if expected == "cpu" else 20
+    limits = RunLimits(wall_s=30, cpu_s=cpu_s, memory_bytes=768 << 20, max_pids=32, file_size_bytes=8 << 20)
     result = run_probe(runs, name, code, limits=limits)
     assert zygote_pids(), "the run did not go warm"
     assert result.resource_limit == expected, result.output[-2000:]
@@ -328,26 +331,80 @@ def test_a_dead_zygote_is_replaced(runs: Path) -> None:
     assert zygote_pids() and zygote.process.pid not in zygote_pids()
 
 
-def test_commands_that_are_not_pytest_run_cold(tmp_path: Path) -> None:
+# What a program sees of how it was started: compared between a cold and a warm run of the same command.
+LOOK_AROUND = """\
+import json, os, sys
+main = sys.modules["__main__"]
+print(json.dumps({
+    "argv": sys.argv, "path0": sys.path[0], "cwd": os.getcwd(), "name": __name__,
+    "file": getattr(main, "__file__", None), "spec": repr(getattr(getattr(main, "__spec__", None), "origin", None)),
+    "package": getattr(main, "__package__", None), "loader": type(getattr(main, "__loader__", None)).__name__,
+    "env": os.environ.get("SEEN"),
+}))
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["python", "bench/look.py", "one", "two"],
+        ["env", "SEEN=yes", "python", "bench/look.py"],
+        ["python", "/sandbox/tree/bench/look.py"],
+        ["python", "-c", LOOK_AROUND, "x"],
+        ["python", "-m", "bench.look", "--flag"],
+    ],
+    ids=["script", "script-env", "absolute-script", "code", "module"],
+)
+def test_a_python_program_sees_the_same_start_warm_as_cold(tmp_path: Path, command: list[str]) -> None:
+    seen = {}
+    for mode in ("cold", "warm"):
+        tree = tmp_path / "runs" / mode / "tree"
+        (tree / "bench").mkdir(parents=True)
+        (tree / "bench" / "__init__.py").write_text("")
+        (tree / "bench" / "look.py").write_text(LOOK_AROUND)
+        before = warm.stats["warm"]
+        result = sandbox.run(command, tree=tree, limits=QUICK, warm=mode == "warm")
+        assert result.returncode == 0, result.output
+        assert warm.stats["warm"] == before + (mode == "warm"), dict(warm.stats)
+        seen[mode] = json.loads(result.output.splitlines()[-1])
+    assert seen["warm"] == seen["cold"]
+
+
+def test_a_missing_script_fails_warm_as_it_does_cold(tmp_path: Path) -> None:
+    answers = []
+    for mode in ("cold", "warm"):
+        tree = tmp_path / "runs" / mode / "tree"
+        tree.mkdir(parents=True)
+        result = sandbox.run(["python", "bench/none.py"], tree=tree, limits=QUICK, warm=mode == "warm")
+        answers.append((result.returncode, "can't open file" in result.output))
+    assert answers == [(2, True), (2, True)]
+
+
+def test_commands_that_are_not_python_run_cold(tmp_path: Path) -> None:
     tree = tmp_path / "runs" / "x" / "tree"
     tree.mkdir(parents=True)
-    result = sandbox.run(["python", "-c", "print('cold')"], tree=tree, limits=QUICK, warm=True)
+    result = sandbox.run(["sh", "-c", "echo cold"], tree=tree, limits=QUICK, warm=True)
     assert result.output == "cold\n"
     assert zygote_pids() == set()
 
 
-def test_pytest_args_recognises_only_plain_pytest_commands() -> None:
-    assert warm.pytest_args(["python", "-m", "pytest", "-q"]) == ({}, ["-q"])
-    assert warm.pytest_args(["env", "A=1", "B=x=y", "python", "-m", "pytest", "t.py"]) == (
+def test_python_args_recognises_only_plain_python_commands() -> None:
+    assert warm.python_args(["python", "-m", "pytest", "-q"]) == ({}, {"module": "pytest", "args": ["-q"]})
+    assert warm.python_args(["env", "A=1", "B=x=y", "python", "-m", "pytest", "t.py"]) == (
         {"A": "1", "B": "x=y"},
-        ["t.py"],
+        {"module": "pytest", "args": ["t.py"]},
     )
-    assert warm.pytest_args(["python", "bench.py"]) is None
-    assert warm.pytest_args(["env", "python3", "-m", "pytest"]) is None
-    assert warm.pytest_args(["bash", "-c", "python -m pytest"]) is None
+    assert warm.python_args(["python", "bench.py", "3"]) == ({}, {"path": "bench.py", "args": ["3"]})
+    assert warm.python_args(["python", "-c", "pass"]) == ({}, {"code": "pass", "args": []})
+    assert warm.python_args(["env", "python3", "-m", "pytest"]) is None
+    assert warm.python_args(["bash", "-c", "python -m pytest"]) is None
+    # Interpreter options change how Python starts: such a command runs cold.
+    assert warm.python_args(["python", "-O", "bench.py"]) is None
+    assert warm.python_args(["python", "-m"]) is None
+    assert warm.python_args(["python"]) is None
     # Python reads these when it starts: a forked run cannot honour them, so such a command runs cold.
-    assert warm.pytest_args(["env", "PYTHONPATH=src", "python", "-m", "pytest"]) is None
-    assert warm.pytest_args(["env", "PYTHONHASHSEED=1", "python", "-m", "pytest"]) is None
+    assert warm.python_args(["env", "PYTHONPATH=src", "python", "-m", "pytest"]) is None
+    assert warm.python_args(["env", "PYTHONHASHSEED=1", "python", "-m", "pytest"]) is None
 
 
 def test_each_run_has_its_own_network(runs: Path) -> None:
@@ -489,3 +546,15 @@ def test_the_pipeline_setting_decides_whether_tests_run_warm(tmp_path: Path, war
     )
     assert outcome.results["correctness"].score == 1.0
     assert (warm.stats["warm"] > 0) is warm_tests, dict(warm.stats)
+
+
+@pytest.mark.parametrize("mode", ["cold", "warm"])
+def test_a_run_given_cpus_is_pinned_to_them(tmp_path: Path, mode: str) -> None:
+    cpu = max(os.sched_getaffinity(0))
+    tree = tmp_path / "runs" / mode / "tree"
+    tree.mkdir(parents=True)
+    code = "import os; print(sorted(os.sched_getaffinity(0)))"
+    limits = RunLimits(wall_s=20, cpu_s=10, cpus=(cpu,))
+    result = sandbox.run(["python", "-c", code], tree=tree, limits=limits, warm=mode == "warm")
+    assert result.output.strip() == f"[{cpu}]", result.output
+    assert warm.stats["warm"] == (mode == "warm")

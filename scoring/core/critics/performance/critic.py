@@ -243,7 +243,7 @@ class PerformanceCritic(Critic):
             scratch_copy(ctx.patched_dir, work_root=settings.work_root, prefix="bench-patched-") as patched_tree,
         ):
             restored = _restore_benchmark_files(argv, ctx.base_dir, patched_tree)
-            bench = _Bench(ctx, argv, {"base": base_tree, "patched": patched_tree}, limits, old)
+            bench = _Bench(ctx, argv, {"base": base_tree, "patched": patched_tree}, limits, old, paired=True)
             # No host-wide lock: CPU time comes from each run's own cgroup, so runs on the other cores do not
             # count; docs/performance.md says how to keep the cores apart (a reserved core, the bench queue).
             started = time.monotonic()
@@ -261,6 +261,7 @@ class PerformanceCritic(Critic):
                     budget_s=budget_s - (time.monotonic() - started),
                     slower_at=perfstats.slower_threshold(perfstats.DEFAULT_KNOTS),
                     start_up_s=_start_up(bench.start_up["cpu"]),
+                    paired=True,
                     follow_up=bench.wall_doubt,
                 )
             except BenchmarkFailed as failure:
@@ -270,7 +271,7 @@ class PerformanceCritic(Critic):
         if not previous:
             head = (
                 *((f"{STEP} {why_fresh}",) if why_fresh else ()),
-                _method_step(ctx.spec.benchmark_command, bench.start_up["cpu"], restored),
+                _method_step(ctx.spec.benchmark_command, bench.start_up["cpu"], restored, limits.cpus),
             )
         evidence = _evidence(old, ctx.spec.benchmark_command, bench, decision, elapsed, restored)
         steps = tuple(f"{STEP} {line}" for line in decision.steps)
@@ -299,8 +300,11 @@ class _Bench:
         trees: Mapping[str, Path],
         limits: RunLimits,
         old: Mapping[str, Any],
+        *,
+        paired: bool = False,
     ) -> None:
         self.ctx, self.argv, self.trees, self.limits = ctx, argv, trees, limits
+        self.paired = paired  # interleaved pairs (else patched runs against a cached base)
         self.wall_s = {side: list(old.get(f"{side}_wall_s", ())) for side in SIDES}
         self.reported_s = {side: list(old.get(f"reported_{side}_s", ())) for side in SIDES}
         self.start_up = {"cpu": list(old.get("start_up_runs_s", ())), "wall": list(old.get("start_up_wall_runs_s", ()))}
@@ -328,8 +332,15 @@ class _Bench:
         return self._once("base", keep=False)
 
     def pair(self) -> tuple[float, float]:
-        """One base run then one patched run: the interleaving that cancels slow drift of the machine."""
-        return self._once("base", keep=True), self._once("patched", keep=True)
+        """One base run and one patched run, (base, patched): the interleaving that cancels slow drift of the machine.
+
+        Which side goes first alternates (base first in even pairs), so whatever the second run of a pair inherits
+        from the first (warm caches, a frequency step, the other core's load) falls on both sides alike.
+        """
+        if len(self.wall_s["base"]) % 2 == 0:
+            return self._once("base", keep=True), self._once("patched", keep=True)
+        patched = self._once("patched", keep=True)
+        return self._once("base", keep=True), patched
 
     def once(self, side: str) -> float:
         """One kept run of `side`: its CPU time."""
@@ -338,7 +349,10 @@ class _Bench:
     def wall_comparison(self) -> perfstats.Comparison:
         """The same comparison on wall time, less the calibration's wall time."""
         return perfstats.compare(
-            self.wall_s["base"], self.wall_s["patched"], start_up_s=_start_up(self.start_up["wall"])
+            self.wall_s["base"],
+            self.wall_s["patched"],
+            start_up_s=_start_up(self.start_up["wall"]),
+            paired=self.paired,
         )
 
     def wall_doubt(self, look: perfstats.Comparison) -> str | None:
@@ -380,7 +394,13 @@ def _start_up(runs: Sequence[float] | None) -> float:
 
 def _limits(ctx: ScoringContext) -> RunLimits:
     timeout = float(ctx.spec.timeout_s)
-    return RunLimits(wall_s=timeout, cpu_s=timeout, output_bytes=ctx.settings.output_bytes)
+    return RunLimits(wall_s=timeout, cpu_s=timeout, output_bytes=ctx.settings.output_bytes, cpus=_cpus(ctx))
+
+
+def _cpus(ctx: ScoringContext) -> tuple[int, ...]:
+    """The configured benchmark CPUs this worker may use (REVIEWAPP_BENCH_CPUS); none: no pinning."""
+    allowed = os.sched_getaffinity(0)
+    return tuple(cpu for cpu in ctx.settings.bench_cpus if cpu in allowed)
 
 
 def _base_file(ctx: ScoringContext) -> Path:
@@ -575,13 +595,18 @@ def _script_paths(argv: Sequence[str], base_dir: Path) -> list[str]:
     return found
 
 
-def _method_step(command: str, start_up_runs: Sequence[float] | None, restored: Sequence[str]) -> str:
+def _method_step(
+    command: str, start_up_runs: Sequence[float] | None, restored: Sequence[str], cpus: Sequence[int] = ()
+) -> str:
     """The first rationale step: what was run, what was measured and by whom."""
     step = (
         f"{STEP} Timed by the harness: CPU time (user + system, the kernel's accounting of the sandboxed "
         f"process and the children it waited for) of each whole run of `{command}`, on copies of the base and "
-        "patched trees in the sandbox, alone on the host: one warm-up run each, then interleaved A B A B."
+        "patched trees in the sandbox: one warm-up run each, then interleaved pairs (A B, B A, ...), compared "
+        "pair by pair (the median of the pairs' ratios)."
     )
+    if cpus:
+        step += f" Every run pinned to CPU {', '.join(map(str, cpus))} (REVIEWAPP_BENCH_CPUS)."
     if start_up_runs:
         step += (
             f" Start-up baseline: `{START_UP_COMMAND}` in the same sandbox, median "
@@ -647,6 +672,7 @@ def _evidence(
         "stop": decision.stop,
         "elapsed_s": round(float(old.get("elapsed_s", 0.0)) + elapsed, 4),
         "restored_files": sorted(set(old.get("restored_files", ())) | set(restored)),
+        "cpus": list(bench.limits.cpus),  # the CPUs every run was pinned to; [] when not pinned
     }
     wall = bench.wall_comparison()
     for side in SIDES:

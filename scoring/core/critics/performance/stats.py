@@ -1,11 +1,12 @@
 """Statistics on benchmark timings: is the patched tree slower than the base, and can we show it?
 
-Pure functions over lists of seconds, no I/O. `compare` puts a bootstrap confidence interval on the ratio
-of medians (patched / base), optionally after taking off the start-up time both sides share, and runs a
-Mann-Whitney U test beside it; `sequential_compare` starts with a few runs per side and adds runs only while
-the interval straddles a decision threshold, within a run and a time budget; `score_from_ratio` turns a ratio
-into a subscore through the weight profile's knots; `contradicts` says when a figure a benchmark reports about
-itself disagrees with the harness's own measurement beyond noise, in the patch's favour.
+Pure functions over lists of seconds, no I/O. `compare` puts a bootstrap confidence interval on the ratio (patched /
+base: the median of the pairs' ratios for interleaved pairs, else the ratio of medians), optionally after taking off
+the start-up time both sides share, and runs a Mann-Whitney U test beside it; `sequential_compare` starts with a few
+runs per side and adds runs only while the interval straddles a decision threshold, within a run and a time budget;
+`score_from_ratio` turns a ratio into a subscore through the weight profile's knots; `contradicts` says when a
+figure a benchmark reports about itself disagrees with the harness's own measurement beyond noise, in the patch's
+favour.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -60,7 +62,10 @@ def slower_threshold(knots: Sequence[Sequence[float]] = DEFAULT_KNOTS) -> float:
 
 @dataclass(frozen=True)
 class Comparison:
-    """One look at the timings: ratio of medians (patched / base), its confidence interval, the verdict."""
+    """One look at the timings: the ratio (patched / base), its confidence interval, the verdict.
+
+    `paired`: the ratio is the median of the pairs' ratios (interleaved pairs), not the ratio of medians.
+    """
 
     ratio: float
     ci_low: float
@@ -71,10 +76,14 @@ class Comparison:
     verdict: str  # one of VERDICTS
     confidence_level: float
     start_up_s: float = 0.0  # seconds taken off every timing of both sides before the ratio
+    paired: bool = False
 
     def describe(self) -> str:
-        """The look in words, e.g. "n=5 each, ratio 1.28, CI [0.97, 1.61]: inconclusive"."""
-        n = f"n={self.n_base} each" if self.n_base == self.n_patched else f"n={self.n_base}/{self.n_patched}"
+        """The look in words, e.g. "n=5 pairs, ratio 1.28, CI [0.97, 1.61]: inconclusive"."""
+        if self.paired:
+            n = f"n={self.n_base} pairs"
+        else:
+            n = f"n={self.n_base} each" if self.n_base == self.n_patched else f"n={self.n_base}/{self.n_patched}"
         return f"{n}, ratio {self.ratio:.2f}, CI [{self.ci_low:.2f}, {self.ci_high:.2f}]: {self.verdict}"
 
 
@@ -104,6 +113,12 @@ def _median_ratio(base: np.ndarray, patched: np.ndarray, axis: int = -1, start_u
     return ratio
 
 
+def _pair_ratios(base: np.ndarray, patched: np.ndarray, start_up_s: float) -> np.ndarray:
+    """Each pair's (patched - start-up) / (base - start-up), each part floored at TIME_FLOOR_S."""
+    ratios: np.ndarray = np.maximum(patched - start_up_s, TIME_FLOOR_S) / np.maximum(base - start_up_s, TIME_FLOOR_S)
+    return ratios
+
+
 def shared_start_up(base: Sequence[float], patched: Sequence[float], start_up_s: float) -> float:
     """The start-up seconds to take off every timing: `start_up_s`, capped at MAX_START_UP_SHARE of either median.
 
@@ -122,8 +137,15 @@ def compare(
     alpha: float = CLAIM_ALPHA,
     seed: int = 0,
     start_up_s: float = 0.0,
+    paired: bool = False,
 ) -> Comparison:
     """Compare two samples of timings, reproducibly for a given `seed`. Needs two timings per side or more.
+
+    `paired`: `base[i]` and `patched[i]` ran next to each other (interleaved pairs). The ratio is then the
+    median of the pairs' ratios and its interval a bootstrap over pairs: a machine that switches between a
+    fast and a slow state (another tenant on the core, a frequency step) moves both runs of most pairs alike,
+    where the two sides' medians could each land in a different state. The rank test stays the unpaired
+    Mann-Whitney U on the timings (a claim needs n >= 7 a side at CLAIM_ALPHA, as before).
 
     `start_up_s`: time every run spends before the work both sides share (an interpreter starting), taken off
     both medians before the ratio (capped by `shared_start_up`), so a small workload is not diluted by it. The
@@ -132,16 +154,27 @@ def compare(
     """
     if min(len(base), len(patched)) < 2:
         raise ValueError("compare needs at least two timings per side")
+    if paired and len(base) != len(patched):
+        raise ValueError("paired timings need as many base timings as patched ones")
     b = np.maximum(np.asarray(base, dtype=float), TIME_FLOOR_S)
     p = np.maximum(np.asarray(patched, dtype=float), TIME_FLOOR_S)
     shared = shared_start_up(b, p, start_up_s)
-    ratio = float(_median_ratio(b, p, start_up_s=shared))
-    low, high = _bootstrap_interval(b, p, confidence_level, seed, shared)
+    if paired:
+        ratios = _pair_ratios(b, p, shared)
+        ratio = float(np.median(ratios))
+        low, high = _bootstrap_interval((ratios,), np.median, confidence_level, seed)
+    else:
+        ratio = float(_median_ratio(b, p, start_up_s=shared))
+
+        def statistic(base: np.ndarray, patched: np.ndarray, axis: int = -1) -> np.ndarray:
+            return _median_ratio(base, patched, axis, shared)
+
+        low, high = _bootstrap_interval((b, p), statistic, confidence_level, seed)
     # An interval must contain its own point estimate; BCa can miss it by a hair on tiny, tied samples.
     low, high = min(low, ratio), max(high, ratio)
     p_value = float(stats.mannwhitneyu(p, b, alternative="two-sided").pvalue)
     verdict = decide(low, high, p_value, slower_at=slower_at, alpha=alpha)
-    return Comparison(ratio, low, high, p_value, len(b), len(p), verdict, confidence_level, shared)
+    return Comparison(ratio, low, high, p_value, len(b), len(p), verdict, confidence_level, shared, paired)
 
 
 def contradicts(measured: Comparison, reported: Comparison, *, factor: float = TAMPER_FACTOR) -> bool:
@@ -163,20 +196,16 @@ def contradicts(measured: Comparison, reported: Comparison, *, factor: float = T
 
 
 def _bootstrap_interval(
-    b: np.ndarray, p: np.ndarray, level: float, seed: int, start_up_s: float = 0.0
+    samples: tuple[np.ndarray, ...], statistic: Callable[..., Any], level: float, seed: int
 ) -> tuple[float, float]:
-    """BCa bootstrap interval on the ratio of medians; the percentile one when BCa is undefined (ties)."""
-
-    def statistic(base: np.ndarray, patched: np.ndarray, axis: int = -1) -> np.ndarray:
-        return _median_ratio(base, patched, axis, start_up_s)
-
+    """BCa bootstrap interval of `statistic` (vectorised, `axis=`); the percentile one when BCa is undefined (ties)."""
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             # Identical timings make BCa undefined; scipy warns and returns NaN, and we fall back below.
             warnings.simplefilter("ignore", category=stats.DegenerateDataWarning)
             warnings.simplefilter("ignore", category=RuntimeWarning)
             result = stats.bootstrap(
-                (b, p),
+                samples,
                 statistic,
                 n_resamples=BOOTSTRAP_RESAMPLES,
                 confidence_level=level,
@@ -187,8 +216,8 @@ def _bootstrap_interval(
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
         if np.isfinite(low) and np.isfinite(high):
             return low, high
-    ratio = float(_median_ratio(b, p, start_up_s=start_up_s))
-    return ratio, ratio
+    point = float(statistic(*samples, axis=-1))
+    return point, point
 
 
 @dataclass(frozen=True)
@@ -244,6 +273,7 @@ def sequential_compare(
     alpha: float = CLAIM_ALPHA,
     seed: int = 0,
     start_up_s: float = 0.0,
+    paired: bool = False,
     follow_up: Callable[[Comparison], str | None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Decision:
@@ -253,7 +283,7 @@ def sequential_compare(
     the caller's job). Samples already taken (`base`, `patched`, equal lengths) are kept and extended, so
     healing continues where evaluation stopped. A pair is started only when the mean pair time so far says it
     fits in the budget; the first MIN_PAIRS are measured regardless, since no statistic exists without them.
-    `start_up_s` goes to every look's `compare`. `follow_up(look)`, asked when a look is decided, may name a
+    `start_up_s` and `paired` go to every look's `compare`. `follow_up(look)`, asked when a look is decided, may name a
     doubt the caller still has about the same runs (another measurement of them); runs are added while it does,
     within the same limits. Exceptions from `measure_pair` propagate.
     """
@@ -273,6 +303,7 @@ def sequential_compare(
             alpha=alpha,
             seed=seed,
             start_up_s=start_up_s,
+            paired=paired,
         )
         more = min(step, max_runs - samples.n, samples.affordable())
         doubt = follow_up(look) if follow_up and look.verdict != "inconclusive" else None
