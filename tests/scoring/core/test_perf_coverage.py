@@ -64,8 +64,24 @@ def check(tmp_path: Path, patched: dict[str, str | None], record: dict = RECORD)
         {"lib.py": LIB + "# a trailing comment\n"},
         {"notes/ROLLOUT.txt": "a file nothing reads\n"},
         {"tests/test_lib.py": "def test_it():\n    pass\n"},
+        # Docstrings are text the code does not run, in the functions that ran as anywhere else.
+        {"lib.py": LIB.replace('"""Called by the benchmark."""', '"""Called by the benchmark, on every line."""')},
+        {"lib.py": LIB.replace('    """Called by the benchmark."""\n', "")},
+        {"lib.py": LIB.replace("    def called(self):\n", '    def called(self):\n        """One."""\n')},
+        {"lib.py": '"""The library."""\n' + LIB},
     ],
-    ids=["spare-body", "spare-method-body", "spare-docstring", "comment", "new-text-file", "new-test"],
+    ids=[
+        "spare-body",
+        "spare-method-body",
+        "spare-docstring",
+        "comment",
+        "new-text-file",
+        "new-test",
+        "used-docstring",
+        "used-docstring-removed",
+        "called-method-docstring-added",
+        "module-docstring",
+    ],
 )
 def test_changes_the_benchmark_cannot_reach_are_untouched(tmp_path, patched):
     clear, why = check(tmp_path, patched)
@@ -82,6 +98,8 @@ def test_changes_the_benchmark_cannot_reach_are_untouched(tmp_path, patched):
         ({"lib.py": LIB.replace("limit=10", "limit=sum(range(10**8))")}, "changes code the benchmark runs"),
         ({"lib.py": LIB.replace("def spare(items", "@print\ndef spare(items")}, "changes code the benchmark runs"),
         ({"lib.py": LIB + "\nspare([])\n"}, "changes code the benchmark runs"),
+        # A string that is not the first statement is an expression the function evaluates.
+        ({"lib.py": LIB.replace("    return re.sub", '    "x" * 10**8\n    return re.sub')}, "changes code"),
         ({"lib.py": None}, "changes code the benchmark runs"),
         ({"json.py": "x = 1\n"}, "named like a module the benchmark imports (json)"),
         ({"encodings/utf_8.py": "x = 1\n"}, "named like a module the benchmark imports (encodings)"),
@@ -96,6 +114,7 @@ def test_changes_the_benchmark_cannot_reach_are_untouched(tmp_path, patched):
         "spare-default",
         "spare-decorator",
         "module-call",
+        "string-statement-after-the-docstring",
         "deleted-module",
         "shadows-stdlib",
         "shadows-submodule",

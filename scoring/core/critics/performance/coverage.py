@@ -7,7 +7,9 @@ patch the base's performance without running it. It answers no whenever it canno
 
 - an imported module must be the same program once the bodies of the functions the base never started are set
   aside: the same imports, module and class statements, decorators, defaults and signatures, and the same body
-  for every function that ran (a new module-level line, an import included, is code that runs);
+  for every function that ran (a new module-level line, an import included, is code that runs); docstrings are
+  set aside too (text the code does not run; a base that reads them as code, like PLY's grammar rules, is the
+  exception docs/performance.md names);
 - any other changed, added or deleted file must be invisible to the run: not read, listed or looked at by the
   benchmark, no part of its path named like a module the import system looked for (a new `json.py` or
   `intervals/fast.py` shadows or joins an import), and no module of the tree read as data (inspect, linecache);
@@ -89,12 +91,23 @@ def _children_scope(node: ast.AST, scope: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _strip(node: ast.AST, scope: tuple[str, ...], started: set[str]) -> None:
-    """Replace the body of every function whose qualified name never started by `pass` (decorators, defaults stay).
+    """Replace the body of every function whose qualified name never started by `pass` (decorators, defaults stay),
+    and drop every docstring.
 
     Two definitions sharing a name both keep their bodies when that name started: either may be the one that ran.
     """
+    _drop_docstring(node)
     for child in ast.iter_child_nodes(node):
         if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and _qualname(scope, child.name) not in started:
             child.body = [ast.Pass()]
             continue
         _strip(child, _children_scope(child, scope), started)
+
+
+def _drop_docstring(node: ast.AST) -> None:
+    """Remove the docstring of a module, class or function (`pass` where it was the whole body)."""
+    if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) or not node.body:
+        return
+    first = node.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        node.body = node.body[1:] or [ast.Pass()]

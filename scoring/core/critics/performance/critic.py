@@ -138,7 +138,7 @@ class PerformanceCritic(Critic):
     def heal(self, ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult:
         """Add runs while the verdict is in doubt, up to `bench_max_runs` per side and within budget."""
         evidence = previous.evidence
-        if evidence.get("verdict") != "inconclusive" and not evidence.get("wall_in_doubt"):
+        if not evidence.get("score_in_doubt"):  # more runs could only add a `faster` flag
             return previous
         if "base_cached" in evidence or "shortcut" in evidence:
             return previous  # stands only when nothing is in doubt; more pairs need interleaved runs from scratch

@@ -224,7 +224,8 @@ def _bootstrap_interval(
 class Decision:
     """Where a sequential comparison stopped: the last look, every sample, and the log of each look.
 
-    `stop` is "decided" (a verdict other than inconclusive), "max_runs" or "budget".
+    `stop` is "decided" (a verdict other than inconclusive), "no_slowdown" (inconclusive only about a speed-up: the
+    whole interval at or below the slowdown threshold), "max_runs" or "budget".
     """
 
     comparison: Comparison
@@ -277,7 +278,8 @@ def sequential_compare(
     follow_up: Callable[[Comparison], str | None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Decision:
-    """Measure pairs until the verdict is clear, `max_runs` per side are in, or `budget_s` would be exceeded.
+    """Measure pairs until the verdict is clear (or no slowdown is possible), `max_runs` per side are in, or
+    `budget_s` would be exceeded.
 
     `measure_pair()` runs the base once then the patched tree once and returns both timings (interleaving is
     the caller's job). Samples already taken (`base`, `patched`, equal lengths) are kept and extended, so
@@ -306,9 +308,17 @@ def sequential_compare(
             paired=paired,
         )
         more = min(step, max_runs - samples.n, samples.affordable())
-        doubt = follow_up(look) if follow_up and look.verdict != "inconclusive" else None
-        if look.verdict != "inconclusive" and not doubt:
+        # Settled: a verdict, or an interval wholly at or below `slower_at`, where the score is 1.0 throughout
+        # (straddling only the "faster" threshold): more runs could add a `faster` flag, never move the score.
+        settled = look.verdict != "inconclusive" or look.ci_high <= slower_at
+        doubt = follow_up(look) if follow_up and settled else None
+        if settled and not doubt:
             stop, note = "decided", "."
+            if look.verdict == "inconclusive":
+                stop, note = (
+                    "no_slowdown",
+                    f": no slowdown past {slower_at:g} is possible, more runs cannot move the score.",
+                )
         elif samples.n >= max_runs:
             stop, note = "max_runs", f" at {max_runs} runs per side."
         elif more < 1:
