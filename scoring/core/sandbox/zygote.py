@@ -304,11 +304,14 @@ def run_python(request: dict[str, Any], output_fd: int) -> None:
     program = request["program"]
     if "module" in program:
         sys.path[0], sys.argv = TREE, ["-m", *program["args"]]  # runpy puts the module's file in argv[0]
+        sys.orig_argv = ["python", "-m", program["module"], *program["args"]]
     elif "path" in program:
         script = os.path.abspath(program["path"])
         sys.path[0], sys.argv = os.path.dirname(os.path.realpath(script)), [program["path"], *program["args"]]
+        sys.orig_argv = ["python", *sys.argv]
     else:
         sys.path[0], sys.argv = "", ["-c", *program["args"]]
+        sys.orig_argv = ["python", "-c", program["code"], *program["args"]]
     if os.path.isdir(ENV):  # what PYTHONPATH would have done at start-up; the zygote itself started without it
         os.environ["PYTHONPATH"] = ENV
         sys.path.insert(1, ENV)

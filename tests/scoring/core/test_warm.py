@@ -339,7 +339,7 @@ print(json.dumps({
     "argv": sys.argv, "path0": sys.path[0], "cwd": os.getcwd(), "name": __name__,
     "file": getattr(main, "__file__", None), "spec": repr(getattr(getattr(main, "__spec__", None), "origin", None)),
     "package": getattr(main, "__package__", None), "loader": type(getattr(main, "__loader__", None)).__name__,
-    "env": os.environ.get("SEEN"),
+    "env": os.environ.get("SEEN"), "orig_argv": sys.orig_argv,
 }))
 """
 
