@@ -27,10 +27,16 @@ def _sandboxed_processes(uids: set[int]) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     watcher = cgroups._watcher.pid if cgroups._watcher else None  # lives as long as this process, by design
-    alive += [
-        p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE and p.pid != watcher
-    ]
+    alive += [p for p in psutil.Process().children(recursive=True) if _running(p) and p.pid != watcher]
     return alive
+
+
+def _running(proc: psutil.Process) -> bool:
+    """Running and not a zombie; a process found a moment ago that is gone by now counts as gone."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 @pytest.fixture(autouse=True)
@@ -295,7 +301,7 @@ def test_a_worker_killed_with_sigkill_leaves_no_sandbox_behind(tmp_path):
             cmdline = proc.info["cmdline"] or []
             if cmdline[-2:] == ["sleep", "779"] or any(str(tree) in part for part in cmdline):
                 found.append(proc)
-        return [p for p in found if p.pid != worker.pid and p.status() != psutil.STATUS_ZOMBIE]
+        return [p for p in found if p.pid != worker.pid and _running(p)]
 
     deadline = time.monotonic() + 20
     while not any(p.info["cmdline"][-2:] == ["sleep", "779"] for p in ours()):
