@@ -100,15 +100,17 @@ def render_perf(result: dict[str, Any]) -> Section:
     body = "\n\n".join(
         [
             f"Seeded synthetic timings ({result['seeds_per_case']} seeds per case; effect = true patched / base "
-            "ratio). The same stream of timings feeds the sequential comparison (5 runs per side, more only while "
-            "in doubt) and one comparison of its first 20 pairs.",
+            "ratio). The same stream of timings feeds the sequential comparison (5 pairs, more only while the score "
+            "is in doubt; compared pair by pair, as the critic does) and one comparison of its first 20 pairs. A "
+            "*call* is what a look says about the score: slower, no slowdown (1.0 across the interval: `same`, "
+            "`faster`, or a speed-up not yet claimed, where the sequential comparison stops), or still open.",
             table(
                 [
                     "noise",
                     "effect",
                     "sequential runs per side (mean)",
                     "fixed runs",
-                    "same verdict",
+                    "same call",
                     "contradictions",
                     "sequential verdicts",
                     "fixed verdicts",
@@ -116,8 +118,8 @@ def render_perf(result: dict[str, Any]) -> Section:
                 rows,
             ),
             f"On average the sequential comparison used **{summary['mean_sequential_runs']} runs per side** against "
-            f"{summary['fixed_runs']}, with the same verdict in {summary['mean_agreement']:.1%} of the cases and "
-            f"{summary['contradictions']} contradictions (both decided, differently).",
+            f"{summary['fixed_runs']}, with the same call in {summary['mean_agreement']:.1%} of the cases and "
+            f"{summary['contradictions']} contradictions (both made a call, differently).",
         ]
     )
     return Section("Performance critic: sequential runs against a fixed 20", body, [])
