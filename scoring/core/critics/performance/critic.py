@@ -1,14 +1,15 @@
 """The performance critic: the task's benchmark on the base and the patched tree, compared with statistics.
 
-Every run uses a fresh scratch copy of its tree, in the sandbox: one warm-up run each, then interleaved A B A B,
-while this host's benchmark lock keeps test runs off the cores. The harness times every run itself, outside
+Every run uses a fresh scratch copy of its tree, in the sandbox (forked warm, like the tests, where the worker can):
+one warm-up run each, then interleaved pairs (A B, B A, ...) compared pair by pair, optionally pinned to the CPUs of
+REVIEWAPP_BENCH_CPUS (there is no host-wide lock). The harness times every run itself, outside
 the patched process: CPU time from the kernel's accounting of the sandboxed command, wall time from this
 process. The verdict is computed from these only: CPU time, less the interpreter's start-up (measured with
 `python -c pass` in the same sandbox) so a small workload is not diluted by it, and wall time for a slowdown
 CPU time cannot see. A "seconds" figure the benchmark prints about itself runs inside the patched process,
 where the patch can rewrite the clock: it is kept as a second opinion, and flagged `tamper` when it
 contradicts the harness in the patch's favour.
-Evaluation takes the first `bench_min_runs` pairs; healing adds runs only while the verdict is in doubt.
+Evaluation takes the first `bench_min_runs` pairs; healing adds runs only while the score is in doubt.
 The score comes from the stored ratio through the weight profile's knots, so another profile re-scores
 without a re-run.
 """
