@@ -570,3 +570,31 @@ def test_a_patch_cannot_claim_coverage_its_inputs_did_not_earn(task, forger) -> 
     # checked here is only that its claims of coverage count for nothing.
     reach = result.evidence["discriminator"]["coverage"]
     assert set(TRAP_LINES) <= set(reach["missed"]) and reach["reached"] < reach["lines"]
+
+
+def test_probe_runs_fork_from_the_zygote_the_worker_already_has(tmp_path: Path) -> None:
+    """The probe's runs lie in the worker's one runs folder: a discriminator call never starts a zygote of its own
+    (each used to, about 0.25 s per call, and pushed the tests' zygote out)."""
+    import functools
+
+    from scoring.core.critics.discriminator.run import call_cases
+    from scoring.core.sandbox import process as sandbox
+    from scoring.core.sandbox import warm
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "lib.py").write_text("def double(x):\n    return 2 * x\n")
+    case = {"id": 1, "entry": "lib:double", "args": probe.encode([3]), "kwargs": probe.encode({}), "cap_s": 5}
+    warm.close_all()
+    warm.stats.clear()
+    try:
+        run = functools.partial(sandbox.run, warm=True)
+        for _ in range(3):
+            outcomes = call_cases(
+                run=run, tree=tree, cases=[case], work_root=tmp_path / "work", env_dir=None, budget_s=30
+            )
+            assert outcomes[1]["status"] == "ok" and probe.decode(outcomes[1]["result"]) == 6
+        assert warm.stats["warm"] == 3
+        assert len(warm._zygotes) == 1
+    finally:
+        warm.close_all()

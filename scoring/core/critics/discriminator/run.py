@@ -11,7 +11,6 @@ import hmac
 import json
 import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 from scoring.core.critics.discriminator import probe
 from scoring.core.critics.discriminator.reference import visible_tests_argv
-from scoring.core.trees import read_regular_file, remove_tree, scratch_copy
+from scoring.core.trees import read_regular_file, scratch_copy
 from scoring.core.types import RunLimits, Runner, ScoringContext
 
 _PROBE_SOURCE = Path(probe.__file__)
@@ -112,44 +111,42 @@ def call_cases(
     outcomes: dict[int, dict[str, Any]] = {}
     pending = list(cases)
     deadline = time.monotonic() + budget_s
-    holder = Path(tempfile.mkdtemp(prefix="calls-", dir=_ensure(work_root)))
-    try:
-        with scratch_copy(tree, work_root=holder, prefix="tree-") as copy:
-            for attempt in range(MAX_RESTARTS + 1):
-                remaining = deadline - time.monotonic()
-                if not pending or remaining <= 1.0:
-                    break
-                report = holder / f"report-{attempt}"
-                report.mkdir()
-                shutil.copyfile(_PROBE_SOURCE, report / "probe.py")
-                (report / "cases.json").write_text(json.dumps(list(pending)))
-                wall = min(remaining, STARTUP_S + sum(float(c["cap_s"]) for c in pending))
-                argv = ["python", "{report_dir}/probe.py", "{report_dir}/cases.json", "{report_dir}/outputs.jsonl"]
-                key = None
-                if coverage is not None:
-                    key = secrets.token_hex(32)
-                    plan = {"key": key, "files": {name: sorted(lines) for name, lines in coverage.items()}}
-                    (report / "plan.json").write_text(json.dumps(plan))
-                    argv.append("{report_dir}/plan.json")
-                result = run(
-                    argv,
-                    tree=copy,
-                    report_dir=report,
-                    env_dir=env_dir,
-                    limits=RunLimits(wall_s=wall, cpu_s=wall, memory_bytes=memory_bytes, output_bytes=64 << 10),
-                )
-                wanted = {int(c["id"]) for c in pending}
-                for line in _lines(report / "outputs.jsonl"):
-                    ident = line.get("id")
-                    if isinstance(ident, int) and ident in wanted and ident not in outcomes:
-                        outcomes[ident] = _with_coverage(line, key, sorted(coverage or ()))
-                pending = [c for c in pending if int(c["id"]) not in outcomes]
-                if pending:
-                    # The process stopped on this case: killed by the wall clock, or it died.
-                    outcomes[int(pending[0]["id"])] = {"status": "timeout" if result.timed_out else "crashed"}
-                    pending = pending[1:]
-    finally:
-        remove_tree(holder)
+    # The reports sit beside the tree copy, in the folder all runs share: warm runs of one worker share one zygote.
+    with scratch_copy(tree, work_root=_ensure(work_root), prefix="calls-") as copy:
+        holder = copy.parent
+        for attempt in range(MAX_RESTARTS + 1):
+            remaining = deadline - time.monotonic()
+            if not pending or remaining <= 1.0:
+                break
+            report = holder / f"report-{attempt}"
+            report.mkdir()
+            shutil.copyfile(_PROBE_SOURCE, report / "probe.py")
+            (report / "cases.json").write_text(json.dumps(list(pending)))
+            wall = min(remaining, STARTUP_S + sum(float(c["cap_s"]) for c in pending))
+            argv = ["python", "{report_dir}/probe.py", "{report_dir}/cases.json", "{report_dir}/outputs.jsonl"]
+            key = None
+            if coverage is not None:
+                key = secrets.token_hex(32)
+                plan = {"key": key, "files": {name: sorted(lines) for name, lines in coverage.items()}}
+                (report / "plan.json").write_text(json.dumps(plan))
+                argv.append("{report_dir}/plan.json")
+            result = run(
+                argv,
+                tree=copy,
+                report_dir=report,
+                env_dir=env_dir,
+                limits=RunLimits(wall_s=wall, cpu_s=wall, memory_bytes=memory_bytes, output_bytes=64 << 10),
+            )
+            wanted = {int(c["id"]) for c in pending}
+            for line in _lines(report / "outputs.jsonl"):
+                ident = line.get("id")
+                if isinstance(ident, int) and ident in wanted and ident not in outcomes:
+                    outcomes[ident] = _with_coverage(line, key, sorted(coverage or ()))
+            pending = [c for c in pending if int(c["id"]) not in outcomes]
+            if pending:
+                # The process stopped on this case: killed by the wall clock, or it died.
+                outcomes[int(pending[0]["id"])] = {"status": "timeout" if result.timed_out else "crashed"}
+                pending = pending[1:]
     for case in pending:
         outcomes[int(case["id"])] = {"status": "not_run"}
     return outcomes
