@@ -754,3 +754,13 @@ def test_benchmark_runs_are_pinned_to_the_configured_cpus(tmp_path):
     assert commands and set(seen) == {(cpu,)}  # a CPU this worker may not use is left out
     assert result.evidence["cpus"] == [cpu]
     assert f"Every run pinned to CPU {cpu}" in result.rationale[0]
+
+
+@pytest.mark.parametrize("change", [{"format": 1}, {"cpus": [4096]}], ids=["older-format", "other-cpus"])
+def test_a_base_cached_another_way_is_measured_again(tmp_path, change):
+    # A base measured cold (the format before warm benchmark runs) or on other CPUs timed other runs than these.
+    evaluate_and_heal(rounds_ctx(tmp_path, 1_000_000, "first"))
+    (path,) = (tmp_path / "task-cache").glob("bench-base-*.json")
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    result = evaluate_and_heal(rounds_ctx(tmp_path, 1_000_000, "same"))
+    assert "base_cached" not in result.evidence

@@ -70,6 +70,9 @@ TRACE_MAX_BYTES = 8 << 20
 BASE_DRIFT = 0.2
 #: And for at most this long: a host's load and clock change over hours.
 BASE_MAX_AGE_S = 3600.0
+#: How the cached base's runs were made; a record of another format is measured again. 2: runs forked warm
+#: where the worker can (format 1 ran every benchmark cold, about 50 ms more per run).
+BASE_FORMAT = 2
 
 
 class BenchmarkFailed(Exception):
@@ -418,6 +421,8 @@ def _read_base(ctx: ScoringContext) -> dict[str, Any] | None:
         return None
     if not isinstance(cached, dict) or cached.get("command") != ctx.spec.benchmark_command:
         return None
+    if cached.get("format") != BASE_FORMAT or cached.get("cpus") != list(_cpus(ctx)):
+        return None  # measured another way (cold runs, other CPUs): its times are not this host's base now
     keys = ("base_s", "base_wall_s", "reported_base_s", "start_up_runs_s", "start_up_wall_runs_s")
     if not all(isinstance(cached.get(key), list) for key in keys) or len(cached["base_s"]) < perfstats.MIN_PAIRS:
         return None
@@ -428,6 +433,8 @@ def _write_base(ctx: ScoringContext, bench: _Bench, decision: perfstats.Decision
     """Keep the base runs of an interleaved measurement for the next patches of the task on this host."""
     record = {
         "command": ctx.spec.benchmark_command,
+        "format": BASE_FORMAT,
+        "cpus": list(bench.limits.cpus),
         "measured_at": time.time(),
         "base_s": list(decision.base),
         "base_wall_s": bench.wall_s["base"],
