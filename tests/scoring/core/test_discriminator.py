@@ -7,6 +7,7 @@ comparison happens in the harness.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -598,3 +599,43 @@ def test_probe_runs_fork_from_the_zygote_the_worker_already_has(tmp_path: Path) 
         assert len(warm._zygotes) == 1
     finally:
         warm.close_all()
+
+
+# What a patch could read of the reference's answers while the probe calls it: what the probe was told (its cases
+# file, decoded with the probe's own `decode` through `__main__`). It wins when the probe is given whole cases.
+ANSWERS_FROM_WHAT_THE_PROBE_WAS_TOLD = """\
+    import json as _json, sys as _sys
+    try:
+        _decode = _sys.modules["__main__"].decode  # in the probe's process; the tests' has none
+        with open("/sandbox/report/cases.json") as _handle:
+            for _case in _json.load(_handle):
+                if "expected" in _case and _decode(_case["args"]) == [intervals]:
+                    return _decode(_case["expected"]["result"])
+    except Exception:
+        pass
+"""
+
+
+@pytest.mark.parametrize("warm_run", [False, True], ids=["cold", "warm"])
+def test_a_patch_cannot_read_the_reference_answers_while_it_is_probed(tmp_path: Path, warm_run) -> None:
+    import functools
+
+    from scoring.core.sandbox import process as sandbox
+    from scoring.core.sandbox import warm
+
+    task = it.task(tmp_path / "task")
+    settings = task[2]
+    source = it.hardcoded(ANSWERS_FROM_WHAT_THE_PROBE_WAS_TOLD + VISIBLE_ANSWERS)
+    warm.close_all()
+    warm.stats.clear()
+    try:
+        result = it.evaluate(task, it.patch(source), run=functools.partial(sandbox.run, warm=warm_run))
+        assert (warm.stats["warm"] > 0) is warm_run
+    finally:
+        warm.close_all()
+    assert result.score < 0.5
+    assert "overfit" in result.flags
+    # The answers exist, in the harness: the reference's outputs in the task cache.
+    stored = [json.loads(p.read_text()) for p in settings.cache_root.rglob("discriminator-*.json")]
+    facts = [data for data in stored if isinstance(data, dict) and data.get("cases")]
+    assert facts and all("expected" in case for fact in facts for case in fact["cases"])
