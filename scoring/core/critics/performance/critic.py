@@ -140,7 +140,7 @@ class PerformanceCritic(Critic):
         return replace(result, rationale=(*note, *result.rationale)) if note else result
 
     def heal(self, ctx: ScoringContext, previous: CriticResult, budget_s: float) -> CriticResult:
-        """Add runs while the verdict is in doubt, up to `bench_max_runs` per side and within budget."""
+        """Add runs while the score is in doubt, up to `bench_max_runs` per side and within budget."""
         evidence = previous.evidence
         if not evidence.get("score_in_doubt"):  # more runs could only add a `faster` flag
             return previous
