@@ -91,6 +91,8 @@ def render_perf(result: dict[str, Any]) -> Section:
             row["fixed_runs"],
             f"{row['agreement']:.0%}",
             row["contradictions"],
+            f"{row['sequential_score_error']:.3f}",
+            f"{row['fixed_score_error']:.3f}",
             ", ".join(f"{k} {v}" for k, v in row["sequential_verdicts"].items()),
             ", ".join(f"{k} {v}" for k, v in row["fixed_verdicts"].items()),
         ]
@@ -101,9 +103,11 @@ def render_perf(result: dict[str, Any]) -> Section:
         [
             f"Seeded synthetic timings ({result['seeds_per_case']} seeds per case; effect = true patched / base "
             "ratio). The same stream of timings feeds the sequential comparison (5 pairs, more only while the score "
-            "is in doubt; compared pair by pair, as the critic does) and one comparison of its first 20 pairs. A "
-            "*call* is what a look says about the score: slower, no slowdown (1.0 across the interval: `same`, "
-            "`faster`, or a speed-up not yet claimed, where the sequential comparison stops), or still open.",
+            "is in doubt; compared pair by pair, as the critic does; near the threshold it stops once the score "
+            f"moves by at most {summary['score_tolerance']:g} inside the interval) and one comparison of its first "
+            "20 pairs. A *call* is what a look says about the score: slower, no slowdown (1.0 across the interval: "
+            "`same`, `faster`, or a speed-up not yet claimed, where the sequential comparison stops), or still open. "
+            "*Score error*: the mean distance between the score each method gives and the true effect's score.",
             table(
                 [
                     "noise",
@@ -112,6 +116,8 @@ def render_perf(result: dict[str, Any]) -> Section:
                     "fixed runs",
                     "same call",
                     "contradictions",
+                    "sequential score error",
+                    "fixed score error",
                     "sequential verdicts",
                     "fixed verdicts",
                 ],

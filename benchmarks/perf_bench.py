@@ -1,9 +1,10 @@
 """How many benchmark runs the sequential comparison spends, against a fixed 20 per side, on seeded timings.
 
 Each case is a noise shape and a true effect (patched / base). For every seed, one synthetic stream of timings
-feeds both methods: the sequential comparison (5 runs per side, +5 while in doubt, at most 30) and a single
-comparison of the stream's first 20 pairs. `run()` reports the runs each needed and how often their verdicts
-agree; `python -m benchmarks.perf_bench` prints it.
+feeds both methods: the sequential comparison (5 runs per side, +5 while in doubt, at most 30, stopping near the
+threshold once the score is pinned to within the pipeline's tolerance) and a single comparison of the stream's first
+20 pairs. `run()` reports the runs each needed, how often their calls agree and how far each one's score lands from
+the score of the true effect; `python -m benchmarks.perf_bench` prints it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from scoring.core.critics.performance import stats as perfstats
+from scoring.core.types import DEFAULT_BENCH_SCORE_TOLERANCE
 
 BASE_S = 0.050
 FIXED_RUNS = 20
-EFFECTS = (0.7, 1.0, 1.3, 2.0)
+#: 1.1: a small slowdown near the 1.05 threshold, which no rank test settles in a few pairs.
+EFFECTS = (0.7, 1.0, 1.1, 1.3, 2.0)
 
 #: Multiplicative noise of one timing, by shape: what shared machines produce, from tame to nasty.
 NOISE: dict[str, Callable[[np.random.Generator], float]] = {
@@ -66,9 +69,10 @@ class SyntheticBench:
 
 
 def sequential(noise: str, effect: float, seed: int, **options: float) -> perfstats.Decision:
-    """The sequential comparison on one synthetic stream, with the pipeline's default run limits (paired, as the
-    critic compares its interleaved runs)."""
+    """The sequential comparison on one synthetic stream, with the pipeline's default run limits and score tolerance
+    (paired, as the critic compares its interleaved runs)."""
     bench = SyntheticBench(noise, effect, seed)
+    options = {"score_tolerance": DEFAULT_BENCH_SCORE_TOLERANCE, **options}
     return perfstats.sequential_compare(bench.pair, clock=bench.clock, paired=True, **options)  # type: ignore[arg-type]  # options of several types, each the keyword it names
 
 
@@ -95,6 +99,7 @@ def run(seeds: int = 30) -> dict:
             looks = [fixed(noise, effect, seed) for seed in range(seeds)]
             fix = [look.verdict for look in looks]
             calls = [(_call(d.comparison), _call(look)) for d, look in zip(decisions, looks, strict=True)]
+            truth = perfstats.score_from_ratio(effect)
             rows.append(
                 {
                     "noise": noise,
@@ -103,6 +108,8 @@ def run(seeds: int = 30) -> dict:
                     "fixed_runs": FIXED_RUNS,
                     "agreement": round(float(np.mean([s == f for s, f in calls])), 3),
                     "contradictions": sum(s != f and "open" not in (s, f) for s, f in calls),
+                    "sequential_score_error": _score_error([d.comparison for d in decisions], truth),
+                    "fixed_score_error": _score_error(looks, truth),
                     "sequential_verdicts": _counts(seq),
                     "fixed_verdicts": _counts(fix),
                 }
@@ -116,8 +123,18 @@ def run(seeds: int = 30) -> dict:
             "fixed_runs": FIXED_RUNS,
             "mean_agreement": round(float(np.mean([r["agreement"] for r in rows])), 3),
             "contradictions": sum(r["contradictions"] for r in rows),
+            "score_tolerance": DEFAULT_BENCH_SCORE_TOLERANCE,
         },
     }
+
+
+def _score_error(looks: list[perfstats.Comparison], truth: float) -> float:
+    """The mean distance between the scores the looks give (as the critic scores them) and the true effect's score."""
+    return round(float(np.mean([abs(_score(look) - truth) for look in looks])), 3)
+
+
+def _score(look: perfstats.Comparison) -> float:
+    return 1.0 if look.verdict == "faster" else perfstats.score_from_ratio(look.ratio)
 
 
 def _call(look: perfstats.Comparison) -> str:

@@ -20,5 +20,6 @@ def pipeline_settings() -> PipelineSettings:
         heal_budget_s=conf["HEAL_BUDGET_S"],
         bench_max_runs=conf["BENCH_MAX_RUNS"],
         bench_budget_s=conf["BENCH_BUDGET_S"],
+        bench_score_tolerance=conf["BENCH_SCORE_TOLERANCE"],
         bench_cpus=conf["BENCH_CPUS"],
     )

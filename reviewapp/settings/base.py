@@ -15,7 +15,7 @@ from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from reviewapp.settings.environment import Env
-from scoring.core.types import DEFAULT_HEAL_CONFIDENCE
+from scoring.core.types import DEFAULT_BENCH_SCORE_TOLERANCE, DEFAULT_HEAL_CONFIDENCE
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = Env()
@@ -320,6 +320,8 @@ REVIEWAPP = {
     "HEAL_BUDGET_S": env.float("REVIEWAPP_HEAL_BUDGET_S", default=60.0),
     "BENCH_MAX_RUNS": env.int("REVIEWAPP_BENCH_MAX_RUNS", default=30),
     "BENCH_BUDGET_S": env.float("REVIEWAPP_BENCH_BUDGET_S", default=60.0),
+    # Near the slowdown threshold, benchmark pairs stop once the score moves by at most this much (docs/performance.md).
+    "BENCH_SCORE_TOLERANCE": env.float("REVIEWAPP_BENCH_SCORE_TOLERANCE", default=DEFAULT_BENCH_SCORE_TOLERANCE),
     # CPUs benchmark runs are pinned to, e.g. "3" or "2,3" (docs/performance.md, "Benchmarks beside tests").
     "BENCH_CPUS": tuple(env.list("REVIEWAPP_BENCH_CPUS", cast=int, default=[])),
     # /rewards/ answers null for a `suspicious` patch until a reviewer labelled it (docs/scoring.md, "Flag policy").
@@ -333,6 +335,11 @@ REVIEWAPP = {
     # the shared exec queue (scoring.affinity).
     "AFFINITY_BACKLOG": env.int("REVIEWAPP_AFFINITY_BACKLOG", default=16),
 }
+if not 0 <= REVIEWAPP["BENCH_SCORE_TOLERANCE"] <= 1:
+    raise ImproperlyConfigured(
+        f"REVIEWAPP_BENCH_SCORE_TOLERANCE={REVIEWAPP['BENCH_SCORE_TOLERANCE']!r} is not valid: a score spread from 0 "
+        "(measure until decided) to 1"
+    )
 
 LOGGING = {
     "version": 1,

@@ -21,6 +21,9 @@ DEFAULT_AUDIT_RATE = 0.02
 DEFAULT_HEAL_CONFIDENCE = 0.7
 #: The performance critic's (ratio, score) knots: linear between, clamped outside.
 DEFAULT_PERF_KNOTS: tuple[tuple[float, float], ...] = ((1.05, 1.0), (1.30, 0.4), (2.0, 0.0))
+#: Benchmark pairs stop near the slowdown threshold once the performance score moves by at most this much inside the
+#: interval (REVIEWAPP_BENCH_SCORE_TOLERANCE): 0.2 at the default weight of 0.2 is at most 0.04 of reward.
+DEFAULT_BENCH_SCORE_TOLERANCE = 0.2
 
 #: The whole flag vocabulary (docs/scoring.md, "Flags"). A flag outside this set is a bug; what each one does is
 #: scoring.core.aggregate.policy.POLICY.
@@ -154,6 +157,7 @@ class PipelineSettings:
     bench_min_runs: int = 5
     bench_max_runs: int = 30
     bench_budget_s: float = 60.0
+    bench_score_tolerance: float = DEFAULT_BENCH_SCORE_TOLERANCE
     #: CPUs every benchmark run is pinned to (empty: the worker's own); those this worker may not use are left out.
     bench_cpus: tuple[int, ...] = ()
     analyser_recycle_after: int = 200

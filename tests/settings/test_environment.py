@@ -64,6 +64,12 @@ def test_benchmark_cpus_are_a_list_of_numbers_reaching_the_pipeline(tmp_path):
     assert run(tmp_path, code, REVIEWAPP_BENCH_CPUS="1, 3").stdout.strip().splitlines()[-1] == "(1, 3)"
 
 
+def test_the_benchmark_score_tolerance_reaches_the_pipeline(tmp_path):
+    code = "from scoring.conf import pipeline_settings as p; print(p().bench_score_tolerance)"
+    assert run(tmp_path, code).stdout.strip().splitlines()[-1] == "0.2"
+    assert run(tmp_path, code, REVIEWAPP_BENCH_SCORE_TOLERANCE="0").stdout.strip().splitlines()[-1] == "0.0"
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "says"),
     [
@@ -75,6 +81,8 @@ def test_benchmark_cpus_are_a_list_of_numbers_reaching_the_pipeline(tmp_path):
         ("REVIEWAPP_THROTTLE_RATE", "lots", "REVIEWAPP_THROTTLE_RATE='lots' is not valid"),
         ("REVIEWAPP_ENV", "prod", "REVIEWAPP_ENV='prod' is not valid"),
         ("REVIEWAPP_BENCH_CPUS", "2,x", "REVIEWAPP_BENCH_CPUS='2,x' is not valid"),
+        ("REVIEWAPP_BENCH_SCORE_TOLERANCE", "1.5", "REVIEWAPP_BENCH_SCORE_TOLERANCE=1.5 is not valid: a score spread"),
+        ("REVIEWAPP_BENCH_SCORE_TOLERANCE", "-0.1", "REVIEWAPP_BENCH_SCORE_TOLERANCE=-0.1 is not valid"),
     ],
 )
 def test_a_bad_value_stops_the_start_with_its_name_and_exit_2(tmp_path, variable, value, says):

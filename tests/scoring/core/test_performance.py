@@ -264,6 +264,7 @@ def test_noisy_benchmark_is_healed_with_more_runs_and_stays_honest_about_doubt(t
         tmp_path,
         {"mylib.py": "SIDE = 0\n", "bench/run.py": NOISY_BENCH},
         {"mylib.py": "SIDE = 1\n"},  # a no-op for the benchmark
+        bench_score_tolerance=0.0,  # measure until decided: no interval is pinned near the threshold
     )
     first = critic.evaluate(ctx)
     assert first.evidence["verdict"] == "inconclusive"
@@ -306,6 +307,21 @@ def test_interval_in_doubt_about_the_slowdown_is_flagged_for_review():
     assert result.confidence < 0.7
     assert result.score == pytest.approx(1 - 0.6 * 0.03 / 0.25)
     assert "point estimate" in result.rationale[-1]
+
+
+def test_interval_pinned_near_the_threshold_is_settled_without_review():
+    # [0.98, 1.12] straddles 1.05, but every ratio in it scores between 0.83 and 1.0: within the tolerance of 0.2.
+    result = critic.rescore(stored(0.98, 1.12, 1.04, 0.3, score_tolerance=0.2), DEFAULT_WEIGHTS)
+    assert result.score == 1.0
+    assert result.flags == frozenset()
+    assert result.confidence >= 0.7
+    assert result.evidence["score_pinned"] and not result.evidence["score_in_doubt"]
+    assert "moves by at most 0.2 inside it" in result.rationale[-1]
+    # Without a tolerance (a cached base's runs carry none), the same interval is in doubt.
+    assert critic.rescore(stored(0.98, 1.12, 1.04, 0.3), DEFAULT_WEIGHTS).flags == {"perf_inconclusive"}
+    # Under stricter knots the same interval moves the score more than the tolerance: in doubt again.
+    strict = Weights(name="strict", version=1, weights={}, perf_knots=((1.02, 1.0), (1.12, 0.2)))
+    assert critic.rescore(stored(0.98, 1.12, 1.04, 0.3, score_tolerance=0.2), strict).flags == {"perf_inconclusive"}
 
 
 def test_interval_in_doubt_only_about_a_speed_up_keeps_full_score_without_review():
@@ -689,6 +705,9 @@ def test_later_patches_of_a_task_are_measured_against_the_cached_base(tmp_path, 
     assert second.evidence["base_cached"]["runs"] == first.evidence["n_base"]
     assert len(commands) == 1 + 3  # one base run to check the host, three patched runs
     assert_honest(second, at_least=1.0)
+    # Only an interval wholly below the threshold stands on a cached base, never one pinned near it: a drift the
+    # host check let through moves the whole interval, so the score is not known to within any tolerance.
+    assert "score_tolerance" not in second.evidence
     assert "against the" in second.rationale[0] and "measured on this host" in second.rationale[0]
 
 

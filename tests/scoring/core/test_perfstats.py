@@ -15,7 +15,9 @@ from scoring.core.critics.performance.stats import (
     TAMPER_FACTOR,
     compare,
     contradicts,
+    pinned,
     score_from_ratio,
+    score_spread,
     sequential_compare,
 )
 from scoring.core.types import Weights
@@ -61,6 +63,30 @@ def test_a_real_30_percent_speed_up_is_found():
 
 
 @pytest.mark.parametrize("noise", sorted(NOISE))
+def test_a_small_slowdown_near_the_threshold_stops_once_its_score_is_pinned(noise):
+    pinned_at = [sequential(noise, 1.1, seed) for seed in range(30)]
+    measured_out = [sequential(noise, 1.1, seed, score_tolerance=0.0) for seed in range(30)]
+    stopped = [d for d in pinned_at if d.stop == "pinned"]
+    assert stopped, "a 10% slowdown is pinned on some seeds of every noise shape"
+    assert sum(d.n_base for d in pinned_at) < sum(d.n_base for d in measured_out)
+    for decision in stopped:
+        assert decision.ci_low <= 1.05 and score_spread(decision.ci_low, decision.ci_high) <= 0.2
+        assert decision.steps[-1].endswith("more runs would only narrow that.")
+    # The score it stops with is about as close to the true 1.1's as measuring until decided gets.
+    truth = score_from_ratio(1.1)
+    error = statistics.mean(abs(score_from_ratio(d.ratio) - truth) for d in pinned_at)
+    assert error <= statistics.mean(abs(score_from_ratio(d.ratio) - truth) for d in measured_out) + 0.05
+
+
+def test_an_interval_wholly_past_the_threshold_is_never_pinned_however_narrow():
+    assert not pinned(1.051, 1.052, knots=DEFAULT_KNOTS, tolerance=0.2)
+    assert pinned(1.04, 1.10, knots=DEFAULT_KNOTS, tolerance=0.2)  # scores 1.0 to 0.88
+    assert not pinned(1.04, 1.10, knots=DEFAULT_KNOTS, tolerance=0.1)
+    # So a real 30% slowdown still runs until the rank test claims it, on every seed.
+    assert {sequential("normal 5%", 1.3, seed).stop for seed in range(20)} == {"decided"}
+
+
+@pytest.mark.parametrize("noise", sorted(NOISE))
 def test_pure_noise_never_claims_a_regression(noise):
     """50 seeds per shape, 200 in all: noise alone must never be called slower (nor faster)."""
     verdicts = [sequential(noise, 1.0, seed).verdict for seed in range(50)]
@@ -69,7 +95,7 @@ def test_pure_noise_never_claims_a_regression(noise):
 
 
 def test_the_run_budget_is_respected():
-    decision = sequential("lognormal 15%", 1.0, seed=1, max_runs=15)
+    decision = sequential("lognormal 15%", 1.0, seed=1, max_runs=15, score_tolerance=0.0)
     assert decision.verdict == "inconclusive"
     assert decision.stop == "max_runs"
     assert decision.n_base == decision.n_patched == 15
@@ -78,7 +104,7 @@ def test_the_run_budget_is_respected():
 
 def test_the_time_budget_is_respected():
     # Each synthetic pair takes about 0.1 s on the fake clock.
-    decision = sequential("lognormal 15%", 1.0, seed=1, budget_s=1.2)
+    decision = sequential("lognormal 15%", 1.0, seed=1, budget_s=1.2, score_tolerance=0.0)
     assert decision.stop == "budget"
     assert decision.elapsed_s <= 1.2
     assert decision.n_base < 30

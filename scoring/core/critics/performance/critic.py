@@ -263,7 +263,8 @@ class PerformanceCritic(Critic):
                     max_runs=max_runs,
                     step=settings.bench_min_runs,
                     budget_s=budget_s - (time.monotonic() - started),
-                    slower_at=perfstats.slower_threshold(perfstats.DEFAULT_KNOTS),
+                    knots=perfstats.DEFAULT_KNOTS,
+                    score_tolerance=settings.bench_score_tolerance,
                     start_up_s=_start_up(bench.start_up["cpu"]),
                     paired=True,
                     follow_up=bench.wall_doubt,
@@ -278,6 +279,7 @@ class PerformanceCritic(Critic):
                 _method_step(ctx.spec.benchmark_command, bench.start_up["cpu"], restored, limits.cpus),
             )
         evidence = _evidence(old, ctx.spec.benchmark_command, bench, decision, elapsed, restored)
+        evidence["score_tolerance"] = settings.bench_score_tolerance  # interleaved pairs only: see _judged
         steps = tuple(f"{STEP} {line}" for line in decision.steps)
         return _judged(
             self.name,
@@ -777,8 +779,13 @@ def _judged(
     doubt_stats = wall if wall_doubt else stats
     score = 1.0 if verdict == "faster" else perfstats.score_from_ratio(stats["ratio"], knots)
     # Only an interval reaching past the first knot leaves the score in doubt; one that straddles just the
-    # "faster" threshold still scores 1.0 everywhere, so it neither lowers confidence nor goes to review.
-    in_doubt = (verdict == "inconclusive" and stats["ci_high"] > slower_at) or wall_doubt
+    # "faster" threshold still scores 1.0 everywhere, so it neither lowers confidence nor goes to review. Nor does
+    # one pinned near the threshold, where every ratio scores within the tolerance: interleaved pairs carry one; a
+    # cached base does not (a host's drift the check let through could move its interval as a whole).
+    pinned = perfstats.pinned(
+        stats["ci_low"], stats["ci_high"], knots=knots, tolerance=float(evidence.get("score_tolerance", 0.0))
+    )
+    in_doubt = (verdict == "inconclusive" and stats["ci_high"] > slower_at and not pinned) or wall_doubt
     if verdict == "slower":
         flags = {"perf_regression"}
     elif in_doubt:
@@ -799,6 +806,7 @@ def _judged(
         "judged_on": judged_on,
         "wall_in_doubt": wall_doubt,
         "score_in_doubt": in_doubt,
+        "score_pinned": verdict == "inconclusive" and pinned and not in_doubt,
         "slower_at": slower_at,
         "knots": [list(k) for k in knots],
     }
@@ -850,6 +858,9 @@ def _verdict_step(evidence: Mapping[str, Any], score: float) -> str:
             f"The interval straddles the {band} slowdown threshold after {n} runs per side, "
             "so the score comes from the point estimate, with low confidence."
             if evidence["score_in_doubt"]
+            else f"The interval straddles the {band} slowdown threshold after {n} runs per side, but the score "
+            f"moves by at most {evidence.get('score_tolerance', 0.0):g} inside it: the score comes from the point estimate."
+            if evidence.get("score_pinned")
             else f"Not slower by more than {band} (the whole interval is below {evidence['slower_at']:.2f}); "
             f"whether it is faster by {band} stays open after {n} runs per side."
         ),

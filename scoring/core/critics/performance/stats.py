@@ -60,6 +60,23 @@ def slower_threshold(knots: Sequence[Sequence[float]] = DEFAULT_KNOTS) -> float:
     return min(float(r) for r, _ in knots)
 
 
+def score_spread(ci_low: float, ci_high: float, knots: Sequence[Sequence[float]] = DEFAULT_KNOTS) -> float:
+    """How much the score could move inside the interval [ci_low, ci_high] under `knots`."""
+    return score_from_ratio(ci_low, knots) - score_from_ratio(ci_high, knots)
+
+
+def pinned(ci_low: float, ci_high: float, *, knots: Sequence[Sequence[float]], tolerance: float) -> bool:
+    """The interval straddles the slowdown threshold and the score moves by at most `tolerance` inside it.
+
+    Near the threshold no rank test can settle a small slowdown quickly (a 10% slowdown against a 5% threshold
+    takes tens of pairs), yet the score is already known well: every ratio in the interval scores alike, to
+    within `tolerance`. More runs would only move the score inside that band, so the comparison may stop there.
+    An interval wholly above the threshold is never pinned: a slowdown that clear waits for the rank test that
+    claims it (and flags it).
+    """
+    return ci_low <= slower_threshold(knots) < ci_high and score_spread(ci_low, ci_high, knots) <= tolerance
+
+
 @dataclass(frozen=True)
 class Comparison:
     """One look at the timings: the ratio (patched / base), its confidence interval, the verdict.
@@ -225,7 +242,8 @@ class Decision:
     """Where a sequential comparison stopped: the last look, every sample, and the log of each look.
 
     `stop` is "decided" (a verdict other than inconclusive), "no_slowdown" (inconclusive only about a speed-up: the
-    whole interval at or below the slowdown threshold), "max_runs" or "budget".
+    whole interval at or below the slowdown threshold), "pinned" (near the threshold, the score known to within the
+    tolerance: `pinned`), "max_runs" or "budget".
     """
 
     comparison: Comparison
@@ -269,7 +287,8 @@ def sequential_compare(
     max_runs: int = 30,
     step: int | None = None,
     budget_s: float = 60.0,
-    slower_at: float = slower_threshold(),
+    knots: Sequence[Sequence[float]] = DEFAULT_KNOTS,
+    score_tolerance: float = 0.0,
     confidence_level: float = 0.95,
     alpha: float = CLAIM_ALPHA,
     seed: int = 0,
@@ -285,13 +304,16 @@ def sequential_compare(
     the caller's job). Samples already taken (`base`, `patched`, equal lengths) are kept and extended, so
     healing continues where evaluation stopped. A pair is started only when the mean pair time so far says it
     fits in the budget; the first MIN_PAIRS are measured regardless, since no statistic exists without them.
-    `start_up_s` and `paired` go to every look's `compare`. `follow_up(look)`, asked when a look is decided, may name a
+    The slowdown threshold is the first of `knots`; with `score_tolerance` > 0 a look whose interval is `pinned`
+    (near the threshold, the score known to within the tolerance) stops too. `start_up_s` and `paired` go to every
+    look's `compare`. `follow_up(look)`, asked when a look is decided, may name a
     doubt the caller still has about the same runs (another measurement of them); runs are added while it does,
     within the same limits. Exceptions from `measure_pair` propagate.
     """
     if len(base) != len(patched):
         raise ValueError("base and patched must have the same number of timings")
     step = step or min_runs
+    slower_at = slower_threshold(knots)
     samples = _Samples(list(base), list(patched), measure_pair, clock, budget_s)
     target = max(min_runs, samples.n)
     steps: list[str] = []
@@ -308,17 +330,20 @@ def sequential_compare(
             paired=paired,
         )
         more = min(step, max_runs - samples.n, samples.affordable())
-        # Settled: a verdict, or an interval wholly at or below `slower_at`, where the score is 1.0 throughout
-        # (straddling only the "faster" threshold): more runs could add a `faster` flag, never move the score.
-        settled = look.verdict != "inconclusive" or look.ci_high <= slower_at
+        # Settled: a verdict; an interval wholly at or below `slower_at`, where the score is 1.0 throughout
+        # (straddling only the "faster" threshold): more runs could add a `faster` flag, never move the score; or
+        # an interval pinned near the threshold, where more runs would move the score less than the tolerance.
+        settled = _settled(look, knots, score_tolerance)
         doubt = follow_up(look) if follow_up and settled else None
         if settled and not doubt:
-            stop, note = "decided", "."
-            if look.verdict == "inconclusive":
-                stop, note = (
-                    "no_slowdown",
-                    f": no slowdown past {slower_at:g} is possible, more runs cannot move the score.",
-                )
+            stop, note = settled, {
+                "decided": ".",
+                "no_slowdown": f": no slowdown past {slower_at:g} is possible, more runs cannot move the score.",
+                "pinned": (
+                    f": the score moves by {score_spread(look.ci_low, look.ci_high, knots):.2f} at most inside the "
+                    f"interval (tolerance {score_tolerance:g}), more runs would only narrow that."
+                ),
+            }[settled]
         elif samples.n >= max_runs:
             stop, note = "max_runs", f" at {max_runs} runs per side."
         elif more < 1:
@@ -329,6 +354,17 @@ def sequential_compare(
             continue
         steps.append(look.describe() + note)
         return Decision(look, tuple(samples.base), tuple(samples.patched), tuple(steps), stop, samples.elapsed())
+
+
+def _settled(look: Comparison, knots: Sequence[Sequence[float]], tolerance: float) -> str | None:
+    """How a look settles the comparison ("decided", "no_slowdown", "pinned"), or None while it does not."""
+    if look.verdict != "inconclusive":
+        return "decided"
+    if look.ci_high <= slower_threshold(knots):
+        return "no_slowdown"
+    if tolerance > 0 and pinned(look.ci_low, look.ci_high, knots=knots, tolerance=tolerance):
+        return "pinned"
+    return None
 
 
 class _Samples:
