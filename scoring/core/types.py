@@ -128,6 +128,7 @@ class RunResult:
     wall_s: float
     cpu_s: float  # user + system time of the whole run: its cgroup's accounting, else rusage of waited children
     sandbox: str  # "bwrap" | "unsandboxed"
+    warm: bool = False  # forked from the warm zygote (scoring.core.sandbox.warm), not a fresh interpreter
 
 
 class Runner(Protocol):

@@ -443,10 +443,12 @@ def run_result(
     limits: RunLimits,
     mode: str = "bwrap",
     limit_hit: str | None = None,
+    warm: bool = False,
 ) -> RunResult:
     """The RunResult of a run from its output, its exit code as a shell reports it, and its CPU time.
 
-    `limit_hit`: the limit the kernel saw the run hit in its cgroup ("memory", "pids"), if any.
+    `limit_hit`: the limit the kernel saw the run hit in its cgroup ("memory", "pids"), if any. `warm`: the run forked
+    from the warm zygote.
     """
     # The command's output is the patch's to write: a NUL in it would make the stored evidence unstorable.
     output = storable(collected.output.decode("utf-8", errors="replace"))
@@ -460,6 +462,7 @@ def run_result(
         wall_s=round(time.monotonic() - started, 4),
         cpu_s=round(cpu_s, 4),
         sandbox=mode,
+        warm=warm,
     )
 
 

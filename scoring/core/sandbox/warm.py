@@ -269,7 +269,9 @@ class Zygote:
         if usage is not None and usage.cpu_s is not None:
             cpu_s = usage.cpu_s
         limit_hit = usage.limit_hit if usage else None
-        return bwrap.run_result(collected, code=code, cpu_s=cpu_s, started=started, limits=limits, limit_hit=limit_hit)
+        return bwrap.run_result(
+            collected, code=code, cpu_s=cpu_s, started=started, limits=limits, limit_hit=limit_hit, warm=True
+        )
 
     def _exchange(
         self, request: dict[str, Any], limits: RunLimits, started: float, join: list[int]

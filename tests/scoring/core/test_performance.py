@@ -606,10 +606,11 @@ def test_answers_cached_by_one_run_do_not_speed_up_the_next(tmp_path, cache):
 def counting(ctx: ScoringContext) -> list[list[str]]:
     """Record every command the critic runs in the sandbox (it still runs them)."""
     commands: list[list[str]] = []
+    runner = ctx.run
 
     def run(argv, **kwargs):
         commands.append(list(argv))
-        return RUN(argv, **kwargs)
+        return runner(argv, **kwargs)
 
     ctx.run = run
     return commands
@@ -786,3 +787,18 @@ def test_a_base_cached_another_way_is_measured_again(tmp_path, change):
     path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
     result = evaluate_and_heal(rounds_ctx(tmp_path, 1_000_000, "same"))
     assert "base_cached" not in result.evidence
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "cold"])
+def test_a_warm_up_run_is_spent_only_on_cold_runs(tmp_path, warm):
+    # Runs forked from the zygote find the interpreter loaded and a tree written just before: a warm-up run
+    # would only cost time. Cold runs (a fresh interpreter in bubblewrap) still get one per side.
+    ctx = rounds_ctx(tmp_path, 4_000_000, "slower")
+    ctx.run = functools.partial(sandbox.run, warm=warm)
+    commands = counting(ctx)
+    result = critic.evaluate(ctx)
+    assert result.evidence["warm"] is warm
+    benchmark_runs = sum(command[:2] == ["python", "-m"] for command in commands)
+    assert benchmark_runs == 2 * result.evidence["n_base"] + (0 if warm else 2)
+    assert ("so no warm-up run" if warm else "one warm-up run each") in result.rationale[0]
+    assert result.score is not None and result.score <= 0.4  # twice the work, either way

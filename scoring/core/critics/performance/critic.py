@@ -1,8 +1,8 @@
 """The performance critic: the task's benchmark on the base and the patched tree, compared with statistics.
 
 Every run uses a fresh scratch copy of its tree, in the sandbox (forked warm, like the tests, where the worker can):
-one warm-up run each, then interleaved pairs (A B, B A, ...) compared pair by pair, optionally pinned to the CPUs of
-REVIEWAPP_BENCH_CPUS (there is no host-wide lock). The harness times every run itself, outside
+one warm-up run each (none when runs fork from the warm zygote), then interleaved pairs (A B, B A, ...) compared
+pair by pair, optionally pinned to the CPUs of REVIEWAPP_BENCH_CPUS (there is no host-wide lock). The harness times every run itself, outside
 the patched process: CPU time from the kernel's accounting of the sandboxed command, wall time from this
 process. The verdict is computed from these only: CPU time, less the interpreter's start-up (measured with
 `python -c pass` in the same sandbox) so a small workload is not diluted by it, and wall time for a slowdown
@@ -252,9 +252,9 @@ class PerformanceCritic(Critic):
             # count; docs/performance.md says how to keep the cores apart (a reserved core, the bench queue).
             started = time.monotonic()
             try:
-                bench.warm_up()
                 if not previous:  # healing keeps the first estimate: every look takes off the same start-up
                     bench.calibrate()
+                bench.warm_up()
                 decision = perfstats.sequential_compare(
                     bench.pair,
                     base=old.get("base_s", ()),
@@ -276,7 +276,7 @@ class PerformanceCritic(Critic):
         if not previous:
             head = (
                 *((f"{STEP} {why_fresh}",) if why_fresh else ()),
-                _method_step(ctx.spec.benchmark_command, bench.start_up["cpu"], restored, limits.cpus),
+                _method_step(ctx.spec.benchmark_command, bench, restored),
             )
         evidence = _evidence(old, ctx.spec.benchmark_command, bench, decision, elapsed, restored)
         evidence["score_tolerance"] = settings.bench_score_tolerance  # interleaved pairs only: see _judged
@@ -314,9 +314,15 @@ class _Bench:
         self.wall_s = {side: list(old.get(f"{side}_wall_s", ())) for side in SIDES}
         self.reported_s = {side: list(old.get(f"reported_{side}_s", ())) for side in SIDES}
         self.start_up = {"cpu": list(old.get("start_up_runs_s", ())), "wall": list(old.get("start_up_wall_runs_s", ()))}
+        #: Whether the runs fork from the warm zygote, as the calibration found (healing reads it from `old`).
+        self.warm: bool | None = old.get("warm")
 
     def warm_up(self) -> None:
-        """One discarded run per side: fills the file cache (the interpreter's files included)."""
+        """One discarded run per side, to fill the file cache (the interpreter's files included), unless the
+        calibration found the runs forked warm: the zygote's interpreter is loaded already, and every run reads a
+        copy of its tree written just before it, so a first run costs what the others do."""
+        if self.warm:
+            return
         self._once("base", keep=False)
         self._once("patched", keep=False)
 
@@ -327,11 +333,14 @@ class _Bench:
         A calibration that fails leaves no estimate: nothing is taken off and the ratio is only more diluted.
         """
         argv = self.ctx.spec.argv(START_UP_COMMAND)
+        warm = []
         for _ in range(START_UP_RUNS):
             result = self.ctx.run(argv, tree=self.trees["base"], env_dir=self.ctx.env_dir, limits=self.limits)
+            warm.append(result.warm)
             if _failure(result) is None:
                 self.start_up["cpu"].append(result.cpu_s)
                 self.start_up["wall"].append(result.wall_s)
+        self.warm = all(warm)
 
     def probe_base(self) -> float:
         """The CPU time of one base run now, not kept: the check that a cached base still holds on this host."""
@@ -605,14 +614,14 @@ def _script_paths(argv: Sequence[str], base_dir: Path) -> list[str]:
     return found
 
 
-def _method_step(
-    command: str, start_up_runs: Sequence[float] | None, restored: Sequence[str], cpus: Sequence[int] = ()
-) -> str:
+def _method_step(command: str, bench: _Bench, restored: Sequence[str]) -> str:
     """The first rationale step: what was run, what was measured and by whom."""
+    start_up_runs, cpus = bench.start_up["cpu"], bench.limits.cpus
+    warm_up = "each run forked from the warm zygote, so no warm-up run" if bench.warm else "one warm-up run each"
     step = (
         f"{STEP} Timed by the harness: CPU time (user + system, the kernel's accounting of the sandboxed "
         f"process and the children it waited for) of each whole run of `{command}`, on copies of the base and "
-        "patched trees in the sandbox: one warm-up run each, then interleaved pairs (A B, B A, ...), compared "
+        f"patched trees in the sandbox: {warm_up}, then interleaved pairs (A B, B A, ...), compared "
         "pair by pair (the median of the pairs' ratios)."
     )
     if cpus:
@@ -683,6 +692,7 @@ def _evidence(
         "elapsed_s": round(float(old.get("elapsed_s", 0.0)) + elapsed, 4),
         "restored_files": sorted(set(old.get("restored_files", ())) | set(restored)),
         "cpus": list(bench.limits.cpus),  # the CPUs every run was pinned to; [] when not pinned
+        "warm": bench.warm,  # the runs forked from the warm zygote (no warm-up run); None: not known
     }
     wall = bench.wall_comparison()
     for side in SIDES:
