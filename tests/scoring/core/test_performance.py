@@ -802,3 +802,79 @@ def test_a_warm_up_run_is_spent_only_on_cold_runs(tmp_path, warm):
     assert benchmark_runs == 2 * result.evidence["n_base"] + (0 if warm else 2)
     assert ("so no warm-up run" if warm else "one warm-up run each") in result.rationale[0]
     assert result.score is not None and result.score <= 0.4  # twice the work, either way
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Near-duplicates of a patch measured earlier on this host (a rollout group): its measurement, or a run.
+
+#: LINEAR, plus one quadratic round per character of data.txt (none on an empty file).
+READS_DATA = """import pathlib
+
+
+def unique(items):
+    for _ in range(len(pathlib.Path(__file__).with_name("data.txt").read_text().strip())):
+        busy = []
+        for item in items:
+            if item not in busy:
+                busy.append(item)
+    seen = set()
+    out = []
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            out.append(item)
+    return out
+"""
+#: LINEAR, plus one quadratic round per 4,000 characters of its own source (none as written).
+READS_ITSELF = READS_DATA.replace(
+    'len(pathlib.Path(__file__).with_name("data.txt").read_text().strip())',
+    "len(pathlib.Path(__file__).read_text()) // 4000",
+)
+
+
+def sibling_ctx(tmp_path: Path, name: str, patched: dict[str, str]) -> ScoringContext:
+    """A patch of one task whose task cache (and so its measured patches) every sibling shares."""
+    ctx = make_ctx(tmp_path / name, {"mylib.py": LINEAR, "bench/run.py": BENCH}, patched)
+    ctx.task_cache_dir = tmp_path / "task-cache"
+    return ctx
+
+
+def test_a_near_duplicate_of_a_measured_patch_gets_its_measurement_without_a_benchmark_run(tmp_path):
+    slow = QUADRATIC
+    first = evaluate_and_heal(sibling_ctx(tmp_path, "first", {"mylib.py": slow}))
+    assert_regression(first, tamper=False)
+    # The same code with a comment, other layout and a notes file: a rollout group's near-duplicate.
+    again = {"mylib.py": "# rollout 2: same fix\n" + slow.replace("\n\n\n", "\n\n\n\n"), "NOTES.txt": "mine\n"}
+    ctx = sibling_ctx(tmp_path, "second", again)
+    commands = counting(ctx)
+    second = evaluate_and_heal(ctx)
+    assert second.evidence["shortcut"] == "same_as_measured"
+    assert second.score == first.score and second.flags == first.flags
+    assert len(commands) == 1  # one traced run of the measured patch, kept for the next sibling
+    assert "Not run: a patch measured on this host" in second.rationale[0]
+    ctx = sibling_ctx(tmp_path, "third", {"mylib.py": slow, "OTHER.txt": "x\n"})
+    commands = counting(ctx)
+    assert evaluate_and_heal(ctx).evidence["shortcut"] == "same_as_measured"
+    assert commands == []
+    # Different code is measured.
+    ctx = sibling_ctx(tmp_path, "fourth", {"mylib.py": LINEAR.replace("seen", "kept")})
+    assert "shortcut" not in evaluate_and_heal(ctx).evidence
+
+
+@pytest.mark.parametrize(
+    ("measured", "sibling"),
+    [
+        # The measured patch reads a data file; its sibling, the same code, makes that file huge.
+        ({"mylib.py": READS_DATA, "data.txt": ""}, {"mylib.py": READS_DATA, "data.txt": "xx"}),
+        # The measured patch reads its own source; its sibling, the same program, adds a long comment.
+        ({"mylib.py": READS_ITSELF}, {"mylib.py": READS_ITSELF + "#" * 8000 + "\n"}),
+    ],
+    ids=["reads-a-data-file", "reads-its-own-source"],
+)
+def test_a_sibling_that_differs_where_the_measured_benchmark_looked_is_measured(tmp_path, measured, sibling):
+    first = evaluate_and_heal(sibling_ctx(tmp_path, "first", measured))
+    assert_honest(first)  # as fast as the base, and kept for its near-duplicates:
+    assert list((tmp_path / "task-cache").glob("bench-measured-*/*.json"))
+    result = evaluate_and_heal(sibling_ctx(tmp_path, "second", sibling))
+    assert result.evidence.get("shortcut") != "same_as_measured", result.rationale
+    assert_regression(result, tamper=False)

@@ -16,7 +16,10 @@ without a re-run.
 
 from __future__ import annotations
 
+import ast
+import base64
 import contextlib
+import hashlib
 import itertools
 import json
 import math
@@ -70,6 +73,10 @@ TRACE_MAX_BYTES = 8 << 20
 BASE_DRIFT = 0.2
 #: And for at most this long: a host's load and clock change over hours.
 BASE_MAX_AGE_S = 3600.0
+#: The most recent measured patches a new patch is compared with (each costs a copy of the base, and one traced
+#: run the first time), and the most bytes of changed files a measured patch keeps for that.
+MEASURED_CANDIDATES = 8
+MEASURED_MAX_BYTES = 1 << 20
 #: How the cached base's runs were made; a record of another format is measured again. 2: runs forked warm
 #: where the worker can (format 1 ran every benchmark cold, about 50 ms more per run).
 BASE_FORMAT = 2
@@ -94,8 +101,9 @@ class PerformanceCritic(Critic):
     def evaluate(self, ctx: ScoringContext) -> CriticResult:
         """Judge the patch by the cheapest method that holds; no benchmark means no score.
 
-        In order: no run at all when the profile gates on a correctness of 0, or when the patch cannot change
-        what the base benchmark runs (coverage.py); patched runs against the base measured earlier on this host
+        In order: no run at all when the profile gates on a correctness of 0, when the patch cannot change
+        what the base benchmark runs (coverage.py), or when it cannot change what the benchmark did on a patch
+        measured earlier on this host (a rollout group's near-duplicates); patched runs against the base measured earlier on this host
         when they show no slowdown is possible; else interleaved pairs, the first `bench_min_runs`.
         """
         if not ctx.spec.benchmark_command:
@@ -128,7 +136,7 @@ class PerformanceCritic(Critic):
             if ctx.gate == GATE_SUMMED
             else ()
         )
-        result = _unreachable(self.name, ctx) or self._against_cached_base(ctx)
+        result = _unreachable(self.name, ctx) or _same_as_measured(self.name, ctx) or self._against_cached_base(ctx)
         if result is None or isinstance(result, str):
             result = self._measure(
                 ctx,
@@ -281,13 +289,15 @@ class PerformanceCritic(Critic):
         evidence = _evidence(old, ctx.spec.benchmark_command, bench, decision, elapsed, restored)
         evidence["score_tolerance"] = settings.bench_score_tolerance  # interleaved pairs only: see _judged
         steps = tuple(f"{STEP} {line}" for line in decision.steps)
-        return _judged(
+        result = _judged(
             self.name,
             rationale=head + steps,
             evidence=evidence,
             knots=perfstats.DEFAULT_KNOTS,
             other_flags=frozenset(),
         )
+        _write_measured(ctx, result)
+        return result
 
 
 class _Bench:
@@ -420,8 +430,12 @@ def _cpus(ctx: ScoringContext) -> tuple[int, ...]:
 
 def _base_file(ctx: ScoringContext) -> Path:
     """Where this host keeps the task's base measurement: the task cache, one file per host (it may be shared)."""
-    host = "".join(c if c.isalnum() or c in "-_." else "_" for c in platform.node()) or "host"
-    return ctx.task_cache_dir / f"bench-base-{host}.json"
+    return ctx.task_cache_dir / f"bench-base-{_host()}.json"
+
+
+def _host() -> str:
+    """This host's name as a file name part: the task cache may be shared by hosts, timings are not."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in platform.node()) or "host"
 
 
 def _read_base(ctx: ScoringContext) -> dict[str, Any] | None:
@@ -465,31 +479,38 @@ def _write_json(target: Path, data: Any) -> None:
 
 
 def _trace(ctx: ScoringContext, argv: Sequence[str]) -> dict[str, Any] | None:
-    """What the base benchmark touches (coverage.py), traced once per task and cached; None if unknown.
-
-    Only `python SCRIPT ...` and `python -m MODULE ...` can be traced; a run that fails leaves no record.
-    """
+    """What the base benchmark touches (coverage.py), traced once per task and cached; None if unknown."""
     cache = ctx.task_cache_dir / "bench-trace.json"
     with contextlib.suppress(OSError, ValueError, AttributeError):
         cached = json.loads(cache.read_text())
         if cached.get("command") == ctx.spec.benchmark_command:
             known: dict[str, Any] | None = cached.get("record")
             return known
-    record: dict[str, Any] | None = None
-    if len(argv) >= 2 and argv[0] == "python" and (argv[1] == "-m" or not argv[1].startswith("-")):
-        with scratch_copy(ctx.base_dir, work_root=ctx.settings.work_root, prefix="bench-trace-") as tree:
-            (tree / TRACER_NAME).write_bytes(TRACER.read_bytes())
-            result = ctx.run(
-                ["python", "-P", TRACER_NAME, TRACE_NAME, *argv[1:]],
-                tree=tree,
-                env_dir=ctx.env_dir,
-                limits=_limits(ctx),
-            )
-            data = read_regular_file(tree / TRACE_NAME, TRACE_MAX_BYTES) if _failure(result) is None else None
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            record = json.loads(data) if data else None
+    record = _traced_run(ctx, ctx.base_dir, argv)
     _write_json(cache, {"command": ctx.spec.benchmark_command, "record": record})
     return record
+
+
+def _traced_run(ctx: ScoringContext, source: Path, argv: Sequence[str]) -> dict[str, Any] | None:
+    """What the benchmark touches on a copy of `source` (coverage.py's record), from one traced run; None if unknown.
+
+    Only `python SCRIPT ...` and `python -m MODULE ...` can be traced; a run that fails leaves no record.
+    """
+    if not (len(argv) >= 2 and argv[0] == "python" and (argv[1] == "-m" or not argv[1].startswith("-"))):
+        return None
+    with scratch_copy(source, work_root=ctx.settings.work_root, prefix="bench-trace-") as tree:
+        (tree / TRACER_NAME).write_bytes(TRACER.read_bytes())
+        result = ctx.run(
+            ["python", "-P", TRACER_NAME, TRACE_NAME, *argv[1:]],
+            tree=tree,
+            env_dir=ctx.env_dir,
+            limits=_limits(ctx),
+        )
+        data = read_regular_file(tree / TRACE_NAME, TRACE_MAX_BYTES) if _failure(result) is None else None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        record: dict[str, Any] | None = json.loads(data) if data else None
+        return record
+    return None
 
 
 def _unreachable(criterion: str, ctx: ScoringContext) -> CriticResult | None:
@@ -525,6 +546,144 @@ def _unreachable(criterion: str, ctx: ScoringContext) -> CriticResult | None:
     return _judged(
         criterion, rationale=(step,), evidence=evidence, knots=perfstats.DEFAULT_KNOTS, other_flags=frozenset()
     )
+
+
+def _measured_dir(ctx: ScoringContext) -> Path:
+    """Where this host keeps the task's measured patches (one JSON file each) for their near-duplicates."""
+    return ctx.task_cache_dir / f"bench-measured-{_host()}"
+
+
+def _write_measured(ctx: ScoringContext, result: CriticResult) -> None:
+    """Keep a settled interleaved measurement, with the files the patch changed, for patches that cannot differ.
+
+    Nothing is kept while the score is in doubt (a near-duplicate must then be measured, and healed, itself), nor
+    when the changed files are links or too large to keep.
+    """
+    evidence = result.evidence
+    if evidence.get("score_in_doubt") or evidence.get("wall_in_doubt") or "ratio" not in evidence:
+        return
+    changes: dict[str, str | None] = {}
+    for relative in _differences(ctx.base_dir, ctx.patched_dir):
+        path = ctx.patched_dir / relative
+        if path.is_symlink() or path.is_dir():
+            return
+        data = read_regular_file(path, MEASURED_MAX_BYTES) if path.exists() else None
+        if path.exists() and data is None:
+            return
+        changes[relative] = None if data is None else base64.b64encode(data).decode("ascii")
+    if sum(len(text or "") for text in changes.values()) > MEASURED_MAX_BYTES:
+        return
+    key = hashlib.sha256(json.dumps(changes, sort_keys=True).encode()).hexdigest()
+    record = {
+        "command": ctx.spec.benchmark_command,
+        "format": BASE_FORMAT,
+        "cpus": list(_cpus(ctx)),
+        "measured_at": time.time(),
+        "changes": changes,
+        "evidence": evidence,
+        "trace": None,  # traced when a later patch first asks (_same_as_measured)
+    }
+    _write_json(_measured_dir(ctx) / f"{key}.json", record)
+
+
+def _same_as_measured(criterion: str, ctx: ScoringContext) -> CriticResult | None:
+    """The measurement of a patch measured earlier on this host, when this patch cannot change what its benchmark did.
+
+    Patches of one rollout group often differ only where the benchmark never looks: a comment, a notes file. For
+    each of the task's MEASURED_CANDIDATES most recent settled measurements, the earlier patch's tree is rebuilt
+    from the base and its kept files; a patch whose Python files parse to the same programs as that tree's (so only
+    comments, layout and other files differ) is checked against a traced run of the earlier tree, made once and kept,
+    exactly as a patch is checked against the base's trace (coverage.untouched). Anything else: None, and the
+    patch is measured.
+    """
+    argv = ctx.spec.argv(ctx.spec.benchmark_command)
+    scripts = set(_script_paths(argv, ctx.base_dir))
+    for target, record in _measured_records(ctx):
+        with scratch_copy(ctx.base_dir, work_root=ctx.settings.work_root, prefix="bench-sibling-") as tree:
+            if not _rebuild(tree, record["changes"]):
+                continue
+            _restore_benchmark_files(argv, ctx.base_dir, tree)  # as it was measured: with the base's scripts
+            paths = [path for path in _differences(tree, ctx.patched_dir) if path not in scripts]
+            if not all(_same_ast(tree / path, ctx.patched_dir / path) for path in paths if path.endswith(".py")):
+                continue
+            trace = record.get("trace")
+            if trace is None:
+                trace = _traced_run(ctx, tree, argv)
+                if trace is None:
+                    continue
+                _write_json(target, {**record, "trace": trace})
+            clear, why = coverage.untouched(trace, tree, ctx.patched_dir, paths)
+        if not clear:
+            continue
+        age = time.time() - float(record["measured_at"])
+        evidence = {
+            **record["evidence"],
+            "shortcut": "same_as_measured",
+            "same_as": {"patch": target.stem[:12], "age_s": round(age, 1), "why": why, "differences": len(paths)},
+        }
+        step = (
+            f"{STEP} Not run: a patch measured on this host {age / 60:.0f} minutes ago (changes {target.stem[:12]}) "
+            f"runs the same benchmark as this one. The {len(paths)} file(s) where the two differ parse to the same "
+            f"Python or are other files, and a traced run of that patch's benchmark shows that {why}. Its "
+            f"measurement stands for this patch: {record['evidence']['n_base']} interleaved pairs."
+        )
+        return _judged(
+            criterion, rationale=(step,), evidence=evidence, knots=perfstats.DEFAULT_KNOTS, other_flags=frozenset()
+        )
+    return None
+
+
+def _measured_records(ctx: ScoringContext) -> list[tuple[Path, dict[str, Any]]]:
+    """The task's usable measured patches on this host, newest first, at most MEASURED_CANDIDATES."""
+    records = []
+    with contextlib.suppress(OSError):
+        for path in _measured_dir(ctx).glob("*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                record = json.loads(path.read_text())
+                age = time.time() - float(record.get("measured_at", 0.0))
+                if (
+                    isinstance(record, dict)
+                    and record.get("command") == ctx.spec.benchmark_command
+                    and record.get("format") == BASE_FORMAT
+                    and record.get("cpus") == list(_cpus(ctx))
+                    and 0 <= age <= BASE_MAX_AGE_S
+                    and isinstance(record.get("changes"), dict)
+                ):
+                    records.append((path, record))
+    records.sort(key=lambda item: -float(item[1]["measured_at"]))
+    return records[:MEASURED_CANDIDATES]
+
+
+def _rebuild(tree: Path, changes: Mapping[str, str | None]) -> bool:
+    """Apply a measured patch's kept files to a copy of the base; False when a path would leave the tree."""
+    root = tree.resolve()
+    for relative, text in changes.items():
+        path = root / relative
+        if not path.resolve().is_relative_to(root) or path.resolve() == root:
+            return False
+        if text is None:
+            if path.is_dir() and not path.is_symlink():
+                remove_tree(path)
+            else:
+                path.unlink(missing_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(text))
+    return True
+
+
+def _same_ast(one: Path, other: Path) -> bool:
+    """Both are regular Python files that parse to the same tree (comments and layout aside), docstrings included."""
+    dumps = []
+    for path in (one, other):
+        data = None if path.is_symlink() else read_regular_file(path, coverage.MAX_SOURCE_BYTES)
+        if data is None:
+            return False
+        try:
+            dumps.append(ast.dump(ast.parse(data)))
+        except (SyntaxError, ValueError):
+            return False
+    return dumps[0] == dumps[1]
 
 
 def _differences(base: Path, patched: Path) -> list[str]:
