@@ -248,7 +248,9 @@ def _perf_verdict(result: Mapping[str, Any]) -> dict[str, Any]:
     """The performance subscore of a Result: score, verdict, flags and how it was reached."""
     perf = result.get("subscores", {}).get("performance", {})
     evidence = perf.get("evidence", {})
-    if evidence.get("shortcut"):
+    if evidence.get("shortcut") == "same_as_measured":
+        method = f"not run (as the patch measured {evidence['same_as']['age_s']:.0f} s before)"
+    elif evidence.get("shortcut"):
         method = {"coverage": "not run (changes nothing it runs)", "correctness_gate": "not run (gated)"}[
             evidence["shortcut"]
         ]
