@@ -2,16 +2,15 @@
 
 Every run uses a fresh scratch copy of its tree, in the sandbox (forked warm, like the tests, where the worker can):
 one warm-up run each (none when runs fork from the warm zygote), then interleaved pairs (A B, B A, ...) compared
-pair by pair, optionally pinned to the CPUs of REVIEWAPP_BENCH_CPUS (there is no host-wide lock). The harness times every run itself, outside
-the patched process: CPU time from the kernel's accounting of the sandboxed command, wall time from this
-process. The verdict is computed from these only: CPU time, less the interpreter's start-up (measured with
-`python -c pass` in the same sandbox) so a small workload is not diluted by it, and wall time for a slowdown
-CPU time cannot see. A "seconds" figure the benchmark prints about itself runs inside the patched process,
-where the patch can rewrite the clock: it is kept as a second opinion, and flagged `tamper` when it
-contradicts the harness in the patch's favour.
-Evaluation takes the first `bench_min_runs` pairs; healing adds runs only while the score is in doubt.
-The score comes from the stored ratio through the weight profile's knots, so another profile re-scores
-without a re-run.
+pair by pair, optionally pinned to the CPUs of REVIEWAPP_BENCH_CPUS (there is no host-wide lock). The harness times
+every run itself, outside the patched process: CPU time from the kernel's accounting of the sandboxed command, wall
+time from this process. The verdict is computed from these only: CPU time, less the interpreter's start-up (measured
+with `python -c pass` in the same sandbox) so a small workload is not diluted by it, and wall time for a slowdown
+CPU time cannot see. A "seconds" figure the benchmark prints about itself runs inside the patched process, where the
+patch can rewrite the clock: it is kept as a second opinion, and flagged `tamper` when it contradicts the harness in
+the patch's favour.
+Evaluation takes the first `bench_min_runs` pairs; healing adds runs only while the score is in doubt. The score
+comes from the stored ratio through the weight profile's knots, so another profile re-scores without a re-run.
 """
 
 from __future__ import annotations
@@ -103,8 +102,9 @@ class PerformanceCritic(Critic):
 
         In order: no run at all when the profile gates on a correctness of 0, when the patch cannot change
         what the base benchmark runs (coverage.py), or when it cannot change what the benchmark did on a patch
-        measured earlier on this host (a rollout group's near-duplicates); patched runs against the base measured earlier on this host
-        when they show no slowdown is possible; else interleaved pairs, the first `bench_min_runs`.
+        measured earlier on this host (a rollout group's near-duplicates); patched runs against the base measured
+        earlier on this host when they show no slowdown is possible; else interleaved pairs, the first
+        `bench_min_runs`.
         """
         if not ctx.spec.benchmark_command:
             return CriticResult(
@@ -1028,7 +1028,8 @@ def _verdict_step(evidence: Mapping[str, Any], score: float) -> str:
             "so the score comes from the point estimate, with low confidence."
             if evidence["score_in_doubt"]
             else f"The interval straddles the {band} slowdown threshold after {n} runs per side, but the score "
-            f"moves by at most {evidence.get('score_tolerance', 0.0):g} inside it: the score comes from the point estimate."
+            f"moves by at most {evidence.get('score_tolerance', 0.0):g} inside it: the score comes from the point "
+            "estimate."
             if evidence.get("score_pinned")
             else f"Not slower by more than {band} (the whole interval is below {evidence['slower_at']:.2f}); "
             f"whether it is faster by {band} stays open after {n} runs per side."

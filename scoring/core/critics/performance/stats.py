@@ -336,14 +336,17 @@ def sequential_compare(
         settled = _settled(look, knots, score_tolerance)
         doubt = follow_up(look) if follow_up and settled else None
         if settled and not doubt:
-            stop, note = settled, {
-                "decided": ".",
-                "no_slowdown": f": no slowdown past {slower_at:g} is possible, more runs cannot move the score.",
-                "pinned": (
-                    f": the score moves by {score_spread(look.ci_low, look.ci_high, knots):.2f} at most inside the "
-                    f"interval (tolerance {score_tolerance:g}), more runs would only narrow that."
-                ),
-            }[settled]
+            stop, note = (
+                settled,
+                {
+                    "decided": ".",
+                    "no_slowdown": f": no slowdown past {slower_at:g} is possible, more runs cannot move the score.",
+                    "pinned": (
+                        f": the score moves by {score_spread(look.ci_low, look.ci_high, knots):.2f} at most inside the "
+                        f"interval (tolerance {score_tolerance:g}), more runs would only narrow that."
+                    ),
+                }[settled],
+            )
         elif samples.n >= max_runs:
             stop, note = "max_runs", f" at {max_runs} runs per side."
         elif more < 1:
