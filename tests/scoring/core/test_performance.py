@@ -808,23 +808,15 @@ def test_a_warm_up_run_is_spent_only_on_cold_runs(tmp_path, warm):
 # Near-duplicates of a patch measured earlier on this host (a rollout group): its measurement, or a run.
 
 #: LINEAR, plus one quadratic round per character of data.txt (none on an empty file).
-READS_DATA = """import pathlib
-
-
-def unique(items):
-    for _ in range(len(pathlib.Path(__file__).with_name("data.txt").read_text().strip())):
-        busy = []
-        for item in items:
-            if item not in busy:
-                busy.append(item)
-    seen = set()
-    out = []
-    for item in items:
-        if item not in seen:
-            seen.add(item)
-            out.append(item)
-    return out
-"""
+READS_DATA = "import pathlib\n\n\n" + LINEAR.replace(
+    "    seen = set()\n",
+    '    for _ in range(len(pathlib.Path(__file__).with_name("data.txt").read_text().strip())):\n'
+    "        busy = []\n"
+    "        for item in items:\n"
+    "            if item not in busy:\n"
+    "                busy.append(item)\n"
+    "    seen = set()\n",
+)
 #: LINEAR, plus one quadratic round per 4,000 characters of its own source (none as written).
 READS_ITSELF = READS_DATA.replace(
     'len(pathlib.Path(__file__).with_name("data.txt").read_text().strip())',
