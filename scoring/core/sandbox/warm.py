@@ -72,9 +72,10 @@ class WarmRunLost(RuntimeError):
 def python_args(argv: Sequence[str]) -> tuple[dict[str, str], dict[str, Any]] | None:
     """(extra environment, program) when `argv` is `[env NAME=value ...] python PROGRAM ARGS`.
 
-    PROGRAM is `-m MODULE`, `-c CODE` or a script's path; the program is {"module" | "code" | "path": ...,
-    "args": ARGS}. None for anything else (another interpreter option, another executable), and for a PYTHON*
-    variable: Python reads those when it starts, which a forked run cannot replay.
+    PROGRAM is `-m MODULE`, `-c CODE` or a script's path, after an optional `-P`; the program is {"module" | "code" |
+    "path": ..., "args": ARGS}, with "safe_path": True after `-P`. None for anything else (another interpreter
+    option, another executable), and for a PYTHON* variable: Python reads those when it starts, which a forked run
+    cannot replay.
     """
     argv = list(argv)
     env: dict[str, str] = {}
@@ -85,13 +86,18 @@ def python_args(argv: Sequence[str]) -> tuple[dict[str, str], dict[str, Any]] | 
             env[name] = value
     if argv[:1] != ["python"] or len(argv) < 2 or any(name.startswith("PYTHON") for name in env):
         return None
+    safe = {"safe_path": True} if argv[1] == "-P" else {}
+    if safe:
+        argv = [argv[0], *argv[2:]]
+    if len(argv) < 2:
+        return None
     if argv[1] in ("-m", "-c"):
         if len(argv) < 3:
             return None
-        return env, {"module" if argv[1] == "-m" else "code": argv[2], "args": argv[3:]}
+        return env, {"module" if argv[1] == "-m" else "code": argv[2], "args": argv[3:], **safe}
     if argv[1].startswith("-"):
         return None
-    return env, {"path": argv[1], "args": argv[2:]}
+    return env, {"path": argv[1], "args": argv[2:], **safe}
 
 
 def run(

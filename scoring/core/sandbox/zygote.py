@@ -292,7 +292,7 @@ def run_python(request: dict[str, Any], output_fd: int) -> None:
     """Become `python -m MODULE ARGS`, `python SCRIPT ARGS` or `python -c CODE ARGS` in the tree.
 
     What a fresh interpreter would give it: the same cwd, `sys.argv`, `sys.path[0]` (the cwd for -m, the script's
-    folder for a script, "" for -c), `__main__` and environment.
+    folder for a script, "" for -c, none of them after -P), `__main__` and environment.
     """
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
@@ -312,6 +312,9 @@ def run_python(request: dict[str, Any], output_fd: int) -> None:
     else:
         sys.path[0], sys.argv = "", ["-c", *program["args"]]
         sys.orig_argv = ["python", "-c", program["code"], *program["args"]]
+    if program.get("safe_path"):  # `python -P`: nothing is put in front of the standard library's paths
+        del sys.path[0]
+        sys.orig_argv.insert(1, "-P")
     if os.path.isdir(ENV):  # what PYTHONPATH would have done at start-up; the zygote itself started without it
         os.environ["PYTHONPATH"] = ENV
         sys.path.insert(1, ENV)

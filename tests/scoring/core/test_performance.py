@@ -17,6 +17,7 @@ from scoring.core.critics.performance import critic as performance_critic
 from scoring.core.critics.performance.critic import PerformanceCritic
 from scoring.core.intake.spec import TaskSpec
 from scoring.core.sandbox import process as sandbox
+from scoring.core.sandbox import warm
 from scoring.core.types import CriticResult, PipelineSettings, ScoringContext, Weights
 
 LINEAR = """\
@@ -839,10 +840,12 @@ def test_a_near_duplicate_of_a_measured_patch_gets_its_measurement_without_a_ben
     again = {"mylib.py": "# rollout 2: same fix\n" + slow.replace("\n\n\n", "\n\n\n\n"), "NOTES.txt": "mine\n"}
     ctx = sibling_ctx(tmp_path, "second", again)
     commands = counting(ctx)
+    forked = warm.stats["warm"]
     second = evaluate_and_heal(ctx)
     assert second.evidence["shortcut"] == "same_as_measured"
     assert second.score == first.score and second.flags == first.flags
     assert len(commands) == 1  # one traced run of the measured patch, kept for the next sibling
+    assert commands[0][:2] == ["python", "-P"] and warm.stats["warm"] == forked + 1  # forked warm
     assert "Not run: a patch measured on this host" in second.rationale[0]
     ctx = sibling_ctx(tmp_path, "third", {"mylib.py": slow, "OTHER.txt": "x\n"})
     commands = counting(ctx)
@@ -851,6 +854,21 @@ def test_a_near_duplicate_of_a_measured_patch_gets_its_measurement_without_a_ben
     # Different code is measured.
     ctx = sibling_ctx(tmp_path, "fourth", {"mylib.py": LINEAR.replace("seen", "kept")})
     assert "shortcut" not in evaluate_and_heal(ctx).evidence
+
+
+def test_a_near_duplicate_of_a_patch_that_stood_on_the_cached_base_gets_that_measurement(tmp_path, monkeypatch):
+    monkeypatch.setattr(performance_critic, "BASE_DRIFT", 1.0)  # a shared machine's drift must not refuse the cache
+    evaluate_and_heal(rounds_ctx(tmp_path, 1_000_000, "first"))
+    faster = evaluate_and_heal(rounds_ctx(tmp_path, 500_000, "second"))
+    assert "base_cached" in faster.evidence
+    ctx = rounds_ctx(tmp_path, 500_000, "third")
+    (ctx.patched_dir / "NOTES.txt").write_text("rollout 3\n")
+    commands = counting(ctx)
+    third = evaluate_and_heal(ctx)
+    assert third.evidence["shortcut"] == "same_as_measured"
+    assert third.score == faster.score == 1.0
+    assert len(commands) == 1  # the traced run of the second patch's tree
+    assert "patched runs against the base cached on this host" in third.rationale[0]
 
 
 @pytest.mark.parametrize(

@@ -352,8 +352,10 @@ print(json.dumps({
         ["python", "/sandbox/tree/bench/look.py"],
         ["python", "-c", LOOK_AROUND, "x"],
         ["python", "-m", "bench.look", "--flag"],
+        ["python", "-P", "bench/look.py", "one"],
+        ["python", "-P", "-c", LOOK_AROUND],
     ],
-    ids=["script", "script-env", "absolute-script", "code", "module"],
+    ids=["script", "script-env", "absolute-script", "code", "module", "safe-path-script", "safe-path-code"],
 )
 def test_a_python_program_sees_the_same_start_warm_as_cold(tmp_path: Path, command: list[str]) -> None:
     seen = {}
@@ -396,6 +398,8 @@ def test_python_args_recognises_only_plain_python_commands() -> None:
     )
     assert warm.python_args(["python", "bench.py", "3"]) == ({}, {"path": "bench.py", "args": ["3"]})
     assert warm.python_args(["python", "-c", "pass"]) == ({}, {"code": "pass", "args": []})
+    assert warm.python_args(["python", "-P", "t.py"]) == ({}, {"path": "t.py", "args": [], "safe_path": True})
+    assert warm.python_args(["python", "-P"]) is None
     assert warm.python_args(["env", "python3", "-m", "pytest"]) is None
     assert warm.python_args(["bash", "-c", "python -m pytest"]) is None
     # Interpreter options change how Python starts: such a command runs cold.

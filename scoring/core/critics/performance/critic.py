@@ -226,6 +226,7 @@ class PerformanceCritic(Critic):
         )
         judged = result.evidence
         if judged["verdict"] != "slower" and not judged["score_in_doubt"] and not judged["wall_in_doubt"]:
+            _write_measured(ctx, result)
             return result  # the whole interval below the slowdown threshold: the score is 1.0 whatever the base did
         return (
             f"Against the base measured earlier on this host ({len(base)} runs), {perfstats.MIN_PAIRS} patched "
@@ -554,7 +555,8 @@ def _measured_dir(ctx: ScoringContext) -> Path:
 
 
 def _write_measured(ctx: ScoringContext, result: CriticResult) -> None:
-    """Keep a settled interleaved measurement, with the files the patch changed, for patches that cannot differ.
+    """Keep a settled measurement (interleaved, or one that stood on the cached base), with the files the patch
+    changed, for later patches that cannot differ from it.
 
     Nothing is kept while the score is in doubt (a near-duplicate must then be measured, and healed, itself), nor
     when the changed files are links or too large to keep.
@@ -621,11 +623,17 @@ def _same_as_measured(criterion: str, ctx: ScoringContext) -> CriticResult | Non
             "shortcut": "same_as_measured",
             "same_as": {"patch": target.stem[:12], "age_s": round(age, 1), "why": why, "differences": len(paths)},
         }
+        measured = record["evidence"]
+        how = (
+            f"{measured['n_patched']} patched runs against the base cached on this host"
+            if "base_cached" in measured
+            else f"{measured['n_base']} interleaved pairs"
+        )
         step = (
             f"{STEP} Not run: a patch measured on this host {age / 60:.0f} minutes ago (changes {target.stem[:12]}) "
             f"runs the same benchmark as this one. The {len(paths)} file(s) where the two differ parse to the same "
             f"Python or are other files, and a traced run of that patch's benchmark shows that {why}. Its "
-            f"measurement stands for this patch: {record['evidence']['n_base']} interleaved pairs."
+            f"measurement stands for this patch: {how}."
         )
         return _judged(
             criterion, rationale=(step,), evidence=evidence, knots=perfstats.DEFAULT_KNOTS, other_flags=frozenset()
