@@ -7,6 +7,7 @@ as met or missed; the exit status is 1 only when a benchmark failed to produce i
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -290,13 +291,26 @@ def _section_text(doc: str, title: str) -> str:
     return doc[start + 1 : end + 1 if end >= 0 else len(doc)]
 
 
-def main() -> int:
-    """Run everything (or the benchmarks named by `--only`), write the document, return the exit status.
+def arguments(argv: list[str]) -> argparse.Namespace:
+    """The command line: `--only WORD [WORD ...]`, `--help`; a bad one exits 2 with a message (argparse)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=f"Run the benchmarks and write {DOC.relative_to(ROOT)} (make bench). Takes about 20 minutes.",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="WORD",
+        default=[],
+        help="run only the benchmarks whose title contains one of the words (case-insensitive), and replace their "
+        "sections and goal rows in the existing document, keeping the rest; e.g. --only throughput",
+    )
+    return parser.parse_args(argv)
 
-    `--only WORD [WORD ...]`: run only the benchmarks whose title contains one of the words, and replace their
-    sections and goal rows in the existing docs/benchmarks.md, keeping the rest.
-    """
-    only = [word.lower() for word in sys.argv[sys.argv.index("--only") + 1 :]] if "--only" in sys.argv else []
+
+def main(argv: list[str] | None = None) -> int:
+    """Run everything (or the benchmarks named by `--only`), write the document, return the exit status."""
+    only = [word.lower() for word in arguments(sys.argv[1:] if argv is None else argv).only]
     started = time.monotonic()
     context: dict[str, Any] = {
         "machine": machine(),
@@ -305,7 +319,12 @@ def main() -> int:
     }
     log(f"machine: {context['machine']}")
     with tempfile.TemporaryDirectory(prefix="bench-") as folder, redis_url(Path(folder)) as redis:
-        benches = [b for b in plan(Path(folder), redis) if not only or any(w in b.title.lower() for w in only)]
+        everything = plan(Path(folder), redis)
+        benches = [b for b in everything if not only or any(w in b.title.lower() for w in only)]
+        if not benches:
+            titles = "; ".join(bench.title for bench in everything)
+            print(f"python -m benchmarks: no benchmark title contains {' or '.join(only)}: {titles}", file=sys.stderr)
+            return 2
         outcomes = run_all(benches)
     context["machine_end"] = machine()
     context["minutes"] = (time.monotonic() - started) / 60

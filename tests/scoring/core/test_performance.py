@@ -888,3 +888,16 @@ def test_a_sibling_that_differs_where_the_measured_benchmark_looked_is_measured(
     result = evaluate_and_heal(sibling_ctx(tmp_path, "second", sibling))
     assert result.evidence.get("shortcut") != "same_as_measured", result.rationale
     assert_regression(result, tamper=False)
+
+
+def test_a_files_only_trace_records_the_same_files_without_the_functions(tmp_path):
+    ctx = sibling_ctx(tmp_path, "trace", {"mylib.py": READS_DATA, "data.txt": ""})
+    argv = ctx.spec.argv(ctx.spec.benchmark_command)
+    full = performance_critic._traced_run(ctx, ctx.patched_dir, argv)
+    files = performance_critic._traced_run(ctx, ctx.patched_dir, argv, calls=False)
+    assert full is not None and files is not None
+    assert "unique" in full["functions"]["mylib.py"] and files["functions"] == {}
+    assert "data.txt" in files["read"] and "mylib.py" in files["modules"]
+    for key in ("modules", "read", "incomplete"):
+        assert files[key] == full[key], key
+    assert set(full["searched"]) <= set(files["searched"])

@@ -492,17 +492,19 @@ def _trace(ctx: ScoringContext, argv: Sequence[str]) -> dict[str, Any] | None:
     return record
 
 
-def _traced_run(ctx: ScoringContext, source: Path, argv: Sequence[str]) -> dict[str, Any] | None:
+def _traced_run(ctx: ScoringContext, source: Path, argv: Sequence[str], *, calls: bool = True) -> dict[str, Any] | None:
     """What the benchmark touches on a copy of `source` (coverage.py's record), from one traced run; None if unknown.
 
     Only `python SCRIPT ...` and `python -m MODULE ...` can be traced; a run that fails leaves no record.
+    `calls=False`: no functions are recorded (tracer.py --files-only), for a caller whose changed Python files all
+    have the same code, where which functions started cannot matter; the run then costs about a plain one.
     """
     if not (len(argv) >= 2 and argv[0] == "python" and (argv[1] == "-m" or not argv[1].startswith("-"))):
         return None
     with scratch_copy(source, work_root=ctx.settings.work_root, prefix="bench-trace-") as tree:
         (tree / TRACER_NAME).write_bytes(TRACER.read_bytes())
         result = ctx.run(
-            ["python", "-P", TRACER_NAME, TRACE_NAME, *argv[1:]],
+            ["python", "-P", TRACER_NAME, TRACE_NAME, *([] if calls else ["--files-only"]), *argv[1:]],
             tree=tree,
             env_dir=ctx.env_dir,
             limits=_limits(ctx),
@@ -609,8 +611,8 @@ def _same_as_measured(criterion: str, ctx: ScoringContext) -> CriticResult | Non
             if not all(_same_ast(tree / path, ctx.patched_dir / path) for path in paths if path.endswith(".py")):
                 continue
             trace = record.get("trace")
-            if trace is None:
-                trace = _traced_run(ctx, tree, argv)
+            if trace is None:  # every changed Python file has the same code (above): which functions ran is moot
+                trace = _traced_run(ctx, tree, argv, calls=False)
                 if trace is None:
                     continue
                 _write_json(target, {**record, "trace": trace})

@@ -1,8 +1,10 @@
 """Runs a Python benchmark once and records what of the tree it could depend on (copied into the base tree's copy).
 
-Usage, inside the sandbox, from the tree's root: `python -P tracer.py OUT script.py ARGS` or
-`python -P tracer.py OUT -m module ARGS` (-P: this file's folder is not put first on sys.path; the
-benchmark gets the sys.path[0] a plain `python script.py` or `python -m module` would give it).
+Usage, inside the sandbox, from the tree's root: `python -P tracer.py OUT [--files-only] script.py ARGS` or
+`python -P tracer.py OUT [--files-only] -m module ARGS` (-P: this file's folder is not put first on sys.path; the
+benchmark gets the sys.path[0] a plain `python script.py` or `python -m module` would give it). `--files-only`
+records no functions (no sys.settrace, so the run costs about what a plain one does): for a caller that compares
+only files whose code is the same.
 
 OUT gets a JSON object, written only when the benchmark completed:
 - "functions": per file (relative to the tree), the qualified names of the Python functions that started;
@@ -34,7 +36,8 @@ if TYPE_CHECKING:
 
 ROOT = os.getcwd()
 _OUT = sys.argv[1]
-_ARGS = sys.argv[2:]
+_CALLS = sys.argv[2:3] != ["--files-only"]
+_ARGS = sys.argv[2:] if _CALLS else sys.argv[3:]
 _functions: dict[str, set[str]] = {}
 _read: set[str] = set()
 _searched = set(sys.modules)
@@ -131,8 +134,9 @@ def main() -> None:
         target, module = _ARGS[0], False
         sys.argv = list(_ARGS)
         sys.path.insert(0, os.path.dirname(os.path.abspath(target)))
-    threading.settrace(_trace)
-    sys.settrace(_trace)
+    if _CALLS:
+        threading.settrace(_trace)
+        sys.settrace(_trace)
     sys.addaudithook(_audit)
     _state["running"] = True  # after this tracer is set: from here on, another one means an incomplete record
     code = 0
