@@ -537,6 +537,14 @@ def _whole_pipeline(rows: list[dict[str, Any]]) -> tuple[str, list[Goal]]:
         ["bench (the benchmark)", *_pair([r["bench_s"] for r in rows], [r["naive_bench_s"] for r in rows])],
         ["whole", *_pair(real, naive)],
     ]
+    first = [i for i, r in enumerate(rows) if "(rollout" not in r["patch"]]
+    if first and len(first) < len(rows):
+        per_stage.append(
+            [
+                "whole, first round only (no near-duplicates)",
+                *_pair([real[i] for i in first], [naive[i] for i in first]),
+            ]
+        )
     cases = [
         [
             r["task"],
@@ -564,7 +572,11 @@ def _whole_pipeline(rows: list[dict[str, Any]]) -> tuple[str, list[Goal]]:
             "The same patches, all four subscores. The naive whole pipeline is the naive one above plus a naive "
             f"benchmark: the task's benchmark command run {NAIVE_BENCH_RUNS} times on a copy of the base and "
             f"{NAIVE_BENCH_RUNS} times on the patched tree, serially, unsandboxed, as a user would write it. "
-            "Seconds per patch, median (IQR), and patches per second over all patches:",
+            "Seconds per patch, median (IQR), and patches per second over all patches. From the second round on, "
+            "each patch is an earlier one's Python change plus a text file of its own, a near-duplicate: the "
+            "critic gives it that patch's measurement when a traced run of that patch shows the difference "
+            'cannot matter (docs/performance.md, "The cheapest verdict that holds"). The last row leaves them '
+            "out:",
             table(["stage", "real", "naive", "real patches/s", "naive patches/s", "naive / real"], per_stage),
             "Every patch, with the performance verdict beside its times (*method*: how the critic reached it; "
             "*naive ratio*: the naive benchmark's median patched run over its median base run, which judges "
