@@ -901,3 +901,13 @@ def test_a_files_only_trace_records_the_same_files_without_the_functions(tmp_pat
     for key in ("modules", "read", "incomplete"):
         assert files[key] == full[key], key
     assert set(full["searched"]) <= set(files["searched"])
+
+
+def test_the_same_tree_again_gets_the_measurement_without_any_run(tmp_path):
+    first = evaluate_and_heal(sibling_ctx(tmp_path, "first", {"mylib.py": QUADRATIC}))
+    ctx = sibling_ctx(tmp_path, "again", {"mylib.py": QUADRATIC})
+    commands = counting(ctx)
+    again = evaluate_and_heal(ctx)
+    assert again.evidence["shortcut"] == "same_as_measured" and again.score == first.score
+    assert commands == []
+    assert "The two trees are the same." in again.rationale[0]

@@ -611,12 +611,12 @@ def _same_as_measured(criterion: str, ctx: ScoringContext) -> CriticResult | Non
             if not all(_same_ast(tree / path, ctx.patched_dir / path) for path in paths if path.endswith(".py")):
                 continue
             trace = record.get("trace")
-            if trace is None:  # every changed Python file has the same code (above): which functions ran is moot
+            if trace is None and paths:  # every changed Python file has the same code: which functions ran is moot
                 trace = _traced_run(ctx, tree, argv, calls=False)
                 if trace is None:
                     continue
                 _write_json(target, {**record, "trace": trace})
-            clear, why = coverage.untouched(trace, tree, ctx.patched_dir, paths)
+            clear, why = coverage.untouched(trace or {}, tree, ctx.patched_dir, paths)
         if not clear:
             continue
         age = time.time() - float(record["measured_at"])
@@ -631,11 +631,16 @@ def _same_as_measured(criterion: str, ctx: ScoringContext) -> CriticResult | Non
             if "base_cached" in measured
             else f"{measured['n_base']} interleaved pairs"
         )
+        differ = (
+            f"The {len(paths)} file(s) where the two trees differ hold the same Python code (comments and layout "
+            "aside) or are files a traced run of that patch's benchmark never read, listed or looked for as a "
+            "module, nor read as text"
+            if paths
+            else "The two trees are the same"
+        )
         step = (
             f"{STEP} Not run: a patch measured on this host {age / 60:.0f} minutes ago (changes {target.stem[:12]}) "
-            f"runs the same benchmark as this one. The {len(paths)} file(s) where the two differ parse to the same "
-            f"Python or are other files, and a traced run of that patch's benchmark shows that {why}. Its "
-            f"measurement stands for this patch: {how}."
+            f"runs the same benchmark as this one. {differ}. Its measurement stands for this patch: {how}."
         )
         return _judged(
             criterion, rationale=(step,), evidence=evidence, knots=perfstats.DEFAULT_KNOTS, other_flags=frozenset()
