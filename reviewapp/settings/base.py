@@ -320,7 +320,7 @@ REVIEWAPP = {
     "HEAL_BUDGET_S": env.float("REVIEWAPP_HEAL_BUDGET_S", default=60.0),
     "BENCH_MAX_RUNS": env.int("REVIEWAPP_BENCH_MAX_RUNS", default=30),
     "BENCH_BUDGET_S": env.float("REVIEWAPP_BENCH_BUDGET_S", default=60.0),
-    # Near the slowdown threshold, benchmark pairs stop once the score moves by at most this much (docs/performance.md).
+    # Benchmark pairs stop once every ratio in the interval scores at least 1 minus this (docs/performance.md).
     "BENCH_SCORE_TOLERANCE": env.float("REVIEWAPP_BENCH_SCORE_TOLERANCE", default=DEFAULT_BENCH_SCORE_TOLERANCE),
     # CPUs benchmark runs are pinned to, e.g. "3" or "2,3" (docs/performance.md, "Benchmarks beside tests").
     "BENCH_CPUS": tuple(env.list("REVIEWAPP_BENCH_CPUS", cast=int, default=[])),

@@ -21,8 +21,8 @@ DEFAULT_AUDIT_RATE = 0.02
 DEFAULT_HEAL_CONFIDENCE = 0.7
 #: The performance critic's (ratio, score) knots: linear between, clamped outside.
 DEFAULT_PERF_KNOTS: tuple[tuple[float, float], ...] = ((1.05, 1.0), (1.30, 0.4), (2.0, 0.0))
-#: Benchmark pairs stop near the slowdown threshold once the performance score moves by at most this much inside the
-#: interval (REVIEWAPP_BENCH_SCORE_TOLERANCE): 0.2 at the default weight of 0.2 is at most 0.04 of reward.
+#: Benchmark pairs stop once every ratio in the interval scores at least 1 minus this (REVIEWAPP_BENCH_SCORE_TOLERANCE):
+#: a small slowdown at most, not claimed; 0.2 at the default weight of 0.2 is at most 0.04 of reward.
 DEFAULT_BENCH_SCORE_TOLERANCE = 0.2
 
 #: The whole flag vocabulary (docs/scoring.md, "Flags"). A flag outside this set is a bug; what each one does is

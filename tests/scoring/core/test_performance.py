@@ -311,13 +311,21 @@ def test_interval_in_doubt_about_the_slowdown_is_flagged_for_review():
 
 
 def test_interval_pinned_near_the_threshold_is_settled_without_review():
-    # [0.98, 1.12] straddles 1.05, but every ratio in it scores between 0.83 and 1.0: within the tolerance of 0.2.
+    # [0.98, 1.12] reaches past 1.05, but every ratio in it scores between 0.83 and 1.0: within the tolerance of 0.2.
     result = critic.rescore(stored(0.98, 1.12, 1.04, 0.3, score_tolerance=0.2), DEFAULT_WEIGHTS)
     assert result.score == 1.0
     assert result.flags == frozenset()
     assert result.confidence >= 0.7
     assert result.evidence["score_pinned"] and not result.evidence["score_in_doubt"]
-    assert "moves by at most 0.2 inside it" in result.rationale[-1]
+    assert "every ratio in it scores at least 0.80" in result.rationale[-1]
+    # Past the threshold as a whole, but small: pinned too, and claimed by no flag.
+    small = critic.rescore(stored(1.07, 1.13, 1.10, 0.02, score_tolerance=0.2), DEFAULT_WEIGHTS)
+    assert small.flags == frozenset() and small.evidence["score_pinned"]
+    assert small.score == pytest.approx(1 - 0.6 * 0.05 / 0.25)
+    # A narrow interval further out is not: it waits for the rank test, in doubt until then.
+    assert critic.rescore(stored(1.14, 1.16, 1.15, 0.02, score_tolerance=0.2), DEFAULT_WEIGHTS).flags == {
+        "perf_inconclusive"
+    }
     # Without a tolerance (a cached base's runs carry none), the same interval is in doubt.
     assert critic.rescore(stored(0.98, 1.12, 1.04, 0.3), DEFAULT_WEIGHTS).flags == {"perf_inconclusive"}
     # Under stricter knots the same interval moves the score more than the tolerance: in doubt again.

@@ -980,9 +980,7 @@ def _judged(
     if opinion and opinion.get("contradicts"):
         flags.add("tamper")
     # How much the score could move inside the interval: a wide interval over a steep knot is doubt.
-    spread = perfstats.score_from_ratio(doubt_stats["ci_low"], knots) - perfstats.score_from_ratio(
-        doubt_stats["ci_high"], knots
-    )
+    spread = perfstats.score_spread(doubt_stats["ci_low"], doubt_stats["ci_high"], knots)
     confidence = 0.5 * (1 - spread) if in_doubt else 0.75 + 0.2 * (1 - spread)
     new_evidence = {
         **evidence,
@@ -1042,9 +1040,9 @@ def _verdict_step(evidence: Mapping[str, Any], score: float) -> str:
             f"The interval straddles the {band} slowdown threshold after {n} runs per side, "
             "so the score comes from the point estimate, with low confidence."
             if evidence["score_in_doubt"]
-            else f"The interval straddles the {band} slowdown threshold after {n} runs per side, but the score "
-            f"moves by at most {evidence.get('score_tolerance', 0.0):g} inside it: the score comes from the point "
-            "estimate."
+            else f"The interval reaches past the {band} slowdown threshold after {n} runs per side, but every ratio "
+            f"in it scores at least {1 - evidence.get('score_tolerance', 0.0):.2f} (a small slowdown at most, not "
+            "claimed): the score comes from the point estimate."
             if evidence.get("score_pinned")
             else f"Not slower by more than {band} (the whole interval is below {evidence['slower_at']:.2f}); "
             f"whether it is faster by {band} stays open after {n} runs per side."

@@ -66,15 +66,15 @@ def score_spread(ci_low: float, ci_high: float, knots: Sequence[Sequence[float]]
 
 
 def pinned(ci_low: float, ci_high: float, *, knots: Sequence[Sequence[float]], tolerance: float) -> bool:
-    """The interval straddles the slowdown threshold and the score moves by at most `tolerance` inside it.
+    """The interval reaches past the slowdown threshold, yet every ratio in it scores at least 1 - `tolerance`.
 
-    Near the threshold no rank test can settle a small slowdown quickly (a 10% slowdown against a 5% threshold
-    takes tens of pairs), yet the score is already known well: every ratio in the interval scores alike, to
-    within `tolerance`. More runs would only move the score inside that band, so the comparison may stop there.
-    An interval wholly above the threshold is never pinned: a slowdown that clear waits for the rank test that
-    claims it (and flags it).
+    A small slowdown near the threshold takes tens of pairs before a rank test settles it (a 10% slowdown against
+    a 5% threshold), yet its score is known long before: every ratio in the interval scores between 1 - `tolerance`
+    and 1.0, so more runs could only move the score inside that band, and the comparison may stop there. A larger
+    slowdown is never pinned: it runs until the rank test claims it (and flags it). `ci_low` does not matter: the
+    score only falls as the ratio grows, so the interval's upper end scores lowest.
     """
-    return ci_low <= slower_threshold(knots) < ci_high and score_spread(ci_low, ci_high, knots) <= tolerance
+    return slower_threshold(knots) < ci_high and score_from_ratio(ci_high, knots) >= 1.0 - tolerance
 
 
 @dataclass(frozen=True)
@@ -342,8 +342,8 @@ def sequential_compare(
                     "decided": ".",
                     "no_slowdown": f": no slowdown past {slower_at:g} is possible, more runs cannot move the score.",
                     "pinned": (
-                        f": the score moves by {score_spread(look.ci_low, look.ci_high, knots):.2f} at most inside the "
-                        f"interval (tolerance {score_tolerance:g}), more runs would only narrow that."
+                        f": every ratio in the interval scores at least {score_from_ratio(look.ci_high, knots):.2f} "
+                        f"(tolerance {score_tolerance:g}), more runs would only narrow that."
                     ),
                 }[settled],
             )
