@@ -337,8 +337,8 @@ REVIEWAPP = {
 }
 if not 0 <= REVIEWAPP["BENCH_SCORE_TOLERANCE"] <= 1:
     raise ImproperlyConfigured(
-        f"REVIEWAPP_BENCH_SCORE_TOLERANCE={REVIEWAPP['BENCH_SCORE_TOLERANCE']!r} is not valid: a score tolerance from 0 "
-        "(measure until decided) to 1"
+        f"REVIEWAPP_BENCH_SCORE_TOLERANCE={REVIEWAPP['BENCH_SCORE_TOLERANCE']!r} is not valid: a score tolerance "
+        "from 0 (measure until decided) to 1"
     )
 
 LOGGING = {

@@ -81,7 +81,7 @@ def test_the_benchmark_score_tolerance_reaches_the_pipeline(tmp_path):
         ("REVIEWAPP_THROTTLE_RATE", "lots", "REVIEWAPP_THROTTLE_RATE='lots' is not valid"),
         ("REVIEWAPP_ENV", "prod", "REVIEWAPP_ENV='prod' is not valid"),
         ("REVIEWAPP_BENCH_CPUS", "2,x", "REVIEWAPP_BENCH_CPUS='2,x' is not valid"),
-        ("REVIEWAPP_BENCH_SCORE_TOLERANCE", "1.5", "REVIEWAPP_BENCH_SCORE_TOLERANCE=1.5 is not valid: a score tolerance"),
+        ("REVIEWAPP_BENCH_SCORE_TOLERANCE", "1.5", "REVIEWAPP_BENCH_SCORE_TOLERANCE=1.5 is not valid: a score"),
         ("REVIEWAPP_BENCH_SCORE_TOLERANCE", "-0.1", "REVIEWAPP_BENCH_SCORE_TOLERANCE=-0.1 is not valid"),
     ],
 )
