@@ -880,6 +880,26 @@ def test_a_near_duplicate_of_a_patch_that_stood_on_the_cached_base_gets_that_mea
 
 
 @pytest.mark.parametrize(
+    "slower",
+    [
+        QUADRATIC,  # another body for the same function
+        LINEAR.replace("    return out\n", "    for _ in range(40):\n        sorted(items * 3)\n    return out\n"),
+    ],
+    ids=["quadratic-body", "extra-work-in-the-body"],
+)
+def test_a_sibling_with_other_code_in_a_function_is_measured_not_given_the_fast_measurement(tmp_path, slower):
+    # A files-only trace knows no functions, so only the same-code check keeps a slower body from passing as the
+    # fast patch measured before it.
+    fast = {"mylib.py": LINEAR.replace("seen", "known")}  # code the benchmark runs, as fast as the base
+    first = evaluate_and_heal(sibling_ctx(tmp_path, "first", fast))
+    assert_honest(first)
+    assert list((tmp_path / "task-cache").glob("bench-measured-*/*.json"))
+    result = evaluate_and_heal(sibling_ctx(tmp_path, "second", {"mylib.py": slower, "NOTES.txt": "x\n"}))
+    assert result.evidence.get("shortcut") != "same_as_measured", result.rationale
+    assert_regression(result, tamper=False)
+
+
+@pytest.mark.parametrize(
     ("measured", "sibling"),
     [
         # The measured patch reads a data file; its sibling, the same code, makes that file huge.

@@ -602,13 +602,20 @@ def _same_as_measured(criterion: str, ctx: ScoringContext) -> CriticResult | Non
     """
     argv = ctx.spec.argv(ctx.spec.benchmark_command)
     scripts = set(_script_paths(argv, ctx.base_dir))
+    ours = set(_differences(ctx.base_dir, ctx.patched_dir)) - scripts
     for target, record in _measured_records(ctx):
+        if not _same_python(ctx, record["changes"], ours | set(record["changes"]) - scripts):
+            continue  # looked at without copying anything: most measured patches of a task differ in code
         with scratch_copy(ctx.base_dir, work_root=ctx.settings.work_root, prefix="bench-sibling-") as tree:
             if not _rebuild(tree, record["changes"]):
                 continue
             _restore_benchmark_files(argv, ctx.base_dir, tree)  # as it was measured: with the base's scripts
             paths = [path for path in _differences(tree, ctx.patched_dir) if path not in scripts]
-            if not all(_same_ast(tree / path, ctx.patched_dir / path) for path in paths if path.endswith(".py")):
+            if not all(
+                _same_code(_source(tree / path), _source(ctx.patched_dir / path))
+                for path in paths
+                if path.endswith(".py")
+            ):
                 continue
             trace = record.get("trace")
             if trace is None and paths:  # every changed Python file has the same code: which functions ran is moot
@@ -687,18 +694,34 @@ def _rebuild(tree: Path, changes: Mapping[str, str | None]) -> bool:
     return True
 
 
-def _same_ast(one: Path, other: Path) -> bool:
-    """Both are regular Python files that parse to the same tree (comments and layout aside), docstrings included."""
-    dumps = []
-    for path in (one, other):
-        data = None if path.is_symlink() else read_regular_file(path, coverage.MAX_SOURCE_BYTES)
-        if data is None:
+def _same_python(ctx: ScoringContext, changes: Mapping[str, str | None], paths: set[str]) -> bool:
+    """Every Python file among `paths` holds the same code in a measured patch's tree (the base and its kept
+    `changes`) as in this patch's tree: the cheap look that comes before rebuilding that tree."""
+    for path in sorted(p for p in paths if p.endswith(".py")):
+        if path in changes:
+            kept = changes[path]
+            theirs = None if kept is None else base64.b64decode(kept)
+        else:
+            theirs = _source(ctx.base_dir / path)
+        mine = _source(ctx.patched_dir / path)
+        if theirs != mine and not _same_code(theirs, mine):
             return False
-        try:
-            dumps.append(ast.dump(ast.parse(data)))
-        except (SyntaxError, ValueError):
-            return False
-    return dumps[0] == dumps[1]
+    return True
+
+
+def _source(path: Path) -> bytes | None:
+    """A regular file's bytes (links not followed), or None: missing, a link, or too large to parse."""
+    return None if path.is_symlink() else read_regular_file(path, coverage.MAX_SOURCE_BYTES)
+
+
+def _same_code(one: bytes | None, other: bytes | None) -> bool:
+    """Both are Python sources that parse to the same tree (comments and layout aside), docstrings included."""
+    if one is None or other is None:
+        return False
+    try:
+        return ast.dump(ast.parse(one)) == ast.dump(ast.parse(other))
+    except (SyntaxError, ValueError):
+        return False
 
 
 def _differences(base: Path, patched: Path) -> list[str]:
